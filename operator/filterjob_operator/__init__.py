@@ -1,0 +1,1 @@
+"""FilterJob control plane: the FilterJob API model, source planning, runners and CLI."""

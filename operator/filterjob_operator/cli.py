@@ -1,0 +1,167 @@
+"""The ``filterjob`` command line.
+
+Exit codes: 0 all images done, 1 some images failed (or the run was interrupted),
+2 the job or the command line is invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Task as ProgressTask
+from rich.text import Text
+
+from filterjob_operator import samples
+from filterjob_operator.local import Listener, LocalOptions, run_local
+from filterjob_operator.spec import JobSpecError, load_job
+from filterjob_worker import __version__, catalog
+from filterjob_worker.processing import Outcome
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+class _Bar(Listener):
+    """Images done / total, rate, ETA."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bar = progress.add_task("filtering", total=None)
+        self.failed = 0
+
+    def started(self, total: int) -> None:
+        self.progress.update(self.bar, total=total)
+
+    def advanced(self, outcome: Outcome | None) -> None:
+        if outcome is not None and not outcome.ok:
+            self.failed += 1
+            self.progress.update(self.bar, description=f"filtering ([red]{self.failed} failed[/])")
+        self.progress.advance(self.bar)
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: ProgressTask) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("    - img/s" if speed is None else f"{speed:5.1f} img/s", style="progress.data.speed")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="filterjob")
+def main() -> None:
+    """FilterJob: batch image filtering, on a laptop or on Kubernetes."""
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Worker processes [default: CPUs].")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a run).")
+@click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+def run(job_file: Path, workers: int | None, skip_existing: bool, no_progress: bool) -> None:
+    """Run the FilterJob in JOB_FILE on this machine."""
+    console = Console(stderr=True)
+    try:
+        job = load_job(job_file, local=True)
+    except JobSpecError as e:
+        _invalid(console, e)
+    options = LocalOptions(workers=workers or os.cpu_count() or 1, skip_existing=skip_existing)
+    try:
+        progress = _progress(console) if not no_progress else None
+        if progress is None:
+            summary = run_local(job, options=options)
+        else:
+            with progress:
+                summary = run_local(job, options=options, listener=_Bar(progress))
+    except JobSpecError as e:
+        _invalid(console, e)
+    summary.render(Console())
+    if not summary.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--local", is_flag=True, help="Accept plain paths, as `filterjob run` does.")
+def validate(job_file: Path, local: bool) -> None:
+    """Check a FilterJob file and print what is wrong with it, if anything."""
+    console = Console(stderr=True)
+    try:
+        job = load_job(job_file, local=local)
+    except JobSpecError as e:
+        _invalid(console, e)
+    click.echo(f"{job_file}: valid FilterJob {job.key} with {len(job.spec.filters)} filter steps")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON Schema of a filters list instead.")
+def filters(as_json: bool) -> None:
+    """List the filter catalog with parameters."""
+    if as_json:
+        click.echo(json.dumps(catalog.json_schema(), indent=2))
+        return
+    console = Console()
+    for fdef in catalog.CATALOG.values():
+        console.print(f"[bold]{fdef.name}[/]  {fdef.description}", highlight=False)
+        for param in fdef.params:
+            console.print(f"    {param.name}: {param.summary()} — {param.description}", highlight=False)
+        if fdef.check is not None and (problem := fdef.check({})):
+            console.print(f"    ({problem})", highlight=False)
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 640x480, got {value!r}") from None
+    if w < 1 or h < 1:
+        raise click.BadParameter(f"width and height must be positive, got {value!r}")
+    return w, h
+
+
+@main.command("samples")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", "-n", type=click.IntRange(min=0), default=24, show_default=True)
+@click.option("--size", callback=_size, default="640x480", show_default=True, help="WIDTHxHEIGHT.")
+@click.option("--broken", type=click.IntRange(min=0), default=0, show_default=True, help="Also write N bad files.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def samples_command(directory: Path, count: int, size: tuple[int, int], broken: int, seed: int) -> None:
+    """Write synthetic sample images into DIRECTORY."""
+    made = samples.make_samples(directory, count=count, size=size, broken=broken, seed=seed)
+    click.echo(f"wrote {len(made.good)} images and {len(made.broken)} broken files to {directory}")
+
+
+def _invalid(console: Console, error: JobSpecError) -> Any:
+    console.print("[red]invalid FilterJob:[/]", highlight=False)
+    for problem in error.problems:
+        console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_INVALID)

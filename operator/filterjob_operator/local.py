@@ -1,0 +1,144 @@
+"""The local runner: a FilterJob on this machine with a process pool, no cluster.
+
+The main process plans tasks and keeps a bounded number in flight (so a million
+inputs never sit in the pool's queue at once); worker processes run exactly the
+per-task function the broker workers run. A worker process that dies fails only
+the tasks it held, and the pool is replaced.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from filterjob_operator import sources
+from filterjob_operator.spec import FilterJob
+from filterjob_operator.summary import Failure, RunSummary
+from filterjob_worker import processing, storage
+from filterjob_worker.codec import DEFAULT_LIMITS, Limits
+from filterjob_worker.contract import Task
+
+#: Tasks submitted per worker process ahead of completion: enough to keep every
+#: process busy, few enough that memory stays flat for any job size.
+IN_FLIGHT_PER_WORKER = 2
+#: A task in flight during this many worker-process deaths is failed, not retried.
+MAX_DEATHS = 1
+
+
+class Listener:
+    """Receives progress; the CLI draws a bar, tests record."""
+
+    def started(self, total: int) -> None:
+        """Called once with the number of selected inputs."""
+
+    def advanced(self, outcome: processing.Outcome | None) -> None:
+        """Called once per task; ``None`` means skipped."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalOptions:
+    workers: int = os.cpu_count() or 1
+    skip_existing: bool = False
+    limits: Limits = DEFAULT_LIMITS
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # forkserver: no fork of a multi-threaded parent (the progress bar runs a thread).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["filterjob_worker.processing"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def run_local(
+    job: FilterJob, *, options: LocalOptions = LocalOptions(), listener: Listener | None = None
+) -> RunSummary:
+    """Process every input of ``job``; returns the summary (never raises for bad images)."""
+    listener = listener or Listener()
+    start = time.perf_counter()
+    keys = sources.list_inputs(job)
+    summary = RunSummary(total=len(keys))
+    listener.started(summary.total)
+    source_root = job.spec.source.uri
+
+    def record(outcome: processing.Outcome | None, task: Task) -> None:
+        if outcome is None:
+            summary.skipped += 1
+        elif outcome.ok:
+            summary.succeeded += 1
+        else:
+            key = task.input.removeprefix(source_root)
+            summary.failures.append(Failure(input=key, reason=outcome.reason or "unknown"))
+        listener.advanced(outcome)
+
+    tasks = _to_run(sources.plan(job, keys), options.skip_existing, record)
+    try:
+        _drive(tasks, options, record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _to_run(
+    tasks: Iterator[Task], skip_existing: bool, record: Callable[[processing.Outcome | None, Task], None]
+) -> Iterator[Task]:
+    for task in tasks:
+        if skip_existing and storage.exists(task.output):
+            record(None, task)
+        else:
+            yield task
+
+
+def _drive(
+    tasks: Iterator[Task], options: LocalOptions, record: Callable[[processing.Outcome | None, Task], None]
+) -> None:
+    limit = options.workers * IN_FLIGHT_PER_WORKER
+    pool = _pool(options.workers)
+    in_flight: dict[Future[processing.Outcome], Task] = {}
+    # Tasks that were in flight when a worker process died: we cannot tell which one
+    # killed it, so each gets one more try in a fresh pool before it counts as failed.
+    again: deque[Task] = deque()
+    died_with: Counter[str] = Counter()
+    try:
+        while True:
+            while len(in_flight) < limit:
+                task = again.popleft() if again else next(tasks, None)
+                if task is None:
+                    break
+                in_flight[pool.submit(processing.process, task, limits=options.limits)] = task
+            if not in_flight:
+                return
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                for task in in_flight.values():
+                    died_with[task.task] += 1
+                    if died_with[task.task] > MAX_DEATHS:
+                        record(_died(task), task)
+                    else:
+                        again.append(task)
+                in_flight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(options.workers)
+                continue
+            for future in done:
+                record(future.result(), in_flight.pop(future))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _died(task: Task) -> processing.Outcome:
+    return processing.Outcome(
+        task=task.task,
+        input=task.input,
+        output=task.output,
+        ok=False,
+        seconds=0.0,
+        reason="WorkerDied: a worker process died while processing this image (out of memory?)",
+        permanent=False,
+    )

@@ -1,0 +1,225 @@
+"""The FilterJob API (``filterjob.dev/v1alpha1``) as typed models.
+
+The same YAML that ``kubectl apply`` takes is parsed here. Every problem comes
+back at once as a :class:`JobSpecError` whose lines name the field, e.g.
+``spec.filters[2] (blur): radius must be between 0 and 100, got -1``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from filterjob_worker.codec import FormatName, OutputFormat
+from filterjob_worker.errors import SpecError
+from filterjob_worker.pipeline import Pipeline
+
+GROUP = "filterjob.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "FilterJob"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_URI_SCHEMES = ("file://", "s3://")
+
+
+class JobSpecError(SpecError):
+    """A FilterJob document is invalid; ``problems`` name each field at fault."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def _check_uri(value: str) -> str:
+    if not value.startswith(_URI_SCHEMES):
+        raise ValueError(f"must be a file:///absolute/path/ or s3://bucket/prefix/ URI, got {value!r}")
+    if value.startswith("s3://"):
+        raise ValueError(f"s3:// URIs are not supported yet, got {value!r}")
+    if not value.startswith("file:///"):
+        raise ValueError(f"file URIs need an absolute path (file:///...), got {value!r}")
+    return value
+
+
+class Source(_Model):
+    uri: str
+    include: list[str] = Field(default_factory=list)
+
+    _uri = field_validator("uri")(_check_uri)
+
+
+class Destination(_Model):
+    uri: str
+    format: FormatName = "jpeg"
+    quality: int = Field(default=90, ge=1, le=100)
+
+    _uri = field_validator("uri")(_check_uri)
+
+    @property
+    def output_format(self) -> OutputFormat:
+        return OutputFormat(format=self.format, quality=self.quality)
+
+
+class Workers(_Model):
+    image: str | None = None
+    concurrency: int = Field(default=2, ge=1, le=64)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Autoscaling(_Model):
+    mode: Literal["queue", "hpa", "none"] = "queue"
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    messages_per_replica: int = Field(default=20, ge=1)
+    scale_down_delay_seconds: int = Field(default=30, ge=0)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
+        return self
+
+
+class Retry(_Model):
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
+    max_backoff_seconds: float = Field(default=300.0, gt=0, le=86400)
+
+
+class SecretRef(_Model):
+    name: str
+
+
+class BrokerRef(_Model):
+    secret_ref: SecretRef
+
+
+class FilterJobSpec(_Model):
+    source: Source
+    destination: Destination
+    filters: list[dict[str, Any]] = Field(min_length=1)
+    workers: Workers = Field(default_factory=Workers)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    retry: Retry = Field(default_factory=Retry)
+    broker: BrokerRef | None = None
+    suspend: bool = False
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline.parse(self.filters)
+
+
+class Metadata(BaseModel):
+    # Kubernetes adds many fields (labels, managedFields, …); only these matter here.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+            raise ValueError(f"must be a lowercase DNS name (a-z, 0-9, '-', '.'), got {value!r}")
+        return value
+
+
+class FilterJob(_Model):
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["filterjob.dev/v1alpha1"]
+    kind: Literal["FilterJob"]
+    metadata: Metadata
+    spec: FilterJobSpec
+
+    @property
+    def key(self) -> str:
+        """``<namespace>/<name>``, the job's identity in tasks and logs."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "document"
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    where = _where(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "missing":
+        return f"{where}: is required"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{where}: {message}"
+    return f"{where}: {message}, got {error['input']!r}"
+
+
+def _is_filter_item(loc: tuple[int | str, ...]) -> bool:
+    return len(loc) > 2 and loc[:2] == ("spec", "filters")
+
+
+def parse_job(document: Any) -> FilterJob:
+    """Validate a FilterJob document (a mapping from YAML or the API)."""
+    if not isinstance(document, Mapping):
+        raise JobSpecError(f"a FilterJob must be a mapping, got {type(document).__name__}")
+    problems: list[str] = []
+    job: FilterJob | None = None
+    try:
+        job = FilterJob.model_validate(document)
+    except ValidationError as e:
+        # Items of spec.filters are checked by the pipeline below, with better messages.
+        problems.extend(_problem(err) for err in e.errors() if not _is_filter_item(tuple(err["loc"])))
+    spec = document.get("spec")
+    filters = spec.get("filters") if isinstance(spec, Mapping) else None
+    if isinstance(filters, list) and filters:
+        try:
+            Pipeline.parse(filters)
+        except SpecError as e:
+            problems.extend(f"spec.{p}" for p in e.problems)
+    if problems or job is None:
+        raise JobSpecError(problems)
+    return job
+
+
+def _localize(spec: Any, base: Path) -> None:
+    """Let a local job name plain paths, relative to the job file, instead of file URIs."""
+    if not isinstance(spec, dict):
+        return
+    for section in ("source", "destination"):
+        part = spec.get(section)
+        if not isinstance(part, dict):
+            continue
+        uri = part.get("uri")
+        if isinstance(uri, str) and uri and "://" not in uri:
+            part["uri"] = (base / uri).resolve().as_uri() + "/"
+
+
+def load_job(path: Path, *, local: bool = False) -> FilterJob:
+    """Read and validate a FilterJob YAML file; problems are prefixed by the file name."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as e:
+        raise JobSpecError(f"{path}: cannot read: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise JobSpecError(f"{path}: not valid YAML: {e}") from e
+    if len(documents) != 1:
+        raise JobSpecError(f"{path}: expected exactly one FilterJob document, found {len(documents)}")
+    document = documents[0]
+    if local and isinstance(document, dict):
+        _localize(document.get("spec"), path.parent.resolve())
+    try:
+        return parse_job(document)
+    except JobSpecError as e:
+        raise JobSpecError([f"{path}: {p}" for p in e.problems]) from e

@@ -1,0 +1,64 @@
+"""The end-of-run summary: counts, failures with reasons, wall time, throughput."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+#: Failures listed one by one in the summary; the rest are counted.
+SHOWN_FAILURES = 20
+
+
+@dataclass(frozen=True)
+class Failure:
+    input: str
+    reason: str
+
+
+@dataclass
+class RunSummary:
+    """Tallies of a run; ``succeeded + failed + skipped == total`` once it is complete."""
+
+    total: int = 0
+    succeeded: int = 0
+    skipped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.skipped
+
+    @property
+    def rate(self) -> float:
+        """Images processed per second of wall time (skipped ones excluded)."""
+        processed = self.succeeded + self.failed
+        return processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted and self.done == self.total
+
+    def render(self, console: Console) -> None:
+        table = Table(title="FilterJob summary", show_header=False, title_justify="left")
+        table.add_row("total", str(self.total))
+        table.add_row("succeeded", f"[green]{self.succeeded}[/]")
+        if self.skipped:
+            table.add_row("skipped (output exists)", str(self.skipped))
+        table.add_row("failed", f"[red]{self.failed}[/]" if self.failed else "0")
+        if self.interrupted:
+            table.add_row("interrupted", f"{self.total - self.done} not processed; rerun with --skip-existing")
+        table.add_row("wall time", f"{self.seconds:.2f} s")
+        table.add_row("throughput", f"{self.rate:.1f} images/s")
+        console.print(table)
+        for failure in sorted(self.failures, key=lambda f: f.input)[:SHOWN_FAILURES]:
+            console.print(f"[red]failed[/] {failure.input}: {failure.reason}", soft_wrap=True)
+        if self.failed > SHOWN_FAILURES:
+            console.print(f"… and {self.failed - SHOWN_FAILURES} more failures")

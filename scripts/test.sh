@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the test dependencies into .venv, then run every check and the whole test suite.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not slow"` for the quick subset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/lint-imports
+exec .venv/bin/pytest "$@"

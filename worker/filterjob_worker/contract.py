@@ -1,0 +1,88 @@
+"""The task contract: versioned JSON between whoever enqueues and the workers.
+
+Never pickle: a task is data that any language can write and read. Decoding is
+strict and turns every malformed body into :class:`MalformedTask` with a reason,
+so a bad message is parked instead of crashing a worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from filterjob_worker.codec import OutputFormat
+from filterjob_worker.errors import MalformedTask, SpecError
+
+VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """One image to process."""
+
+    job: str  # "<namespace>/<name>"
+    job_uid: str
+    task: str  # deterministic id, also the message id
+    input: str
+    output: str
+    filters: tuple[Mapping[str, Any], ...]
+    format: OutputFormat = field(default_factory=OutputFormat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "job": self.job,
+            "jobUid": self.job_uid,
+            "task": self.task,
+            "input": self.input,
+            "output": self.output,
+            "filters": [dict(f) for f in self.filters],
+            "format": {"format": self.format.format, "quality": self.format.quality},
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> Task:
+        """Decode a message body; raises :class:`MalformedTask` naming what is wrong."""
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise MalformedTask(f"body is not JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise MalformedTask(f"body must be a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Task:
+        if data.get("v") != VERSION:
+            raise MalformedTask(f"unsupported task version {data.get('v')!r}, expected {VERSION}")
+        strings = {}
+        for key in ("job", "jobUid", "task", "input", "output"):
+            value = data.get(key)
+            if not isinstance(value, str) or not value:
+                raise MalformedTask(f"field {key!r} must be a non-empty string, got {value!r}")
+            strings[key] = value
+        filters = data.get("filters")
+        if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
+            raise MalformedTask(f"field 'filters' must be a list of objects, got {filters!r}")
+        fmt = data.get("format", {})
+        if not isinstance(fmt, dict):
+            raise MalformedTask(f"field 'format' must be an object, got {fmt!r}")
+        try:
+            output = OutputFormat(**fmt)
+        except (TypeError, SpecError) as e:
+            raise MalformedTask(f"field 'format': {e}") from e
+        return cls(
+            job=strings["job"],
+            job_uid=strings["jobUid"],
+            task=strings["task"],
+            input=strings["input"],
+            output=strings["output"],
+            filters=tuple(filters),
+            format=output,
+        )

@@ -1,0 +1,58 @@
+"""One hierarchy of errors, rooted at :class:`FilterJobError`.
+
+Errors are control flow: a task's outcome (done, retry later, park for good) is
+decided by the class of the error it raised, never by parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class FilterJobError(Exception):
+    """Root of every error raised on purpose by FilterJob."""
+
+
+class SpecError(FilterJobError, ValueError):
+    """A user-supplied specification (filters, output format, job) is invalid.
+
+    ``problems`` holds one actionable message per problem found, so a user can fix
+    them all in one go instead of one per attempt.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class TaskError(FilterJobError):
+    """Processing one task failed; the task, not the worker, is affected."""
+
+    #: Whether retrying the same task can ever succeed.
+    permanent: bool = True
+
+
+class PermanentTaskError(TaskError):
+    """Retrying cannot help: the input or the task itself is bad."""
+
+    permanent = True
+
+
+class TransientTaskError(TaskError):
+    """The task may succeed later: storage hiccups, full disks, timeouts."""
+
+    permanent = False
+
+
+class InvalidImage(PermanentTaskError):
+    """The input is not a decodable image: corrupt, truncated, empty or not an image."""
+
+
+class ImageTooLarge(PermanentTaskError):
+    """The input exceeds the configured size limits (decompression bombs included)."""
+
+
+class InputNotFound(PermanentTaskError):
+    """The input object does not exist (any more)."""
+
+
+class MalformedTask(PermanentTaskError):
+    """A task message does not follow the task contract."""

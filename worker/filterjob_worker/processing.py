@@ -1,0 +1,71 @@
+"""Processing one task: read → decode → filter pipeline → encode → atomic write.
+
+This is the unit of work shared by every way of running FilterJob: the local
+process pool and the broker-fed worker service call the same function.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from filterjob_worker import codec, storage
+from filterjob_worker.contract import Task
+from filterjob_worker.errors import PermanentTaskError, SpecError, TaskError
+from filterjob_worker.pipeline import Pipeline
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What became of one task."""
+
+    task: str
+    input: str
+    output: str
+    ok: bool
+    seconds: float
+    reason: str | None = None
+    permanent: bool = True
+    bytes_written: int = 0
+
+
+def execute(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> int:
+    """Process a task; returns the bytes written or raises :class:`TaskError`."""
+    try:
+        pipeline = Pipeline.parse(task.filters)
+    except SpecError as e:
+        raise PermanentTaskError(str(e)) from e
+    data = storage.read_bytes(task.input, max_bytes=limits.max_bytes)
+    decoded = codec.decode(data, limits=limits)
+    image = pipeline.apply(decoded.image)
+    try:
+        encoded = codec.encode(decoded, image, task.format)
+    except (OSError, ValueError) as e:
+        raise PermanentTaskError(f"cannot encode output: {e}") from e
+    storage.write_atomic(task.output, encoded)
+    return len(encoded)
+
+
+def process(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> Outcome:
+    """Process a task and report its outcome; task failures never raise."""
+    start = time.perf_counter()
+    try:
+        written = execute(task, limits=limits)
+    except TaskError as e:
+        return Outcome(
+            task=task.task,
+            input=task.input,
+            output=task.output,
+            ok=False,
+            seconds=time.perf_counter() - start,
+            reason=f"{type(e).__name__}: {e}",
+            permanent=e.permanent,
+        )
+    return Outcome(
+        task=task.task,
+        input=task.input,
+        output=task.output,
+        ok=True,
+        seconds=time.perf_counter() - start,
+        bytes_written=written,
+    )

@@ -1,0 +1,121 @@
+"""Reading, writing and listing objects by URI.
+
+Only ``file://`` URIs are served today; the URI scheme picks the backend so
+``s3://`` can be added without touching callers. Writes are atomic: a temporary
+file in the same directory, then a rename, so a crash never leaves a partial
+output and a redelivered task simply replaces the same bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from filterjob_worker.errors import InputNotFound, PermanentTaskError, SpecError, TransientTaskError
+
+TEMP_SUFFIX = ".filterjob-tmp"
+SCHEMES = ("file",)
+# Errors that no retry can fix; everything else from the OS is worth another try.
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EROFS}
+
+
+def to_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI; raises :class:`SpecError` for anything else."""
+    parts = urlsplit(uri)
+    if parts.scheme not in SCHEMES:
+        raise SpecError(f"unsupported URI {uri!r}: only file:// URIs are supported")
+    if parts.netloc not in ("", "localhost"):
+        raise SpecError(f"unsupported URI {uri!r}: file URIs must not name a host")
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise SpecError(f"unsupported URI {uri!r}: file URIs need an absolute path (file:///...)")
+    return Path(path)
+
+
+def to_uri(path: Path) -> str:
+    """``file://`` URI of a local path."""
+    return path.absolute().as_uri()
+
+
+def _task_error(e: OSError, doing: str, uri: str) -> Exception:
+    reason = f"{doing} {uri}: {e.strerror or e}"
+    if isinstance(e, FileNotFoundError):
+        return InputNotFound(reason)
+    if e.errno in _PERMANENT_ERRNOS:
+        return PermanentTaskError(reason)
+    return TransientTaskError(reason)
+
+
+def read_bytes(uri: str, *, max_bytes: int | None = None) -> bytes:
+    """Read a whole object; refuses objects above ``max_bytes`` before reading them."""
+    path = to_path(uri)
+    try:
+        with path.open("rb") as f:
+            if max_bytes is not None:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_bytes:
+                    raise PermanentTaskError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
+            return f.read()
+    except OSError as e:
+        raise _task_error(e, "cannot read", uri) from e
+
+
+def write_atomic(uri: str, data: bytes) -> None:
+    """Write an object so that readers see either nothing or all of it."""
+    path = to_path(uri)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as f:
+            f.write(data)
+            # Flush to disk before the rename: an acknowledged task must survive a node crash.
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _task_error(e, "cannot write", uri) from e
+
+
+def exists(uri: str) -> bool:
+    return to_path(uri).is_file()
+
+
+def list_keys(prefix_uri: str, *, exclude: str | None = None) -> Iterator[str]:
+    """Relative keys (POSIX paths) of every object below a prefix, in sorted order.
+
+    Hidden files and our own temporary files are skipped; so is the ``exclude``
+    prefix (a destination nested inside the source must not feed itself).
+    """
+    root = to_path(prefix_uri)
+    if not root.is_dir():
+        raise SpecError(f"source {prefix_uri!r} is not an existing directory")
+    skip = to_path(exclude).resolve() if exclude else None
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
+        )
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith(TEMP_SUFFIX):
+                continue
+            yield PurePosixPath(*(here / name).relative_to(root).parts).as_posix()
+
+
+def join(prefix_uri: str, key: str, *, resolve: bool = False) -> str:
+    """The URI of ``key`` below a prefix; a key can never escape the prefix.
+
+    ``resolve`` also follows symlinks already on disk, for paths that will be written.
+    """
+    pure = PurePosixPath(key)
+    if not key or pure.is_absolute() or "\\" in key or any(part in ("..", ".", "") for part in key.split("/")):
+        raise SpecError(f"object key {key!r} would escape {prefix_uri!r}")
+    root = to_path(prefix_uri)
+    target = root.joinpath(*pure.parts)
+    # A symlink inside the prefix could still point elsewhere; resolve and compare.
+    if resolve and not target.resolve().is_relative_to(root.resolve()):
+        raise SpecError(f"object key {key!r} resolves outside {prefix_uri!r}")
+    return to_uri(target)
