@@ -78,9 +78,13 @@ def run_local(
 
     tasks = _to_run(sources.plan(job, keys), options.skip_existing, record)
     try:
-        _drive(tasks, options, record)
+        restarts = _drive(tasks, options, record)
     except KeyboardInterrupt:
         summary.interrupted = True
+    else:
+        if restarts:
+            # A killed process can leave a hidden temporary file behind (never a partial output).
+            storage.remove_temp_files(job.spec.destination.uri)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -97,7 +101,8 @@ def _to_run(
 
 def _drive(
     tasks: Iterator[Task], options: LocalOptions, record: Callable[[processing.Outcome | None, Task], None]
-) -> None:
+) -> int:
+    """Run every task; returns how often the pool had to be replaced."""
     limit = options.workers * IN_FLIGHT_PER_WORKER
     pool = _pool(options.workers)
     in_flight: dict[Future[processing.Outcome], Task] = {}
@@ -105,29 +110,43 @@ def _drive(
     # killed it, so each gets one more try in a fresh pool before it counts as failed.
     again: deque[Task] = deque()
     died_with: Counter[str] = Counter()
+    restarts = 0
     try:
         while True:
-            while len(in_flight) < limit:
-                task = again.popleft() if again else next(tasks, None)
-                if task is None:
-                    break
-                in_flight[pool.submit(processing.process, task, limits=options.limits)] = task
-            if not in_flight:
-                return
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                for task in in_flight.values():
-                    died_with[task.task] += 1
-                    if died_with[task.task] > MAX_DEATHS:
-                        record(_died(task), task)
+            try:
+                while len(in_flight) < limit:
+                    task = again.popleft() if again else next(tasks, None)
+                    if task is None:
+                        break
+                    try:
+                        in_flight[pool.submit(processing.process, task, limits=options.limits)] = task
+                    except BrokenProcessPool:
+                        again.appendleft(task)
+                        raise
+                if not in_flight:
+                    return restarts
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken = True
                     else:
-                        again.append(task)
-                in_flight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _pool(options.workers)
-                continue
-            for future in done:
-                record(future.result(), in_flight.pop(future))
+                        record(future.result(), in_flight.pop(future))
+                if not broken:
+                    continue
+            except BrokenProcessPool:
+                pass
+            # A worker process died: the pool is unusable and its in-flight tasks are lost.
+            for task in in_flight.values():
+                died_with[task.task] += 1
+                if died_with[task.task] > MAX_DEATHS:
+                    record(_died(task), task)
+                else:
+                    again.append(task)
+            in_flight.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = _pool(options.workers)
+            restarts += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

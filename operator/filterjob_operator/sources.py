@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from filterjob_operator.spec import FilterJob, JobSpecError
 from filterjob_worker import storage
 from filterjob_worker.contract import Task
+from filterjob_worker.errors import SpecError
 
 #: Inputs listed when a job gives no ``include`` globs.
 DEFAULT_INCLUDE = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.gif", "*.bmp", "*.tif", "*.tiff")
@@ -31,9 +32,11 @@ def matches(key: str, include: Sequence[str]) -> bool:
 def list_inputs(job: FilterJob) -> list[str]:
     """Every selected input key, sorted; refuses jobs whose outputs would collide."""
     spec = job.spec
-    keys = [
-        k for k in storage.list_keys(spec.source.uri, exclude=spec.destination.uri) if matches(k, spec.source.include)
-    ]
+    try:
+        listed = storage.list_keys(spec.source.uri, exclude=spec.destination.uri)
+        keys = [k for k in listed if matches(k, spec.source.include)]
+    except SpecError as e:
+        raise JobSpecError(f"spec.source.uri: {e}") from e
     _refuse_collisions(keys, job)
     return keys
 
@@ -68,14 +71,21 @@ def task_id(job: FilterJob, key: str) -> str:
 def make_task(job: FilterJob, key: str) -> Task:
     spec = job.spec
     fmt = spec.destination.output_format
+    try:
+        input_uri = storage.join(spec.source.uri, key)
+    except SpecError as e:
+        raise JobSpecError(f"spec.source.uri: {e}") from e
+    out = output_key(key, fmt.extension(PurePosixPath(key).suffix))
+    try:
+        output_uri = storage.join(spec.destination.uri, out, resolve=True)
+    except SpecError as e:
+        raise JobSpecError(f"spec.destination.uri: {e}") from e
     return Task(
         job=job.key,
         job_uid=job.metadata.uid or "local",
         task=task_id(job, key),
-        input=storage.join(spec.source.uri, key),
-        output=storage.join(
-            spec.destination.uri, output_key(key, fmt.extension(PurePosixPath(key).suffix)), resolve=True
-        ),
+        input=input_uri,
+        output=output_uri,
         filters=tuple(spec.filters),
         format=fmt,
     )

@@ -80,6 +80,16 @@ def write_atomic(uri: str, data: bytes) -> None:
         raise _task_error(e, "cannot write", uri) from e
 
 
+def remove_temp_files(prefix_uri: str) -> int:
+    """Delete temporary files that killed writers left below a prefix; returns how many."""
+    root = to_path(prefix_uri)
+    removed = 0
+    for path in root.rglob(f".*{TEMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def exists(uri: str) -> bool:
     return to_path(uri).is_file()
 

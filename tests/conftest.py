@@ -1,0 +1,45 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+JOB: dict[str, Any] = {
+    "apiVersion": "filterjob.dev/v1alpha1",
+    "kind": "FilterJob",
+    "metadata": {"name": "thumbs", "namespace": "photos"},
+    "spec": {
+        "source": {"uri": "file:///data/in/"},
+        "destination": {"uri": "file:///data/out/", "format": "jpeg", "quality": 85},
+        "filters": [{"name": "grayscale"}, {"name": "blur", "radius": 2}],
+    },
+}
+
+
+@pytest.fixture
+def job_doc() -> dict[str, Any]:
+    """A valid FilterJob document, fresh for each test to mutate."""
+    return copy.deepcopy(JOB)
+
+
+@pytest.fixture
+def job_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    return src, dst
+
+
+@pytest.fixture
+def write_job(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(doc: dict[str, Any]) -> Path:
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return write

@@ -1,0 +1,103 @@
+"""The local runner end to end: real images, real worker processes, real failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from filterjob_operator.local import Listener, LocalOptions, run_local
+from filterjob_operator.samples import BROKEN_KINDS, make_samples
+from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_worker.processing import Outcome
+from filterjob_worker.storage import TEMP_SUFFIX
+
+
+def local_job(job_doc: dict[str, Any], src: Path, dst: Path) -> FilterJob:
+    job_doc["spec"]["source"] = {"uri": src.as_uri() + "/"}
+    job_doc["spec"]["destination"] = {"uri": dst.as_uri() + "/", "format": "png"}
+    job_doc["spec"]["filters"] = [{"name": "thumbnail", "width": 40, "height": 40}, {"name": "sepia"}]
+    return parse_job(job_doc)
+
+
+def outputs(dst: Path) -> list[str]:
+    return sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+
+
+def test_run_writes_good_images_and_reports_broken_ones(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
+    src, dst = job_dirs
+    made = make_samples(src, count=10, size=(96, 64), broken=len(BROKEN_KINDS))
+    summary = run_local(local_job(job_doc, src, dst), options=LocalOptions(workers=2))
+
+    assert (summary.total, summary.succeeded, summary.failed) == (14, 10, 4)
+    assert summary.ok is False
+    expected = sorted(p.relative_to(src).with_suffix(".png").as_posix() for p in made.good)
+    assert outputs(dst) == expected
+    for key in expected:
+        with Image.open(dst / key) as image:
+            assert image.format == "PNG"
+            assert image.mode == "RGB"
+            assert max(image.size) == 40
+    reasons = {f.input: f.reason for f in summary.failures}
+    assert set(reasons) == {p.relative_to(src).as_posix() for p in made.broken}
+    assert reasons["broken/bad-002-empty.jpg"] == "InvalidImage: file is empty"
+    assert reasons["broken/bad-001-truncated.jpg"].startswith("InvalidImage: cannot decode JPEG image")
+    assert reasons["broken/bad-003-not-an-image.jpg"] == "InvalidImage: not a recognized image format"
+    assert not list(dst.rglob(f"*{TEMP_SUFFIX}"))
+
+
+def test_skip_existing_resumes(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
+    src, dst = job_dirs
+    make_samples(src, count=6, size=(64, 48))
+    job = local_job(job_doc, src, dst)
+    first = run_local(job, options=LocalOptions(workers=1))
+    assert first.ok
+    assert first.succeeded == 6
+    (dst / "img-00000.png").unlink()
+    again = run_local(job, options=LocalOptions(workers=1, skip_existing=True))
+    assert (again.succeeded, again.skipped, again.failed) == (1, 5, 0)
+    assert again.ok
+    assert len(outputs(dst)) == 6
+
+
+def _pool_workers() -> list[int]:
+    """Pids of our grandchildren: the pool's workers, forked by the forkserver."""
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    children = {pid for pid, ppid in parents.items() if ppid == me}
+    return [pid for pid, ppid in parents.items() if ppid in children]
+
+
+class KillOneWorker(Listener):
+    def __init__(self) -> None:
+        self.killed: list[int] = []
+
+    def advanced(self, outcome: Outcome | None) -> None:
+        if not self.killed:
+            victims = _pool_workers()
+            assert victims, "no pool worker found to kill"
+            os.kill(victims[0], signal.SIGKILL)
+            self.killed.append(victims[0])
+
+
+@pytest.mark.slow
+def test_a_killed_worker_process_loses_nothing(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
+    src, dst = job_dirs
+    made = make_samples(src, count=24, size=(400, 300))
+    killer = KillOneWorker()
+    summary = run_local(local_job(job_doc, src, dst), options=LocalOptions(workers=2), listener=killer)
+    assert killer.killed
+    assert summary.ok, summary.failures
+    assert summary.succeeded == 24
+    assert len(outputs(dst)) == len(made.good)

@@ -1,0 +1,122 @@
+"""Source planning: selection, order, ids and where outputs go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filterjob_operator import sources
+from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
+from filterjob_worker import storage
+
+
+def touch(root: Path, *keys: str) -> None:
+    for key in keys:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def make_job(job_doc: dict[str, Any], src: Path, dst: Path, **destination: Any) -> FilterJob:
+    job_doc["spec"]["source"]["uri"] = src.as_uri() + "/"
+    job_doc["spec"]["destination"] = {"uri": dst.as_uri() + "/", **destination}
+    return parse_job(job_doc)
+
+
+@pytest.mark.parametrize(
+    ("key", "include", "selected"),
+    [
+        ("a.jpg", [], True),
+        ("deep/down/a.JPEG", [], True),
+        ("notes.txt", [], False),
+        ("a.jpg", ["*.png"], False),
+        ("sub/a.png", ["*.png"], True),
+        ("sub/a.png", ["sub/*"], True),
+        ("other/a.png", ["sub/*"], False),
+        ("IMG_1.PNG", ["img_*.png"], True),
+    ],
+)
+def test_include_globs(key: str, include: list[str], selected: bool) -> None:
+    assert sources.matches(key, include) is selected
+
+
+def test_listing_is_recursive_sorted_and_filtered(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
+    src, dst = job_dirs
+    touch(src, "b.jpg", "a.png", "z/y.jpg", "z/.hidden.jpg", ".cache/c.jpg", "readme.txt")
+    job = make_job(job_doc, src, dst)
+    assert sources.list_inputs(job) == ["a.png", "b.jpg", "z/y.jpg"]
+
+
+def test_destination_inside_source_is_not_an_input(job_doc: dict[str, Any], tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg", "out/a.jpg")
+    job = make_job(job_doc, tmp_path, tmp_path / "out")
+    assert sources.list_inputs(job) == ["a.jpg"]
+
+
+def test_tasks_are_deterministic_and_distinct(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg", "b/c.png")
+    job = make_job(job_doc, src, dst)
+    first = list(sources.plan(job, sources.list_inputs(job)))
+    second = list(sources.plan(job, sources.list_inputs(job)))
+    assert first == second
+    assert len({t.task for t in first}) == 2
+    other = parse_job({**job_doc, "metadata": {"name": "other", "namespace": "photos"}})
+    assert sources.make_task(other, "a.jpg").task != first[0].task
+    assert first[1].job == "photos/thumbs"
+    assert first[1].filters == tuple(job.spec.filters)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "key", "out"),
+    [
+        ("jpeg", "a.png", "a.jpg"),
+        ("jpeg", "d/a.jpeg", "d/a.jpg"),
+        ("jpeg", "a.JPG", "a.JPG"),
+        ("jpeg", "a.jpg", "a.jpg"),
+        ("png", "a.jpg", "a.png"),
+        ("webp", "x/y z.jpg", "x/y z.webp"),
+        ("same", "a.PNG", "a.PNG"),
+    ],
+)
+def test_output_keeps_the_relative_key_with_the_format_extension(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path], fmt: str, key: str, out: str
+) -> None:
+    src, dst = job_dirs
+    task = sources.make_task(make_job(job_doc, src, dst, format=fmt), key)
+    assert storage.to_path(task.input) == src / key
+    assert storage.to_path(task.output) == dst / out
+
+
+def test_colliding_outputs_are_refused(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg", "a.png", "b.png")
+    with pytest.raises(JobSpecError, match=r"a\.jpg and a\.png would both write a\.jpg; use format: same"):
+        sources.list_inputs(make_job(job_doc, src, dst, format="jpeg"))
+    assert sources.list_inputs(make_job(job_doc, src, dst, format="same")) == ["a.jpg", "a.png", "b.png"]
+
+
+@pytest.mark.parametrize("key", ["../escape.jpg", "a/../../escape.jpg", "/etc/passwd", "a/./b.jpg", ""])
+def test_keys_cannot_escape_the_destination(job_doc: dict[str, Any], job_dirs: tuple[Path, Path], key: str) -> None:
+    src, dst = job_dirs
+    with pytest.raises(JobSpecError, match="would escape"):
+        sources.make_task(make_job(job_doc, src, dst), key)
+
+
+def test_symlinked_destination_folder_cannot_lead_outside(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, dst = job_dirs
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dst.mkdir()
+    (dst / "sub").symlink_to(outside)
+    with pytest.raises(JobSpecError, match="resolves outside"):
+        sources.make_task(make_job(job_doc, src, dst), "sub/a.jpg")
+
+
+def test_missing_source_is_a_spec_error(job_doc: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="is not an existing directory"):
+        sources.list_inputs(make_job(job_doc, tmp_path / "nope", tmp_path / "out"))
