@@ -26,7 +26,7 @@ def make_image(size: tuple[int, int], seed: int) -> Image.Image:
     """A photo-like RGB image: colour gradients, sensor-like noise and shapes."""
     rng = random.Random(seed)
     w, h = size
-    red = Image.linear_gradient("L").resize(size).rotate(rng.choice((0, 90, 180, 270)))
+    red = Image.linear_gradient("L").rotate(rng.choice((0, 90, 180, 270))).resize(size)
     green = Image.radial_gradient("L").resize(size)
     blue = Image.effect_noise(size, 40 + seed % 30)
     image = Image.merge("RGB", (red, green, blue))
