@@ -59,7 +59,8 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
-        if data.get("v") != VERSION:
+        # ``True == 1`` in Python; a boolean is not a version number.
+        if isinstance(data.get("v"), bool) or data.get("v") != VERSION:
             raise MalformedTask(f"unsupported task version {data.get('v')!r}, expected {VERSION}")
         strings = {}
         for key in ("job", "jobUid", "task", "input", "output"):
@@ -86,3 +87,64 @@ class Task:
             filters=tuple(filters),
             format=output,
         )
+
+
+ATTEMPT_HEADER = "x-attempt"
+REASON_HEADER = "x-failure-reason"
+WORKER_HEADER = "x-worker"
+EVENT_KINDS = ("succeeded", "retrying", "failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What happened to a task, published to the job's events exchange as ``task.<kind>``."""
+
+    kind: str  # one of EVENT_KINDS
+    job: str
+    task: str
+    input: str
+    output: str
+    attempt: int
+    worker: str
+    seconds: float = 0.0
+    reason: str | None = None
+    redelivered: bool = False
+
+    @property
+    def routing_key(self) -> str:
+        return f"task.{self.kind}"
+
+    def to_json(self) -> bytes:
+        body = {
+            "v": VERSION,
+            "event": self.kind,
+            "job": self.job,
+            "task": self.task,
+            "input": self.input,
+            "output": self.output,
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "seconds": round(self.seconds, 4),
+            "reason": self.reason,
+            "redelivered": self.redelivered,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> Event:
+        try:
+            data = json.loads(body)
+            return cls(
+                kind=data["event"],
+                job=data["job"],
+                task=data["task"],
+                input=data["input"],
+                output=data["output"],
+                attempt=int(data["attempt"]),
+                worker=data["worker"],
+                seconds=float(data.get("seconds", 0.0)),
+                reason=data.get("reason"),
+                redelivered=bool(data.get("redelivered", False)),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise MalformedTask(f"not a task event: {e}") from e

@@ -135,6 +135,12 @@ class ChoiceParam(Param):
         return self._with_default(" | ".join(self.choices))
 
 
+def _not_integral(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return True
+    return isinstance(v, float) and not v.is_integer()
+
+
 @dataclass(frozen=True, kw_only=True)
 class BoxParam(Param):
     """A pixel box ``[left, top, right, bottom]`` with left < right and top < bottom."""
@@ -145,7 +151,8 @@ class BoxParam(Param):
         what = "a list of 4 integers [left, top, right, bottom]"
         if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 4:
             raise self.fail(what, value)
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        # Like NumberParam(integer=True) and JSON Schema's "integer": 10.0 is an integer.
+        if any(_not_integral(v) for v in value):
             raise self.fail(what, value)
         left, top, right, bottom = (int(v) for v in value)
         if min(left, top) < 0 or max(right, bottom) > self.maximum:

@@ -8,6 +8,7 @@ output and a redelivered task simply replaces the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -20,7 +21,16 @@ from filterjob_worker.errors import InputNotFound, PermanentTaskError, SpecError
 TEMP_SUFFIX = ".filterjob-tmp"
 SCHEMES = ("file",)
 # Errors that no retry can fix; everything else from the OS is worth another try.
-_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EROFS}
+# EEXIST: a non-directory sits where a parent directory of the output must be.
+_PERMANENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.EROFS,
+}
 
 
 def to_path(uri: str) -> Path:
@@ -76,7 +86,9 @@ def write_atomic(uri: str, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        # Cleanup can fail too (e.g. ENOTDIR when the parent is a file); report the original error.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise _task_error(e, "cannot write", uri) from e
 
 

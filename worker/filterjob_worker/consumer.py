@@ -1,0 +1,277 @@
+"""Consuming a job's task queue: fair dispatch, manual acks, retries and parking.
+
+A delivery's life: decode (malformed → parked at once) → wait for a free slot
+(``concurrency``) → process off the event loop → then exactly one of
+
+- succeeded: publish ``task.succeeded``, ack;
+- transient failure with attempts left: publish to the retry delay queue for this
+  attempt (it expires back into the task queue), ack;
+- permanent failure or attempts used up: publish to ``.parked`` with the reason,
+  ack.
+
+Acks come only after the output is written and any follow-up message is
+confirmed by the broker, so a worker killed at any point loses nothing: its
+unacked deliveries return to the queue. The quorum queue's delivery limit parks a
+task that keeps killing its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    DeliveryMode,
+)
+
+from filterjob_worker import processing
+from filterjob_worker.config import WorkerConfig
+from filterjob_worker.contract import (
+    ATTEMPT_HEADER,
+    CONTENT_TYPE,
+    REASON_HEADER,
+    WORKER_HEADER,
+    Event,
+    Task,
+)
+from filterjob_worker.errors import MalformedTask
+from filterjob_worker.health import Health
+from filterjob_worker.metrics import WorkerMetrics
+
+log = logging.getLogger("filterjob.worker")
+
+ExecutorFactory = Callable[[], Executor]
+
+
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    raw = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    try:
+        return max(1, int(raw)) if isinstance(raw, int | str) else 1
+    except ValueError:
+        return 1
+
+
+class Consumer:
+    """Consumes one job's task queue until drained."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        health: Health,
+        metrics: WorkerMetrics,
+        executor_factory: ExecutorFactory,
+    ) -> None:
+        self.config = config
+        self.topology = config.topology
+        self.health = health
+        self.metrics = metrics
+        self._executor_factory = executor_factory
+        self._executor = executor_factory()
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._events: AbstractExchange | None = None
+        self._consumer_tag: str | None = None
+
+    # -- connection lifecycle ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, check the job's topology exists and start consuming."""
+        connection = await aio_pika.connect_robust(
+            self.config.broker_url,
+            client_properties={"connection_name": f"filterjob-worker {self.config.worker_id}"},
+        )
+        connection.close_callbacks.add(self._on_close)
+        connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connection = connection
+        channel = await connection.channel(publisher_confirms=True)
+        assert isinstance(channel, AbstractRobustChannel)
+        self._channel = channel
+        await channel.set_qos(prefetch_count=self.config.prefetch)
+        # Passive: the topology belongs to whoever runs the job, never to a worker.
+        self._queue = await channel.get_queue(self.topology.tasks, ensure=True)
+        self._events = await channel.get_exchange(self.topology.events, ensure=True)
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        self.health.connection_restored()
+        self.health.consuming = True
+        log.info("consuming %s", self.topology.tasks, extra={"queue": self.topology.tasks})
+
+    def _on_close(self, sender: Any, exc: BaseException | None = None) -> None:
+        if not self.health.draining:
+            log.warning("broker connection lost: %s", exc or "closed")
+        self.health.connection_lost()
+
+    def _on_reconnect(self, sender: Any) -> None:
+        log.info("broker connection restored")
+        self.health.connection_restored()
+        self.health.consuming = not self.health.draining
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking tasks, let in-flight ones finish within ``grace`` seconds, close."""
+        self.health.draining = True
+        self.health.consuming = False
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the connection may be down; unacked tasks return anyway
+                log.warning("could not cancel the consumer", exc_info=True)
+        pending = set(self._tasks)
+        if pending:
+            log.info("draining %d in-flight tasks (grace %.0f s)", len(pending), grace)
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("%d tasks did not finish within the grace period; they return to the queue", len(late))
+                await asyncio.wait(late)
+        if self._connection is not None:
+            await self._connection.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- one delivery -------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        attempt = attempt_of(message)
+        try:
+            task = Task.from_json(message.body)
+        except MalformedTask as e:
+            log.error("malformed task parked: %s", e, extra={"attempt": attempt})
+            await self._settle(message, self._park(message, f"MalformedTask: {e}", attempt, cause="malformed"))
+            return
+        async with self._slots:
+            if self.health.draining:
+                # Delivered but not started: give it back for another worker now.
+                await message.nack(requeue=True)
+                return
+            context = {"job": task.job, "task": task.task, "attempt": attempt}
+            self.metrics.in_flight.inc()
+            try:
+                outcome = await self._process(task)
+            finally:
+                self.metrics.in_flight.dec()
+            self.metrics.duration.observe(outcome.seconds)
+            self.health.record(outcome.ok)
+            await self._settle(message, self._conclude(message, task, attempt, outcome, context))
+
+    async def _process(self, task: Task) -> processing.Outcome:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, partial(processing.process, task))
+        except BrokenProcessPool:
+            # A pool process died (OOM kill?); the image may be the cause, so this is
+            # one failed attempt, and the next task gets a fresh pool.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._executor_factory()
+            return processing.Outcome(
+                task=task.task,
+                input=task.input,
+                output=task.output,
+                ok=False,
+                seconds=0.0,
+                reason="WorkerDied: the process handling this image died",
+                permanent=False,
+            )
+
+    async def _conclude(
+        self,
+        message: AbstractIncomingMessage,
+        task: Task,
+        attempt: int,
+        outcome: processing.Outcome,
+        context: dict[str, Any],
+    ) -> None:
+        redelivered = bool(message.redelivered)
+        if outcome.ok:
+            self.metrics.tasks.labels("succeeded").inc()
+            log.info("task succeeded in %.3f s", outcome.seconds, extra=context)
+            await self._emit(Event(kind="succeeded", **self._event_fields(task, attempt, outcome, redelivered)))
+        elif not outcome.permanent and attempt < self.config.retry.max_attempts:
+            delay = self.config.retry.delay(attempt - 1)
+            queue = self.topology.retry_queue(attempt - 1)
+            await self._publish(
+                queue, message.body, {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1}, task.task
+            )
+            self.metrics.tasks.labels("retried").inc()
+            log.warning("task failed, retry in %.1f s: %s", delay, outcome.reason, extra=context)
+            await self._emit(Event(kind="retrying", **self._event_fields(task, attempt, outcome, redelivered)))
+        else:
+            cause = "permanent" if outcome.permanent else "exhausted"
+            await self._park(message, outcome.reason or "unknown", attempt, cause=cause, task_id=task.task)
+            log.error("task parked (%s): %s", cause, outcome.reason, extra=context)
+            await self._emit(Event(kind="failed", **self._event_fields(task, attempt, outcome, redelivered)))
+
+    def _event_fields(self, task: Task, attempt: int, outcome: processing.Outcome, redelivered: bool) -> dict[str, Any]:
+        return {
+            "job": task.job,
+            "task": task.task,
+            "input": task.input,
+            "output": task.output,
+            "attempt": attempt,
+            "worker": self.config.worker_id,
+            "seconds": outcome.seconds,
+            "reason": outcome.reason,
+            "redelivered": redelivered,
+        }
+
+    async def _park(
+        self, message: AbstractIncomingMessage, reason: str, attempt: int, *, cause: str, task_id: str | None = None
+    ) -> None:
+        headers = {
+            **(message.headers or {}),
+            ATTEMPT_HEADER: attempt,
+            REASON_HEADER: reason[:1000],
+            WORKER_HEADER: self.config.worker_id,
+            "x-failed-at": int(time.time()),
+        }
+        await self._publish(self.topology.parked, message.body, headers, task_id or message.message_id)
+        self.metrics.tasks.labels("parked").inc()
+        self.metrics.parked.labels(cause).inc()
+
+    async def _settle(self, message: AbstractIncomingMessage, conclude: Any) -> None:
+        """Run the follow-ups, then ack; if the broker went away meanwhile, the delivery returns."""
+        try:
+            await conclude
+            await message.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("could not settle a delivery, it will be redelivered: %s", e)
+
+    async def _publish(self, queue: str, body: bytes, headers: dict[str, Any], message_id: str | None) -> None:
+        assert self._channel is not None
+        await self._channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                headers=headers,
+                message_id=message_id,
+                content_type=CONTENT_TYPE,
+                delivery_mode=DeliveryMode.PERSISTENT,
+            ),
+            routing_key=queue,
+        )
+
+    async def _emit(self, event: Event) -> None:
+        assert self._events is not None
+        await self._events.publish(
+            aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE), routing_key=event.routing_key, mandatory=False
+        )

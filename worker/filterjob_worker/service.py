@@ -1,0 +1,74 @@
+"""The worker service: configuration → health server → consumer → drain on signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+from filterjob_worker import http, logs
+from filterjob_worker.config import WorkerConfig, redact
+from filterjob_worker.consumer import Consumer
+from filterjob_worker.health import Health
+from filterjob_worker.metrics import WorkerMetrics
+
+log = logging.getLogger("filterjob.worker")
+
+#: First and longest wait between attempts to reach the broker at start-up.
+CONNECT_BACKOFF = (0.5, 15.0)
+
+
+def executor_factory(config: WorkerConfig) -> Executor:
+    if config.executor == "thread":
+        return ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="filter")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["filterjob_worker.processing"])
+    return ProcessPoolExecutor(max_workers=config.concurrency, mp_context=context)
+
+
+async def serve(config: WorkerConfig) -> int:
+    """Run until SIGTERM/SIGINT, then drain; returns the exit code."""
+    health = Health()
+    metrics = WorkerMetrics()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await http.start(health, metrics, config.health_port)
+    consumer = Consumer(config, health=health, metrics=metrics, executor_factory=lambda: executor_factory(config))
+    log.info(
+        "worker starting: broker %s, queue %s, concurrency %d, prefetch %d, executor %s",
+        redact(config.broker_url),
+        config.queue,
+        config.concurrency,
+        config.prefetch,
+        config.executor,
+    )
+    try:
+        if await _connect(consumer, stop):
+            await stop.wait()
+        log.info("signal received, draining")
+        await consumer.drain(config.grace_seconds)
+    finally:
+        await runner.cleanup()
+    log.info("worker stopped")
+    return 0
+
+
+async def _connect(consumer: Consumer, stop: asyncio.Event) -> bool:
+    """Start the consumer, retrying with backoff until it works or a stop is asked."""
+    delay, longest = CONNECT_BACKOFF
+    while not stop.is_set():
+        try:
+            await consumer.start()
+            return True
+        except Exception as e:
+            consumer.health.connection_lost()
+            log.warning("cannot start consuming (%s); retrying in %.1f s", logs.scrub(str(e)), delay)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            delay = min(delay * 2, longest)
+    return False

@@ -1,0 +1,145 @@
+"""The RabbitMQ objects of one job, their names and their idempotent declaration.
+
+Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
+
+- ``<base>.tasks`` — quorum queue of tasks. A delivery limit parks a message that
+  keeps killing its consumers (crashes never ack), dead-lettering it to ``.parked``.
+- ``<base>.retry.<n>`` — delay queues, one per retry: a message waits
+  ``backoff * 2^n`` seconds (capped), then expires back into ``.tasks``.
+- ``<base>.parked`` — failures for good, each carrying its reason and attempt count.
+- ``<base>.events`` — topic exchange of task events (``task.succeeded`` …).
+
+Every queue is a quorum queue (replicated, durable) with at-least-once
+dead-lettering, so no hop of a message's life can drop it. This module is used
+everywhere a job's topology is needed: the operator, the local broker mode, the
+worker (to find its retry and parked queues) and the tests.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, ExchangeType
+
+from filterjob_worker.errors import SpecError
+
+TASKS_SUFFIX = ".tasks"
+EVENTS_KEY_PREFIX = "task."
+# Deliveries beyond the retry budget that a task may spend on crashing workers
+# before it counts as poison (a worker killed by a scale-down must not park a task).
+EXTRA_DELIVERIES = 5
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """``max_attempts`` tries in all; waits ``backoff * 2^n`` seconds, at most ``max_backoff``."""
+
+    max_attempts: int = 3
+    backoff_seconds: float = 2.0
+    max_backoff_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise SpecError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.backoff_seconds <= 0 or self.max_backoff_seconds <= 0:
+            raise SpecError("backoff_seconds and max_backoff_seconds must be positive")
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based)."""
+        return float(min(self.backoff_seconds * 2**retry, self.max_backoff_seconds))
+
+    @property
+    def retries(self) -> int:
+        return self.max_attempts - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topology:
+    """Names and arguments of one job's queues and exchange."""
+
+    base: str
+    retry: RetryPolicy = RetryPolicy()
+
+    @classmethod
+    def for_job(cls, *, namespace: str, name: str, uid: str, retry: RetryPolicy = RetryPolicy()) -> Topology:
+        short = _UNSAFE.sub("", uid)[:8] or "local"
+        return cls(base=f"fj.{namespace}.{name}.{short}", retry=retry)
+
+    @classmethod
+    def from_task_queue(cls, queue: str, retry: RetryPolicy = RetryPolicy()) -> Topology:
+        """The topology a worker serves, from the task queue name it was given."""
+        if not queue.endswith(TASKS_SUFFIX) or len(queue) == len(TASKS_SUFFIX):
+            raise SpecError(f"task queue names end in {TASKS_SUFFIX!r}, got {queue!r}")
+        return cls(base=queue.removesuffix(TASKS_SUFFIX), retry=retry)
+
+    @property
+    def tasks(self) -> str:
+        return self.base + TASKS_SUFFIX
+
+    @property
+    def parked(self) -> str:
+        return f"{self.base}.parked"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}.events"
+
+    def retry_queue(self, retry: int) -> str:
+        return f"{self.base}.retry.{retry}"
+
+    @property
+    def retry_queues(self) -> list[str]:
+        return [self.retry_queue(n) for n in range(self.retry.retries)]
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue of the job; their messages are the job's outstanding and failed work."""
+        return [self.tasks, *self.retry_queues, self.parked]
+
+    @property
+    def delivery_limit(self) -> int:
+        return self.retry.max_attempts + EXTRA_DELIVERIES
+
+    def arguments(self) -> dict[str, dict[str, Any]]:
+        """Queue name → declaration arguments (pure; what :func:`declare` sends)."""
+        quorum: dict[str, Any] = {"x-queue-type": "quorum"}
+        to = {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-strategy": "at-least-once",
+            # at-least-once dead-lettering requires reject-publish overflow.
+            "x-overflow": "reject-publish",
+        }
+        out = {
+            self.tasks: {
+                **quorum,
+                **to,
+                "x-dead-letter-routing-key": self.parked,
+                "x-delivery-limit": self.delivery_limit,
+            },
+            self.parked: dict(quorum),
+        }
+        for n, queue in enumerate(self.retry_queues):
+            out[queue] = {
+                **quorum,
+                **to,
+                "x-dead-letter-routing-key": self.tasks,
+                "x-message-ttl": int(self.retry.delay(n) * 1000),
+            }
+        return out
+
+
+async def declare(channel: AbstractChannel, topology: Topology) -> None:
+    """Declare every queue and the events exchange; safe to call any number of times."""
+    for queue, arguments in topology.arguments().items():
+        await channel.declare_queue(queue, durable=True, arguments=arguments)
+    await channel.declare_exchange(topology.events, ExchangeType.TOPIC, durable=True)
+
+
+async def delete(channel: AbstractChannel, topology: Topology) -> None:
+    """Remove a job's queues and exchange (when the job is deleted)."""
+    for queue in topology.queues:
+        await channel.queue_delete(queue)
+    await channel.exchange_delete(topology.events)
