@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from filterjob_operator import sources
 from filterjob_operator.spec import FilterJob
-from filterjob_operator.summary import Failure, RunSummary
+from filterjob_operator.summary import RunSummary
 from filterjob_worker import processing, storage
 from filterjob_worker.codec import DEFAULT_LIMITS, Limits
 from filterjob_worker.contract import Task
@@ -67,16 +67,10 @@ def run_local(
     source_root = job.spec.source.uri
 
     def record(outcome: processing.Outcome | None, task: Task) -> None:
-        if outcome is None:
-            summary.skipped += 1
-        elif outcome.ok:
-            summary.succeeded += 1
-        else:
-            key = task.input.removeprefix(source_root)
-            summary.failures.append(Failure(input=key, reason=outcome.reason or "unknown"))
+        summary.add(outcome, task.input.removeprefix(source_root))
         listener.advanced(outcome)
 
-    tasks = _to_run(sources.plan(job, keys), options.skip_existing, record)
+    tasks = skipping_existing(sources.plan(job, keys), options.skip_existing, record)
     try:
         restarts = _drive(tasks, options, record)
     except KeyboardInterrupt:
@@ -89,7 +83,7 @@ def run_local(
     return summary
 
 
-def _to_run(
+def skipping_existing(
     tasks: Iterator[Task], skip_existing: bool, record: Callable[[processing.Outcome | None, Task], None]
 ) -> Iterator[Task]:
     for task in tasks:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from filterjob_worker.processing import Outcome
+
 #: Failures listed one by one in the summary; the rest are counted.
 SHOWN_FAILURES = 20
 
@@ -27,6 +29,15 @@ class RunSummary:
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+
+    def add(self, outcome: Outcome | None, key: str) -> None:
+        """Count one task: ``None`` means skipped because its output exists."""
+        if outcome is None:
+            self.skipped += 1
+        elif outcome.ok:
+            self.succeeded += 1
+        else:
+            self.failures.append(Failure(input=key, reason=outcome.reason or "unknown"))
 
     @property
     def failed(self) -> int:

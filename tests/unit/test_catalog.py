@@ -32,12 +32,12 @@ def _rgb_image() -> Image.Image:
     noise = Image.frombytes("L", (W, H), rng.randbytes(W * H))
     across = Image.linear_gradient("L").rotate(90).resize((W, H))
     down = Image.linear_gradient("L").resize((W, H))
-    image = Image.merge("RGB", (across, down, noise))
+    # Squeeze every band into 20..220 so autocontrast (with and without cutoff) has real work to do.
+    image = Image.merge("RGB", (across, down, noise)).point(lambda v: 20 + v * 200 // 255)
     draw = ImageDraw.Draw(image)
-    draw.rectangle((10, 8, 40, 30), fill=(250, 20, 30))
-    draw.ellipse((50, 20, 90, 60), fill=(20, 200, 60), outline=(0, 0, 0), width=2)
-    draw.line((0, H - 1, W - 1, 0), fill=(255, 255, 255), width=3)
-    # A dim, low-contrast corner so autocontrast and equalize have real work to do.
+    draw.rectangle((10, 8, 40, 30), fill=(210, 30, 40))
+    draw.ellipse((50, 20, 90, 60), fill=(30, 190, 60), outline=(25, 25, 25), width=2)
+    draw.line((0, H - 1, W - 1, 0), fill=(215, 215, 215), width=3)
     draw.rectangle((0, 40, 20, 63), fill=(60, 70, 80))
     return image
 

@@ -273,5 +273,8 @@ class Consumer:
     async def _emit(self, event: Event) -> None:
         assert self._events is not None
         await self._events.publish(
-            aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE), routing_key=event.routing_key, mandatory=False
+            # Persistent: an observer's durable queue must not lose it to a broker restart.
+            aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE, delivery_mode=DeliveryMode.PERSISTENT),
+            routing_key=event.routing_key,
+            mandatory=False,
         )

@@ -116,15 +116,16 @@ def list_keys(prefix_uri: str, *, exclude: str | None = None) -> Iterator[str]:
     if not root.is_dir():
         raise SpecError(f"source {prefix_uri!r} is not an existing directory")
     skip = to_path(exclude).resolve() if exclude else None
+    keys: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
-        )
-        for name in sorted(filenames):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)]
+        for name in filenames:
             if name.startswith(".") or name.endswith(TEMP_SUFFIX):
                 continue
-            yield PurePosixPath(*(here / name).relative_to(root).parts).as_posix()
+            keys.append(PurePosixPath(*(here / name).relative_to(root).parts).as_posix())
+    # os.walk yields a directory's files before its sub-directories: sort the keys themselves.
+    yield from sorted(keys)
 
 
 def join(prefix_uri: str, key: str, *, resolve: bool = False) -> str:

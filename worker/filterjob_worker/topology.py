@@ -3,7 +3,8 @@
 Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
 
 - ``<base>.tasks`` — quorum queue of tasks. A delivery limit parks a message that
-  keeps killing its consumers (crashes never ack), dead-lettering it to ``.parked``.
+  keeps killing its consumers (crashes never ack), dead-lettering it through the
+  ``<base>.dlx`` fanout exchange into ``.parked`` (observers may bind there too).
 - ``<base>.retry.<n>`` — delay queues, one per retry: a message waits
   ``backoff * 2^n`` seconds (capped), then expires back into ``.tasks``.
 - ``<base>.parked`` — failures for good, each carrying its reason and attempt count.
@@ -87,6 +88,11 @@ class Topology:
     def events(self) -> str:
         return f"{self.base}.events"
 
+    @property
+    def dead_letters(self) -> str:
+        """Fanout exchange of tasks the broker parked (delivery limit exceeded)."""
+        return f"{self.base}.dlx"
+
     def retry_queue(self, retry: int) -> str:
         return f"{self.base}.retry.{retry}"
 
@@ -106,8 +112,7 @@ class Topology:
     def arguments(self) -> dict[str, dict[str, Any]]:
         """Queue name → declaration arguments (pure; what :func:`declare` sends)."""
         quorum: dict[str, Any] = {"x-queue-type": "quorum"}
-        to = {
-            "x-dead-letter-exchange": "",
+        safe = {
             "x-dead-letter-strategy": "at-least-once",
             # at-least-once dead-lettering requires reject-publish overflow.
             "x-overflow": "reject-publish",
@@ -115,8 +120,8 @@ class Topology:
         out = {
             self.tasks: {
                 **quorum,
-                **to,
-                "x-dead-letter-routing-key": self.parked,
+                **safe,
+                "x-dead-letter-exchange": self.dead_letters,
                 "x-delivery-limit": self.delivery_limit,
             },
             self.parked: dict(quorum),
@@ -124,7 +129,8 @@ class Topology:
         for n, queue in enumerate(self.retry_queues):
             out[queue] = {
                 **quorum,
-                **to,
+                **safe,
+                "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": self.tasks,
                 "x-message-ttl": int(self.retry.delay(n) * 1000),
             }
@@ -133,8 +139,11 @@ class Topology:
 
 async def declare(channel: AbstractChannel, topology: Topology) -> None:
     """Declare every queue and the events exchange; safe to call any number of times."""
+    dead_letters = await channel.declare_exchange(topology.dead_letters, ExchangeType.FANOUT, durable=True)
     for queue, arguments in topology.arguments().items():
-        await channel.declare_queue(queue, durable=True, arguments=arguments)
+        declared = await channel.declare_queue(queue, durable=True, arguments=arguments)
+        if queue == topology.parked:
+            await declared.bind(dead_letters)
     await channel.declare_exchange(topology.events, ExchangeType.TOPIC, durable=True)
 
 
@@ -143,3 +152,4 @@ async def delete(channel: AbstractChannel, topology: Topology) -> None:
     for queue in topology.queues:
         await channel.queue_delete(queue)
     await channel.exchange_delete(topology.events)
+    await channel.exchange_delete(topology.dead_letters)

@@ -1,0 +1,160 @@
+"""Everything the control plane says to RabbitMQ: topology, enqueueing, queue stats.
+
+Enqueueing uses publisher confirms with a bounded window of unconfirmed
+messages: the producer waits for the broker whenever ``window`` messages are
+outstanding, so a million tasks take constant memory and a slow broker slows the
+producer instead of being flooded. (RabbitMQ's own flow control and the quorum
+queues' ``reject-publish`` overflow push back the same way.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractChannel, DeliveryMode
+
+from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, Task
+from filterjob_worker.topology import Topology
+
+DEFAULT_WINDOW = 256
+
+
+def task_message(task: Task) -> aio_pika.Message:
+    """The message of a task: persistent JSON, the task id as message id, attempt 1."""
+    return aio_pika.Message(
+        task.to_json(),
+        message_id=task.task,
+        content_type=CONTENT_TYPE,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        headers={ATTEMPT_HEADER: 1},
+    )
+
+
+async def publish_tasks(
+    channel: AbstractChannel,
+    topology: Topology,
+    tasks: Iterable[Task],
+    *,
+    window: int = DEFAULT_WINDOW,
+    on_confirmed: Callable[[int], None] | None = None,
+) -> int:
+    """Publish every task, each confirmed by the broker; returns how many.
+
+    ``on_confirmed(n)`` is called whenever the first ``n`` tasks are all
+    confirmed (a resumable cursor: tasks before it never need publishing again).
+    """
+    exchange = channel.default_exchange
+    slots = asyncio.Semaphore(window)
+    confirmed: set[int] = set()
+    cursor = 0
+    failure: list[BaseException] = []
+    running: set[asyncio.Task[None]] = set()
+
+    async def publish(index: int, task: Task) -> None:
+        nonlocal cursor
+        try:
+            await exchange.publish(task_message(task), routing_key=topology.tasks)
+        except BaseException as e:
+            failure.append(e)
+            raise
+        finally:
+            slots.release()
+        confirmed.add(index)
+        advanced = cursor
+        while advanced in confirmed:
+            confirmed.discard(advanced)
+            advanced += 1
+        if advanced != cursor:
+            cursor = advanced
+            if on_confirmed is not None:
+                on_confirmed(cursor)
+
+    count = 0
+    for index, task in enumerate(tasks):
+        await slots.acquire()
+        if failure:
+            break
+        job = asyncio.create_task(publish(index, task))
+        running.add(job)
+        job.add_done_callback(running.discard)
+        count += 1
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
+    if failure:
+        raise failure[0]
+    return count
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    ready: int
+    unacked: int
+    consumers: int
+
+    @property
+    def messages(self) -> int:
+        return self.ready + self.unacked
+
+
+async def ready_counts(channel: AbstractChannel, topology: Topology) -> dict[str, int]:
+    """Ready messages per queue, from passive declares (exact now; unacked not included)."""
+    out: dict[str, int] = {}
+    for name in topology.queues:
+        queue = await channel.declare_queue(name, passive=True)
+        result = queue.declaration_result
+        out[name] = int(result.message_count or 0)
+    return out
+
+
+def management_url_for(broker_url: str) -> str:
+    """The usual management API URL of a broker: same host and credentials, port 15672."""
+    parts = urlsplit(broker_url)
+    user = quote(parts.username or "guest", safe="")
+    password = quote(parts.password or "guest", safe="")
+    return f"http://{user}:{password}@{parts.hostname or 'localhost'}:15672/"
+
+
+class Management:
+    """RabbitMQ's HTTP management API: ready and unacked counts per queue."""
+
+    def __init__(self, url: str, *, vhost: str = "/") -> None:
+        parts = urlsplit(url)
+        self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}{parts.path.rstrip('/')}/api"
+        self._auth = aiohttp.BasicAuth(parts.username or "guest", parts.password or "guest")
+        self._vhost = quote(vhost, safe="")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Management:
+        self._session = aiohttp.ClientSession(auth=self._auth, timeout=aiohttp.ClientTimeout(total=10))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def available(self) -> bool:
+        try:
+            await self._get("/overview")
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return True
+
+    async def queue(self, name: str) -> QueueStats:
+        data = await self._get(f"/queues/{self._vhost}/{quote(name, safe='')}")
+        return QueueStats(
+            ready=int(data.get("messages_ready", 0)),
+            unacked=int(data.get("messages_unacknowledged", 0)),
+            consumers=int(data.get("consumers", 0)),
+        )
+
+    async def _get(self, path: str) -> Any:
+        assert self._session is not None, "use Management as an async context manager"
+        async with self._session.get(self._base + path) as response:
+            response.raise_for_status()
+            return await response.json()

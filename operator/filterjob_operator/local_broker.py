@@ -1,0 +1,209 @@
+"""Local broker mode: a FilterJob through RabbitMQ with local worker processes.
+
+``filterjob run JOB.yaml --broker amqp://…`` declares the job's topology (fresh),
+starts N worker processes running the pods' entrypoint, enqueues one task per
+input and follows the job to the end through a durable progress queue bound to
+the job's events and dead letters. Every task ends in a persistent, confirmed
+event (or a dead letter) before its delivery is acked, so the progress queue
+sees each task finish at least once, across worker kills and broker restarts;
+counting distinct task ids makes the tally exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from filterjob_operator import broker, sources
+from filterjob_operator.local import Listener
+from filterjob_operator.spec import FilterJob
+from filterjob_operator.summary import RunSummary
+from filterjob_operator.supervisor import Supervisor
+from filterjob_operator.workerenv import topology_of, worker_env
+from filterjob_worker import storage
+from filterjob_worker.contract import Event
+from filterjob_worker.errors import MalformedTask
+from filterjob_worker.processing import Outcome
+from filterjob_worker.topology import Topology, declare, delete
+
+log = logging.getLogger("filterjob.local")
+
+#: Wait between attempts to publish again after losing the broker.
+REPUBLISH_DELAY = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerOptions:
+    broker_url: str
+    workers: int = 2
+    concurrency: int = 1
+    skip_existing: bool = False
+    log_dir: str | None = None
+
+
+def progress_queue(topology: Topology) -> str:
+    return f"{topology.base}.progress"
+
+
+async def declare_progress(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> aio_pika.abc.AbstractQueue:
+    """A durable queue seeing every finished task: final events and dead letters."""
+    queue = await channel.declare_queue(progress_queue(topology), durable=True, arguments={"x-queue-type": "quorum"})
+    for key in ("task.succeeded", "task.failed"):
+        await queue.bind(topology.events, routing_key=key)
+    await queue.bind(topology.dead_letters)
+    return queue
+
+
+def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Outcome | None:
+    """The outcome a progress message reports, or None if it is not one."""
+    if message.exchange == topology.dead_letters:
+        deaths = (message.headers or {}).get("x-death") or []
+        reason = "delivery limit exceeded"
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+            why = deaths[0].get("reason", "dead-lettered")
+            why = why.decode() if isinstance(why, bytes) else str(why)
+            reason = f"{why}: the task kept failing its workers"
+        return Outcome(
+            task=message.message_id or "",
+            input="",
+            output="",
+            ok=False,
+            seconds=0.0,
+            reason=f"DeadLettered: {reason}",
+        )
+    try:
+        event = Event.from_json(message.body)
+    except MalformedTask:
+        return None
+    return Outcome(
+        task=event.task,
+        input=event.input,
+        output=event.output,
+        ok=event.kind == "succeeded",
+        seconds=event.seconds,
+        reason=event.reason,
+    )
+
+
+class _Tally:
+    """Distinct finished tasks; done when every published task has finished."""
+
+    def __init__(self, job: FilterJob, summary: RunSummary, listener: Listener) -> None:
+        self.summary = summary
+        self.listener = listener
+        self.source_root = job.spec.source.uri
+        self.expected: set[str] = set()
+        self.finished: set[str] = set()
+        self.keys: dict[str, str] = {}
+        self.enqueued = False
+        self.done = asyncio.Event()
+
+    def expect(self, task_id: str, key: str) -> None:
+        self.expected.add(task_id)
+        self.keys[task_id] = key
+
+    def finish(self, outcome: Outcome) -> None:
+        if outcome.task in self.finished or outcome.task not in self.keys:
+            return
+        self.finished.add(outcome.task)
+        self.summary.add(outcome, self.keys[outcome.task])
+        self.listener.advanced(outcome)
+        self.check()
+
+    def check(self) -> None:
+        if self.enqueued and self.finished >= self.expected:
+            self.done.set()
+
+
+async def run_with_broker(
+    job: FilterJob,
+    *,
+    options: BrokerOptions,
+    listener: Listener | None = None,
+    supervisor_ready: asyncio.Queue[Supervisor] | None = None,
+) -> RunSummary:
+    """Run ``job`` through the broker; returns the same summary as local mode."""
+    listener = listener or Listener()
+    start = time.perf_counter()
+    keys = sources.list_inputs(job)
+    summary = RunSummary(total=len(keys))
+    listener.started(summary.total)
+    topology = topology_of(job)
+    tally = _Tally(job, summary, listener)
+    to_run: list[str] = []
+    for key in keys:
+        if options.skip_existing and storage.exists(sources.make_task(job, key).output):
+            summary.add(None, key)
+            listener.advanced(None)
+        else:
+            to_run.append(key)
+            tally.expect(sources.task_id(job, key), key)
+
+    connection = await aio_pika.connect_robust(
+        options.broker_url, client_properties={"connection_name": f"filterjob run {job.key}"}
+    )
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        # A fresh run: leftovers of an earlier run of this job would be counted twice.
+        await channel.queue_delete(progress_queue(topology))
+        await delete(channel, topology)
+        await declare(channel, topology)
+        progress = await declare_progress(channel, topology)
+
+        async def on_progress(message: AbstractIncomingMessage) -> None:
+            outcome = finished_outcome(message, topology)
+            if outcome is not None:
+                tally.finish(outcome)
+            await message.ack()
+
+        await progress.consume(on_progress)
+        env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
+        env["FILTERJOB_HEALTH_PORT"] = "0"
+        supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
+        await supervisor.start()
+        if supervisor_ready is not None:
+            supervisor_ready.put_nowait(supervisor)
+        try:
+            await _enqueue(connection, job, to_run, tally)
+            await tally.done.wait()
+        finally:
+            await supervisor.stop()
+        await channel.queue_delete(progress_queue(topology))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        summary.interrupted = True
+    finally:
+        await connection.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+async def _enqueue(connection: AbstractRobustConnection, job: FilterJob, keys: list[str], tally: _Tally) -> None:
+    """Publish every task, resuming from the confirmed cursor if the broker goes away.
+
+    Tasks between the cursor and the failure may be published twice; the tally
+    counts distinct task ids, and outputs are idempotent, so that is harmless.
+    """
+    topology = topology_of(job)
+    channel = await connection.channel(publisher_confirms=True)
+    cursor = 0
+    while True:
+        start = cursor
+
+        def confirmed(n: int, start: int = start) -> None:
+            nonlocal cursor
+            cursor = start + n
+
+        try:
+            await broker.publish_tasks(channel, topology, sources.plan(job, keys[start:]), on_confirmed=confirmed)
+            break
+        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as e:
+            log.warning("publishing interrupted at task %d of %d (%s); resuming", cursor, len(keys), e)
+            await asyncio.sleep(REPUBLISH_DELAY)  # backoff while the robust connection reconnects
+    await channel.close()
+    tally.enqueued = True
+    tally.check()
