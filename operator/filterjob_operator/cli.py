@@ -6,8 +6,10 @@ Exit codes: 0 all images done, 1 some images failed (or the run was interrupted)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,13 @@ from rich.text import Text
 
 from filterjob_operator import samples
 from filterjob_operator.local import Listener, LocalOptions, run_local
+from filterjob_operator.local_broker import BrokerOptions, run_with_broker
 from filterjob_operator.spec import JobSpecError, load_job
+from filterjob_operator.summary import RunSummary
+from filterjob_operator.watch import watch
+from filterjob_operator.workerenv import topology_of
 from filterjob_worker import __version__, catalog
+from filterjob_worker.contract import Event
 from filterjob_worker.processing import Outcome
 
 EXIT_FAILED = 1
@@ -87,26 +94,89 @@ def main() -> None:
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Worker processes [default: CPUs].")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a run).")
 @click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
-def run(job_file: Path, workers: int | None, skip_existing: bool, no_progress: bool) -> None:
+@click.option(
+    "--broker",
+    metavar="AMQP_URL",
+    envvar="FILTERJOB_BROKER_URL",
+    help="Run through RabbitMQ with local worker processes (the pods' code) instead of a process pool.",
+)
+@click.option("--worker-logs", type=click.Path(file_okay=False, path_type=Path), help="With --broker: worker log dir.")
+def run(
+    job_file: Path,
+    workers: int | None,
+    skip_existing: bool,
+    no_progress: bool,
+    broker: str | None,
+    worker_logs: Path | None,
+) -> None:
     """Run the FilterJob in JOB_FILE on this machine."""
     console = Console(stderr=True)
     try:
         job = load_job(job_file, local=True)
     except JobSpecError as e:
         _invalid(console, e)
-    options = LocalOptions(workers=workers or os.cpu_count() or 1, skip_existing=skip_existing)
+    workers = workers or os.cpu_count() or 1
+    progress = _progress(console) if not no_progress else None
+    listener = _Bar(progress) if progress is not None else None
+
+    def execute() -> RunSummary:
+        if broker is None:
+            return run_local(job, options=LocalOptions(workers=workers, skip_existing=skip_existing), listener=listener)
+        if worker_logs is not None:
+            worker_logs.mkdir(parents=True, exist_ok=True)
+        options = BrokerOptions(
+            broker_url=broker,
+            workers=workers,
+            skip_existing=skip_existing,
+            log_dir=str(worker_logs) if worker_logs else None,
+        )
+        return asyncio.run(run_with_broker(job, options=options, listener=listener))
+
     try:
-        progress = _progress(console) if not no_progress else None
         if progress is None:
-            summary = run_local(job, options=options)
+            summary = execute()
         else:
             with progress:
-                summary = run_local(job, options=options, listener=_Bar(progress))
+                summary = execute()
     except JobSpecError as e:
         _invalid(console, e)
     summary.render(Console())
     if not summary.ok:
         sys.exit(EXIT_FAILED)
+
+
+@main.command("watch")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def watch_command(job_file: Path, broker: str, as_json: bool) -> None:
+    """Print the task events of the job in JOB_FILE live (Ctrl-C to stop)."""
+    console = Console(stderr=True)
+    try:
+        job = load_job(job_file, local=True)
+    except JobSpecError as e:
+        _invalid(console, e)
+    out = Console(highlight=False, soft_wrap=True)
+
+    def show(event: Event) -> None:
+        if as_json:
+            click.echo(event.to_json().decode(), nl=True)
+            sys.stdout.flush()
+            return
+        colour = {"succeeded": "green", "retrying": "yellow", "failed": "red"}.get(event.kind, "white")
+        where = event.input.rsplit("/", 1)[-1] or event.task
+        reason = f": {event.reason}" if event.reason else ""
+        out.print(f"[{colour}]{event.kind:<9}[/] {where} (attempt {event.attempt}, {event.worker}){reason}")
+
+    async def follow() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"watching {job.key} (Ctrl-C to stop)")
+        await watch(broker, topology_of(job), show, stop=stop)
+
+    asyncio.run(follow())
 
 
 @main.command()

@@ -161,7 +161,7 @@ async def run_with_broker(
                 tally.finish(outcome)
             await message.ack()
 
-        await progress.consume(on_progress)
+        consumer_tag = await progress.consume(on_progress)
         env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
         env["FILTERJOB_HEALTH_PORT"] = "0"
         supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
@@ -173,6 +173,7 @@ async def run_with_broker(
             await tally.done.wait()
         finally:
             await supervisor.stop()
+        await progress.cancel(consumer_tag)
         await channel.queue_delete(progress_queue(topology))
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True

@@ -76,22 +76,16 @@ def no_pixel_loading(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 # --- decode: bad inputs -------------------------------------------------------------
 
 
-def _corrupt_scan_jpeg() -> bytes:
-    """Valid headers up to the scan, then garbage entropy-coded data and an end marker."""
-    data = photo_jpeg()
-    scan = data.index(b"\xff\xda") + 14
-    garbage = bytes(random.Random(0).randrange(256) for _ in range(len(data) - scan - 2))
-    return data[:scan] + garbage + b"\xff\xd9"
-
-
 BAD_INPUTS = {
     "empty": (lambda: b"", "file is empty"),
     "corrupt-jpeg-header-then-garbage": (
         lambda: photo_jpeg()[:20] + bytes(random.Random(1).randrange(256) for _ in range(2000)),
         "not a recognized image format",
     ),
-    "corrupt-jpeg-scan-data": (_corrupt_scan_jpeg, "cannot decode JPEG image"),
-    "truncated-jpeg": (lambda: photo_jpeg()[: len(photo_jpeg()) // 2], "cannot decode JPEG image: image file is truncated"),
+    "truncated-jpeg": (
+        lambda: photo_jpeg()[: len(photo_jpeg()) // 2],
+        "cannot decode JPEG image: image file is truncated",
+    ),
     "truncated-png": (lambda: photo_png()[: len(photo_png()) // 2], "cannot decode PNG image: image file is truncated"),
     "png-signature-only": (lambda: photo_png()[:12], "not a recognized image format"),
     "text-file": (lambda: b"this is a text file with an image's name\n", "not a recognized image format"),
@@ -155,7 +149,7 @@ def test_pillow_decompression_bomb_warning_is_image_too_large(no_pixel_loading: 
 
 def test_pillow_decompression_bomb_error_is_image_too_large(no_pixel_loading: list[tuple[int, int]]) -> None:
     assert Image.MAX_IMAGE_PIXELS is not None
-    assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS
+    assert 2 * Image.MAX_IMAGE_PIXELS < 20_000 * 20_000
     with pytest.raises(ImageTooLarge, match="refused as a decompression bomb"):
         codec.decode(blank_png(20_000, 20_000), limits=Limits(max_pixels=10**9))
     assert no_pixel_loading == []

@@ -199,7 +199,7 @@ def test_execute_raises_permanent_error_for_bad_filters(
 
 
 def test_execute_raises_image_too_large(tmp_path: Path, photo: Path) -> None:
-    with pytest.raises(ImageTooLarge, match="above the limit of 0.0 MP"):
+    with pytest.raises(ImageTooLarge, match=r"above the limit of 0\.0 MP"):
         processing.execute(make_task(photo, tmp_path / "out.jpg"), limits=Limits(max_pixels=1000))
 
 

@@ -88,7 +88,7 @@ def test_read_bytes(tmp_path: Path) -> None:
 
 def test_read_missing_file_is_input_not_found(tmp_path: Path) -> None:
     missing = uri(tmp_path / "gone.jpg")
-    with pytest.raises(InputNotFound, match="cannot read .*gone.jpg: No such file or directory") as info:
+    with pytest.raises(InputNotFound, match=r"cannot read .*gone\.jpg: No such file or directory") as info:
         storage.read_bytes(missing)
     assert info.value.permanent
 
@@ -212,8 +212,15 @@ def test_list_keys_is_recursive_sorted_and_skips_hidden_and_temp_files(tmp_path:
         "z/.git/objects/o.jpg",
         f".b.jpg.1234{storage.TEMP_SUFFIX}",
         f"z/y.jpg{storage.TEMP_SUFFIX}",
+        "zz.jpg",
+        "a/x.jpg",
+        "a-b/x.jpg",
     )
-    assert list(storage.list_keys(uri(tmp_path))) == ["a.png", "b.jpg", "m/n.jpg", "z/a/b/c.jpg", "z/y.jpg"]
+    keys = list(storage.list_keys(uri(tmp_path)))
+    # Sorted as keys (strings), not directory by directory: a file never comes before a
+    # key that sorts lower in a sub-directory.
+    assert keys == ["a-b/x.jpg", "a.png", "a/x.jpg", "b.jpg", "m/n.jpg", "z/a/b/c.jpg", "z/y.jpg", "zz.jpg"]
+    assert keys == sorted(keys)
 
 
 def test_list_keys_of_an_empty_directory(tmp_path: Path) -> None:
