@@ -36,7 +36,8 @@ _ORIENTATION_TAG = 0x0112
 class Limits:
     """Guards against decompression bombs and runaway inputs."""
 
-    max_pixels: int = 100_000_000
+    # Pillow's own decompression-bomb threshold; a higher value would not be honoured.
+    max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
     max_bytes: int = 256 * 1024 * 1024
 
 
