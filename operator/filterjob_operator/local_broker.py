@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from filterjob_operator import broker, sources
 from filterjob_operator.local import Listener
@@ -50,7 +50,7 @@ def progress_queue(topology: Topology) -> str:
     return f"{topology.base}.progress"
 
 
-async def declare_progress(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> aio_pika.abc.AbstractQueue:
+async def declare_progress(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
     """A durable queue seeing every finished task: final events and dead letters."""
     queue = await channel.declare_queue(progress_queue(topology), durable=True, arguments={"x-queue-type": "quorum"})
     for key in ("task.succeeded", "task.failed"):
@@ -120,6 +120,25 @@ class _Tally:
             self.done.set()
 
 
+async def fresh_topology(connection: AbstractRobustConnection, topology: Topology) -> AbstractChannel:
+    """Declare the job's topology and empty its queues: a run starts from nothing.
+
+    Exchanges (and so ``filterjob watch`` subscribers) survive from run to run; if
+    the queues were declared with other arguments (a changed retry policy), they
+    are deleted and declared anew.
+    """
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        await declare(channel, topology)
+    except aio_pika.exceptions.ChannelPreconditionFailed:
+        channel = await connection.channel(publisher_confirms=True)
+        await delete(channel, topology)
+        await declare(channel, topology)
+    for name in topology.queues:
+        await (await channel.get_queue(name)).purge()
+    return channel
+
+
 async def run_with_broker(
     job: FilterJob,
     *,
@@ -148,12 +167,9 @@ async def run_with_broker(
         options.broker_url, client_properties={"connection_name": f"filterjob run {job.key}"}
     )
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        # A fresh run: leftovers of an earlier run of this job would be counted twice.
-        await channel.queue_delete(progress_queue(topology))
-        await delete(channel, topology)
-        await declare(channel, topology)
+        channel = await fresh_topology(connection, topology)
         progress = await declare_progress(channel, topology)
+        await progress.purge()
 
         async def on_progress(message: AbstractIncomingMessage) -> None:
             outcome = finished_outcome(message, topology)
@@ -164,6 +180,8 @@ async def run_with_broker(
         consumer_tag = await progress.consume(on_progress)
         env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
         env["FILTERJOB_HEALTH_PORT"] = "0"
+        # Without a log directory, workers share this terminal: only their warnings show.
+        env.setdefault("FILTERJOB_LOG_LEVEL", "INFO" if options.log_dir else "WARNING")
         supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
         await supervisor.start()
         if supervisor_ready is not None:

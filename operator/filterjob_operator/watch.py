@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from filterjob_operator.local_broker import finished_outcome
 from filterjob_worker.contract import Event
 from filterjob_worker.errors import MalformedTask
-from filterjob_worker.topology import Topology
+from filterjob_worker.topology import Topology, declare
 
 Printer = Callable[[Event], None]
 
@@ -40,6 +40,8 @@ async def watch(broker_url: str, topology: Topology, show: Printer, *, stop: asy
     connection = await aio_pika.connect_robust(broker_url, client_properties={"connection_name": "filterjob watch"})
     try:
         channel = await connection.channel()
+        # Idempotent: watching may start before the job's first run.
+        await declare(channel, topology)
         events = await channel.get_exchange(topology.events, ensure=True)
         dead = await channel.get_exchange(topology.dead_letters, ensure=True)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
