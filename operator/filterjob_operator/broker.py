@@ -10,14 +10,17 @@ queues' ``reject-publish`` overflow push back the same way.)
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractChannel, DeliveryMode
+from aio_pika.exceptions import PublishError
+from aiormq.abc import DeliveredMessage
 
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, Task
 from filterjob_worker.topology import Topology
@@ -59,7 +62,11 @@ async def publish_tasks(
     async def publish(index: int, task: Task) -> None:
         nonlocal cursor
         try:
-            await exchange.publish(task_message(task), routing_key=topology.tasks)
+            result = await exchange.publish(task_message(task), routing_key=topology.tasks)
+            if isinstance(result, DeliveredMessage):
+                # Returned as unroutable (no tasks queue): aio-pika hands it back instead of raising
+                # unless the channel has on_return_raises; either way the task was not enqueued.
+                raise PublishError(result, result.delivery)
         except BaseException as e:
             failure.append(e)
             raise
@@ -105,9 +112,11 @@ class QueueStats:
 async def ready_counts(channel: AbstractChannel, topology: Topology) -> dict[str, int]:
     """Ready messages per queue, from passive declares (exact now; unacked not included)."""
     out: dict[str, int] = {}
+    # Not channel.declare_queue(passive=True): a robust channel answers that from its cache of
+    # queues it declared before, with the stale counts of that first declaration.
+    underlay = await channel.get_underlay_channel()
     for name in topology.queues:
-        queue = await channel.declare_queue(name, passive=True)
-        result = queue.declaration_result
+        result = await underlay.queue_declare(name, passive=True)
         out[name] = int(result.message_count or 0)
     return out
 
@@ -115,8 +124,9 @@ async def ready_counts(channel: AbstractChannel, topology: Topology) -> dict[str
 def management_url_for(broker_url: str) -> str:
     """The usual management API URL of a broker: same host and credentials, port 15672."""
     parts = urlsplit(broker_url)
-    user = quote(parts.username or "guest", safe="")
-    password = quote(parts.password or "guest", safe="")
+    # URL credentials are percent-encoded already: decode before encoding, never encode twice.
+    user = quote(unquote(parts.username or "guest"), safe="")
+    password = quote(unquote(parts.password or "guest"), safe="")
     return f"http://{user}:{password}@{parts.hostname or 'localhost'}:15672/"
 
 
@@ -126,12 +136,15 @@ class Management:
     def __init__(self, url: str, *, vhost: str = "/") -> None:
         parts = urlsplit(url)
         self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}{parts.path.rstrip('/')}/api"
-        self._auth = aiohttp.BasicAuth(parts.username or "guest", parts.password or "guest")
+        # A header rather than aiohttp.BasicAuth, which aiohttp 3.14 deprecates (and 4.0 removes).
+        user, password = unquote(parts.username or "guest"), unquote(parts.password or "guest")
+        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {credentials}"}
         self._vhost = quote(vhost, safe="")
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Management:
-        self._session = aiohttp.ClientSession(auth=self._auth, timeout=aiohttp.ClientTimeout(total=10))
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(total=10))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

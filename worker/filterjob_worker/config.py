@@ -12,7 +12,7 @@
 | ``FILTERJOB_BACKOFF_SECONDS`` | first retry delay, doubled each retry | 2 |
 | ``FILTERJOB_MAX_BACKOFF_SECONDS`` | cap of the retry delay | 300 |
 | ``FILTERJOB_GRACE_SECONDS`` | time to finish in-flight images on SIGTERM | 25 |
-| ``FILTERJOB_EXECUTOR`` | ``process`` or ``thread`` pool for the CPU work | process |
+| ``FILTERJOB_EXECUTOR`` | ``thread`` or ``process`` pool for the CPU work | thread |
 | ``FILTERJOB_WORKER_ID`` | name in logs and events | hostname-pid |
 """
 
@@ -51,7 +51,9 @@ class WorkerConfig:
     log_level: str = "INFO"
     retry: RetryPolicy = RetryPolicy()
     grace_seconds: float = 25.0
-    executor: Literal["process", "thread"] = "process"
+    # Pillow releases the GIL in decode, filters and encode: threads match processes
+    # in throughput (bench/executor_bench.py) without IPC or orphaned children.
+    executor: Literal["process", "thread"] = "thread"
     worker_id: str = ""
 
     @property
@@ -101,10 +103,14 @@ class WorkerConfig:
         if level not in LOG_LEVELS:
             problems.append(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
         attempts = int(number("MAX_ATTEMPTS", 3, 1, 100))
-        backoff = number("BACKOFF_SECONDS", 2.0, 0.001, 3600, integer=False)
-        max_backoff = number("MAX_BACKOFF_SECONDS", 300.0, 0.001, 86400, integer=False)
+        # Positive, like RetryPolicy and the FilterJob API (spec.retry), so any valid job's workers start.
+        backoff = number("BACKOFF_SECONDS", 2.0, 0, 3600, integer=False)
+        max_backoff = number("MAX_BACKOFF_SECONDS", 300.0, 0, 86400, integer=False)
+        for name, seconds in (("BACKOFF_SECONDS", backoff), ("MAX_BACKOFF_SECONDS", max_backoff)):
+            if seconds <= 0:
+                problems.append(f"{PREFIX}{name} must be positive, got {seconds}")
         grace = number("GRACE_SECONDS", 25.0, 0, 3600, integer=False)
-        executor = text("EXECUTOR", "process")
+        executor = text("EXECUTOR", "thread")
         if executor not in ("process", "thread"):
             problems.append(f"{PREFIX}EXECUTOR must be process or thread, got {executor!r}")
         if problems:
@@ -118,6 +124,6 @@ class WorkerConfig:
             log_level=level,
             retry=RetryPolicy(max_attempts=attempts, backoff_seconds=backoff, max_backoff_seconds=max_backoff),
             grace_seconds=grace,
-            executor="thread" if executor == "thread" else "process",
+            executor="process" if executor == "process" else "thread",
             worker_id=text("WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"),
         )

@@ -161,6 +161,14 @@ class WorkerProcess:
     async def consuming(self, within: float = 30.0) -> None:
         await asyncio.to_thread(self.wait_log, lambda line: line.get("msg", "").startswith("consuming"), within)
 
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
     def messages(self) -> list[str]:
         return [str(line.get("msg", "")) for line in self.lines]
 
@@ -191,9 +199,7 @@ def spawn_worker(declared: Topology) -> Iterator[WorkerFactory]:
 
     yield spawn
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-        worker.proc.wait(timeout=30)
+        worker.close()
 
 
 def make_tasks(

@@ -1,0 +1,116 @@
+"""Reliability under faults: workers killed with SIGKILL, RabbitMQ restarted mid-run.
+
+Invariant under test: every input ends as exactly one of an output written or a
+parked failure with its reason, whatever dies and whenever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aio_pika.abc import AbstractChannel
+from PIL import Image
+
+from filterjob_worker.storage import TEMP_SUFFIX
+from filterjob_worker.topology import Topology
+
+from .conftest import EventLog, WorkerFactory, make_tasks, publish
+
+SLOW_FILTERS = ({"name": "blur", "radius": 6}, {"name": "sharpen"})
+
+
+def assert_every_input_accounted(src: Path, dst: Path, events: EventLog, broken: set[str]) -> None:
+    keys = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+    assert events.finished() == keys
+    written = {
+        p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and not p.name.endswith(TEMP_SUFFIX)
+    }
+    assert written == {str(Path(k).with_suffix(".png")) for k in keys - broken}
+    for name in written:  # no partial file: every visible output decodes completely
+        with Image.open(dst / name) as image:
+            image.load()
+    failed = {e.task for e in events.of("failed")}
+    assert failed == broken
+
+
+@pytest.mark.slow
+async def test_sigkilled_workers_lose_nothing(
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    src, dst = images(240, broken=6, size=(320, 240))
+    broken = {p.relative_to(src).as_posix() for p in (src / "broken").iterdir()}
+    tasks = make_tasks(declared, src, dst, SLOW_FILTERS)
+    workers = [spawn_worker(), spawn_worker(), spawn_worker()]
+    await publish(channel, declared, tasks)
+    rng = random.Random(7)
+    kills = 0
+    for threshold in (20, 60, 100, 140, 180):
+        await events.wait_for(lambda log, t=threshold: len(log.finished()) >= t)
+        if len(events.finished()) >= len(tasks) - 10:
+            break
+        victim = workers.pop(rng.randrange(len(workers)))
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(timeout=10)
+        kills += 1
+        workers.append(spawn_worker())  # as a Deployment replaces a dead pod
+    assert kills >= 3, "the run finished before the workers could be killed; make tasks slower"
+    await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=120)
+    assert_every_input_accounted(src, dst, events, broken)
+    # Killed mid-task, some deliveries came back: the kills really interrupted work.
+    assert any(e.redelivered for e in events.events)
+
+
+def rabbitmqctl(*args: str) -> None:
+    command = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run([command, *args], check=True, capture_output=True, timeout=120)
+
+
+async def status(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status
+
+
+@pytest.mark.slow
+async def test_broker_restart_mid_run_loses_nothing_and_readiness_follows(
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    src, dst = images(120, broken=2, size=(320, 240))
+    broken = {p.relative_to(src).as_posix() for p in (src / "broken").iterdir()}
+    tasks = make_tasks(declared, src, dst, SLOW_FILTERS)
+    workers = [spawn_worker(), spawn_worker()]
+    for worker in workers:
+        await worker.consuming()
+        assert await status(worker.health_url + "/readyz") == 200
+    await publish(channel, declared, tasks)
+    await events.wait_for(lambda log: len(log.finished()) >= 15)
+    try:
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_log, lambda line: "connection lost" in line.get("msg", ""))
+            assert await status(worker.health_url + "/readyz") == 503
+            health = await status(worker.health_url + "/healthz")
+            assert health == 200  # degraded, not dead: reconnecting within budget
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "start_app")
+        await asyncio.to_thread(rabbitmqctl, "await_startup")
+    for worker in workers:
+        await asyncio.to_thread(worker.wait_log, lambda line: "connection restored" in line.get("msg", ""), 60)
+        assert await status(worker.health_url + "/readyz") == 200
+    await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=180)
+    assert_every_input_accounted(src, dst, events, broken)

@@ -1,0 +1,545 @@
+"""The worker service against the real RabbitMQ, run as real ``python -m filterjob_worker`` processes.
+
+Poison messages, graceful shutdown, fair dispatch and backpressure, metrics and
+health endpoints, structured logs and configuration errors. Tests await events,
+log lines, HTTP conditions and process exits; they never sleep in place of a wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiohttp
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, DeliveryMode
+from prometheus_client.parser import text_string_to_metric_families
+
+from filterjob_operator.samples import make_image
+from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
+from filterjob_worker.storage import to_path
+from filterjob_worker.topology import Topology
+
+from .conftest import FAST_RETRY, MANAGEMENT_URL, EventLog, WorkerFactory, WorkerProcess, make_tasks, publish
+
+#: A pipeline that takes a noticeable time per image (scaled by the image size).
+BLUR = {"name": "blur", "radius": 30}
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+class ParkedLog:
+    """Messages arriving in a job's ``.parked`` queue, consumed (and so removed) as they come."""
+
+    def __init__(self) -> None:
+        self.messages: list[AbstractIncomingMessage] = []
+        self._changed = asyncio.Condition()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, count: int, within: float = 30.0) -> list[AbstractIncomingMessage]:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.messages) >= count)
+        return self.messages
+
+    def by_id(self, message_id: str) -> AbstractIncomingMessage:
+        return next(m for m in self.messages if m.message_id == message_id)
+
+
+@pytest.fixture
+async def parked(connection: AbstractRobustConnection, declared: Topology) -> AsyncIterator[ParkedLog]:
+    log = ParkedLog()
+    channel = await connection.channel()
+    queue = await channel.get_queue(declared.parked, ensure=True)
+    tag = await queue.consume(log.on_message, no_ack=True)
+    yield log
+    await queue.cancel(tag)  # before ``declared`` deletes the queue under the consumer
+    await channel.close()
+
+
+async def wait_log(worker: WorkerProcess, predicate: Callable[[dict[str, Any]], bool], within: float = 30.0) -> None:
+    await asyncio.to_thread(worker.wait_log, predicate, within)
+
+
+async def terminate(worker: WorkerProcess, timeout: float = 30.0) -> int:
+    """SIGTERM a worker and wait for it to exit; returns its exit code."""
+    worker.proc.send_signal(signal.SIGTERM)
+    return await asyncio.to_thread(worker.proc.wait, timeout)
+
+
+async def http_get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def http_json(url: str) -> tuple[int, Any]:
+    status, text = await http_get(url)
+    return status, json.loads(text)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text exposition (``name`` is the sample's name)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name}{labels} in:\n{text}")
+
+
+def output_exists(task_output: str) -> bool:
+    return to_path(task_output).is_file()
+
+
+def assert_clean_logs(worker: WorkerProcess, name: str) -> None:
+    """Every line one JSON object naming the worker; task lines carry their context; no password."""
+    raw = "".join(worker.raw)
+    assert ":guest@" not in raw
+    assert worker.raw
+    for text in worker.raw:
+        line = json.loads(text)
+        assert isinstance(line, dict), text
+        assert {"ts", "level", "logger", "msg"} <= line.keys(), text
+        assert line["worker"] == name, text
+    task_lines = [line for line in worker.lines if str(line["msg"]).startswith("task ")]
+    assert task_lines
+    for line in task_lines:
+        assert {"job", "task", "attempt", "worker"} <= line.keys(), line
+        assert isinstance(line["attempt"], int)
+
+
+def slow_tasks(topology: Topology, src: Path, dst: Path, blurs: int) -> list[Task]:
+    return make_tasks(topology, src, dst, (BLUR,) * blurs)
+
+
+# -- 1. poison messages -------------------------------------------------------------
+
+
+async def _good_task_still_served(
+    channel: AbstractChannel, declared: Topology, events: EventLog, tmp_path: Path
+) -> None:
+    """A good task published after a poison one succeeds: the worker kept serving."""
+    src = tmp_path / "after-in"
+    src.mkdir()
+    make_image((64, 48), seed=1).save(src / "good-after.jpg")
+    (good,) = make_tasks(declared, src, tmp_path / "after-out")
+    await publish(channel, declared, [good])
+    await events.wait_for(lambda log: good.task in {e.task for e in log.of("succeeded")}, within=30)
+    assert output_exists(good.output)
+
+
+@pytest.mark.parametrize("kind", ["malformed", "unknown-filter", "corrupt-image"])
+async def test_permanent_poison_is_parked_at_once_and_worker_keeps_serving(
+    kind: str,
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    parked: ParkedLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+    tmp_path: Path,
+) -> None:
+    worker = spawn_worker()
+    src, dst = images(1, broken=1)  # broken[0] is a corrupt JPEG
+    if kind == "malformed":
+        message_id, body = "not-json", b'{"v": 1, "job": '
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                content_type=CONTENT_TYPE,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                headers={ATTEMPT_HEADER: 1},
+            ),
+            routing_key=declared.tasks,
+        )
+    else:
+        good = next(t for t in make_tasks(declared, src, dst) if not t.task.startswith("broken/"))
+        if kind == "unknown-filter":
+            task = Task(**{**good.__dict__, "task": "bad-filter", "filters": ({"name": "no-such-filter"},)})
+        else:
+            task = next(t for t in make_tasks(declared, src, dst) if t.task.startswith("broken/"))
+        message_id, body = task.task, task.to_json()
+        await publish(channel, declared, [task])
+
+    (message,) = await parked.wait_for(1)
+    headers = message.headers or {}
+    reason = str(headers[REASON_HEADER])
+    assert message.message_id == message_id
+    assert message.body == body
+    assert headers[ATTEMPT_HEADER] == 1
+    assert headers[WORKER_HEADER] == "w0"
+    assert isinstance(headers["x-failed-at"], int)
+    if kind == "malformed":
+        assert reason.startswith("MalformedTask: body is not JSON")
+    elif kind == "unknown-filter":
+        assert reason.startswith("PermanentTaskError")
+        assert "unknown filter 'no-such-filter'" in reason
+    else:
+        assert reason.startswith("InvalidImage")
+
+    await _good_task_still_served(channel, declared, events, tmp_path)
+    assert not events.of("retrying")
+    failed = events.of("failed")
+    if kind == "malformed":
+        assert failed == []  # undecodable: no task to report on, only the parked message
+    else:
+        assert [(e.task, e.attempt, e.reason) for e in failed] == [(message_id, 1, reason)]
+    assert worker.proc.poll() is None
+
+
+@pytest.mark.slow
+async def test_transient_failure_is_retried_with_backoff_then_parked(
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    parked: ParkedLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+    tmp_path: Path,
+) -> None:
+    worker = spawn_worker()
+    src, dst = images(1)
+    (template,) = make_tasks(declared, src, dst)
+    sock_path = tmp_path / "in.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))  # open(2) on a socket file fails with ENXIO: a transient error
+        task = Task(**{**template.__dict__, "task": "socket", "input": sock_path.as_uri()})
+        await worker.consuming()
+        await publish(channel, declared, [task])
+        arrivals: list[float] = []
+        for seen in range(1, FAST_RETRY.max_attempts + 1):
+            await events.wait_for(lambda log, n=seen: len(log.of("retrying")) + len(log.of("failed")) >= n)
+            arrivals.append(time.monotonic())
+        (message,) = await parked.wait_for(1)
+
+    max_attempts = FAST_RETRY.max_attempts
+    retrying = events.of("retrying")
+    assert [e.attempt for e in retrying] == list(range(1, max_attempts))
+    assert all(e.task == "socket" and "No such device or address" in str(e.reason) for e in retrying)
+    (failed,) = events.of("failed")
+    assert failed.attempt == max_attempts
+    assert str(failed.reason).startswith("TransientTaskError")
+
+    headers = message.headers or {}
+    assert headers[ATTEMPT_HEADER] == max_attempts
+    assert str(headers[REASON_HEADER]).startswith("TransientTaskError: cannot read")
+    assert message.body == task.to_json()
+    assert message.message_id == "socket"
+    # It really went through the delay queues: each expired back into the task queue.
+    deaths = {(str(d["queue"]), str(d["reason"])) for d in headers["x-death"]}
+    assert deaths == {(q, "expired") for q in declared.retry_queues}
+
+    # Exponential backoff: the worker asked for 0.2 s then 0.4 s, and the waits grew.
+    delays = [line["msg"] for line in worker.lines if str(line["msg"]).startswith("task failed, retry in")]
+    assert [d.split(":")[0] for d in delays] == [
+        f"task failed, retry in {FAST_RETRY.delay(n):.1f} s" for n in range(max_attempts - 1)
+    ]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert gaps[0] >= FAST_RETRY.delay(0) * 0.75
+    assert gaps[1] > gaps[0]
+
+    await _good_task_still_served(channel, declared, events, tmp_path)
+
+
+# -- 2. graceful shutdown -----------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sigterm_finishes_the_in_flight_task_and_returns_nothing(
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    src, dst = images(4, size=(1600, 1200))
+    tasks = slow_tasks(declared, src, dst, blurs=8)  # ~0.5–1 s each
+    first = spawn_worker(FILTERJOB_CONCURRENCY="1", FILTERJOB_PREFETCH="1")
+    await first.consuming()
+    await publish(channel, declared, tasks)
+
+    # Wait until the first task is being processed (and none has finished yet).
+    deadline = time.monotonic() + 30
+    while True:
+        _, text = await http_get(first.health_url + "/metrics")
+        if metric(text, "filterjob_tasks_in_flight") == 1:
+            break
+        assert time.monotonic() < deadline, "the worker never started a task"
+        await asyncio.sleep(0.02)  # polling interval of an awaited condition
+    assert metric(text, "filterjob_tasks_total", outcome="succeeded") == 0
+
+    first.proc.send_signal(signal.SIGTERM)
+    # Draining: not ready any more (so no new traffic), still alive, still finishing.
+    status, ready = await http_json(first.health_url + "/readyz")
+    assert status == 503
+    assert ready["ready"] is False
+    assert ready["reason"].startswith("draining")
+    status, _ = await http_json(first.health_url + "/healthz")
+    assert status == 200
+    assert await asyncio.to_thread(first.proc.wait, 30) == 0
+    first.close()
+
+    assert "draining 1 in-flight tasks (grace 20 s)" in first.messages()
+    assert first.messages()[-1] == "worker stopped"
+    assert not any("did not finish" in m for m in first.messages())
+    await events.wait_for(lambda log: len(log.of("succeeded")) >= 1)
+    (done,) = events.of("succeeded")
+    assert done.worker == "w0"
+    assert output_exists(done.output)
+
+    second = spawn_worker(FILTERJOB_CONCURRENCY="1", FILTERJOB_PREFETCH="1")
+    await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=60)
+    succeeded = events.of("succeeded")
+    assert Counter(e.task for e in succeeded) == Counter(t.task for t in tasks)  # each exactly once
+    assert not any(e.redelivered for e in events.events)
+    assert not events.of("retrying")
+    assert not events.of("failed")
+    assert Counter(e.worker for e in succeeded) == {"w0": 1, "w1": len(tasks) - 1}
+    assert all(output_exists(t.output) for t in tasks)
+    assert await terminate(second) == 0
+
+
+# -- 3. fair dispatch and backpressure ------------------------------------------------
+
+
+def _management() -> tuple[str, dict[str, str]]:
+    parts = urlsplit(MANAGEMENT_URL)
+    credentials = f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()
+    base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}{parts.path.rstrip('/')}/api/"
+    return base, {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+
+
+@pytest.mark.slow
+async def test_fair_dispatch_and_prefetch_bound_unacked(
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    prefetch = 1
+    src, dst = images(30, size=(640, 480))
+    tasks = slow_tasks(declared, src, dst, blurs=16)  # ~0.2–0.3 s each: a run of several seconds
+    workers = [spawn_worker(FILTERJOB_PREFETCH=str(prefetch), FILTERJOB_CONCURRENCY="1") for _ in range(2)]
+    for worker in workers:
+        await worker.consuming()
+    names = {f"filterjob-worker w{i}" for i in range(len(workers))}
+    api, auth = _management()
+    consumers: dict[str, dict[str, Any]] = {}  # connection name → consumer, as the broker reports it
+    unacked: dict[str, list[int]] = {name: [] for name in names}
+
+    async def sample(session: aiohttp.ClientSession) -> None:
+        async with session.get(api + "consumers") as response:
+            response.raise_for_status()
+            for consumer in await response.json():
+                connection = consumer["channel_details"]["connection_name"]
+                if consumer["queue"]["name"] == declared.tasks and connection in names:
+                    consumers[connection] = consumer
+        async with session.get(api + "channels") as response:
+            response.raise_for_status()
+            channels = {c["name"]: c for c in await response.json()}
+        for connection, consumer in consumers.items():
+            stats = channels.get(consumer["channel_details"]["name"], {})
+            if "messages_unacknowledged" in stats:
+                unacked[connection].append(int(stats["messages_unacknowledged"]))
+                assert stats["prefetch_count"] == prefetch
+
+    async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await publish(channel, declared, tasks)
+        while len(events.finished()) < len(tasks):
+            await sample(session)
+            # Paced by the run itself: returns as soon as the job is done.
+            try:
+                await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=0.25)
+            except TimeoutError:
+                pass
+        # Management stats are emitted every few seconds: the consumers may show up late.
+        deadline = time.monotonic() + 15
+        while consumers.keys() != names and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)  # polling interval of the management API
+            await sample(session)
+
+    assert consumers.keys() == names, f"consumers not reported by the management API: {consumers}"
+    for consumer in consumers.values():
+        assert consumer["prefetch_count"] == prefetch
+        assert consumer["ack_required"] is True
+    for connection, values in unacked.items():
+        assert all(v <= prefetch for v in values), (connection, values)
+
+    succeeded = events.of("succeeded")
+    assert Counter(e.task for e in succeeded) == Counter(t.task for t in tasks)
+    shares = Counter(e.worker for e in succeeded)
+    assert shares.keys() == {"w0", "w1"}
+    assert min(shares.values()) >= len(tasks) * 0.25, shares
+    assert not any(e.redelivered for e in events.events)
+
+
+# -- 4 and 5. metrics, health endpoints and logs ---------------------------------------------
+
+
+async def test_metrics_health_and_logs_after_a_mixed_run(
+    channel: AbstractChannel,
+    declared: Topology,
+    events: EventLog,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    good, bad = 6, 4
+    src, dst = images(good, broken=bad)
+    tasks = make_tasks(declared, src, dst)
+    worker = spawn_worker(FILTERJOB_CONCURRENCY="2")
+    await worker.consuming()
+    status, ready = await http_json(worker.health_url + "/readyz")
+    assert (status, ready["ready"], ready["reason"]) == (200, True, "consuming")
+
+    await publish(channel, declared, tasks)
+    await events.wait_for(lambda log: len(log.finished()) == good + bad)
+    assert len(events.of("succeeded")) == good
+    assert len(events.of("failed")) == bad
+
+    status, text = await http_get(worker.health_url + "/metrics")
+    assert status == 200
+    assert metric(text, "filterjob_tasks_total", outcome="succeeded") == good
+    assert metric(text, "filterjob_tasks_total", outcome="parked") == bad
+    assert metric(text, "filterjob_tasks_total", outcome="retried") == 0
+    assert metric(text, "filterjob_parked_total", cause="permanent") == bad
+    assert metric(text, "filterjob_task_duration_seconds_count") == good + bad
+    assert metric(text, "filterjob_task_duration_seconds_sum") > 0
+    assert metric(text, "filterjob_tasks_in_flight") == 0
+    assert metric(text, "filterjob_worker_health", state="healthy") == 1
+
+    status, health = await http_json(worker.health_url + "/healthz")
+    assert (status, health) == (200, {"state": "healthy", "reason": "ok"})
+    status, ready = await http_json(worker.health_url + "/readyz")
+    assert (status, ready["ready"], ready["state"]) == (200, True, "healthy")
+
+    assert await terminate(worker) == 0
+    worker.close()
+    assert_clean_logs(worker, "w0")
+    start = next(line for line in worker.lines if str(line["msg"]).startswith("worker starting"))
+    assert "guest:***@" in start["msg"]  # the URL is logged, its password is not
+    logged = {(line["task"], line["attempt"]) for line in worker.lines if "task" in line}
+    assert logged == {(t.task, 1) for t in tasks}
+
+
+async def test_unreachable_broker_logs_json_without_the_password(
+    declared: Topology, spawn_worker: WorkerFactory
+) -> None:
+    # Nothing listens on port 1: connecting fails and the error is logged, scrubbed.
+    worker = spawn_worker(FILTERJOB_BROKER_URL="amqp://guest:guest@127.0.0.1:1/")
+    await wait_log(worker, lambda line: str(line.get("msg", "")).startswith("cannot start consuming"))
+    status, health = await http_json(worker.health_url + "/healthz")
+    assert (status, health["state"]) == (200, "degraded")
+    status, ready = await http_json(worker.health_url + "/readyz")
+    assert (status, ready["reason"]) == (503, "not connected to the broker")
+    assert await terminate(worker) == 0
+    worker.close()
+    raw = "".join(worker.raw)
+    assert ":guest@" not in raw
+    assert "guest:***@" in raw
+    for text in worker.raw:
+        assert json.loads(text)["worker"] == "w0"
+
+
+# -- 6. configuration errors -------------------------------------------------------------
+
+
+VARIABLES = (
+    "FILTERJOB_BROKER_URL",
+    "FILTERJOB_QUEUE",
+    "FILTERJOB_CONCURRENCY",
+    "FILTERJOB_PREFETCH",
+    "FILTERJOB_HEALTH_PORT",
+    "FILTERJOB_LOG_LEVEL",
+    "FILTERJOB_MAX_ATTEMPTS",
+    "FILTERJOB_BACKOFF_SECONDS",
+    "FILTERJOB_MAX_BACKOFF_SECONDS",
+    "FILTERJOB_GRACE_SECONDS",
+    "FILTERJOB_EXECUTOR",
+    "FILTERJOB_WORKER_ID",
+)
+GOOD_ENV = {"FILTERJOB_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "FILTERJOB_QUEUE": "fj.t.cfg.x.tasks"}
+
+
+def run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FILTERJOB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "filterjob_worker", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def with_good_defaults(env: dict[str, str]) -> dict[str, str]:
+    """GOOD_ENV with ``env`` applied, where an empty value removes the variable."""
+    return {k: v for k, v in {**GOOD_ENV, **env}.items() if v}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"FILTERJOB_QUEUE": ""}, ["FILTERJOB_QUEUE is required"]),
+        ({"FILTERJOB_CONCURRENCY": "abc"}, ["FILTERJOB_CONCURRENCY must be an integer, got 'abc'"]),
+        (
+            {"FILTERJOB_CONCURRENCY": "4", "FILTERJOB_PREFETCH": "2"},
+            ["FILTERJOB_PREFETCH (2) must be at least FILTERJOB_CONCURRENCY (4)"],
+        ),
+        (
+            {"FILTERJOB_BROKER_URL": "http://guest:guest@127.0.0.1:5672/"},
+            ["FILTERJOB_BROKER_URL must be an amqp:// or amqps:// URL"],
+        ),
+        (
+            {
+                "FILTERJOB_BROKER_URL": "redis://guest:guest@127.0.0.1/",
+                "FILTERJOB_QUEUE": "",
+                "FILTERJOB_CONCURRENCY": "abc",
+                "FILTERJOB_HEALTH_PORT": "99999",
+            },
+            [
+                "FILTERJOB_BROKER_URL must be an amqp://",
+                "FILTERJOB_QUEUE is required",
+                "FILTERJOB_CONCURRENCY must be an integer",
+                "FILTERJOB_HEALTH_PORT must be between 0 and 65535",
+            ],
+        ),
+    ],
+    ids=["missing-queue", "concurrency-abc", "prefetch-below-concurrency", "bad-scheme", "all-at-once"],
+)
+def test_bad_configuration_exits_2_naming_each_variable(env: dict[str, str], expected: list[str]) -> None:
+    result = run_worker(with_good_defaults(env))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("filterjob-worker: invalid configuration:")
+    problems = [line.removeprefix("  - ") for line in result.stderr.splitlines()[1:]]
+    assert len(problems) == len(expected), result.stderr
+    for problem, wanted in zip(problems, expected, strict=True):
+        assert problem.startswith(wanted), result.stderr
+    assert ":guest@" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_prints_the_variable_table() -> None:
+    result = run_worker({}, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: filterjob-worker" in result.stdout
+    for variable in VARIABLES:
+        assert f"``{variable}``" in result.stdout
