@@ -23,6 +23,7 @@ from filterjob_operator.summary import RunSummary
 from filterjob_worker import processing, storage
 from filterjob_worker.codec import DEFAULT_LIMITS, Limits
 from filterjob_worker.contract import Task
+from filterjob_worker.errors import WorkerDied
 
 #: Tasks submitted per worker process ahead of completion: enough to keep every
 #: process busy, few enough that memory stays flat for any job size.
@@ -146,12 +147,6 @@ def _drive(
 
 
 def _died(task: Task) -> processing.Outcome:
-    return processing.Outcome(
-        task=task.task,
-        input=task.input,
-        output=task.output,
-        ok=False,
-        seconds=0.0,
-        reason="WorkerDied: a worker process died while processing this image (out of memory?)",
-        permanent=False,
+    return processing.Outcome.of(
+        task, error=WorkerDied("a worker process died while processing this image (out of memory?)")
     )

@@ -46,7 +46,7 @@ from filterjob_worker.contract import (
     Event,
     Task,
 )
-from filterjob_worker.errors import MalformedTask
+from filterjob_worker.errors import MalformedTask, WorkerDied
 from filterjob_worker.health import Health
 from filterjob_worker.metrics import WorkerMetrics
 
@@ -182,15 +182,7 @@ class Consumer:
             # one failed attempt, and the next task gets a fresh pool.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._executor_factory()
-            return processing.Outcome(
-                task=task.task,
-                input=task.input,
-                output=task.output,
-                ok=False,
-                seconds=0.0,
-                reason="WorkerDied: the process handling this image died",
-                permanent=False,
-            )
+            return processing.Outcome.of(task, error=WorkerDied("the process handling this image died"))
 
     async def _conclude(
         self,

@@ -54,5 +54,9 @@ class InputNotFound(PermanentTaskError):
     """The input object does not exist (any more)."""
 
 
+class WorkerDied(TransientTaskError):
+    """The process working on the task died (out of memory?); the image may be the cause."""
+
+
 class MalformedTask(PermanentTaskError):
     """A task message does not follow the task contract."""

@@ -28,6 +28,28 @@ class Outcome:
     permanent: bool = True
     bytes_written: int = 0
 
+    @classmethod
+    def of(cls, task: Task, *, error: TaskError | None = None, seconds: float = 0.0, bytes_written: int = 0) -> Outcome:
+        """Success, or the failure that ``error`` describes."""
+        if error is None:
+            return cls(
+                task=task.task,
+                input=task.input,
+                output=task.output,
+                ok=True,
+                seconds=seconds,
+                bytes_written=bytes_written,
+            )
+        return cls(
+            task=task.task,
+            input=task.input,
+            output=task.output,
+            ok=False,
+            seconds=seconds,
+            reason=f"{type(error).__name__}: {error}",
+            permanent=error.permanent,
+        )
+
 
 def execute(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> int:
     """Process a task; returns the bytes written or raises :class:`TaskError`."""
@@ -52,20 +74,5 @@ def process(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> Outco
     try:
         written = execute(task, limits=limits)
     except TaskError as e:
-        return Outcome(
-            task=task.task,
-            input=task.input,
-            output=task.output,
-            ok=False,
-            seconds=time.perf_counter() - start,
-            reason=f"{type(e).__name__}: {e}",
-            permanent=e.permanent,
-        )
-    return Outcome(
-        task=task.task,
-        input=task.input,
-        output=task.output,
-        ok=True,
-        seconds=time.perf_counter() - start,
-        bytes_written=written,
-    )
+        return Outcome.of(task, error=e, seconds=time.perf_counter() - start)
+    return Outcome.of(task, seconds=time.perf_counter() - start, bytes_written=written)
