@@ -83,16 +83,19 @@ async def publish_tasks(
                 on_confirmed(cursor)
 
     count = 0
-    for index, task in enumerate(tasks):
-        await slots.acquire()
-        if failure:
-            break
-        job = asyncio.create_task(publish(index, task))
-        running.add(job)
-        job.add_done_callback(running.discard)
-        count += 1
-    if running:
-        await asyncio.gather(*running, return_exceptions=True)
+    try:
+        for index, task in enumerate(tasks):
+            await slots.acquire()
+            if failure:
+                break
+            job = asyncio.create_task(publish(index, task))
+            running.add(job)
+            job.add_done_callback(running.discard)
+            count += 1
+    finally:
+        # Even if the task source fails, settle what is in flight before returning.
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
     if failure:
         raise failure[0]
     return count

@@ -36,7 +36,7 @@ def test_defaults() -> None:
     assert config.log_level == "INFO"
     assert config.retry == RetryPolicy(max_attempts=3, backoff_seconds=2.0, max_backoff_seconds=300.0)
     assert config.grace_seconds == 25.0
-    assert config.executor == "process"
+    assert config.executor == "thread"
     assert config.worker_id == f"{socket.gethostname()}-{os.getpid()}"
     assert config.topology == Topology.from_task_queue(QUEUE)
 
@@ -59,7 +59,7 @@ def test_every_variable_is_parsed() -> None:
         "FILTERJOB_BACKOFF_SECONDS": "0.25",
         "FILTERJOB_MAX_BACKOFF_SECONDS": "10",
         "FILTERJOB_GRACE_SECONDS": "7.5",
-        "FILTERJOB_EXECUTOR": "thread",
+        "FILTERJOB_EXECUTOR": "process",
         "FILTERJOB_WORKER_ID": "worker-7",
         "UNRELATED": "ignored",
     }
@@ -73,7 +73,7 @@ def test_every_variable_is_parsed() -> None:
         log_level="DEBUG",
         retry=RetryPolicy(max_attempts=5, backoff_seconds=0.25, max_backoff_seconds=10.0),
         grace_seconds=7.5,
-        executor="thread",
+        executor="process",
         worker_id="worker-7",
     )
     assert config.topology.retry_queues == [f"fj.photos.thumbs.0f5c7a1e.retry.{n}" for n in range(4)]
@@ -188,7 +188,10 @@ def test_redact_hides_passwords(url: str, expected: str) -> None:
         ("a http://a:b@x and s3+https://c:d@y.", "a http://a:***@x and s3+https://c:***@y."),
         ("pw with colon amqp://u:a:b:c@h/", "pw with colon amqp://u:***@h/"),
         ("no user amqp://:tok@h", "no user amqp://:***@h"),
-        ("ConnectionError('amqp://guest:guest@127.0.0.1:5672/')", "ConnectionError('amqp://guest:***@127.0.0.1:5672/')"),
+        (
+            "ConnectionError('amqp://guest:guest@127.0.0.1:5672/')",
+            "ConnectionError('amqp://guest:***@127.0.0.1:5672/')",
+        ),
         ("amqp://rabbit:5672/ and mail@example.com", "amqp://rabbit:5672/ and mail@example.com"),
         ("amqp://user@rabbit/", "amqp://user@rabbit/"),
         ("nothing secret here: a:b@c", "nothing secret here: a:b@c"),

@@ -64,7 +64,10 @@ def test_overrides(job_doc: dict[str, Any]) -> None:
     [
         {},
         {"workers": {"concurrency": 1}, "retry": {"maxAttempts": 1}},
-        {"workers": {"concurrency": 64}, "retry": {"maxAttempts": 100, "backoffSeconds": 3600, "maxBackoffSeconds": 86400}},
+        {
+            "workers": {"concurrency": 64},
+            "retry": {"maxAttempts": 100, "backoffSeconds": 3600, "maxBackoffSeconds": 86400},
+        },
         {"retry": {"maxAttempts": 7, "backoffSeconds": 0.001, "maxBackoffSeconds": 0.3}},
         {"retry": {"backoffSeconds": 1e-3, "maxBackoffSeconds": 1e-3}},
         # Any positive backoff is valid in the API; the worker used to reject those below 1 ms.

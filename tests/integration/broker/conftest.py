@@ -94,7 +94,7 @@ class EventLog:
 
 
 @pytest.fixture
-async def events(connection: AbstractRobustConnection, declared: Topology) -> EventLog:
+async def events(connection: AbstractRobustConnection, declared: Topology) -> AsyncIterator[EventLog]:
     log = EventLog(declared)
     channel = await connection.channel()
     # Durable, so events published while the broker restarts are not lost to the test.
@@ -104,7 +104,8 @@ async def events(connection: AbstractRobustConnection, declared: Topology) -> Ev
     await queue.bind(declared.events, routing_key="#")
     await queue.bind(declared.dead_letters)
     await queue.consume(log.on_message, no_ack=True)
-    return log
+    yield log
+    await channel.queue_delete(queue.name)
 
 
 class WorkerProcess:

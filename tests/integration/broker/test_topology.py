@@ -22,6 +22,7 @@ from aio_pika.abc import (
     ExchangeType,
 )
 
+from filterjob_operator import broker
 from filterjob_worker.topology import Topology, declare, delete
 
 from .conftest import MANAGEMENT_URL
@@ -67,14 +68,20 @@ async def next_message(queue: AbstractQueue, within: float = 10.0) -> AbstractIn
         await queue.cancel(tag)
 
 
-async def test_declare_is_idempotent(channel: AbstractChannel, declared: Topology) -> None:
+async def test_declare_is_idempotent(
+    connection: AbstractRobustConnection, channel: AbstractChannel, declared: Topology
+) -> None:
+    await channel.default_exchange.publish(aio_pika.Message(b"kept"), routing_key=declared.tasks)
     await declare(channel, declared)
     await declare(channel, declared)
+    # A fresh channel: a robust channel answers passive declares of queues it declared from a cache.
+    probe = await connection.channel()
     for name in declared.queues:
-        queue = await channel.declare_queue(name, passive=True)
-        assert queue.declaration_result.message_count == 0
-    await channel.declare_exchange(declared.events, ExchangeType.TOPIC, passive=True)
-    await channel.declare_exchange(declared.dead_letters, ExchangeType.FANOUT, passive=True)
+        queue = await probe.declare_queue(name, passive=True)
+        assert queue.declaration_result.message_count == (1 if name == declared.tasks else 0), name
+    await probe.declare_exchange(declared.events, ExchangeType.TOPIC, passive=True)
+    await probe.declare_exchange(declared.dead_letters, ExchangeType.FANOUT, passive=True)
+    await probe.close()
 
 
 async def test_broker_holds_the_declared_arguments(declared: Topology, management: aiohttp.ClientSession) -> None:
@@ -180,8 +187,7 @@ async def test_poison_message_is_parked_after_the_delivery_limit(
     assert death["queue"] == declared.tasks
     assert death["reason"] == "delivery_limit"
     assert death["exchange"] == ""
-    ready = await channel.declare_queue(declared.tasks, passive=True)
-    assert ready.declaration_result.message_count == 0
+    assert set((await broker.ready_counts(channel, declared)).values()) == {0}
 
 
 async def test_delete_removes_everything(connection: AbstractRobustConnection, topology: Topology) -> None:
