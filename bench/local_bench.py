@@ -30,8 +30,8 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-# Heavy project imports happen inside functions: the pool's worker processes re-import
-# this script as ``__mp_main__``, and that must not inflate the runner's timings.
+# Project imports happen inside functions (hence the PLC0415 waivers): the pool's worker
+# processes re-import this script as ``__mp_main__``, and that must not inflate (b) and (c).
 
 QUALITY = 90
 RESIZE_WIDTH = 1024
@@ -80,7 +80,7 @@ def bare_loop(inputs: list[Path], out_dir: Path) -> tuple[float, float]:
 
 
 def make_job(source: Path, destination: Path, name: str):  # -> FilterJob
-    from filterjob_operator.spec import parse_job
+    from filterjob_operator.spec import parse_job  # noqa: PLC0415 (see top)
 
     return parse_job(
         {
@@ -98,7 +98,7 @@ def make_job(source: Path, destination: Path, name: str):  # -> FilterJob
 
 def runner(source: Path, out_dir: Path, workers: int, expected: int) -> float:
     """(b)/(c): wall seconds of one whole ``run_local`` call."""
-    from filterjob_operator.local import LocalOptions, run_local
+    from filterjob_operator.local import LocalOptions, run_local  # noqa: PLC0415 (see top)
 
     job = make_job(source, out_dir, "bench")
     start = time.perf_counter()
@@ -110,7 +110,7 @@ def runner(source: Path, out_dir: Path, workers: int, expected: int) -> float:
 
 
 def generate(directory: Path, size: tuple[int, int], count: int, seed: int) -> list[Path]:
-    from filterjob_operator.samples import make_image
+    from filterjob_operator.samples import make_image  # noqa: PLC0415 (see top)
 
     directory.mkdir(parents=True)
     paths = []
@@ -121,21 +121,63 @@ def generate(directory: Path, size: tuple[int, int], count: int, seed: int) -> l
     return paths
 
 
-def fixed_cost(root: Path, workers: int, rounds: int) -> list[float]:
-    """Wall seconds of ``run_local`` on one tiny image: pool start/stop, listing, planning."""
+def fixed_cost(root: Path, workers: int, rounds: int) -> float:
+    """Median seconds ``run_local`` takes beyond the bare loop for one tiny image.
+
+    That is the per-call overhead: listing, planning, pool start and stop, the first
+    task in a fresh process. (The pipeline upscales the tiny image to 1024 wide, so
+    the raw ``run_local`` time would mostly be image work.)
+    """
     source = root / "tiny"
     if not source.exists():
         generate(source, (64, 48), 1, seed=7)
-    times = []
+    inputs = sorted(source.iterdir())
+    extra = []
     for r in range(rounds):
         out = root / f"tiny-out-{workers}-{r}"
-        times.append(runner(source, out, workers, 1))
+        seconds = runner(source, out / "b", workers, 1)
+        extra.append(seconds - bare_loop(inputs, out / "a")[0])
         shutil.rmtree(out)
-    return times
+    return statistics.median(extra)
 
 
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs)
+def measure_size(root: Path, label: str, n: int, rounds: int, cpus: int) -> dict[str, float]:
+    """Images/s of (a), (b) and (c) for one image size (median of interleaved rounds)."""
+    size = SIZES[label]
+    t = time.perf_counter()
+    source = root / f"in-{size[0]}x{size[1]}"
+    inputs = generate(source, size, n, seed=1000)
+    print(f"generated {n} x {size[0]}x{size[1]} JPEGs in {time.perf_counter() - t:.1f} s")
+
+    # Warm-up (untimed): page cache, Pillow's lazy imports; also checks that (a) and (b) do equal work.
+    bare_loop(inputs[:2], root / "warm-a")
+    runner(source, root / "warm-b", 1, n)
+    same = all((root / "warm-a" / p.name).read_bytes() == (root / "warm-b" / p.name).read_bytes() for p in inputs[:2])
+    print(f"  (a) and (b) outputs byte-identical: {'yes' if same else 'NO'}")
+    shutil.rmtree(root / "warm-a")
+    shutil.rmtree(root / "warm-b")
+
+    times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    fsyncs: list[float] = []
+    for r in range(rounds):
+        for key, samples in times.items():
+            out = root / f"out-{key}-{r}"
+            if key == "a":
+                seconds, fs = bare_loop(inputs, out)
+                fsyncs.append(fs)
+            else:
+                seconds = runner(source, out, 1 if key == "b" else cpus, n)
+            samples.append(seconds)
+            shutil.rmtree(out)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    spread = ", ".join(f"{k}: {min(v):.2f}-{max(v):.2f} s" for k, v in times.items())
+    print(f"  wall per round ({spread}); fsync in (a): {statistics.median(fsyncs) / med['a']:.1%} of its time")
+    shutil.rmtree(source)
+    return {k: n / s for k, s in med.items()}
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,48 +203,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"python {sys.version.split()[0]}, Pillow {Image.__version__}, {cpus} CPUs, temp dir {root}")
         print("pipeline: " + " -> ".join(f["name"] for f in FILTERS) + f"; output JPEG quality {QUALITY}")
         print("(a) writes temp file + fsync + rename like storage.write_atomic; its fsync share is shown below")
-        print(f"rounds: {rounds}, interleaved a,b,c; median reported\n")
+        print(f"rounds: {rounds}, interleaved a,b,c; median reported; load average at start {_load()}\n")
 
         # The first run_local in a process also starts the forkserver; report that separately.
-        cold = fixed_cost(root, 1, 1)[0]
-        fixed = {w: _median(fixed_cost(root, w, rounds)) for w in sorted({1, cpus})}
+        cold = fixed_cost(root, 1, 1)
+        fixed = {w: fixed_cost(root, w, rounds) for w in sorted({1, cpus})}
 
-        results: dict[str, dict[str, float]] = {}
-        for label in args.sizes:
-            size = SIZES[label]
-            n = counts[label]
-            t = time.perf_counter()
-            source = root / f"in-{size[0]}x{size[1]}"
-            inputs = generate(source, size, n, seed=1000)
-            print(f"generated {n} x {size[0]}x{size[1]} JPEGs in {time.perf_counter() - t:.1f} s")
-
-            # Warm-up (untimed): page cache, Pillow's lazy imports; also checks equal work.
-            bare_loop(inputs[:2], root / "warm-a")
-            runner(source, root / "warm-b", 1, n)
-            same = all(
-                (root / "warm-a" / p.name).read_bytes() == (root / "warm-b" / p.name).read_bytes() for p in inputs[:2]
-            )
-            print(f"  (a) and (b) outputs byte-identical: {'yes' if same else 'NO'}")
-            shutil.rmtree(root / "warm-a")
-            shutil.rmtree(root / "warm-b")
-
-            times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
-            fsyncs: list[float] = []
-            for r in range(rounds):
-                for key in times:
-                    out = root / f"out-{key}-{r}"
-                    if key == "a":
-                        seconds, fs = bare_loop(inputs, out)
-                        fsyncs.append(fs)
-                    else:
-                        seconds = runner(source, out, 1 if key == "b" else cpus, n)
-                    times[key].append(seconds)
-                    shutil.rmtree(out)
-            med = {k: _median(v) for k, v in times.items()}
-            results[label] = {k: n / s for k, s in med.items()}
-            spread = ", ".join(f"{k}: {min(v):.2f}-{max(v):.2f} s" for k, v in times.items())
-            print(f"  wall per round ({spread}); fsync in (a): {_median(fsyncs) / med['a']:.1%} of its time")
-            shutil.rmtree(source)
+        results = {label: measure_size(root, label, counts[label], rounds, cpus) for label in args.sizes}
 
         print()
         for label, rate in results.items():
@@ -217,10 +224,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {name:<36} {value:>9.2f} {value / rate['a']:>7.2f}")
             print(f"  b/a = {rate['b'] / rate['a']:.2f}, c/a = {rate['c'] / rate['a']:.2f}\n")
         print(
-            "run_local fixed cost (1 tiny image, median): "
+            "run_local fixed cost per call (1 tiny image, run_local minus bare loop, median): "
             + ", ".join(f"workers={w}: {s * 1000:.0f} ms" for w, s in fixed.items())
             + f"; first call in the process (starts the forkserver): {cold * 1000:.0f} ms"
         )
+        print(f"load average at end {_load()} (other load on the machine makes these numbers unreliable)")
 
 
 if __name__ == "__main__":

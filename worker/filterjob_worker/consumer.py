@@ -18,6 +18,7 @@ task that keeps killing its workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -99,14 +100,27 @@ class Consumer:
         connection.close_callbacks.add(self._on_close)
         connection.reconnect_callbacks.add(self._on_reconnect)
         self._connection = connection
-        channel = await connection.channel(publisher_confirms=True)
-        assert isinstance(channel, AbstractRobustChannel)
-        self._channel = channel
-        await channel.set_qos(prefetch_count=self.config.prefetch)
-        # Passive: the topology belongs to whoever runs the job, never to a worker.
-        self._queue = await channel.get_queue(self.topology.tasks, ensure=True)
-        self._events = await channel.get_exchange(self.topology.events, ensure=True)
-        self._consumer_tag = await self._queue.consume(self._on_message)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            assert isinstance(channel, AbstractRobustChannel)
+            self._channel = channel
+            await channel.set_qos(prefetch_count=self.config.prefetch)
+            # Passive: the topology belongs to whoever runs the job, never to a worker. Every
+            # queue is checked: a retry or parked queue missing (a worker configured with
+            # more attempts than the job) would silently drop the tasks routed to it.
+            for name in self.topology.queues:
+                await channel.get_queue(name, ensure=True)
+            self._queue = await channel.get_queue(self.topology.tasks, ensure=True)
+            self._events = await channel.get_exchange(self.topology.events, ensure=True)
+            self._consumer_tag = await self._queue.consume(self._on_message)
+        except Exception:
+            # start() is retried until it works: a failed attempt must not leave its connection open.
+            connection.close_callbacks.discard(self._on_close)
+            connection.reconnect_callbacks.discard(self._on_reconnect)
+            self._connection = None
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
         self.health.connection_restored()
         self.health.consuming = True
         log.info("consuming %s", self.topology.tasks, extra={"queue": self.topology.tasks})

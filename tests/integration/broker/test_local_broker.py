@@ -7,22 +7,40 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 import yaml
 
 from filterjob_operator.local import Listener
-from filterjob_operator.local_broker import BrokerOptions, run_with_broker
+from filterjob_operator.local_broker import BrokerOptions, progress_queue, run_with_broker
 from filterjob_operator.samples import make_samples
 from filterjob_operator.spec import FilterJob, load_job
 from filterjob_operator.supervisor import Supervisor
+from filterjob_operator.workerenv import topology_of
 from filterjob_worker.processing import Outcome
+from filterjob_worker.topology import delete
 
 from .conftest import BROKER_URL
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
+
+
+@pytest.fixture(autouse=True)
+async def forget_local_queues(tmp_path: Path) -> AsyncIterator[None]:
+    """Local runs keep their queues (parked failures stay inspectable); tests do not."""
+    yield
+    job_file = tmp_path / "job.yaml"
+    if job_file.exists():
+        topology = topology_of(load_job(job_file, local=True))
+        connection = await aio_pika.connect(BROKER_URL)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(progress_queue(topology))
+            await delete(channel, topology)
 
 
 def write_job(tmp_path: Path, name: str, **spec: Any) -> Path:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from filterjob_operator.samples import make_image
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
 from filterjob_worker.storage import to_path
-from filterjob_worker.topology import Topology
+from filterjob_worker.topology import Topology, declare, delete
 
 from .conftest import FAST_RETRY, MANAGEMENT_URL, EventLog, WorkerFactory, WorkerProcess, make_tasks, publish
 
@@ -72,6 +73,13 @@ async def parked(connection: AbstractRobustConnection, declared: Topology) -> As
     yield log
     await queue.cancel(tag)  # before ``declared`` deletes the queue under the consumer
     await channel.close()
+
+
+@pytest.fixture
+async def events(events: EventLog, channel: AbstractChannel) -> AsyncIterator[EventLog]:
+    """The conftest's event log, whose durable queue is deleted afterwards (the conftest leaves it)."""
+    yield events
+    await channel.queue_delete(f"{events.topology.base}.test-events")
 
 
 async def wait_log(worker: WorkerProcess, predicate: Callable[[dict[str, Any]], bool], within: float = 30.0) -> None:
@@ -201,7 +209,7 @@ async def test_permanent_poison_is_parked_at_once_and_worker_keeps_serving(
         assert failed == []  # undecodable: no task to report on, only the parked message
     else:
         assert [(e.task, e.attempt, e.reason) for e in failed] == [(message_id, 1, reason)]
-    assert worker.proc.poll() is None
+    assert await terminate(worker) == 0
 
 
 async def test_transient_failure_is_retried_with_backoff_then_parked(
@@ -256,6 +264,7 @@ async def test_transient_failure_is_retried_with_backoff_then_parked(
     assert gaps[1] > gaps[0]
 
     await _good_task_still_served(channel, declared, events, tmp_path)
+    assert await terminate(worker) == 0
 
 
 # -- 2. graceful shutdown -----------------------------------------------------------
@@ -341,8 +350,9 @@ async def test_fair_dispatch_and_prefetch_bound_unacked(
 ) -> None:
     prefetch = 1
     src, dst = images(30, size=(640, 480))
-    # ~0.4 s each: the run outlasts the broker's 5 s statistics interval, so some samples are live.
-    tasks = slow_tasks(declared, src, dst, blurs=32)
+    # ~0.6 s each: a run of ~9 s. The broker emits channel statistics every 5 s, the first
+    # ones soon after the channel opens: only a run this long shows live unacked counts.
+    tasks = slow_tasks(declared, src, dst, blurs=56)
     workers = [spawn_worker(FILTERJOB_PREFETCH=str(prefetch), FILTERJOB_CONCURRENCY="1") for _ in range(2)]
     for worker in workers:
         await worker.consuming()
@@ -358,18 +368,19 @@ async def test_fair_dispatch_and_prefetch_bound_unacked(
 
     async def sample(session: aiohttp.ClientSession) -> None:
         # The broker names connections by peer; the workers' own names are "user provided".
+        # Details of objects still being created or torn down can be empty lists: skip them.
         named = {c["name"]: c.get("user_provided_name") for c in await get(session, "connections")}
         for consumer in await get(session, "consumers"):
-            connection = named.get(consumer["channel_details"]["connection_name"])
+            details = consumer.get("channel_details") or {}
+            connection = named.get(details.get("connection_name"))
             if consumer["queue"]["name"] == declared.tasks and connection in names:
                 consumers[connection] = consumer
         for stats in await get(session, "channels"):
-            connection = named.get(stats["connection_details"]["name"])
+            connection = named.get((stats.get("connection_details") or {}).get("name"))
             if connection in names and "messages_unacknowledged" in stats:
                 unacked[connection].append(int(stats["messages_unacknowledged"]))
 
     async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        t0 = time.monotonic()
         await publish(channel, declared, tasks)
         while len(events.finished()) < len(tasks):
             await sample(session)
@@ -386,7 +397,6 @@ async def test_fair_dispatch_and_prefetch_bound_unacked(
     for consumer in consumers.values():
         assert consumer["prefetch_count"] == prefetch
         assert consumer["ack_required"] is True
-    print("DIAG", unacked, time.monotonic() - t0)
     for connection, values in unacked.items():
         assert all(v <= prefetch for v in values), (connection, values)
 
@@ -463,6 +473,53 @@ async def test_unreachable_broker_logs_json_without_the_password(spawn_worker: W
     assert "guest:***@" in raw
     for text in worker.raw:
         assert json.loads(text)["worker"] == "w0"
+
+
+# -- start-up before the job's queues exist ---------------------------------------------
+
+
+@pytest.mark.slow
+async def test_worker_waits_for_its_queues_without_leaking_connections(
+    channel: AbstractChannel,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    late = Topology.for_job(namespace="test", name="late-topology", uid=uuid.uuid4().hex, retry=FAST_RETRY)
+    worker = spawn_worker(FILTERJOB_QUEUE=late.tasks)
+
+    def failures() -> int:
+        return sum(str(line.get("msg", "")).startswith("cannot start consuming") for line in worker.lines)
+
+    await wait_log(worker, lambda _: failures() >= 2)
+    assert f"no queue '{late.tasks}'" in next(m for m in worker.messages() if m.startswith("cannot start"))
+    await declare(channel, late)
+    try:
+        await worker.consuming()
+        # Each failed start closed its connection: the broker sees exactly one (stats may lag).
+        api, auth = _management()
+        deadline = time.monotonic() + 15
+        async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while True:
+                async with session.get(api + "connections") as response:
+                    response.raise_for_status()
+                    names = [c.get("user_provided_name") for c in await response.json()]
+                if names.count("filterjob-worker w0") == 1:
+                    break
+                assert time.monotonic() < deadline, f"worker connections: {names.count('filterjob-worker w0')}"
+                await asyncio.sleep(0.25)  # polling interval of the management API
+        assert not any("connection lost" in m for m in worker.messages())
+        src, dst = images(1)
+        (task,) = make_tasks(late, src, dst)
+        log = EventLog(late)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(late.events, routing_key="#")
+        await queue.consume(log.on_message, no_ack=True)
+        await publish(channel, late, [task])
+        await log.wait_for(lambda seen: len(seen.of("succeeded")) == 1)
+        assert output_exists(task.output)
+        assert await terminate(worker) == 0
+    finally:
+        await delete(channel, late)
 
 
 # -- 6. configuration errors -------------------------------------------------------------
