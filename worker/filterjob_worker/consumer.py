@@ -54,6 +54,8 @@ from filterjob_worker.metrics import WorkerMetrics
 log = logging.getLogger("filterjob.worker")
 
 ExecutorFactory = Callable[[], Executor]
+#: What a task does; the image pipeline, or a stand-in (benchmarks of pure messaging).
+Work = Callable[[Task], processing.Outcome]
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:
@@ -74,12 +76,14 @@ class Consumer:
         health: Health,
         metrics: WorkerMetrics,
         executor_factory: ExecutorFactory,
+        work: Work = processing.process,
     ) -> None:
         self.config = config
         self.topology = config.topology
         self.health = health
         self.metrics = metrics
         self._executor_factory = executor_factory
+        self._work = work
         self._executor = executor_factory()
         self._slots = asyncio.Semaphore(config.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -190,7 +194,7 @@ class Consumer:
     async def _process(self, task: Task) -> processing.Outcome:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, partial(processing.process, task))
+            return await loop.run_in_executor(self._executor, partial(self._work, task))
         except BrokenProcessPool:
             # A pool process died (OOM kill?); the image may be the cause, so this is
             # one failed attempt, and the next task gets a fresh pool.
