@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from filterjob_worker.health import Health, Report, State
+from filterjob_worker.health import Health, LoopLagProbe, Report, State
 
 
 def consuming(**kwargs: float) -> Health:
@@ -146,3 +147,26 @@ def test_disconnection_outranks_failures() -> None:
         health.record(False)
     health.connection_lost()
     assert "broker unreachable" in health.report().reason
+
+
+def test_a_late_event_loop_is_degraded() -> None:
+    health = Health(lag_budget=2.0)
+    health.connection_restored()
+    health.consuming = True
+    health.loop_lag = 3.5
+    report = health.report()
+    assert report.state is State.DEGRADED
+    assert report.reason == "event loop stalled for 3.5 s (blocking work on the loop?)"
+    assert report.ready
+
+
+async def test_loop_lag_probe_measures_a_blocked_loop() -> None:
+    health = Health()
+    probe = LoopLagProbe(health, interval=0.01)
+    probe.start()
+    ticked = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, ticked.set)
+    time.sleep(0.3)  # noqa: ASYNC251 -- blocking the loop on purpose is the point of this test
+    await ticked.wait()
+    probe.stop()
+    assert health.loop_lag >= 0.2

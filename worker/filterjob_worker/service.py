@@ -11,7 +11,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from filterjob_worker import http, logs
 from filterjob_worker.config import WorkerConfig, redact
 from filterjob_worker.consumer import Consumer
-from filterjob_worker.health import Health
+from filterjob_worker.health import Health, LoopLagProbe
 from filterjob_worker.metrics import WorkerMetrics
 
 log = logging.getLogger("filterjob.worker")
@@ -37,6 +37,8 @@ async def serve(config: WorkerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner = await http.start(health, metrics, config.health_port)
+    probe = LoopLagProbe(health)
+    probe.start()
     consumer = Consumer(config, health=health, metrics=metrics, executor_factory=lambda: executor_factory(config))
     log.info(
         "worker starting: broker %s, queue %s, concurrency %d, prefetch %d, executor %s",
@@ -52,6 +54,7 @@ async def serve(config: WorkerConfig) -> int:
         log.info("signal received, draining")
         await consumer.drain(config.grace_seconds)
     finally:
+        probe.stop()
         await runner.cleanup()
     log.info("worker stopped")
     return 0
