@@ -51,6 +51,7 @@ class _Bar(Listener):
         self.progress = progress
         self.bar = progress.add_task("filtering", total=None)
         self.failed = 0
+        self.depth = ""
 
     def started(self, total: int) -> None:
         self.progress.update(self.bar, total=total)
@@ -58,8 +59,18 @@ class _Bar(Listener):
     def advanced(self, outcome: Outcome | None) -> None:
         if outcome is not None and not outcome.ok:
             self.failed += 1
-            self.progress.update(self.bar, description=f"filtering ([red]{self.failed} failed[/])")
+            self._describe()
         self.progress.advance(self.bar)
+
+    def queued(self, ready: int, unacked: int) -> None:
+        self.depth = f"queued {ready}, in flight {unacked}"
+        self._describe()
+
+    def _describe(self) -> None:
+        parts = [self.depth] if self.depth else []
+        if self.failed:
+            parts.append(f"[red]{self.failed} failed[/]")
+        self.progress.update(self.bar, description="filtering" + (f" ({', '.join(parts)})" if parts else ""))
 
 
 class _Rate(ProgressColumn):

@@ -41,6 +41,9 @@ class Listener:
     def advanced(self, outcome: processing.Outcome | None) -> None:
         """Called once per task; ``None`` means skipped."""
 
+    def queued(self, ready: int, unacked: int) -> None:
+        """Broker mode, where the management API answers: tasks waiting and being worked on."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class LocalOptions:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import aio_pika
+import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from filterjob_operator import broker, sources
@@ -35,6 +36,8 @@ log = logging.getLogger("filterjob.local")
 
 #: Wait between attempts to publish again after losing the broker.
 REPUBLISH_DELAY = 1.0
+#: Seconds between refreshes of the queue depth shown with the progress bar.
+DEPTH_REFRESH = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,10 +189,12 @@ async def run_with_broker(
         await supervisor.start()
         if supervisor_ready is not None:
             supervisor_ready.put_nowait(supervisor)
+        depth = asyncio.create_task(_show_depth(options.broker_url, topology, listener))
         try:
             await _enqueue(connection, job, to_run, tally)
             await tally.done.wait()
         finally:
+            depth.cancel()
             await supervisor.stop()
         await progress.cancel(consumer_tag)
         await channel.queue_delete(progress_queue(topology))
@@ -199,6 +204,21 @@ async def run_with_broker(
         await connection.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:
+    """Queue depth from the management API, for the progress display (if it answers)."""
+    queues = [topology.tasks, *topology.retry_queues]
+    async with broker.Management(broker.management_url_for(broker_url)) as management:
+        if not await management.available():
+            return
+        while True:
+            try:
+                stats = [await management.queue(name) for name in queues]
+            except (aiohttp.ClientError, TimeoutError):
+                return
+            listener.queued(sum(s.ready for s in stats), sum(s.unacked for s in stats))
+            await asyncio.sleep(DEPTH_REFRESH)  # a display refresh; completion is event-driven
 
 
 async def _enqueue(connection: AbstractRobustConnection, job: FilterJob, keys: list[str], tally: _Tally) -> None:
