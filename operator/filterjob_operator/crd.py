@@ -1,0 +1,422 @@
+"""The FilterJob CustomResourceDefinition, built from the model and the filter catalog.
+
+Written once, here: the chart and the plain manifests render this output
+(``filterjob crd``), and a test fails if it drifts from the catalog. The filter
+section enumerates every filter; what a structural schema cannot say (which
+parameters a filter takes, per-filter ranges, required parameters, min <=
+max replicas, immutability once running) is said by CEL rules with messages a
+user can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filterjob_operator.spec import API_VERSION, GROUP, KIND, VERSION
+from filterjob_worker.catalog import CATALOG, FilterDef
+from filterjob_worker.codec import FORMATS
+from filterjob_worker.params import NumberParam, Param
+
+Schema = dict[str, Any]
+PLURAL = "filterjobs"
+SINGULAR = "filterjob"
+SHORT_NAMES = ["fj"]
+NAME = f"{PLURAL}.{GROUP}"
+PHASES = ["Pending", "Enqueuing", "Running", "Succeeded", "Failed", "Suspended"]
+_URI_PATTERN = r"^(file:///|s3://)[^\s]*$"
+
+
+def _obj(
+    description: str, properties: Schema, *, required: list[str] | None = None, extra: Schema | None = None
+) -> Schema:
+    out: Schema = {"type": "object", "description": description, "properties": properties, **(extra or {})}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _int(
+    description: str, *, minimum: int | None = None, maximum: int | None = None, default: int | None = None
+) -> Schema:
+    out: Schema = {"type": "integer", "description": description}
+    if minimum is not None:
+        out["minimum"] = minimum
+    if maximum is not None:
+        out["maximum"] = maximum
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _param_union() -> dict[str, Param]:
+    """Every parameter name once, with the widest range any filter allows it."""
+    union: dict[str, Param] = {}
+    for fdef in CATALOG.values():
+        for param in fdef.params:
+            seen = union.get(param.name)
+            if seen is None:
+                union[param.name] = param
+            elif isinstance(seen, NumberParam) and isinstance(param, NumberParam):
+                union[param.name] = NumberParam(
+                    name=param.name,
+                    description=f"{seen.description} (see the filter for its range)",
+                    minimum=min(seen.minimum, param.minimum),
+                    maximum=max(seen.maximum, param.maximum),
+                    integer=seen.integer and param.integer,
+                )
+            elif type(seen) is not type(param):
+                raise TypeError(f"parameter {param.name!r} has different kinds across filters")
+    return union
+
+
+def _param_schema(param: Param) -> Schema:
+    schema = param.schema()
+    schema.pop("default", None)  # defaults are per filter; the worker fills them in
+    return schema
+
+
+def _filter_rules(fdef: FilterDef, union: dict[str, Param]) -> list[Schema]:
+    """CEL rules for one filter: parameters it does not take, required ones, its ranges."""
+    when = f"self.name != '{fdef.name}'"
+    rules: list[Schema] = []
+    foreign = sorted(set(union) - fdef.param_names)
+    if foreign:
+        taken = ", ".join(sorted(fdef.param_names)) or "no parameters"
+        rules.append(
+            {
+                "rule": f"{when} || !({' || '.join(f'has(self.{p})' for p in foreign)})",
+                "message": f"filter {fdef.name} takes {taken}",
+            }
+        )
+    for param in fdef.params:
+        widest = union[param.name]
+        if param.required:
+            rules.append(
+                {"rule": f"{when} || has(self.{param.name})", "message": f"{fdef.name}: {param.name} is required"}
+            )
+        if isinstance(param, NumberParam) and isinstance(widest, NumberParam):
+            if (param.minimum, param.maximum) != (widest.minimum, widest.maximum):
+                low, high = _literal(param.minimum), _literal(param.maximum)
+                rules.append(
+                    {
+                        "rule": f"{when} || !has(self.{param.name}) || "
+                        f"(self.{param.name} >= {low} && self.{param.name} <= {high})",
+                        "message": f"{fdef.name}: {param.name} must be between {param.minimum:g} and {param.maximum:g}",
+                    }
+                )
+            if param.integer and not widest.integer:
+                rules.append(
+                    {
+                        "rule": f"{when} || !has(self.{param.name}) || "
+                        f"double(int(self.{param.name})) == double(self.{param.name})",
+                        "message": f"{fdef.name}: {param.name} must be an integer",
+                    }
+                )
+    if fdef.name == "resize":
+        rules.append(
+            {
+                "rule": f"{when} || has(self.width) || has(self.height) || has(self.scale)",
+                "message": "resize: width, height or scale is required",
+            }
+        )
+        rules.append(
+            {
+                "rule": f"{when} || !has(self.scale) || !(has(self.width) || has(self.height))",
+                "message": "resize: give either scale or width/height, not both",
+            }
+        )
+    if fdef.name == "thumbnail":
+        rules.append(
+            {
+                "rule": f"{when} || has(self.width) || has(self.height)",
+                "message": "thumbnail: width or height is required",
+            }
+        )
+    if fdef.name == "crop":
+        rules.append(
+            {
+                "rule": f"{when} || !has(self.box) || (self.box[0] < self.box[2] && self.box[1] < self.box[3])",
+                "message": "crop: box must be [left, top, right, bottom] with left < right and top < bottom",
+            }
+        )
+    return rules
+
+
+def filters_schema() -> Schema:
+    union = _param_union()
+    names = list(CATALOG)
+    properties: Schema = {
+        "name": {
+            "type": "string",
+            "enum": names,
+            "description": "The filter: " + "; ".join(f"{f.name}: {f.description}" for f in CATALOG.values()),
+        }
+    }
+    properties.update({name: _param_schema(param) for name, param in sorted(union.items())})
+    rules = [rule for fdef in CATALOG.values() for rule in _filter_rules(fdef, union)]
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 64,
+        "description": "The filter pipeline, applied in order. `filterjob filters` lists every filter and parameter.",
+        "items": _obj(
+            "One step: a filter name and its parameters.",
+            properties,
+            required=["name"],
+            extra={"x-kubernetes-validations": rules},
+        ),
+    }
+
+
+def spec_schema() -> Schema:
+    any_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return _obj(
+        "What to filter, how, and where the results go.",
+        {
+            "source": _obj(
+                "Where the input images are.",
+                {
+                    "uri": {
+                        "type": "string",
+                        "pattern": _URI_PATTERN,
+                        "description": "Prefix of the inputs: file:///path/ (a volume mounted in the workers).",
+                    },
+                    "include": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Globs selecting inputs (key or file name, any case). "
+                        "Default: common image extensions.",
+                    },
+                },
+                required=["uri"],
+            ),
+            "destination": _obj(
+                "Where outputs go: the same relative key below this prefix.",
+                {
+                    "uri": {"type": "string", "pattern": _URI_PATTERN, "description": "Prefix of the outputs."},
+                    "format": {
+                        "type": "string",
+                        "enum": list(FORMATS),
+                        "default": "jpeg",
+                        "description": "Output encoding; same keeps the input's format.",
+                    },
+                    "quality": _int("JPEG/WebP quality.", minimum=1, maximum=100, default=90),
+                },
+                required=["uri"],
+            ),
+            "filters": filters_schema(),
+            "workers": _obj(
+                "The worker pods.",
+                {
+                    "image": {"type": "string", "description": "Worker image; default: the operator's own."},
+                    "concurrency": _int("Images processed at once per pod.", minimum=1, maximum=64, default=2),
+                    "resources": {**any_object, "description": "ResourceRequirements of the worker container."},
+                    "volumes": {
+                        "type": "array",
+                        "items": any_object,
+                        "description": "Pod volumes, e.g. the PVC holding file:// inputs and outputs.",
+                    },
+                    "volumeMounts": {
+                        "type": "array",
+                        "items": any_object,
+                        "description": "Where the volumes are mounted in the worker container.",
+                    },
+                },
+            ),
+            "autoscaling": _obj(
+                "How the number of worker pods follows the queue.",
+                {
+                    "mode": {
+                        "type": "string",
+                        "enum": ["queue", "hpa", "none"],
+                        "default": "queue",
+                        "description": "queue: the operator scales by queue depth; hpa: a HorizontalPodAutoscaler "
+                        "on the exported queue-depth metric; none: minReplicas pods.",
+                    },
+                    "minReplicas": _int("Fewest worker pods while work remains.", minimum=0, default=0),
+                    "maxReplicas": _int("Most worker pods.", minimum=1, default=10),
+                    "messagesPerReplica": _int("Target backlog (ready + unacked) per pod.", minimum=1, default=20),
+                    "scaleDownDelaySeconds": _int("Wait before scaling down.", minimum=0, default=30),
+                },
+                extra={
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": "self.minReplicas <= self.maxReplicas",
+                            "message": "minReplicas must not exceed maxReplicas",
+                        }
+                    ]
+                },
+            ),
+            "retry": _obj(
+                "Retries of transient failures, with exponential backoff.",
+                {
+                    "maxAttempts": _int("Attempts before a task is parked.", minimum=1, maximum=100, default=3),
+                    "backoffSeconds": {
+                        "type": "number",
+                        "exclusiveMinimum": True,
+                        "minimum": 0,
+                        "maximum": 3600,
+                        "default": 2,
+                        "description": "First retry delay; doubled for each further retry.",
+                    },
+                    "maxBackoffSeconds": {
+                        "type": "number",
+                        "exclusiveMinimum": True,
+                        "minimum": 0,
+                        "maximum": 86400,
+                        "default": 300,
+                        "description": "Longest retry delay.",
+                    },
+                },
+            ),
+            "broker": _obj(
+                "The RabbitMQ to use; default: the operator's.",
+                {
+                    "secretRef": _obj(
+                        "Secret with key url (amqp URL) and optionally managementUrl.",
+                        {"name": {"type": "string", "description": "Secret name, in the job's namespace."}},
+                        required=["name"],
+                    )
+                },
+                required=["secretRef"],
+            ),
+            "suspend": {
+                "type": "boolean",
+                "default": False,
+                "description": "true scales workers to zero and pauses enqueueing; false resumes.",
+            },
+            "ttlSecondsAfterFinished": _int("Delete the job this long after it finished.", minimum=0),
+        },
+        required=["source", "destination", "filters"],
+    )
+
+
+def status_schema() -> Schema:
+    count = {"type": "integer", "minimum": 0}
+    return _obj(
+        "Observed state, written by the operator.",
+        {
+            "phase": {"type": "string", "enum": PHASES, "description": "Where the job is in its life."},
+            "progress": {"type": "string", "description": "succeeded/total, for kubectl get."},
+            **{
+                name: {**count, "description": description}
+                for name, description in {
+                    "total": "Inputs selected.",
+                    "enqueued": "Tasks published and confirmed by the broker.",
+                    "succeeded": "Outputs written.",
+                    "failed": "Tasks parked for good.",
+                    "retrying": "Tasks waiting in retry delay queues.",
+                    "queued": "Tasks ready in the task queue.",
+                    "inFlight": "Tasks being processed.",
+                    "observedGeneration": "The spec generation this status describes.",
+                }.items()
+            },
+            "workers": _obj(
+                "Worker pods.",
+                {
+                    "desired": {**count, "description": "Replicas asked for."},
+                    "ready": {**count, "description": "Replicas ready."},
+                    "summary": {"type": "string", "description": "ready/desired, for kubectl get."},
+                },
+            ),
+            "startTime": {"type": "string", "format": "date-time", "description": "When work started."},
+            "completionTime": {"type": "string", "format": "date-time", "description": "When the job finished."},
+            "conditions": {
+                "type": "array",
+                "description": "Ready, Complete, Failed, Suspended (Kubernetes API conventions).",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": _obj(
+                    "A condition.",
+                    {
+                        "type": {"type": "string", "description": "Condition type."},
+                        "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "Status."},
+                        "reason": {"type": "string", "description": "CamelCase reason."},
+                        "message": {"type": "string", "description": "Human-readable details."},
+                        "lastTransitionTime": {"type": "string", "format": "date-time", "description": "Last change."},
+                        "observedGeneration": {**count, "description": "Generation observed."},
+                    },
+                    required=["type", "status"],
+                ),
+            },
+            "recentFailures": {
+                "type": "array",
+                "maxItems": 20,
+                "description": "The latest failures (bounded); all are kept in the job's parked queue.",
+                "items": _obj(
+                    "A failed input.",
+                    {
+                        "key": {"type": "string", "description": "Input key."},
+                        "reason": {"type": "string", "description": "Why it failed."},
+                    },
+                ),
+            },
+        },
+        extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+IMMUTABLE_WHILE_RUNNING = {
+    "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || "
+    "(self.spec.source == oldSelf.spec.source && self.spec.destination == oldSelf.spec.destination && "
+    "self.spec.filters == oldSelf.spec.filters)",
+    "message": "spec.source, spec.destination and spec.filters are immutable once the job has started; "
+    "create a new FilterJob instead",
+}
+
+
+def build_crd() -> Schema:
+    """The CustomResourceDefinition manifest (pure)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": NAME, "labels": {"app.kubernetes.io/part-of": "filterjob"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+                        {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
+                        {"name": "Workers", "type": "string", "jsonPath": ".status.workers.summary"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": _obj(
+                            f"A batch of images to filter ({API_VERSION}).",
+                            {
+                                "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+                                "kind": {"type": "string", "description": "Kind of the object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                            required=["spec"],
+                            extra={"x-kubernetes-validations": [IMMUTABLE_WHILE_RUNNING]},
+                        )
+                    },
+                }
+            ],
+        },
+    }
