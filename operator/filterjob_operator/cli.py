@@ -31,15 +31,15 @@ from rich.text import Text
 
 from filterjob_operator import samples
 from filterjob_operator.local import Listener, LocalOptions, run_local
-from filterjob_operator.local_broker import BrokerOptions, run_with_broker
 from filterjob_operator.spec import JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
-from filterjob_operator.watch import watch
-from filterjob_operator.workerenv import topology_of
 from filterjob_worker import __version__, catalog
 from filterjob_worker.contract import Event
 from filterjob_worker.processing import Outcome
 
+#: _LAZY: broker code (aio-pika, aiohttp) is imported only by the commands that use
+#: it. Local mode's pool processes re-import this module (multiprocessing imports
+#: the main module in each child): 0.3 s per worker process otherwise.
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
@@ -133,6 +133,8 @@ def run(
     def execute() -> RunSummary:
         if broker is None:
             return run_local(job, options=LocalOptions(workers=workers, skip_existing=skip_existing), listener=listener)
+        from filterjob_operator.local_broker import BrokerOptions, run_with_broker  # noqa: PLC0415 (see _LAZY)
+
         if worker_logs is not None:
             worker_logs.mkdir(parents=True, exist_ok=True)
         options = BrokerOptions(
@@ -178,6 +180,9 @@ def watch_command(job_file: Path, broker: str, as_json: bool) -> None:
         where = event.input.rsplit("/", 1)[-1] or event.task
         reason = f": {event.reason}" if event.reason else ""
         out.print(f"[{colour}]{event.kind:<9}[/] {where} (attempt {event.attempt}, {event.worker}){reason}")
+
+    from filterjob_operator.watch import watch  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415
 
     async def follow() -> None:
         stop = asyncio.Event()

@@ -55,8 +55,9 @@ class LocalOptions:
 def _pool(workers: int) -> ProcessPoolExecutor:
     # forkserver: no fork of a multi-threaded parent (the progress bar runs a thread).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["filterjob_worker.processing"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    # "__main__" too: imported once by the forkserver instead of by every worker it forks.
+    context.set_forkserver_preload(["__main__", "filterjob_worker.processing"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=processing.prepare_process)
 
 
 def run_local(

@@ -8,7 +8,7 @@ import multiprocessing
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from filterjob_worker import http, logs
+from filterjob_worker import http, logs, processing
 from filterjob_worker.config import WorkerConfig, redact
 from filterjob_worker.consumer import Consumer
 from filterjob_worker.health import Health, LoopLagProbe
@@ -22,10 +22,13 @@ CONNECT_BACKOFF = (0.5, 15.0)
 
 def executor_factory(config: WorkerConfig) -> Executor:
     if config.executor == "thread":
+        processing.prepare_process()
         return ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="filter")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["filterjob_worker.processing"])
-    return ProcessPoolExecutor(max_workers=config.concurrency, mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=config.concurrency, mp_context=context, initializer=processing.prepare_process
+    )
 
 
 async def serve(config: WorkerConfig) -> int:
