@@ -1,0 +1,546 @@
+"""FilterJob through RabbitMQ: messaging overhead vs Celery and Dramatiq, pipeline vs a bare loop.
+
+Run: ``.venv/bin/python bench/broker_bench.py [--quick]`` (needs ``pip install -e '.[bench]'``
+and a RabbitMQ; see bench/README.md). In one run, on the same broker:
+
+(a) no-op tasks/s through ONE worker process, each queue pre-filled with N messages before
+    the worker starts:
+
+    - FilterJob: ``bench/noop_filterjob_worker.py``, the real worker entrypoint whose
+      ``Consumer`` gets ``work=noop``, on a job topology declared by
+      ``filterjob_worker.topology.declare``, tasks published by ``broker.publish_tasks``;
+    - Celery: ``celery worker -P solo`` on ``bench/noop_celery_app.py``;
+    - Dramatiq: ``dramatiq -p 1 -t 1`` on ``bench/noop_dramatiq_app.py``;
+    - (a2) ``python -m filterjob_worker`` itself on 1x1 JPEGs with no filters: the real
+      per-task path (read, decode, encode, fsync'd write, event, ack).
+
+    Timed the same way for all: the bench polls the task queue's ready count (passive
+    ``queue.declare``) every few ms. The worker holds ``prefetch`` unacked deliveries, so
+    once its window is full each ack lets exactly one more message leave the ready
+    count: the clock starts at the first poll showing an ack (ready < N - prefetch) and
+    stops at the first poll showing ready == 0; tasks/s = acks in between / seconds.
+    Worker start-up is outside the window; the last ``prefetch`` tasks are too.
+
+(b) images/s of the full pipeline (local_bench's: 1 MP JPEGs, resize 1024, grayscale,
+    blur 2, brightness 1.2, edges, JPEG q90) through the broker with 1 and 2
+    ``python -m filterjob_worker`` processes (concurrency 1), against local_bench's
+    bare Pillow loop in this process. Timed by the workers' ``task.succeeded`` events
+    (a progress queue bound like the local broker mode's): from the moment every worker
+    has finished its first image to the last event, so start-up skew between workers is
+    not counted.
+
+Rounds are interleaved and medians reported. Every queue and exchange the benchmark
+creates is deleted at the end; inputs and outputs live in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiormq.exceptions import ChannelNotFoundEntity
+from local_bench import FILTERS, QUALITY, SIZES, bare_loop, generate, make_job
+from PIL import Image
+
+from filterjob_operator import broker, local_broker, sources
+from filterjob_worker.contract import Event, Task
+from filterjob_worker.topology import Topology, declare, delete
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+#: (a): every system holds this many unacked deliveries and runs one task at a time.
+PREFETCH = 10
+#: (b): the worker's default (FILTERJOB_PREFETCH = FILTERJOB_CONCURRENCY = 1), as in local broker mode.
+PIPELINE_PREFETCH = 1
+#: Seconds between polls of a queue's ready count while timing (a).
+POLL = 0.005
+#: Seconds a worker may take to start consuming, or a phase to finish, before the bench gives up.
+TIMEOUT = 120.0
+
+
+# -- the broker, seen from the bench ----------------------------------------------------------
+
+
+class Monitor:
+    """One connection for declaring, publishing, polling and cleaning up."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connection: AbstractRobustConnection | None = None
+        self.queues: set[str] = set()  # to delete at the end
+        self.exchanges: set[str] = set()
+        self.topologies: list[Topology] = []
+
+    async def __aenter__(self) -> Monitor:
+        self.connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": "filterjob broker_bench"}
+        )
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.connection is not None
+        channel = await self.connection.channel()
+        for topology in self.topologies:
+            with contextlib.suppress(Exception):
+                await delete(channel, topology)
+        for name in sorted(self.queues):
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(name)
+        for name in sorted(self.exchanges):
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(name)
+        await self.connection.close()
+
+    async def ready(self, queue: str) -> int:
+        """Ready messages now (a passive declare: exact, unlike the management API's stats)."""
+        underlay = await self.channel.get_underlay_channel()
+        result = await underlay.queue_declare(queue, passive=True)
+        return int(result.message_count or 0)
+
+    async def purge(self, queue: str) -> None:
+        underlay = await self.channel.get_underlay_channel()
+        await underlay.queue_purge(queue)
+
+    async def exists(self, queue: str) -> bool:
+        assert self.connection is not None
+        channel = await self.connection.channel()
+        try:
+            await channel.declare_queue(queue, passive=True)
+        except ChannelNotFoundEntity:
+            return False
+        await channel.close()
+        return True
+
+    async def filterjob_topology(self, base: str) -> Topology:
+        topology = Topology(base=base)
+        self.topologies.append(topology)
+        await declare(self.channel, topology)
+        return topology
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class System:
+    """How to pre-fill a queue with N no-op tasks and start one worker on it."""
+
+    label: str
+    queue: str
+    argv: list[str]
+    env: dict[str, str]
+    prefill: Callable[[int], Any]  # returns an awaitable or None
+    settings: str
+    rates: list[float] = field(default_factory=list)
+    windows: list[int] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                list(argv),
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=BENCH_DIR,
+                start_new_session=True,
+            )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            sys.exit(f"worker {self.proc.args} exited with {self.proc.returncode}:\n{tail}")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+async def timed_drain(monitor: Monitor, system: System, n: int, log: Path) -> tuple[float, int]:
+    """Start the worker on the pre-filled queue; (tasks/s, acks timed) — see the module doc."""
+    worker = Worker(system.argv, system.env, log)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        start: tuple[float, int] | None = None
+        while True:
+            ready = await monitor.ready(system.queue)
+            now = time.perf_counter()
+            if start is None and ready < n - PREFETCH:
+                start = (now, ready)
+            if ready == 0:
+                break
+            worker.check()
+            if time.monotonic() > deadline:
+                sys.exit(f"{system.label}: queue not drained after {TIMEOUT:.0f} s (ready {ready}); log {log}")
+            await asyncio.sleep(POLL)
+        if start is None or start[1] < n // 2:
+            sys.exit(f"{system.label}: drained before the clock could start; raise N")
+        acks = start[1]
+        rate = acks / (now - start[0])
+        # Let the last prefetch window finish (unacked deliveries would return to the queue).
+        await asyncio.sleep(max(0.2, 3 * PREFETCH / rate))
+    finally:
+        await worker.stop()
+    left = await monitor.ready(system.queue)
+    if left:
+        print(f"  note: {system.label} left {left} tasks unprocessed at stop; purged")
+        await monitor.purge(system.queue)
+    return rate, acks
+
+
+# -- the systems of (a) --------------------------------------------------------------------------
+
+
+def worker_env(url: str, queue: str, *, prefetch: int, worker_id: str) -> dict[str, str]:
+    return {
+        "FILTERJOB_BROKER_URL": url,
+        "FILTERJOB_QUEUE": queue,
+        "FILTERJOB_CONCURRENCY": "1",
+        "FILTERJOB_PREFETCH": str(prefetch),
+        "FILTERJOB_HEALTH_PORT": "0",
+        "FILTERJOB_WORKER_ID": worker_id,
+        "FILTERJOB_LOG_LEVEL": os.environ.get("FILTERJOB_LOG_LEVEL", "INFO"),  # the worker's default
+    }
+
+
+def tiny_tasks(root: Path, kind: str, n: int, filters: tuple[dict[str, Any], ...] = ()) -> list[Task]:
+    """N tasks reading one 1x1 JPEG, each writing its own output."""
+    source = root / "tiny-1x1.jpg"
+    if not source.exists():
+        Image.new("RGB", (1, 1), (200, 100, 50)).save(source, format="JPEG", quality=QUALITY)
+    out = root / f"out-{kind}"
+    return [
+        Task(
+            job="bench/broker",
+            job_uid="bench",
+            task=f"{kind}-{i}",
+            input=source.as_uri(),
+            output=(out / f"{i}.jpg").as_uri(),
+            filters=filters,
+        )
+        for i in range(n)
+    ]
+
+
+async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list[System]:
+    # The no-op apps read their settings from the environment when imported.
+    os.environ["FJBENCH_BROKER_URL"] = url
+    celery_queue = f"fjbench.{run}.celery"
+    dramatiq_queue = f"fjbench_{run}_dramatiq"
+    os.environ["FJBENCH_PREFETCH"] = str(PREFETCH)
+    py = sys.executable
+
+    noop = await monitor.filterjob_topology(f"fj.bench.{run}.noop")
+    real = await monitor.filterjob_topology(f"fj.bench.{run}.tiny")
+
+    async def prefill_filterjob(topology: Topology, kind: str, n: int) -> None:
+        await broker.publish_tasks(monitor.channel, topology, tiny_tasks(root, kind, n))
+
+    def prefill_celery(n: int) -> None:
+        os.environ["FJBENCH_QUEUE"] = celery_queue
+        from noop_celery_app import app, noop  # noqa: PLC0415  (reads FJBENCH_* at import)
+
+        with app.producer_or_acquire() as producer:
+            for _ in range(n):
+                noop.apply_async(producer=producer)
+
+    def prefill_dramatiq(n: int) -> None:
+        os.environ["FJBENCH_QUEUE"] = dramatiq_queue
+        from noop_dramatiq_app import noop  # noqa: PLC0415  (reads FJBENCH_* at import)
+
+        for _ in range(n):
+            noop.send()
+
+    monitor.queues.update({celery_queue, dramatiq_queue, f"{dramatiq_queue}.DQ", f"{dramatiq_queue}.XQ"})
+    monitor.exchanges.add(celery_queue)
+    common = f"durable queue, persistent messages, ack after the task, 1 task at a time, prefetch {PREFETCH}"
+    level = os.environ.get("FILTERJOB_LOG_LEVEL", "INFO")
+    return [
+        System(
+            "FilterJob no-op",
+            noop.tasks,
+            [py, str(BENCH_DIR / "noop_filterjob_worker.py")],
+            worker_env(url, noop.tasks, prefetch=PREFETCH, worker_id="bench-noop"),
+            lambda n: prefill_filterjob(noop, "noop", n),
+            f"{common}; quorum queue; service.serve with Consumer(work=noop) "
+            f"(bench/noop_filterjob_worker.py), thread executor, concurrency 1, event published with "
+            f"confirms per task (no queue bound to the events exchange), LOG_LEVEL {level} (1 line per task)",
+        ),
+        System(
+            "Celery no-op",
+            celery_queue,
+            [py, "-m", "celery", "-A", "noop_celery_app", "worker", "-P", "solo", "-c", "1"]
+            + ["--prefetch-multiplier", str(PREFETCH), "-Q", celery_queue, "-l", "WARNING"]
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench-{run}@%h"],
+            {"PYTHONPATH": str(BENCH_DIR), "FJBENCH_QUEUE": celery_queue},
+            prefill_celery,
+            f"{common}; classic queue; -P solo, acks_late=True, prefetch multiplier {PREFETCH}, "
+            "no result backend, no remote control/gossip/mingle/heartbeat, log level WARNING (its default)",
+        ),
+        System(
+            "Dramatiq no-op",
+            dramatiq_queue,
+            [py, "-m", "dramatiq", "noop_dramatiq_app", "-p", "1", "-t", "1", "-Q", dramatiq_queue],
+            {"PYTHONPATH": str(BENCH_DIR), "FJBENCH_QUEUE": dramatiq_queue, "dramatiq_queue_prefetch": str(PREFETCH)},
+            prefill_dramatiq,
+            f"{common}; classic queue; RabbitmqBroker, -p 1 -t 1, dramatiq_queue_prefetch={PREFETCH}, "
+            "default middleware, default logging (no line per task)",
+        ),
+        System(
+            "FilterJob real path (a2)",
+            real.tasks,
+            [py, "-m", "filterjob_worker"],
+            worker_env(url, real.tasks, prefetch=PREFETCH, worker_id="bench-tiny"),
+            lambda n: prefill_filterjob(real, "tiny", n),
+            f"{common}; quorum queue; python -m filterjob_worker on a 1x1 JPEG, no filters, JPEG q{QUALITY} "
+            f"output written with fsync, LOG_LEVEL {level}",
+        ),
+    ]
+
+
+async def measure_messaging(monitor: Monitor, url: str, run: str, root: Path, n: int, rounds: int) -> list[System]:
+    systems = await make_systems(monitor, url, run, root)
+    for r in range(rounds):
+        for system in systems:
+            result = system.prefill(n)
+            if asyncio.iscoroutine(result):
+                await result
+            if await monitor.ready(system.queue) != n:
+                sys.exit(f"{system.label}: pre-fill gave {await monitor.ready(system.queue)} messages, not {n}")
+            log = root / f"log-{system.label.split()[0].lower()}-{r}.txt"
+            rate, acks = await timed_drain(monitor, system, n, log)
+            system.rates.append(rate)
+            system.windows.append(acks)
+            shutil.rmtree(root / "out-tiny", ignore_errors=True)
+        line = ", ".join(f"{s.label}: {s.rates[-1]:.0f}" for s in systems)
+        print(f"  round {r + 1}/{rounds} tasks/s: {line}")
+    return systems
+
+
+# -- (b) the full pipeline ------------------------------------------------------------------------
+
+
+class Progress:
+    """task.succeeded events, timestamped as they arrive."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[float, str]] = []
+        self.failed: list[str] = []
+        self.expected = 0
+        self.done = asyncio.Event()
+
+    def reset(self, expected: int) -> None:
+        self.times.clear()
+        self.failed.clear()
+        self.expected = expected
+        self.done.clear()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        now = time.perf_counter()
+        event = Event.from_json(message.body)
+        if event.kind == "succeeded":
+            self.times.append((now, event.worker))
+        else:
+            self.failed.append(f"{event.task}: {event.reason}")
+        if len(self.times) + len(self.failed) >= self.expected:
+            self.done.set()
+
+    def rate(self, workers: int) -> float:
+        """Images/s from the moment every worker has finished one image to the last event."""
+        first: dict[str, int] = {}
+        for i, (_, worker) in enumerate(self.times):
+            first.setdefault(worker, i)
+        if len(first) < workers:
+            sys.exit(f"only {len(first)} of {workers} workers processed anything; raise the number of images")
+        start = max(first.values())
+        return (len(self.times) - 1 - start) / (self.times[-1][0] - self.times[start][0])
+
+
+async def pipeline_run(
+    monitor: Monitor, topology: Topology, tasks: list[Task], workers: int, url: str, progress: Progress, logs: Path
+) -> float:
+    progress.reset(len(tasks))
+    await broker.publish_tasks(monitor.channel, topology, tasks)
+    env = worker_env(url, topology.tasks, prefetch=PIPELINE_PREFETCH, worker_id="")
+    procs = []
+    try:
+        for w in range(workers):
+            env["FILTERJOB_WORKER_ID"] = f"bench-{w}"
+            procs.append(Worker([sys.executable, "-m", "filterjob_worker"], env, logs / f"log-pipeline-{w}.txt"))
+        deadline = time.monotonic() + TIMEOUT
+        while not progress.done.is_set():
+            for proc in procs:
+                proc.check()
+            if time.monotonic() > deadline:
+                sys.exit(f"pipeline run with {workers} workers did not finish in {TIMEOUT:.0f} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.done.wait(), 0.1)
+    finally:
+        await asyncio.gather(*(p.stop() for p in procs))
+    if progress.failed:
+        sys.exit(f"{len(progress.failed)} tasks failed, e.g. {progress.failed[0]}")
+    return progress.rate(workers)
+
+
+async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: int, rounds: int) -> dict[str, float]:
+    size = SIZES["1MP"]
+    t = time.perf_counter()
+    source = root / "in-1mp"
+    inputs = generate(source, size, n, seed=1000)
+    print(f"  generated {n} x {size[0]}x{size[1]} JPEGs in {time.perf_counter() - t:.1f} s")
+    topology = await monitor.filterjob_topology(f"fj.bench.{run}.pipeline")
+    progress_queue = await local_broker.declare_progress(monitor.channel, topology)
+    monitor.queues.add(progress_queue.name)
+    progress = Progress()
+    await progress_queue.consume(progress.on_message, no_ack=True)
+
+    def tasks_to(out: Path, count: int = n) -> list[Task]:
+        job = make_job(source, out, "broker-bench")
+        return list(sources.plan(job, sources.list_inputs(job)[:count]))
+
+    # Warm-up (untimed): page cache, worker start; checks that the bare loop and the worker do equal work.
+    bare_loop(inputs[:2], root / "warm-a")
+    await pipeline_run(monitor, topology, tasks_to(root / "warm-b", 2), 1, url, progress, root)
+    same = all((root / "warm-a" / p.name).read_bytes() == (root / "warm-b" / p.name).read_bytes() for p in inputs[:2])
+    print(f"  bare loop and worker outputs byte-identical: {'yes' if same else 'NO'}")
+    shutil.rmtree(root / "warm-a")
+    shutil.rmtree(root / "warm-b")
+
+    rates: dict[str, list[float]] = {"bare": [], "1": [], "2": []}
+    for r in range(rounds):
+        for key, samples in rates.items():
+            out = root / f"out-{key}-{r}"
+            if key == "bare":
+                samples.append(n / bare_loop(inputs, out)[0])
+            else:
+                samples.append(await pipeline_run(monitor, topology, tasks_to(out), int(key), url, progress, root))
+            shutil.rmtree(out)
+        print(f"  round {r + 1}/{rounds} images/s: " + ", ".join(f"{k}: {v[-1]:.2f}" for k, v in rates.items()))
+    shutil.rmtree(source)
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def run(args: argparse.Namespace) -> None:
+    rounds = args.rounds or (2 if args.quick else 5)
+    n_noop = args.n_noop or (300 if args.quick else 3000)
+    n_images = args.n_images or (6 if args.quick else 48)
+    cpus = os.cpu_count() or 1
+    tag = uuid.uuid4().hex[:8]
+    import celery  # noqa: PLC0415  (versions for the header)
+    import dramatiq  # noqa: PLC0415
+
+    print(
+        f"python {sys.version.split()[0]}, Pillow {Image.__version__}, aio-pika {aio_pika.__version__}, "
+        f"celery {celery.__version__}, dramatiq {dramatiq.__version__}, {cpus} CPUs"
+    )
+    with tempfile.TemporaryDirectory(prefix="filterjob-broker-bench-", dir=args.tmp) as tmp:
+        root = Path(tmp)
+        async with Monitor(args.broker) as monitor:
+            server = monitor.connection.transport.connection.server_properties  # type: ignore[union-attr]
+            version = server.get("version", b"?")
+            version = version.decode() if isinstance(version, bytes) else version
+            print(f"RabbitMQ {version} at {broker_host(args.broker)}; temp dir {root}")
+            print(f"rounds: {rounds}, interleaved; median reported; load average at start {_load()}\n")
+
+            print(f"(a) no-op tasks through one worker process, {n_noop} pre-filled tasks per round")
+            systems = await measure_messaging(monitor, args.broker, tag, root, n_noop, rounds)
+            print(f"\n(b) full pipeline, {n_images} x 1 MP images per round")
+            pipeline = await measure_pipeline(monitor, args.broker, tag, root, n_images, rounds)
+
+    print("\nsettings:")
+    for system in systems:
+        print(f"  {system.label}: {system.settings}")
+    print(
+        f"  (b) workers: python -m filterjob_worker, concurrency 1, prefetch {PIPELINE_PREFETCH} (the default), "
+        f"thread executor, quorum queues, events to a quorum progress queue, "
+        f"LOG_LEVEL {os.environ.get('FILTERJOB_LOG_LEVEL', 'INFO')}"
+    )
+    print("  pipeline: " + " -> ".join(f["name"] for f in FILTERS) + f"; output JPEG quality {QUALITY}")
+
+    medians = {s.label: statistics.median(s.rates) for s in systems}
+    celery_rate, dramatiq_rate = medians["Celery no-op"], medians["Dramatiq no-op"]
+    print(f"\n(a) messaging overhead, {n_noop} tasks pre-filled, ~{min(min(s.windows) for s in systems)}+ timed")
+    print(f"  {'measure':<28} {'tasks/s':>8} {'us/task':>8} {'range':>11} {'vs Celery':>9} {'vs Dramatiq':>11}")
+    for system in systems:
+        rate = medians[system.label]
+        spread = f"{min(system.rates):.0f}-{max(system.rates):.0f}"
+        print(
+            f"  {system.label:<28} {rate:>8.0f} {1e6 / rate:>8.0f} {spread:>11} "
+            f"{rate / celery_rate:>9.2f} {rate / dramatiq_rate:>11.2f}"
+        )
+    fj = medians["FilterJob no-op"]
+    print(
+        f"  FilterJob/Celery = {fj / celery_rate:.2f} (goal >= 2), FilterJob/Dramatiq = {fj / dramatiq_rate:.2f}; "
+        f"real path costs {1e6 / medians['FilterJob real path (a2)'] - 1e6 / fj:.0f} us/task more than no-op"
+    )
+
+    bare = pipeline["bare"]
+    print(f"\n(b) full pipeline, 1 MP JPEGs, {n_images} images")
+    print(f"  {'measure':<36} {'images/s':>9} {'per process vs bare':>20}")
+    for name, value, per in (
+        ("bare Pillow loop, 1 process", bare, 1.0),
+        ("1 FilterJob worker via RabbitMQ", pipeline["1"], pipeline["1"] / bare),
+        ("2 FilterJob workers via RabbitMQ", pipeline["2"], pipeline["2"] / (2 * bare)),
+    ):
+        print(f"  {name:<36} {value:>9.2f} {per:>20.2f}")
+    print(
+        f"  1 worker / bare = {pipeline['1'] / bare:.2f}, 2 workers / (2 x bare) = {pipeline['2'] / (2 * bare):.2f} "
+        f"(goal >= 0.9)"
+    )
+    print(f"\nload average at end {_load()} (other load on the machine makes these numbers unreliable)")
+
+
+def broker_host(url: str) -> str:
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5672}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few tasks and rounds: a smoke run (< 60 s)")
+    parser.add_argument("--rounds", type=int, help="interleaved repetitions (default 5, quick 2)")
+    parser.add_argument("--n-noop", type=int, help="pre-filled no-op tasks per system and round (default 3000)")
+    parser.add_argument("--n-images", type=int, help="1 MP images per pipeline round (default 48, quick 6)")
+    parser.add_argument("--broker", default=os.environ.get("FILTERJOB_BROKER_URL", DEFAULT_BROKER))
+    parser.add_argument("--tmp", type=Path, help="parent of the temporary directory (default: system temp dir)")
+    asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Celery app with a no-op task, for bench/broker_bench.py (settings from the environment).
+
+    FJBENCH_BROKER_URL=amqp://... FJBENCH_QUEUE=name celery -A noop_celery_app worker -P solo ...
+
+Settings matched to the FilterJob worker's: durable queue (Celery's default, classic
+unless FJBENCH_QUEUE_TYPE=quorum), persistent messages (Celery's default delivery
+mode), ack after the task has run (``acks_late``), no result backend, prefetch =
+``worker_prefetch_multiplier`` x concurrency (the worker's command line sets both).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+QUEUE = os.environ.get("FJBENCH_QUEUE", "fjbench-celery")
+
+app = Celery("fjbench", broker=os.environ.get("FJBENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"))
+app.conf.update(
+    task_default_queue=QUEUE,
+    task_default_exchange=QUEUE,
+    task_default_routing_key=QUEUE,
+    task_default_queue_type=os.environ.get("FJBENCH_QUEUE_TYPE", "classic"),
+    task_default_delivery_mode="persistent",
+    task_acks_late=True,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    worker_prefetch_multiplier=int(os.environ.get("FJBENCH_PREFETCH", "10")),
+    worker_enable_remote_control=False,  # no pidbox queue per worker
+    worker_send_task_events=False,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
+
+
+@app.task(name="fjbench.noop")
+def noop() -> None:
+    return None

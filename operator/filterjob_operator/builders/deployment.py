@@ -1,0 +1,96 @@
+"""The worker Deployment of a FilterJob."""
+
+from __future__ import annotations
+
+from filterjob_operator.builders.common import Manifest, metadata, selector, workers_name
+from filterjob_operator.settings import Settings
+from filterjob_operator.spec import FilterJob
+from filterjob_operator.workerenv import worker_env
+
+HEALTH_PORT = 8080
+RUN_AS = 10001
+DEFAULT_RESOURCES: Manifest = {
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+    "limits": {"memory": "2Gi"},
+}
+
+
+def _env(job: FilterJob, settings: Settings, broker_secret: str) -> list[Manifest]:
+    plain = {
+        **worker_env(job),
+        "FILTERJOB_HEALTH_PORT": str(HEALTH_PORT),
+        "FILTERJOB_GRACE_SECONDS": str(settings.worker_grace_seconds),
+    }
+    return [
+        {"name": "FILTERJOB_BROKER_URL", "valueFrom": {"secretKeyRef": {"name": broker_secret, "key": "url"}}},
+        {"name": "FILTERJOB_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        *({"name": k, "value": v} for k, v in sorted(plain.items())),
+    ]
+
+
+def _probe(path: str, *, period: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: str) -> Manifest:
+    """The worker Deployment; ``replicas`` is decided by the scaling logic."""
+    workers = job.spec.workers
+    meta = metadata(job, workers_name(job), "worker")
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(job)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": meta["labels"],
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HEALTH_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    # Workers never call the Kubernetes API.
+                    "automountServiceAccountToken": False,
+                    # In-flight images finish within the worker's grace; the rest is margin.
+                    "terminationGracePeriodSeconds": settings.worker_grace_seconds + 10,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": workers.image or settings.worker_image,
+                            "command": ["filterjob-worker"],
+                            "env": _env(job, settings, broker_secret),
+                            "ports": [{"name": "http", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+                            "livenessProbe": _probe("/healthz", period=10, failures=3),
+                            "readinessProbe": _probe("/readyz", period=5, failures=1),
+                            "resources": workers.resources or DEFAULT_RESOURCES,
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *workers.volume_mounts],  # noqa: S108
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}, *workers.volumes],
+                },
+            },
+        },
+    }

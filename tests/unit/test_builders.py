@@ -1,0 +1,114 @@
+"""Builders: pure, complete, valid Kubernetes objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from filterjob_operator.builders import deployment, hpa
+from filterjob_operator.settings import Settings
+from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_operator.workerenv import topology_of
+from filterjob_worker.config import WorkerConfig
+
+SETTINGS = Settings(worker_image="registry.example/filterjob:1.0", worker_grace_seconds=40)
+
+
+@pytest.fixture
+def job(job_doc: dict[str, Any]) -> FilterJob:
+    job_doc["metadata"]["uid"] = "0b4d6f3e-1c2a-4e5f-9a8b-7c6d5e4f3a2b"
+    job_doc["spec"]["workers"] = {
+        "concurrency": 3,
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "photos"}}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    job_doc["spec"]["autoscaling"] = {"mode": "hpa", "minReplicas": 0, "maxReplicas": 7, "messagesPerReplica": 15}
+    return parse_job(job_doc)
+
+
+def container(manifest: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = manifest["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def test_deployment_is_valid_and_owned(job: FilterJob) -> None:
+    manifest = deployment.build(job, settings=SETTINGS, replicas=2, broker_secret="rabbit")
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
+    meta = manifest["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("thumbs-workers", "photos")
+    owner = meta["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "FilterJob",
+        "thumbs",
+        job.metadata.uid,
+        True,
+    )
+    assert manifest["spec"]["replicas"] == 2
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+    assert manifest["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_worker_pod_is_locked_down(job: FilterJob) -> None:
+    manifest = deployment.build(job, settings=SETTINGS, replicas=1, broker_secret="rabbit")
+    pod = manifest["spec"]["template"]["spec"]
+    box = container(manifest)["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert box == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # A writable /tmp, since the root filesystem is read-only; then the job's volumes.
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "data"]
+    assert [m["mountPath"] for m in container(manifest)["volumeMounts"]] == ["/tmp", "/data"]
+    assert pod["terminationGracePeriodSeconds"] > SETTINGS.worker_grace_seconds
+
+
+def test_probes_point_at_the_worker_endpoints(job: FilterJob) -> None:
+    worker = container(deployment.build(job, settings=SETTINGS, replicas=1, broker_secret="rabbit"))
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert worker["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert worker["image"] == "registry.example/filterjob:1.0"
+
+
+def test_pod_environment_is_a_valid_worker_config(job: FilterJob) -> None:
+    worker = container(deployment.build(job, settings=SETTINGS, replicas=1, broker_secret="rabbit"))
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["FILTERJOB_BROKER_URL"]["valueFrom"] == {"secretKeyRef": {"name": "rabbit", "key": "url"}}
+    plain = {name: e["value"] for name, e in env.items() if "value" in e}
+    config = WorkerConfig.from_env({**plain, "FILTERJOB_BROKER_URL": "amqp://u:p@rabbit/"})
+    assert config.queue == topology_of(job).tasks
+    assert config.concurrency == 3
+    assert config.grace_seconds == SETTINGS.worker_grace_seconds
+    assert config.retry == topology_of(job).retry
+
+
+def test_the_job_can_choose_image_and_resources(job_doc: dict[str, Any]) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    job_doc["spec"]["workers"] = {"image": "mine:2", "resources": {"limits": {"cpu": "2"}}}
+    worker = container(deployment.build(parse_job(job_doc), settings=SETTINGS, replicas=0, broker_secret="b"))
+    assert worker["image"] == "mine:2"
+    assert worker["resources"] == {"limits": {"cpu": "2"}}
+
+
+def test_hpa_targets_the_workers_on_the_queue_metric(job: FilterJob) -> None:
+    manifest = hpa.build(job)
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
+    spec = manifest["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "thumbs-workers"}
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 7)
+    external = spec["metrics"][0]["external"]
+    assert external["metric"]["name"] == "filterjob_queue_messages"
+    assert external["metric"]["selector"]["matchLabels"] == {"namespace": "photos", "job": "thumbs"}
+    assert external["target"] == {"type": "AverageValue", "averageValue": "15"}
+
+
+def test_children_need_an_owner_uid(job_doc: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="has no uid"):
+        hpa.build(parse_job(job_doc))
