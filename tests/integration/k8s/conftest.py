@@ -71,7 +71,7 @@ def kubeconfig(cluster: RunningCluster, tmp_path: Path, monkeypatch: pytest.Monk
 
 #: The bearer token of the test's own client; the kubeconfig (for the operator) has another one,
 #: so the request log tells the operator's requests from the test's.
-TEST_CLIENT_TOKEN = "test-client"  # noqa: S105 - a fake token for a fake cluster
+TEST_CLIENT_TOKEN = "test-client"
 
 
 @pytest.fixture

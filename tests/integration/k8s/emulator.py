@@ -98,9 +98,9 @@ DEFAULT_BUILTINS: tuple[kmock.resource, ...] = (
 )
 
 #: The bearer token in kubeconfigs written for the emulator (it accepts any token, and logs it).
-KUBECONFIG_TOKEN = "emulator-token"  # noqa: S105 - a fake token for a fake cluster
+KUBECONFIG_TOKEN = "emulator-token"
 #: The bearer token of :meth:`RunningCluster.kopf_registry`'s login handler.
-LOGIN_HANDLER_TOKEN = "emulator-login-handler"  # noqa: S105
+LOGIN_HANDLER_TOKEN = "emulator-login-handler"
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
