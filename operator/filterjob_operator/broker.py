@@ -18,11 +18,12 @@ from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 import aiohttp
-from aio_pika.abc import AbstractChannel, DeliveryMode
+from aio_pika.abc import AbstractChannel, AbstractConnection, DeliveryMode
 from aio_pika.exceptions import PublishError
 from aiormq.abc import DeliveredMessage
 
-from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, Task
+from filterjob_operator.status import Depths
+from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, Task
 from filterjob_worker.topology import Topology
 
 DEFAULT_WINDOW = 256
@@ -174,3 +175,46 @@ class Management:
         async with self._session.get(self._base + path) as response:
             response.raise_for_status()
             return await response.json()
+
+
+async def depths(channel: AbstractChannel, topology: Topology, management: Management | None) -> Depths:
+    """Messages in a job's queues: exact ready counts, unacked from the management API."""
+    ready = await ready_counts(channel, topology)
+    unacked = 0
+    if management is not None:
+        unacked = (await management.queue(topology.tasks)).unacked
+    return Depths(
+        ready=ready[topology.tasks],
+        unacked=unacked,
+        retrying=sum(ready[q] for q in topology.retry_queues),
+        parked=ready[topology.parked],
+    )
+
+
+@dataclass(frozen=True)
+class Parked:
+    task: str
+    reason: str
+
+
+async def parked_failures(connection: AbstractConnection, topology: Topology) -> list[Parked]:
+    """Every distinct parked task with its reason, read without removing anything.
+
+    Messages are fetched unacknowledged on a channel of their own and all return
+    to the queue when it closes. Distinct by task id, so a task parked twice (a
+    worker killed between parking and acking) counts once.
+    """
+    channel = await connection.channel()
+    seen: dict[str, Parked] = {}
+    try:
+        queue = await channel.get_queue(topology.parked, ensure=True)
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            headers = message.headers or {}
+            reason = headers.get(REASON_HEADER)
+            if reason is None:
+                reason = "the task kept failing its workers (delivery limit exceeded)"
+            task = message.message_id or ""
+            seen.setdefault(task, Parked(task=task, reason=str(reason)))
+    finally:
+        await channel.close()
+    return list(seen.values())

@@ -209,6 +209,38 @@ def validate(job_file: Path, local: bool) -> None:
 
 
 @main.command()
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (the default without -n).")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Liveness endpoint.")
+def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str) -> None:
+    """Run the FilterJob operator (in-cluster or with the current kubeconfig)."""
+    import kopf  # noqa: PLC0415 (see _LAZY)
+
+    from filterjob_operator import handlers  # noqa: F401, PLC0415 -- registers the handlers
+    from filterjob_worker import logs  # noqa: PLC0415
+
+    logs.configure("INFO")
+    if namespaces and all_namespaces:
+        raise click.UsageError("give --namespace or --all-namespaces, not both")
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness,
+    )
+
+
+@main.command()
+def crd() -> None:
+    """Print the FilterJob CustomResourceDefinition (YAML)."""
+    import yaml  # noqa: PLC0415
+
+    from filterjob_operator.crd import build_crd  # noqa: PLC0415
+
+    click.echo(yaml.safe_dump(build_crd(), sort_keys=False), nl=False)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON Schema of a filters list instead.")
 def filters(as_json: bool) -> None:
     """List the filter catalog with parameters."""

@@ -294,6 +294,14 @@ def spec_schema() -> Schema:
                 "description": "true scales workers to zero and pauses enqueueing; false resumes.",
             },
             "ttlSecondsAfterFinished": _int("Delete the job this long after it finished.", minimum=0),
+            "maxFailedRatio": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "default": 0.1,
+                "description": "The job ends Failed when more than this share of its inputs failed "
+                "(corrupt images, bad parameters); otherwise Succeeded.",
+            },
         },
         required=["source", "destination", "filters"],
     )

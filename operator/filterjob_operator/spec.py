@@ -111,6 +111,8 @@ class FilterJobSpec(_Model):
     broker: BrokerRef | None = None
     suspend: bool = False
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    #: The job ends Failed when more than this share of its inputs failed.
+    max_failed_ratio: float = Field(default=0.1, ge=0, le=1)
 
     def pipeline(self) -> Pipeline:
         return Pipeline.parse(self.filters)

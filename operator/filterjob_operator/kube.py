@@ -1,0 +1,121 @@
+"""The one module that talks to the Kubernetes API (besides kopf itself).
+
+The official client is synchronous; every call runs in a thread so the
+operator's event loop never blocks. API errors become :class:`KubeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from filterjob_operator.spec import GROUP, VERSION
+
+PLURAL = "filterjobs"
+T = TypeVar("T")
+Manifest = dict[str, Any]
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def load_config() -> kubernetes.client.ApiClient:
+    """In a pod: the service account; elsewhere: the kubeconfig (``KUBECONFIG``)."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+@dataclass(frozen=True)
+class Workers:
+    desired: int
+    ready: int
+
+
+class Kube:
+    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+        self.api = api
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.autoscaling = kubernetes.client.AutoscalingV2Api(api)
+
+    @staticmethod
+    async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as e:
+            raise KubeError(e.status or 0, e.reason or str(e)) from e
+
+    async def secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    async def apply_deployment(self, manifest: Manifest, *, keep_replicas: bool) -> None:
+        """Create the Deployment, or bring an existing one to the manifest.
+
+        ``keep_replicas``: leave ``spec.replicas`` as it is (an HPA or the scaler owns it).
+        """
+        meta = manifest["metadata"]
+        try:
+            await self._call(self.apps.create_namespaced_deployment, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            patch = {**manifest, "spec": dict(manifest["spec"])}
+            if keep_replicas:
+                patch["spec"].pop("replicas", None)
+            await self._call(self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch)
+
+    async def apply_hpa(self, manifest: Manifest) -> None:
+        meta = manifest["metadata"]
+        try:
+            await self._call(self.autoscaling.create_namespaced_horizontal_pod_autoscaler, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            await self._call(
+                self.autoscaling.patch_namespaced_horizontal_pod_autoscaler, meta["name"], meta["namespace"], manifest
+            )
+
+    async def workers(self, namespace: str, name: str) -> Workers | None:
+        try:
+            deployment = await self._call(self.apps.read_namespaced_deployment, name, namespace)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+        ready = deployment.status.ready_replicas if deployment.status is not None else None
+        return Workers(desired=deployment.spec.replicas or 0, ready=ready or 0)
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        await self._call(self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}})
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+        )
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        except KubeError as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,293 @@
+"""The life of one FilterJob: validate, declare, enqueue, run and scale, finish.
+
+Runs as a kopf daemon per FilterJob (see ``handlers``), so an operator restart
+resumes every job: enqueueing continues from the cursor in ``status.enqueued``
+and progress is read back from the broker, never from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import kopf
+from aio_pika.abc import AbstractRobustConnection
+
+from filterjob_operator import broker, sources, status
+from filterjob_operator.builders import deployment, hpa
+from filterjob_operator.builders.common import workers_name
+from filterjob_operator.kube import Kube
+from filterjob_operator.metrics import OperatorMetrics
+from filterjob_operator.settings import Settings
+from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
+from filterjob_operator.workerenv import topology_of
+from filterjob_worker.topology import declare
+
+log = logging.getLogger("filterjob.operator")
+#: Persist the enqueue cursor at least this often (tasks) ...
+CURSOR_EVERY = 500
+#: ... or this often (seconds).
+CURSOR_SECONDS = 2.0
+RECENT_FAILURES = 20
+
+
+@dataclass
+class Services:
+    settings: Settings
+    kube: Kube
+    metrics: OperatorMetrics
+
+
+class Reconciler:
+    def __init__(self, services: Services, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
+        self.s = services
+        self.body = body
+        self.stopped = stopped
+        self.namespace = str(body.metadata.namespace)
+        self.name = str(body.metadata.name)
+        self.generation = body.metadata.get("generation")
+
+    @property
+    def observed(self) -> Mapping[str, Any]:
+        return self.body.get("status") or {}
+
+    async def patch(self, **fields: Any) -> None:
+        await self.s.kube.patch_status(self.namespace, self.name, fields)
+
+    async def fail(self, reason: str, message: str) -> None:
+        log.warning("job %s/%s failed: %s", self.namespace, self.name, message)
+        kopf.warn(self.body, reason=reason, message=message)
+        await self.patch(
+            phase=status.FAILED,
+            completionTime=status.now_iso(),
+            observedGeneration=self.generation,
+            conditions=[
+                status.condition("Ready", False, reason, message, generation=self.generation, previous=[]),
+                status.condition("Failed", True, reason, message, generation=self.generation, previous=[]),
+            ],
+        )
+
+    async def run(self) -> None:
+        phase = self.observed.get("phase")
+        if phase in status.FINISHED:
+            await self._expire()
+            return
+        try:
+            job = parse_job(dict(self.body))
+        except JobSpecError as e:
+            await self.fail("InvalidSpec", "; ".join(e.problems))
+            return
+        url, management_url = await self._broker(job)
+        connection = await aio_pika.connect_robust(url, client_properties={"connection_name": f"filterjob {job.key}"})
+        try:
+            async with broker.Management(management_url) as management:
+                await self._run(job, connection, management)
+        finally:
+            await connection.close()
+        await self._expire()
+
+    async def _broker(self, job: FilterJob) -> tuple[str, str]:
+        secret_name = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
+        secret = await self.s.kube.secret(self.namespace, secret_name)
+        url = secret["url"]
+        return url, secret.get("managementUrl") or broker.management_url_for(url)
+
+    async def _run(self, job: FilterJob, connection: AbstractRobustConnection, management: broker.Management) -> None:
+        topology = topology_of(job)
+        channel = await connection.channel(publisher_confirms=True)
+        await declare(channel, topology)
+        try:
+            keys = await asyncio.to_thread(sources.list_inputs, job)
+        except JobSpecError as e:
+            await self.fail("InvalidSource", "; ".join(e.problems))
+            return
+        total = len(keys)
+        resumed = int(self.observed.get("enqueued") or 0) >= total
+        await self.patch(
+            total=total,
+            phase=status.SUSPENDED if job.spec.suspend else (status.RUNNING if resumed else status.ENQUEUING),
+            startTime=self.observed.get("startTime") or status.now_iso(),
+            observedGeneration=self.generation,
+        )
+        await self._ensure_workers(job, replicas=0)
+        enqueued_at = await self._enqueue(job, channel, keys)
+        if enqueued_at is None:
+            return  # stopped while enqueueing; the next daemon run resumes from the cursor
+        await self._follow(job, connection, channel, management, total=total, enqueued_at=enqueued_at)
+
+    async def _ensure_workers(self, job: FilterJob, *, replicas: int) -> None:
+        secret = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
+        manifest = deployment.build(job, settings=self.s.settings, replicas=replicas, broker_secret=secret)
+        await self.s.kube.apply_deployment(manifest, keep_replicas=True)
+        if job.spec.autoscaling.mode == "hpa":
+            await self.s.kube.apply_hpa(hpa.build(job))
+
+    async def _wait_unsuspended(self) -> bool:
+        while (self.body.get("spec") or {}).get("suspend"):
+            if await self.stopped.wait(self.s.settings.status_interval):
+                return False
+        return True
+
+    async def _enqueue(self, job: FilterJob, channel: Any, keys: list[str]) -> float | None:
+        """Publish tasks from the persisted cursor on; returns when all were confirmed."""
+        start = int(self.observed.get("enqueued") or 0)
+        cursor = start
+        saved = (start, time.monotonic())
+
+        async def save(force: bool = False) -> None:
+            nonlocal saved
+            count, when = saved
+            if force or cursor - count >= CURSOR_EVERY or time.monotonic() - when >= CURSOR_SECONDS:
+                await self.patch(enqueued=cursor)
+                saved = (cursor, time.monotonic())
+
+        topology = topology_of(job)
+        batch = CURSOR_EVERY
+        while cursor < len(keys):
+            if not await self._wait_unsuspended():
+                return None
+            if self.stopped:
+                await save(force=True)
+                return None
+            chunk = keys[cursor : cursor + batch]
+            base = cursor
+
+            def confirmed_chunk(n: int, base: int = base) -> None:
+                nonlocal cursor
+                cursor = base + n
+
+            await broker.publish_tasks(channel, topology, sources.plan(job, chunk), on_confirmed=confirmed_chunk)
+            await save()
+        await save(force=True)
+        kopf.info(self.body, reason="Enqueued", message=f"{len(keys)} tasks enqueued")
+        return time.monotonic()
+
+    async def _follow(
+        self,
+        job: FilterJob,
+        connection: AbstractRobustConnection,
+        channel: Any,
+        management: broker.Management,
+        *,
+        total: int,
+        enqueued_at: float,
+    ) -> None:
+        topology = topology_of(job)
+        scaling = job.spec.autoscaling
+        below_since: float | None = None
+        while True:
+            depths = await broker.depths(channel, topology, management)
+            result = status.counts(total=total, enqueued=total, depths=depths)
+            done = status.is_drained(
+                enqueued_all=True, depths=depths, seconds_since_enqueued=time.monotonic() - enqueued_at
+            )
+            suspended = bool((self.body.get("spec") or {}).get("suspend"))
+            self.s.metrics.queue_messages.labels(self.namespace, self.name).set(depths.outstanding)
+            workers = await self.s.kube.workers(self.namespace, workers_name(job))
+            current = workers.desired if workers else 0
+            replicas = current
+            if scaling.mode != "hpa":
+                if suspended:
+                    replicas = 0
+                elif scaling.mode == "none":
+                    replicas = 0 if done else max(1, scaling.min_replicas)
+                else:
+                    desired = status.desired_replicas(
+                        depths=depths,
+                        per_replica=scaling.messages_per_replica,
+                        minimum=scaling.min_replicas,
+                        maximum=scaling.max_replicas,
+                        finished=done,
+                    )
+                    replicas, below_since = status.next_replicas(
+                        current=current,
+                        desired=desired,
+                        now=time.monotonic(),
+                        below_since=below_since,
+                        delay=0 if done else scaling.scale_down_delay_seconds,
+                    )
+                if replicas != current:
+                    await self.s.kube.scale(self.namespace, workers_name(job), replicas)
+            self.s.metrics.desired_replicas.labels(self.namespace, self.name).set(replicas)
+            ready = workers.ready if workers else 0
+            if done:
+                await self._finish(job, connection, result)
+                return
+            phase = status.SUSPENDED if suspended else status.RUNNING
+            previous = list(self.observed.get("conditions") or [])
+            await self.patch(
+                **result.as_status(),
+                phase=phase,
+                observedGeneration=self.generation,
+                workers={"desired": replicas, "ready": ready, "summary": f"{ready}/{replicas}"},
+                conditions=[
+                    status.condition(
+                        "Ready",
+                        not suspended,
+                        "Suspended" if suspended else "Processing",
+                        f"{result.succeeded + result.failed} of {total} tasks done",
+                        generation=self.generation,
+                        previous=previous,
+                    )
+                ],
+            )
+            if await self.stopped.wait(self.s.settings.status_interval):
+                return
+
+    async def _finish(self, job: FilterJob, connection: AbstractRobustConnection, result: status.Counts) -> None:
+        parked = await broker.parked_failures(connection, topology_of(job))
+        failed = len(parked)
+        final = status.Counts(
+            total=result.total,
+            enqueued=result.enqueued,
+            succeeded=result.total - failed,
+            failed=failed,
+            retrying=0,
+            queued=0,
+            in_flight=0,
+        )
+        phase = status.final_phase(final, max_failed_ratio=job.spec.max_failed_ratio)
+        message = f"{final.succeeded} succeeded, {final.failed} failed of {final.total}"
+        previous = list(self.observed.get("conditions") or [])
+        await self.patch(
+            **final.as_status(),
+            phase=phase,
+            completionTime=status.now_iso(),
+            observedGeneration=self.generation,
+            workers={"desired": 0, "ready": 0, "summary": "0/0"},
+            recentFailures=[{"key": p.task, "reason": p.reason} for p in parked[:RECENT_FAILURES]],
+            conditions=[
+                status.condition("Ready", False, "Finished", message, generation=self.generation, previous=previous),
+                status.condition(
+                    "Complete", phase == status.SUCCEEDED, phase, message, generation=self.generation, previous=previous
+                ),
+                status.condition(
+                    "Failed", phase == status.FAILED, phase, message, generation=self.generation, previous=previous
+                ),
+            ],
+        )
+        if phase == status.SUCCEEDED:
+            kopf.info(self.body, reason="Succeeded", message=message)
+        else:
+            kopf.warn(
+                self.body, reason="Failed", message=f"{message}: above maxFailedRatio {job.spec.max_failed_ratio}"
+            )
+        self.s.metrics.forget(self.namespace, self.name)
+
+    async def _expire(self) -> None:
+        """Delete the job ``ttlSecondsAfterFinished`` after it finished."""
+        ttl = (self.body.get("spec") or {}).get("ttlSecondsAfterFinished")
+        finished = self.observed.get("completionTime")
+        if ttl is None:
+            return
+        # From completionTime, so an operator restart does not restart the clock.
+        left = float(ttl) - status.seconds_since(finished) if finished else float(ttl)
+        if left > 0 and await self.stopped.wait(left):
+            return
+        log.info("deleting %s/%s: ttlSecondsAfterFinished passed", self.namespace, self.name)
+        await self.s.kube.delete_job(self.namespace, self.name)

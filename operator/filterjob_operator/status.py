@@ -1,0 +1,147 @@
+"""Progress arithmetic, phases and conditions: pure functions of observed facts.
+
+Progress comes from the broker alone (see the design): with ``outstanding`` the
+ready and unacked messages of the task and retry queues and ``failed`` the
+distinct tasks parked, ``succeeded = enqueued - outstanding - failed``. A crash
+anywhere cannot make this drift, because nothing is counted by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+Phase = str
+PENDING, ENQUEUING, RUNNING, SUCCEEDED, FAILED, SUSPENDED = (
+    "Pending",
+    "Enqueuing",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Suspended",
+)
+FINISHED = (SUCCEEDED, FAILED)
+#: Management API statistics are sampled every 5 s by default; an "all done"
+#: reading counts only once it is surely younger than the end of enqueueing.
+STATS_LAG_SECONDS = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Depths:
+    """Messages in a job's queues."""
+
+    ready: int = 0  # task queue, ready
+    unacked: int = 0  # task queue, delivered and not yet acked
+    retrying: int = 0  # all retry delay queues
+    parked: int = 0  # distinct parked tasks
+
+    @property
+    def outstanding(self) -> int:
+        return self.ready + self.unacked + self.retrying
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counts:
+    total: int
+    enqueued: int
+    succeeded: int
+    failed: int
+    retrying: int
+    queued: int
+    in_flight: int
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "enqueued": self.enqueued,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "retrying": self.retrying,
+            "queued": self.queued,
+            "inFlight": self.in_flight,
+            "progress": f"{self.succeeded}/{self.total}",
+        }
+
+
+def counts(*, total: int, enqueued: int, depths: Depths) -> Counts:
+    failed = min(depths.parked, enqueued)
+    succeeded = max(0, enqueued - depths.outstanding - failed)
+    return Counts(
+        total=total,
+        enqueued=enqueued,
+        succeeded=succeeded,
+        failed=failed,
+        retrying=depths.retrying,
+        queued=depths.ready,
+        in_flight=depths.unacked,
+    )
+
+
+def is_drained(*, enqueued_all: bool, depths: Depths, seconds_since_enqueued: float) -> bool:
+    """Whether every task has finished (a reading old enough to include all of them)."""
+    return enqueued_all and depths.outstanding == 0 and seconds_since_enqueued >= STATS_LAG_SECONDS
+
+
+def final_phase(result: Counts, *, max_failed_ratio: float) -> Phase:
+    if result.total and result.failed / result.total > max_failed_ratio:
+        return FAILED
+    return SUCCEEDED
+
+
+def desired_replicas(*, depths: Depths, per_replica: int, minimum: int, maximum: int, finished: bool) -> int:
+    """``clamp(ceil((ready + unacked + retrying) / per_replica), min, max)``; zero once done.
+
+    Unacked messages count, so busy workers are never scaled away; retrying ones
+    count too, since they come back.
+    """
+    if finished:
+        return 0
+    wanted = -(-depths.outstanding // per_replica)
+    return max(minimum, min(maximum, wanted))
+
+
+def next_replicas(
+    *, current: int, desired: int, now: float, below_since: float | None, delay: float
+) -> tuple[int, float | None]:
+    """Scale up at once; scale down only after ``desired`` stayed lower for ``delay`` seconds.
+
+    Returns the replicas to set and the new ``below_since`` to remember.
+    """
+    if desired >= current:
+        return desired, None
+    if below_since is None:
+        return current, now
+    if now - below_since >= delay:
+        return desired, None
+    return current, below_since
+
+
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime(ISO)
+
+
+def seconds_since(timestamp: str) -> float:
+    return (datetime.now(UTC) - datetime.strptime(timestamp, ISO).replace(tzinfo=UTC)).total_seconds()
+
+
+def condition(
+    type_: str, status: bool, reason: str, message: str, *, generation: int | None, previous: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A condition following the API conventions; the transition time moves only on change."""
+    value = "True" if status else "False"
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == value else now_iso()
+    out: dict[str, Any] = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
