@@ -1,0 +1,81 @@
+"""Progress arithmetic, completion, scaling decisions and conditions."""
+
+from __future__ import annotations
+
+import pytest
+
+from filterjob_operator import status
+from filterjob_operator.status import Depths
+
+
+def test_progress_is_derived_from_the_queues() -> None:
+    result = status.counts(total=100, enqueued=100, depths=Depths(ready=30, unacked=4, retrying=2, parked=5))
+    assert (result.succeeded, result.failed, result.queued, result.in_flight, result.retrying) == (59, 5, 30, 4, 2)
+    assert result.as_status()["progress"] == "59/100"
+
+
+def test_progress_never_goes_negative_while_enqueueing() -> None:
+    result = status.counts(total=100, enqueued=10, depths=Depths(ready=10, parked=0))
+    assert result.succeeded == 0
+
+
+@pytest.mark.parametrize(
+    ("enqueued_all", "depths", "age", "drained"),
+    [
+        (True, Depths(), 11.0, True),
+        (True, Depths(), 3.0, False),  # the stats may predate the last publish
+        (False, Depths(), 60.0, False),
+        (True, Depths(unacked=1), 60.0, False),  # a busy worker is not done
+        (True, Depths(retrying=1), 60.0, False),  # a retry comes back
+        (True, Depths(parked=7), 60.0, True),  # parked tasks are finished
+    ],
+)
+def test_drained(enqueued_all: bool, depths: Depths, age: float, drained: bool) -> None:
+    assert status.is_drained(enqueued_all=enqueued_all, depths=depths, seconds_since_enqueued=age) is drained
+
+
+@pytest.mark.parametrize(
+    ("depths", "expected"),
+    [
+        (Depths(), 1),  # min replicas while work remains
+        (Depths(ready=1), 1),
+        (Depths(ready=20), 1),
+        (Depths(ready=21), 2),
+        (Depths(ready=10, unacked=15), 2),  # busy workers count
+        (Depths(ready=1000), 5),  # capped at max
+    ],
+)
+def test_desired_replicas(depths: Depths, expected: int) -> None:
+    assert status.desired_replicas(depths=depths, per_replica=20, minimum=1, maximum=5, finished=False) == expected
+
+
+def test_zero_replicas_when_finished() -> None:
+    assert status.desired_replicas(depths=Depths(), per_replica=20, minimum=2, maximum=5, finished=True) == 0
+
+
+def test_scale_up_is_immediate_and_down_waits_for_the_delay() -> None:
+    assert status.next_replicas(current=1, desired=4, now=0, below_since=None, delay=30) == (4, None)
+    replicas, since = status.next_replicas(current=4, desired=2, now=100, below_since=None, delay=30)
+    assert (replicas, since) == (4, 100)
+    assert status.next_replicas(current=4, desired=2, now=120, below_since=since, delay=30) == (4, 100)
+    assert status.next_replicas(current=4, desired=2, now=130, below_since=since, delay=30) == (2, None)
+    # Back up before the delay ran out: the countdown starts over.
+    assert status.next_replicas(current=4, desired=4, now=125, below_since=since, delay=30) == (4, None)
+
+
+def test_final_phase_follows_the_failure_threshold() -> None:
+    ok = status.Counts(total=100, enqueued=100, succeeded=95, failed=5, retrying=0, queued=0, in_flight=0)
+    bad = status.Counts(total=100, enqueued=100, succeeded=80, failed=20, retrying=0, queued=0, in_flight=0)
+    assert status.final_phase(ok, max_failed_ratio=0.1) == status.SUCCEEDED
+    assert status.final_phase(bad, max_failed_ratio=0.1) == status.FAILED
+    assert status.final_phase(bad, max_failed_ratio=0.5) == status.SUCCEEDED
+
+
+def test_condition_transition_time_moves_only_on_change() -> None:
+    first = status.condition("Ready", True, "Processing", "1 of 2", generation=3, previous=[])
+    old = {**first, "lastTransitionTime": "2020-01-01T00:00:00Z"}
+    same = status.condition("Ready", True, "Processing", "2 of 2", generation=3, previous=[old])
+    assert same["lastTransitionTime"] == "2020-01-01T00:00:00Z"
+    flipped = status.condition("Ready", False, "Finished", "done", generation=3, previous=[old])
+    assert flipped["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+    assert flipped == {**flipped, "type": "Ready", "status": "False", "observedGeneration": 3}
