@@ -1,0 +1,119 @@
+"""The real operator (kopf, in a KopfRunner) against the emulated API and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+
+from filterjob_operator.samples import make_samples
+from filterjob_operator.spec import JobSpecError, parse_job
+from filterjob_operator.workerenv import topology_of
+from filterjob_worker.topology import Topology, delete
+from tests.integration.broker.conftest import BROKER_URL
+
+from .conftest import K8sApi
+from .emulator import DEPLOYMENTS, FILTERJOBS, RunningCluster
+
+ROOT = Path(__file__).resolve().parents[3]
+HANDLERS = ROOT / "operator" / "filterjob_operator" / "handlers.py"
+NS = "photos"
+
+
+def job_body(name: str, src: Path, dst: Path, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "filterjob.dev/v1alpha1",
+        "kind": "FilterJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "source": {"uri": src.as_uri() + "/"},
+            "destination": {"uri": dst.as_uri() + "/", "format": "png"},
+            "filters": [{"name": "thumbnail", "width": 48, "height": 48}, {"name": "grayscale"}],
+            "retry": {"maxAttempts": 2, "backoffSeconds": 0.2},
+            "broker": {"secretRef": {"name": "rabbitmq"}},
+            **spec,
+        },
+    }
+
+
+@pytest.fixture
+def operator_env(monkeypatch: pytest.MonkeyPatch, k8s_api: K8sApi) -> None:
+    monkeypatch.setenv("FILTERJOB_STATUS_INTERVAL", "0.5")
+    monkeypatch.setenv("FILTERJOB_METRICS_PORT", "0")
+    k8s_api.core.create_namespaced_secret(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "rabbitmq"},
+            "data": {"url": base64.b64encode(BROKER_URL.encode()).decode()},
+        },
+    )
+
+
+@pytest.fixture
+def created(k8s_api: K8sApi) -> Iterator[list[dict[str, Any]]]:
+    """FilterJobs created by the test; their queues are removed afterwards."""
+    bodies: list[dict[str, Any]] = []
+    yield bodies
+    for body in bodies:
+        try:
+            topology = topology_of(parse_job(body))
+        except JobSpecError:
+            continue  # never valid: nothing was declared
+        if body["metadata"].get("uid"):
+
+            async def forget(topology: Topology = topology) -> None:
+                connection = await aio_pika.connect(BROKER_URL)
+                async with connection:
+                    await delete(await connection.channel(), topology)
+
+            asyncio.run(forget())
+
+
+def create(k8s_api: K8sApi, body: dict[str, Any], created: list[dict[str, Any]]) -> dict[str, Any]:
+    stored: dict[str, Any] = k8s_api.custom.create_namespaced_custom_object(
+        "filterjob.dev", "v1alpha1", NS, "filterjobs", body
+    )
+    created.append(stored)
+    return stored
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_an_invalid_spec_ends_failed_with_a_condition_naming_the_problem(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    body = job_body("bad", tmp_path / "in", tmp_path / "out")
+    body["spec"]["filters"] = [{"name": "blur", "radius": -1}]
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "bad", lambda o: o.get("status", {}).get("phase") == "Failed")
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True"
+    assert failed["reason"] == "InvalidSpec"
+    assert "spec.filters[0] (blur): radius must be between 0 and 100, got -1" in failed["message"]
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_apply_enqueues_every_input_and_creates_the_workers(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=7, size=(64, 48))
+    stored = create(k8s_api, job_body("thumbs", tmp_path / "in", tmp_path / "out"), created)
+    with cluster.run_operator(HANDLERS):
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "thumbs", lambda o: o.get("status", {}).get("enqueued") == 7, timeout=30
+        )
+        workers = cluster.wait_for_object(DEPLOYMENTS, NS, "thumbs-workers", lambda d: d["spec"]["replicas"] >= 1)
+    assert job["status"]["total"] == 7
+    assert job["status"]["phase"] in ("Enqueuing", "Running")
+    owner = workers["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == stored["metadata"]["uid"]
+    env = {e["name"]: e for e in workers["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FILTERJOB_QUEUE"]["value"] == topology_of(parse_job(stored)).tasks
+    assert env["FILTERJOB_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == "rabbitmq"
