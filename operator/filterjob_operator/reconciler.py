@@ -115,10 +115,9 @@ class Reconciler:
             observedGeneration=self.generation,
         )
         await self._ensure_workers(job, replicas=0)
-        enqueued_at = await self._enqueue(job, channel, keys)
-        if enqueued_at is None:
+        if not await self._enqueue(job, channel, keys):
             return  # stopped while enqueueing; the next daemon run resumes from the cursor
-        await self._follow(job, connection, channel, management, total=total, enqueued_at=enqueued_at)
+        await self._follow(job, connection, channel, management, total=total)
 
     async def _ensure_workers(self, job: FilterJob, *, replicas: int) -> None:
         secret = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
@@ -133,8 +132,8 @@ class Reconciler:
                 return False
         return True
 
-    async def _enqueue(self, job: FilterJob, channel: Any, keys: list[str]) -> float | None:
-        """Publish tasks from the persisted cursor on; returns when all were confirmed."""
+    async def _enqueue(self, job: FilterJob, channel: Any, keys: list[str]) -> bool:
+        """Publish tasks from the persisted cursor on; False if stopped first."""
         start = int(self.observed.get("enqueued") or 0)
         cursor = start
         saved = (start, time.monotonic())
@@ -150,10 +149,10 @@ class Reconciler:
         batch = CURSOR_EVERY
         while cursor < len(keys):
             if not await self._wait_unsuspended():
-                return None
+                return False
             if self.stopped:
                 await save(force=True)
-                return None
+                return False
             chunk = keys[cursor : cursor + batch]
             base = cursor
 
@@ -165,7 +164,7 @@ class Reconciler:
             await save()
         await save(force=True)
         kopf.info(self.body, reason="Enqueued", message=f"{len(keys)} tasks enqueued")
-        return time.monotonic()
+        return True
 
     async def _follow(
         self,
@@ -175,17 +174,17 @@ class Reconciler:
         management: broker.Management,
         *,
         total: int,
-        enqueued_at: float,
     ) -> None:
         topology = topology_of(job)
         scaling = job.spec.autoscaling
         below_since: float | None = None
+        empty_since: float | None = None
         while True:
             depths = await broker.depths(channel, topology, management)
             result = status.counts(total=total, enqueued=total, depths=depths)
-            done = status.is_drained(
-                enqueued_all=True, depths=depths, seconds_since_enqueued=time.monotonic() - enqueued_at
-            )
+            now = time.monotonic()
+            empty_since = status.drained_since(enqueued_all=True, depths=depths, now=now, since=empty_since)
+            done = status.is_done(since=empty_since, now=now)
             suspended = bool((self.body.get("spec") or {}).get("suspend"))
             self.s.metrics.queue_messages.labels(self.namespace, self.name).set(depths.outstanding)
             workers = await self.s.kube.workers(self.namespace, workers_name(job))

@@ -22,8 +22,9 @@ PENDING, ENQUEUING, RUNNING, SUCCEEDED, FAILED, SUSPENDED = (
     "Suspended",
 )
 FINISHED = (SUCCEEDED, FAILED)
-#: Management API statistics are sampled every 5 s by default; an "all done"
-#: reading counts only once it is surely younger than the end of enqueueing.
+#: Management API statistics (the unacked counts) are sampled every 5 s by
+#: default; the queues must read empty for longer than that before a job counts
+#: as done, so no delivery still held by a worker is missed.
 STATS_LAG_SECONDS = 10.0
 
 
@@ -78,9 +79,16 @@ def counts(*, total: int, enqueued: int, depths: Depths) -> Counts:
     )
 
 
-def is_drained(*, enqueued_all: bool, depths: Depths, seconds_since_enqueued: float) -> bool:
-    """Whether every task has finished (a reading old enough to include all of them)."""
-    return enqueued_all and depths.outstanding == 0 and seconds_since_enqueued >= STATS_LAG_SECONDS
+def drained_since(*, enqueued_all: bool, depths: Depths, now: float, since: float | None) -> float | None:
+    """When the queues started reading empty (None while work is outstanding)."""
+    if not enqueued_all or depths.outstanding:
+        return None
+    return now if since is None else since
+
+
+def is_done(*, since: float | None, now: float, lag: float = STATS_LAG_SECONDS) -> bool:
+    """Done once the queues have read empty for longer than the statistics can lag."""
+    return since is not None and now - since >= lag
 
 
 def final_phase(result: Counts, *, max_failed_ratio: float) -> Phase:

@@ -20,18 +20,27 @@ def test_progress_never_goes_negative_while_enqueueing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("enqueued_all", "depths", "age", "drained"),
+    ("enqueued_all", "depths", "empty"),
     [
-        (True, Depths(), 11.0, True),
-        (True, Depths(), 3.0, False),  # the stats may predate the last publish
-        (False, Depths(), 60.0, False),
-        (True, Depths(unacked=1), 60.0, False),  # a busy worker is not done
-        (True, Depths(retrying=1), 60.0, False),  # a retry comes back
-        (True, Depths(parked=7), 60.0, True),  # parked tasks are finished
+        (True, Depths(), True),
+        (False, Depths(), False),
+        (True, Depths(unacked=1), False),  # a busy worker is not done
+        (True, Depths(retrying=1), False),  # a retry comes back
+        (True, Depths(parked=7), True),  # parked tasks are finished
     ],
 )
-def test_drained(enqueued_all: bool, depths: Depths, age: float, drained: bool) -> None:
-    assert status.is_drained(enqueued_all=enqueued_all, depths=depths, seconds_since_enqueued=age) is drained
+def test_drained_since(enqueued_all: bool, depths: Depths, empty: bool) -> None:
+    since = status.drained_since(enqueued_all=enqueued_all, depths=depths, now=50.0, since=None)
+    assert (since == 50.0) is empty
+    # An empty reading keeps the first time it was seen; any work resets it.
+    assert status.drained_since(enqueued_all=True, depths=Depths(), now=60.0, since=50.0) == 50.0
+    assert status.drained_since(enqueued_all=True, depths=Depths(ready=1), now=60.0, since=50.0) is None
+
+
+def test_done_only_after_empty_for_longer_than_the_stats_lag() -> None:
+    assert not status.is_done(since=None, now=100.0)
+    assert not status.is_done(since=95.0, now=100.0, lag=10.0)
+    assert status.is_done(since=90.0, now=100.0, lag=10.0)
 
 
 @pytest.mark.parametrize(
