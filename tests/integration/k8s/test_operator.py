@@ -18,7 +18,7 @@ from filterjob_worker.topology import Topology, delete
 from tests.integration.broker.conftest import BROKER_URL
 
 from .conftest import K8sApi
-from .emulator import DEPLOYMENTS, FILTERJOBS, RunningCluster
+from .emulator import DEPLOYMENTS, FILTERJOBS, HPAS, RunningCluster
 
 ROOT = Path(__file__).resolve().parents[3]
 HANDLERS = ROOT / "operator" / "filterjob_operator" / "handlers.py"
@@ -117,3 +117,97 @@ def test_apply_enqueues_every_input_and_creates_the_workers(
     env = {e["name"]: e for e in workers["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FILTERJOB_QUEUE"]["value"] == topology_of(parse_job(stored)).tasks
     assert env["FILTERJOB_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == "rabbitmq"
+
+
+def queue_exists(name: str) -> bool:
+    async def check() -> bool:
+        connection = await aio_pika.connect(BROKER_URL)
+        async with connection:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return False
+            return True
+
+    return asyncio.run(check())
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_a_backlog_scales_the_workers_up_to_max_replicas(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=60, size=(16, 12))
+    body = job_body("backlog", tmp_path / "in", tmp_path / "out")
+    body["spec"]["autoscaling"] = {"maxReplicas": 3, "messagesPerReplica": 10}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS):
+        # No kubelet here: nothing consumes, so the backlog stays and asks for the cap.
+        cluster.wait_for_object(DEPLOYMENTS, NS, "backlog-workers", lambda d: d["spec"]["replicas"] == 3, timeout=30)
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "backlog", lambda o: o.get("status", {}).get("phase") == "Running", timeout=30
+        )
+    assert job["status"]["queued"] == 60
+    assert job["status"]["workers"]["desired"] == 3
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_hpa_mode_renders_an_hpa_and_leaves_replicas_alone(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=30, size=(16, 12))
+    body = job_body("hpa", tmp_path / "in", tmp_path / "out")
+    body["spec"]["autoscaling"] = {"mode": "hpa", "maxReplicas": 4, "messagesPerReplica": 5}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS):
+        hpa = cluster.wait_for_object(HPAS, NS, "hpa-workers", timeout=30)
+        cluster.wait_for_object(
+            FILTERJOBS, NS, "hpa", lambda o: o.get("status", {}).get("phase") == "Running", timeout=30
+        )
+        # Several status passes later, the operator still has not touched replicas.
+        cluster.wait_for_object(FILTERJOBS, NS, "hpa", lambda o: o.get("status", {}).get("queued") == 30, timeout=30)
+    workers = cluster.get(DEPLOYMENTS, NS, "hpa-workers")
+    assert workers is not None
+    assert workers["spec"]["replicas"] == 0
+    assert hpa["spec"]["maxReplicas"] == 4
+    assert hpa["spec"]["metrics"][0]["external"]["target"]["averageValue"] == "5"
+    scaled = [c for c in cluster.api_calls if c.subresource == "scale"]
+    assert scaled == []
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_suspend_pauses_enqueueing_and_resume_continues(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=5, size=(16, 12))
+    body = job_body("paused", tmp_path / "in", tmp_path / "out", suspend=True)
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS):
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "paused", lambda o: o.get("status", {}).get("phase") == "Suspended", timeout=30
+        )
+        assert job["status"].get("enqueued", 0) == 0
+        k8s_api.custom.patch_namespaced_custom_object(
+            "filterjob.dev", "v1alpha1", NS, "filterjobs", "paused", {"spec": {"suspend": False}}
+        )
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "paused", lambda o: o.get("status", {}).get("enqueued") == 5, timeout=30
+        )
+        cluster.wait_for_object(DEPLOYMENTS, NS, "paused-workers", lambda d: d["spec"]["replicas"] >= 1, timeout=30)
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_deleting_a_job_removes_its_queues(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=3, size=(16, 12))
+    stored = create(k8s_api, job_body("gone", tmp_path / "in", tmp_path / "out"), created)
+    topology = topology_of(parse_job(stored))
+    with cluster.run_operator(HANDLERS):
+        cluster.wait_for_object(FILTERJOBS, NS, "gone", lambda o: o.get("status", {}).get("enqueued") == 3, timeout=30)
+        assert queue_exists(topology.tasks)
+        k8s_api.custom.delete_namespaced_custom_object("filterjob.dev", "v1alpha1", NS, "filterjobs", "gone")
+        cluster.wait_for_absence(FILTERJOBS, NS, "gone", timeout=30)
+    assert not queue_exists(topology.tasks)
+    assert not queue_exists(topology.parked)
+    assert cluster.get(DEPLOYMENTS, NS, "gone-workers") is None  # garbage-collected with its owner
