@@ -54,13 +54,12 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from aiormq.exceptions import ChannelNotFoundEntity
-from local_bench import FILTERS, QUALITY, SIZES, bare_loop, generate, make_job
 from PIL import Image
 
 from filterjob_operator import broker, local_broker, sources
 from filterjob_worker.contract import Event, Task
 from filterjob_worker.topology import Topology, declare, delete
+from local_bench import FILTERS, QUALITY, SIZES, bare_loop, generate, make_job
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
@@ -118,21 +117,56 @@ class Monitor:
         underlay = await self.channel.get_underlay_channel()
         await underlay.queue_purge(queue)
 
-    async def exists(self, queue: str) -> bool:
-        assert self.connection is not None
-        channel = await self.connection.channel()
-        try:
-            await channel.declare_queue(queue, passive=True)
-        except ChannelNotFoundEntity:
-            return False
-        await channel.close()
-        return True
+    async def wait_ready(self, queue: str, n: int, label: str) -> None:
+        """Wait for a pre-fill to land (Celery and Dramatiq publish without confirms)."""
+        deadline = time.monotonic() + 30
+        while (ready := await self.ready(queue)) != n:
+            if ready > n or time.monotonic() > deadline:
+                sys.exit(f"{label}: pre-fill gave {ready} messages, not {n}")
+            await asyncio.sleep(0.05)
 
     async def filterjob_topology(self, base: str) -> Topology:
         topology = Topology(base=base)
         self.topologies.append(topology)
         await declare(self.channel, topology)
         return topology
+
+
+# -- CPU accounting (Linux /proc; silently absent elsewhere) ------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Dramatiq's worker is a child of its CLI process)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in children.read_text().split())
+    return out
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads) so far."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def local_broker_pids() -> list[int]:
+    """The local RabbitMQ's Erlang VM, if it runs on this machine (its CPU is shown too)."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "beam.smp":
+                pids.append(int(comm.parent.name))
+    return pids
 
 
 # -- worker processes ---------------------------------------------------------------------------
@@ -150,6 +184,8 @@ class System:
     settings: str
     rates: list[float] = field(default_factory=list)
     windows: list[int] = field(default_factory=list)
+    worker_cpu: list[float] = field(default_factory=list)  # CPU seconds per task in the timed window
+    broker_cpu: list[float] = field(default_factory=list)
 
 
 class Worker:
@@ -174,27 +210,31 @@ class Worker:
     async def stop(self, grace: float = 30.0) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if self.proc.poll() is None:
+        try:
+            await asyncio.to_thread(self.proc.wait, grace)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 
-async def timed_drain(monitor: Monitor, system: System, n: int, log: Path) -> tuple[float, int]:
-    """Start the worker on the pre-filled queue; (tasks/s, acks timed) — see the module doc."""
+async def timed_drain(monitor: Monitor, system: System, n: int, log: Path, broker_pids: list[int]) -> None:
+    """Start the worker on the pre-filled queue and time it (see the module doc)."""
     worker = Worker(system.argv, system.env, log)
     try:
         deadline = time.monotonic() + TIMEOUT
         start: tuple[float, int] | None = None
+        pids: list[int] = []
         while True:
             ready = await monitor.ready(system.queue)
             now = time.perf_counter()
+            if not pids and ready < n:  # consuming: every process of the worker exists now
+                pids = process_tree(worker.proc.pid)
             if start is None and ready < n - PREFETCH:
                 start = (now, ready)
+                cpu = (cpu_seconds(pids), cpu_seconds(broker_pids))
             if ready == 0:
+                cpu = (cpu_seconds(pids) - cpu[0], cpu_seconds(broker_pids) - cpu[1])
                 break
             worker.check()
             if time.monotonic() > deadline:
@@ -204,6 +244,10 @@ async def timed_drain(monitor: Monitor, system: System, n: int, log: Path) -> tu
             sys.exit(f"{system.label}: drained before the clock could start; raise N")
         acks = start[1]
         rate = acks / (now - start[0])
+        system.rates.append(rate)
+        system.windows.append(acks)
+        system.worker_cpu.append(cpu[0] / acks)
+        system.broker_cpu.append(cpu[1] / acks)
         # Let the last prefetch window finish (unacked deliveries would return to the queue).
         await asyncio.sleep(max(0.2, 3 * PREFETCH / rate))
     finally:
@@ -212,7 +256,6 @@ async def timed_drain(monitor: Monitor, system: System, n: int, log: Path) -> tu
     if left:
         print(f"  note: {system.label} left {left} tasks unprocessed at stop; purged")
         await monitor.purge(system.queue)
-    return rate, acks
 
 
 # -- the systems of (a) --------------------------------------------------------------------------
@@ -250,94 +293,105 @@ def tiny_tasks(root: Path, kind: str, n: int, filters: tuple[dict[str, Any], ...
 
 
 async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list[System]:
-    # The no-op apps read their settings from the environment when imported.
-    os.environ["FJBENCH_BROKER_URL"] = url
-    celery_queue = f"fjbench.{run}.celery"
-    dramatiq_queue = f"fjbench_{run}_dramatiq"
-    os.environ["FJBENCH_PREFETCH"] = str(PREFETCH)
     py = sys.executable
+    level = os.environ.get("FILTERJOB_LOG_LEVEL", "INFO")
+    common = f"durable queue, persistent messages, ack after the task, 1 task at a time, prefetch {PREFETCH}"
+
+    def filterjob(label: str, topology: Topology, argv: list[str], settings: str) -> System:
+        kind = topology.base.rsplit(".", 1)[1]
+
+        async def prefill(n: int) -> None:
+            await broker.publish_tasks(monitor.channel, topology, tiny_tasks(root, kind, n))
+
+        env = worker_env(url, topology.tasks, prefetch=PREFETCH, worker_id=f"bench-{kind}")
+        return System(label, topology.tasks, [py, *argv], env, prefill, f"{common}; quorum queues; {settings}")
+
+    def celery(label: str, queue_type: str) -> System:
+        from noop_celery_app import make_app  # noqa: PLC0415  (the bench runs without it if never asked)
+
+        queue = f"fjbench.{run}.celery-{queue_type}"
+        monitor.queues.add(queue)
+        monitor.exchanges.add(queue)
+        app = make_app(queue, queue_type=queue_type, prefetch=PREFETCH, broker=url)
+
+        def prefill(n: int) -> None:
+            with app.producer_or_acquire() as producer:
+                for _ in range(n):
+                    app.send_task("fjbench.noop", producer=producer)
+
+        argv = [
+            *(py, "-m", "celery", "-A", "noop_celery_app", "worker", "-P", "solo", "-c", "1"),
+            *("--prefetch-multiplier", str(PREFETCH), "-Q", queue, "-l", "WARNING"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench-{run}-{queue_type}@%h"),
+        ]
+        env = {
+            "PYTHONPATH": str(BENCH_DIR),
+            "FJBENCH_BROKER_URL": url,
+            "FJBENCH_QUEUE": queue,
+            "FJBENCH_QUEUE_TYPE": queue_type,
+            "FJBENCH_PREFETCH": str(PREFETCH),
+        }
+        settings = (
+            f"{common}; {queue_type} queue; -P solo, acks_late=True, prefetch multiplier {PREFETCH}, "
+            "no result backend, no remote control/gossip/mingle/heartbeat, log level WARNING (its default)"
+        )
+        return System(label, queue, argv, env, prefill, settings)
+
+    def dramatiq() -> System:
+        queue = f"fjbench_{run}_dramatiq"
+        monitor.queues.update({queue, f"{queue}.DQ", f"{queue}.XQ"})
+        env = {"FJBENCH_BROKER_URL": url, "FJBENCH_QUEUE": queue}
+        os.environ.update(env)  # the app reads them when imported (the pre-fill imports it here)
+
+        def prefill(n: int) -> None:
+            from noop_dramatiq_app import noop  # noqa: PLC0415  (reads FJBENCH_* at import)
+
+            for _ in range(n):
+                noop.send()
+
+        argv = [py, "-m", "dramatiq", "noop_dramatiq_app", "-p", "1", "-t", "1", "-Q", queue]
+        settings = (
+            f"{common}; classic queue; RabbitmqBroker, -p 1 -t 1, dramatiq_queue_prefetch={PREFETCH}, "
+            "default middleware, default logging (no line per task)"
+        )
+        env.update(PYTHONPATH=str(BENCH_DIR), dramatiq_queue_prefetch=str(PREFETCH))
+        return System("Dramatiq no-op", queue, argv, env, prefill, settings)
 
     noop = await monitor.filterjob_topology(f"fj.bench.{run}.noop")
-    real = await monitor.filterjob_topology(f"fj.bench.{run}.tiny")
-
-    async def prefill_filterjob(topology: Topology, kind: str, n: int) -> None:
-        await broker.publish_tasks(monitor.channel, topology, tiny_tasks(root, kind, n))
-
-    def prefill_celery(n: int) -> None:
-        os.environ["FJBENCH_QUEUE"] = celery_queue
-        from noop_celery_app import app, noop  # noqa: PLC0415  (reads FJBENCH_* at import)
-
-        with app.producer_or_acquire() as producer:
-            for _ in range(n):
-                noop.apply_async(producer=producer)
-
-    def prefill_dramatiq(n: int) -> None:
-        os.environ["FJBENCH_QUEUE"] = dramatiq_queue
-        from noop_dramatiq_app import noop  # noqa: PLC0415  (reads FJBENCH_* at import)
-
-        for _ in range(n):
-            noop.send()
-
-    monitor.queues.update({celery_queue, dramatiq_queue, f"{dramatiq_queue}.DQ", f"{dramatiq_queue}.XQ"})
-    monitor.exchanges.add(celery_queue)
-    common = f"durable queue, persistent messages, ack after the task, 1 task at a time, prefetch {PREFETCH}"
-    level = os.environ.get("FILTERJOB_LOG_LEVEL", "INFO")
+    tiny = await monitor.filterjob_topology(f"fj.bench.{run}.tiny")
     return [
-        System(
+        filterjob(
             "FilterJob no-op",
-            noop.tasks,
-            [py, str(BENCH_DIR / "noop_filterjob_worker.py")],
-            worker_env(url, noop.tasks, prefetch=PREFETCH, worker_id="bench-noop"),
-            lambda n: prefill_filterjob(noop, "noop", n),
-            f"{common}; quorum queue; service.serve with Consumer(work=noop) "
-            f"(bench/noop_filterjob_worker.py), thread executor, concurrency 1, event published with "
-            f"confirms per task (no queue bound to the events exchange), LOG_LEVEL {level} (1 line per task)",
+            noop,
+            [str(BENCH_DIR / "noop_filterjob_worker.py")],
+            "service.serve with Consumer(work=noop) (bench/noop_filterjob_worker.py), thread executor, "
+            f"concurrency 1, an event published with confirms per task (no queue bound to the events exchange), "
+            f"LOG_LEVEL {level} (INFO: one JSON line per task)",
         ),
-        System(
-            "Celery no-op",
-            celery_queue,
-            [py, "-m", "celery", "-A", "noop_celery_app", "worker", "-P", "solo", "-c", "1"]
-            + ["--prefetch-multiplier", str(PREFETCH), "-Q", celery_queue, "-l", "WARNING"]
-            + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench-{run}@%h"],
-            {"PYTHONPATH": str(BENCH_DIR), "FJBENCH_QUEUE": celery_queue},
-            prefill_celery,
-            f"{common}; classic queue; -P solo, acks_late=True, prefetch multiplier {PREFETCH}, "
-            "no result backend, no remote control/gossip/mingle/heartbeat, log level WARNING (its default)",
-        ),
-        System(
-            "Dramatiq no-op",
-            dramatiq_queue,
-            [py, "-m", "dramatiq", "noop_dramatiq_app", "-p", "1", "-t", "1", "-Q", dramatiq_queue],
-            {"PYTHONPATH": str(BENCH_DIR), "FJBENCH_QUEUE": dramatiq_queue, "dramatiq_queue_prefetch": str(PREFETCH)},
-            prefill_dramatiq,
-            f"{common}; classic queue; RabbitmqBroker, -p 1 -t 1, dramatiq_queue_prefetch={PREFETCH}, "
-            "default middleware, default logging (no line per task)",
-        ),
-        System(
+        celery("Celery no-op", "classic"),
+        celery("Celery no-op, quorum", "quorum"),
+        dramatiq(),
+        filterjob(
             "FilterJob real path (a2)",
-            real.tasks,
-            [py, "-m", "filterjob_worker"],
-            worker_env(url, real.tasks, prefetch=PREFETCH, worker_id="bench-tiny"),
-            lambda n: prefill_filterjob(real, "tiny", n),
-            f"{common}; quorum queue; python -m filterjob_worker on a 1x1 JPEG, no filters, JPEG q{QUALITY} "
-            f"output written with fsync, LOG_LEVEL {level}",
+            tiny,
+            ["-m", "filterjob_worker"],
+            f"python -m filterjob_worker on a 1x1 JPEG, no filters, JPEG q{QUALITY} output written with fsync, "
+            f"LOG_LEVEL {level}",
         ),
     ]
 
 
 async def measure_messaging(monitor: Monitor, url: str, run: str, root: Path, n: int, rounds: int) -> list[System]:
     systems = await make_systems(monitor, url, run, root)
+    broker_pids = local_broker_pids()
     for r in range(rounds):
         for system in systems:
             result = system.prefill(n)
             if asyncio.iscoroutine(result):
                 await result
-            if await monitor.ready(system.queue) != n:
-                sys.exit(f"{system.label}: pre-fill gave {await monitor.ready(system.queue)} messages, not {n}")
+            await monitor.wait_ready(system.queue, n, system.label)
             log = root / f"log-{system.label.split()[0].lower()}-{r}.txt"
-            rate, acks = await timed_drain(monitor, system, n, log)
-            system.rates.append(rate)
-            system.windows.append(acks)
+            await timed_drain(monitor, system, n, log, broker_pids)
             shutil.rmtree(root / "out-tiny", ignore_errors=True)
         line = ", ".join(f"{s.label}: {s.rates[-1]:.0f}" for s in systems)
         print(f"  round {r + 1}/{rounds} tasks/s: {line}")
@@ -352,12 +406,14 @@ class Progress:
 
     def __init__(self) -> None:
         self.times: list[tuple[float, str]] = []
+        self.seconds: list[float] = []  # each image's processing time as the worker measured it
         self.failed: list[str] = []
         self.expected = 0
         self.done = asyncio.Event()
 
     def reset(self, expected: int) -> None:
         self.times.clear()
+        self.seconds.clear()
         self.failed.clear()
         self.expected = expected
         self.done.clear()
@@ -367,6 +423,7 @@ class Progress:
         event = Event.from_json(message.body)
         if event.kind == "succeeded":
             self.times.append((now, event.worker))
+            self.seconds.append(event.seconds)
         else:
             self.failed.append(f"{event.task}: {event.reason}")
         if len(self.times) + len(self.failed) >= self.expected:
@@ -419,7 +476,7 @@ async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: 
     progress_queue = await local_broker.declare_progress(monitor.channel, topology)
     monitor.queues.add(progress_queue.name)
     progress = Progress()
-    await progress_queue.consume(progress.on_message, no_ack=True)
+    consumer_tag = await progress_queue.consume(progress.on_message, no_ack=True)
 
     def tasks_to(out: Path, count: int = n) -> list[Task]:
         job = make_job(source, out, "broker-bench")
@@ -434,6 +491,7 @@ async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: 
     shutil.rmtree(root / "warm-b")
 
     rates: dict[str, list[float]] = {"bare": [], "1": [], "2": []}
+    work: dict[str, list[float]] = {"1": [], "2": []}  # median seconds per image inside the worker
     for r in range(rounds):
         for key, samples in rates.items():
             out = root / f"out-{key}-{r}"
@@ -441,10 +499,14 @@ async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: 
                 samples.append(n / bare_loop(inputs, out)[0])
             else:
                 samples.append(await pipeline_run(monitor, topology, tasks_to(out), int(key), url, progress, root))
+                work[key].append(statistics.median(progress.seconds))
             shutil.rmtree(out)
         print(f"  round {r + 1}/{rounds} images/s: " + ", ".join(f"{k}: {v[-1]:.2f}" for k, v in rates.items()))
+    await progress_queue.cancel(consumer_tag)
     shutil.rmtree(source)
-    return {k: statistics.median(v) for k, v in rates.items()}
+    out = {k: statistics.median(v) for k, v in rates.items()}
+    out.update({f"work{k}": statistics.median(v) for k, v in work.items()})
+    return out
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -492,21 +554,29 @@ async def run(args: argparse.Namespace) -> None:
     print("  pipeline: " + " -> ".join(f["name"] for f in FILTERS) + f"; output JPEG quality {QUALITY}")
 
     medians = {s.label: statistics.median(s.rates) for s in systems}
-    celery_rate, dramatiq_rate = medians["Celery no-op"], medians["Dramatiq no-op"]
-    print(f"\n(a) messaging overhead, {n_noop} tasks pre-filled, ~{min(min(s.windows) for s in systems)}+ timed")
-    print(f"  {'measure':<28} {'tasks/s':>8} {'us/task':>8} {'range':>11} {'vs Celery':>9} {'vs Dramatiq':>11}")
+    baselines = {"Celery": "Celery no-op", "Celery q": "Celery no-op, quorum", "Dramatiq": "Dramatiq no-op"}
+    timed = min(min(s.windows) for s in systems)
+    print(f"\n(a) messaging overhead, one worker process, {n_noop} tasks pre-filled, >= {timed} acks timed per round")
+    cpu_note = "" if any(s.broker_cpu[0] for s in systems) else " (broker CPU: RabbitMQ not on this machine)"
+    header = "".join(f" {'vs ' + k:>11}" for k in baselines)
+    print(
+        f"  {'measure':<26} {'tasks/s':>8} {'range':>11} {'us/task':>8} {'worker CPU':>10} {'broker CPU':>10}{header}"
+    )
     for system in systems:
         rate = medians[system.label]
         spread = f"{min(system.rates):.0f}-{max(system.rates):.0f}"
-        print(
-            f"  {system.label:<28} {rate:>8.0f} {1e6 / rate:>8.0f} {spread:>11} "
-            f"{rate / celery_rate:>9.2f} {rate / dramatiq_rate:>11.2f}"
-        )
+        cpu = f"{statistics.median(system.worker_cpu) * 1e6:>10.0f} {statistics.median(system.broker_cpu) * 1e6:>10.0f}"
+        ratios = "".join(f" {rate / medians[label]:>11.2f}" for label in baselines.values())
+        print(f"  {system.label:<26} {rate:>8.0f} {spread:>11} {1e6 / rate:>8.0f} {cpu}{ratios}")
+    print(f"  (worker/broker CPU: us of CPU time per task in the timed window, medians){cpu_note}")
     fj = medians["FilterJob no-op"]
     print(
-        f"  FilterJob/Celery = {fj / celery_rate:.2f} (goal >= 2), FilterJob/Dramatiq = {fj / dramatiq_rate:.2f}; "
-        f"real path costs {1e6 / medians['FilterJob real path (a2)'] - 1e6 / fj:.0f} us/task more than no-op"
+        f"  FilterJob/Celery = {fj / medians['Celery no-op']:.2f} (Celery on a classic queue), "
+        f"{fj / medians['Celery no-op, quorum']:.2f} (on a quorum queue, like FilterJob's) (goal >= 2); "
+        f"FilterJob/Dramatiq = {fj / medians['Dramatiq no-op']:.2f}"
     )
+    real = medians["FilterJob real path (a2)"]
+    print(f"  the real path (a2) costs {1e6 / real - 1e6 / fj:.0f} us/task more than the no-op worker")
 
     bare = pipeline["bare"]
     print(f"\n(b) full pipeline, 1 MP JPEGs, {n_images} images")
@@ -520,6 +590,12 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"  1 worker / bare = {pipeline['1'] / bare:.2f}, 2 workers / (2 x bare) = {pipeline['2'] / (2 * bare):.2f} "
         f"(goal >= 0.9)"
+    )
+    w1, w2 = pipeline["work1"] * 1000, pipeline["work2"] * 1000
+    print(
+        f"  ms per image: bare loop {1000 / bare:.1f}; inside a worker (its events' 'seconds', median) "
+        f"{w1:.1f} with 1 worker, {w2:.1f} with 2; wall per image and worker beyond that: "
+        f"{1000 / pipeline['1'] - w1:.1f} with 1 worker, {2000 / pipeline['2'] - w2:.1f} with 2"
     )
     print(f"\nload average at end {_load()} (other load on the machine makes these numbers unreliable)")
 

@@ -1,11 +1,13 @@
 """Celery app with a no-op task, for bench/broker_bench.py (settings from the environment).
 
-    FJBENCH_BROKER_URL=amqp://... FJBENCH_QUEUE=name celery -A noop_celery_app worker -P solo ...
+    FJBENCH_BROKER_URL=amqp://... FJBENCH_QUEUE=name [FJBENCH_QUEUE_TYPE=quorum] \\
+        celery -A noop_celery_app worker -P solo --prefetch-multiplier 10 -Q name ...
 
-Settings matched to the FilterJob worker's: durable queue (Celery's default, classic
-unless FJBENCH_QUEUE_TYPE=quorum), persistent messages (Celery's default delivery
-mode), ack after the task has run (``acks_late``), no result backend, prefetch =
-``worker_prefetch_multiplier`` x concurrency (the worker's command line sets both).
+Settings matched to the FilterJob worker's: durable queue (Celery's default; classic,
+or quorum with FJBENCH_QUEUE_TYPE=quorum), persistent messages (Celery's default
+delivery mode), ack after the task has run (``acks_late``), no result backend,
+prefetch = ``worker_prefetch_multiplier`` x concurrency (the worker's command line
+sets both).
 """
 
 from __future__ import annotations
@@ -14,27 +16,38 @@ import os
 
 from celery import Celery
 
-QUEUE = os.environ.get("FJBENCH_QUEUE", "fjbench-celery")
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
-app = Celery("fjbench", broker=os.environ.get("FJBENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"))
-app.conf.update(
-    task_default_queue=QUEUE,
-    task_default_exchange=QUEUE,
-    task_default_routing_key=QUEUE,
-    task_default_queue_type=os.environ.get("FJBENCH_QUEUE_TYPE", "classic"),
-    task_default_delivery_mode="persistent",
-    task_acks_late=True,
-    task_ignore_result=True,
-    task_serializer="json",
-    accept_content=["json"],
-    worker_prefetch_multiplier=int(os.environ.get("FJBENCH_PREFETCH", "10")),
-    worker_enable_remote_control=False,  # no pidbox queue per worker
-    worker_send_task_events=False,
-    worker_hijack_root_logger=False,
-    broker_connection_retry_on_startup=True,
+
+def make_app(queue: str, *, queue_type: str = "classic", prefetch: int = 10, broker: str = DEFAULT_BROKER) -> Celery:
+    app = Celery("fjbench", broker=broker)
+    app.conf.update(
+        task_default_queue=queue,
+        task_default_exchange=queue,
+        task_default_routing_key=queue,
+        task_default_queue_type=queue_type,
+        task_default_delivery_mode="persistent",
+        task_acks_late=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=prefetch,
+        worker_enable_remote_control=False,  # no pidbox queue per worker
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
+
+    @app.task(name="fjbench.noop")
+    def noop() -> None:
+        return None
+
+    return app
+
+
+app = make_app(
+    os.environ.get("FJBENCH_QUEUE", "fjbench-celery"),
+    queue_type=os.environ.get("FJBENCH_QUEUE_TYPE", "classic"),
+    prefetch=int(os.environ.get("FJBENCH_PREFETCH", "10")),
+    broker=os.environ.get("FJBENCH_BROKER_URL", DEFAULT_BROKER),
 )
-
-
-@app.task(name="fjbench.noop")
-def noop() -> None:
-    return None
