@@ -29,9 +29,7 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import declare
 
 log = logging.getLogger("filterjob.operator")
-#: Persist the enqueue cursor at least this often (tasks) ...
-CURSOR_EVERY = 500
-#: ... or this often (seconds).
+#: Persist the enqueue cursor at least this often (seconds), besides once per batch.
 CURSOR_SECONDS = 2.0
 RECENT_FAILURES = 20
 
@@ -135,18 +133,18 @@ class Reconciler:
     async def _enqueue(self, job: FilterJob, channel: Any, keys: list[str]) -> bool:
         """Publish tasks from the persisted cursor on; False if stopped first."""
         start = int(self.observed.get("enqueued") or 0)
+        batch = self.s.settings.enqueue_batch
         cursor = start
         saved = (start, time.monotonic())
 
         async def save(force: bool = False) -> None:
             nonlocal saved
             count, when = saved
-            if force or cursor - count >= CURSOR_EVERY or time.monotonic() - when >= CURSOR_SECONDS:
+            if force or cursor - count >= batch or time.monotonic() - when >= CURSOR_SECONDS:
                 await self.patch(enqueued=cursor)
                 saved = (cursor, time.monotonic())
 
         topology = topology_of(job)
-        batch = CURSOR_EVERY
         while cursor < len(keys):
             if not await self._wait_unsuspended():
                 return False

@@ -7,6 +7,7 @@
 | ``FILTERJOB_STATUS_INTERVAL`` | seconds between status/scaling passes | 5 |
 | ``FILTERJOB_METRICS_PORT`` | port of the operator's /metrics | 9090 |
 | ``FILTERJOB_WORKER_GRACE_SECONDS`` | time a worker gets to finish in-flight images | 50 |
+| ``FILTERJOB_ENQUEUE_BATCH`` | tasks published between two saves of the enqueue cursor | 500 |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Settings:
     status_interval: float = 5.0
     metrics_port: int = 9090
     worker_grace_seconds: int = 50
+    enqueue_batch: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -37,4 +39,5 @@ class Settings:
             status_interval=float(env.get("FILTERJOB_STATUS_INTERVAL", "5")),
             metrics_port=int(env.get("FILTERJOB_METRICS_PORT", "9090")),
             worker_grace_seconds=int(env.get("FILTERJOB_WORKER_GRACE_SECONDS", "50")),
+            enqueue_batch=int(env.get("FILTERJOB_ENQUEUE_BATCH", "500")),
         )

@@ -18,7 +18,8 @@ from filterjob_worker.topology import Topology, delete
 from tests.integration.broker.conftest import BROKER_URL
 
 from .conftest import K8sApi
-from .emulator import DEPLOYMENTS, FILTERJOBS, HPAS, RunningCluster
+from .emulator import DEPLOYMENTS, EVENTS, FILTERJOBS, HPAS, RunningCluster
+from .kubelet import Kubelet
 
 ROOT = Path(__file__).resolve().parents[3]
 HANDLERS = ROOT / "operator" / "filterjob_operator" / "handlers.py"
@@ -211,3 +212,86 @@ def test_deleting_a_job_removes_its_queues(
     assert not queue_exists(topology.tasks)
     assert not queue_exists(topology.parked)
     assert cluster.get(DEPLOYMENTS, NS, "gone-workers") is None  # garbage-collected with its owner
+
+
+def phase_is(*phases: str) -> Any:
+    return lambda o: o.get("status", {}).get("phase") in phases
+
+
+def png_outputs(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*.png")}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_apply_runs_to_succeeded_with_real_workers(
+    cluster: RunningCluster, k8s_api: K8sApi, kubelet: Kubelet, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    made = make_samples(tmp_path / "in", count=12, broken=3, size=(80, 60))
+    body = job_body("e2e", tmp_path / "in", tmp_path / "out", maxFailedRatio=0.5)
+    body["spec"]["autoscaling"] = {"maxReplicas": 2, "messagesPerReplica": 4, "scaleDownDelaySeconds": 0}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "e2e", phase_is("Succeeded", "Failed"), timeout=90)
+        workers = cluster.wait_for_object(DEPLOYMENTS, NS, "e2e-workers", lambda d: d["spec"]["replicas"] == 0)
+    state = job["status"]
+    assert state["phase"] == "Succeeded"
+    assert (state["total"], state["succeeded"], state["failed"]) == (15, 12, 3)
+    assert state["succeeded"] + state["failed"] == state["total"]
+    assert state["progress"] == "12/15"
+    assert state["workers"] == {"desired": 0, "ready": 0, "summary": "0/0"}
+    assert state["completionTime"]
+    assert {c["type"]: c["status"] for c in state["conditions"]} == {
+        "Ready": "False",
+        "Complete": "True",
+        "Failed": "False",
+    }
+    assert len(state["recentFailures"]) == 3
+    assert all("InvalidImage" in f["reason"] for f in state["recentFailures"])
+    assert png_outputs(tmp_path / "out") == {
+        p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in made.good
+    }
+    reasons = {e.get("reason") for e in cluster.list(EVENTS, NS)}
+    assert {"Enqueued", "Succeeded"} <= reasons
+    assert kubelet.restarts(NS, "e2e-workers") == 0
+    assert workers["spec"]["replicas"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_operator_restarts_mid_enqueue_and_mid_run_lose_and_duplicate_nothing(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILTERJOB_ENQUEUE_BATCH", "40")
+    made = make_samples(tmp_path / "in", count=400, size=(48, 36))
+    body = job_body("restarts", tmp_path / "in", tmp_path / "out", suspend=True)
+    body["spec"]["autoscaling"] = {"maxReplicas": 2, "messagesPerReplica": 50, "scaleDownDelaySeconds": 0}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(FILTERJOBS, NS, "restarts", phase_is("Suspended"), timeout=30)
+        k8s_api.custom.patch_namespaced_custom_object(
+            "filterjob.dev", "v1alpha1", NS, "filterjobs", "restarts", {"spec": {"suspend": False}}
+        )
+        cluster.wait_for_object(FILTERJOBS, NS, "restarts", lambda o: o["status"].get("enqueued", 0) >= 40)
+    # Stopped mid-way (the cursor is saved once per batch of 40).
+    paused = cluster.get(FILTERJOBS, NS, "restarts")
+    assert paused is not None
+    cursor = paused["status"]["enqueued"]
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(
+            FILTERJOBS, NS, "restarts", lambda o: o["status"].get("succeeded", 0) >= 100, timeout=90
+        )
+    with cluster.run_operator(HANDLERS, timeout=60):  # and once more, while workers are busy
+        job = cluster.wait_for_object(FILTERJOBS, NS, "restarts", phase_is("Succeeded", "Failed"), timeout=120)
+    state = job["status"]
+    assert (state["phase"], state["total"], state["succeeded"], state["failed"]) == ("Succeeded", 400, 400, 0)
+    assert state["enqueued"] == 400
+    assert png_outputs(tmp_path / "out") == {
+        p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in made.good
+    }
+    assert 40 <= cursor < 400, "the first operator was meant to stop mid-enqueue"
