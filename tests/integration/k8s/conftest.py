@@ -2,7 +2,7 @@
 
 Usage::
 
-    def test_something(cluster, kubeconfig, k8s_api):
+    def test_something(cluster, kubeconfig, k8s_api):  # add ``kubelet`` to run Deployments as processes
         k8s_api.custom.create_namespaced_custom_object("filterjob.dev", "v1alpha1", "ns", "filterjobs", body)
         with cluster.run_operator("path/to/operator.py") as runner:   # kopf run -A --standalone
             cluster.wait_for_object(DEPLOYMENTS, "ns", "name", lambda d: d["spec"]["replicas"] == 2)
@@ -22,6 +22,7 @@ import kubernetes.config
 import pytest
 
 from .emulator import RunningCluster
+from .kubelet import Kubelet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +80,15 @@ def k8s_api(cluster: RunningCluster) -> Iterator[K8sApi]:
     """The ``kubernetes`` client for the test itself (token ``test-client``), closed after the test."""
     with cluster.api_client(token=TEST_CLIENT_TOKEN) as client:
         yield K8sApi.bind(client)
+
+
+@pytest.fixture
+def kubelet(cluster: RunningCluster, tmp_path: Path) -> Iterator[Kubelet]:
+    """Runs every Deployment in the emulator as real local processes (see kubelet.py).
+
+    Pod logs go to ``tmp_path / "pods"``. At teardown every process is terminated and its process
+    group killed; the test fails if the harness itself failed.
+    """
+    with Kubelet(cluster, tmp_path / "pods") as running:
+        yield running
+    assert not running.errors, f"the kubelet harness failed: {running.errors!r}"

@@ -295,3 +295,17 @@ def test_operator_restarts_mid_enqueue_and_mid_run_lose_and_duplicate_nothing(
         p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in made.good
     }
     assert 40 <= cursor < 400, "the first operator was meant to stop mid-enqueue"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_ttl_deletes_a_finished_job(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    (tmp_path / "in").mkdir()  # nothing to do: the job finishes as soon as the queues settle
+    create(k8s_api, job_body("brief", tmp_path / "in", tmp_path / "out", ttlSecondsAfterFinished=1), created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "brief", phase_is("Succeeded"), timeout=60)
+        assert (job["status"]["total"], job["status"]["succeeded"]) == (0, 0)
+        cluster.wait_for_absence(FILTERJOBS, NS, "brief", timeout=30)
+    assert cluster.get(DEPLOYMENTS, NS, "brief-workers") is None
