@@ -182,6 +182,9 @@ class System:
     env: dict[str, str]
     prefill: Callable[[int], Any]  # returns an awaitable or None
     settings: str
+    #: Seconds from SIGTERM (sent once the queue is drained and the last deliveries had time to
+    #: finish) to SIGKILL.
+    stop_grace: float = 30.0
     rates: list[float] = field(default_factory=list)
     windows: list[int] = field(default_factory=list)
     worker_cpu: list[float] = field(default_factory=list)  # CPU seconds per task in the timed window
@@ -251,10 +254,10 @@ async def timed_drain(monitor: Monitor, system: System, n: int, log: Path, broke
         # Let the last prefetch window finish (unacked deliveries would return to the queue).
         await asyncio.sleep(max(0.2, 3 * PREFETCH / rate))
     finally:
-        await worker.stop()
+        await worker.stop(system.stop_grace)
     left = await monitor.ready(system.queue)
     if left:
-        print(f"  note: {system.label} left {left} tasks unprocessed at stop; purged")
+        print(f"  note: {system.label}: {left} deliveries were unacked when the worker stopped; purged")
         await monitor.purge(system.queue)
 
 
@@ -335,7 +338,8 @@ async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list
             f"{common}; {queue_type} queue; -P solo, acks_late=True, prefetch multiplier {PREFETCH}, "
             "no result backend, no remote control/gossip/mingle/heartbeat, log level WARNING (its default)"
         )
-        return System(label, queue, argv, env, prefill, settings)
+        # Celery's shutdown (warm or cold) waits ~10 s in its idle poll; by then nothing is left to finish.
+        return System(label, queue, argv, env, prefill, settings, stop_grace=1.0)
 
     def dramatiq() -> System:
         queue = f"fjbench_{run}_dramatiq"
@@ -518,7 +522,7 @@ def _load() -> str:
 
 async def run(args: argparse.Namespace) -> None:
     rounds = args.rounds or (2 if args.quick else 5)
-    n_noop = args.n_noop or (300 if args.quick else 3000)
+    n_noop = args.n_noop or (300 if args.quick else 4000)
     n_images = args.n_images or (6 if args.quick else 48)
     cpus = os.cpu_count() or 1
     tag = uuid.uuid4().hex[:8]
@@ -611,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few tasks and rounds: a smoke run (< 60 s)")
     parser.add_argument("--rounds", type=int, help="interleaved repetitions (default 5, quick 2)")
-    parser.add_argument("--n-noop", type=int, help="pre-filled no-op tasks per system and round (default 3000)")
+    parser.add_argument("--n-noop", type=int, help="pre-filled no-op tasks per system and round (default 4000, quick 300)")
     parser.add_argument("--n-images", type=int, help="1 MP images per pipeline round (default 48, quick 6)")
     parser.add_argument("--broker", default=os.environ.get("FILTERJOB_BROKER_URL", DEFAULT_BROKER))
     parser.add_argument("--tmp", type=Path, help="parent of the temporary directory (default: system temp dir)")

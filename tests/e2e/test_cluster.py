@@ -1,7 +1,7 @@
 """Apply -> Succeeded on a real cluster (kind, k3d, ...). Opt-in, skipped otherwise.
 
-Prerequisites (see README, "Quickstart on kind"): the operator installed (Helm chart or
-manifests/), a RabbitMQ reachable from the cluster, the broker Secret ``filterjob-broker``
+Prerequisites: the operator running against the cluster (``filterjob operator`` with the
+CRD applied from ``filterjob crd``), a RabbitMQ reachable from the cluster, the broker Secret ``filterjob-broker``
 in the test namespace, and a ReadWriteMany PVC ``FILTERJOB_E2E_PVC`` mounted by the
 operator and the workers at ``/data`` with images under ``/data/in``. Then:
 
