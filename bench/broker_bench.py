@@ -4,13 +4,16 @@ Run: ``.venv/bin/python bench/broker_bench.py [--quick]`` (needs ``pip install -
 and a RabbitMQ; see bench/README.md). In one run, on the same broker:
 
 (a) no-op tasks/s through ONE worker process, each queue pre-filled with N messages before
-    the worker starts:
+    the worker starts; every system: durable queue, persistent messages, ack after the
+    task ran, one task at a time, prefetch 10 (the exact settings are printed):
 
     - FilterJob: ``bench/noop_filterjob_worker.py``, the real worker entrypoint whose
       ``Consumer`` gets ``work=noop``, on a job topology declared by
-      ``filterjob_worker.topology.declare``, tasks published by ``broker.publish_tasks``;
-    - Celery: ``celery worker -P solo`` on ``bench/noop_celery_app.py``;
-    - Dramatiq: ``dramatiq -p 1 -t 1`` on ``bench/noop_dramatiq_app.py``;
+      ``filterjob_worker.topology.declare`` (quorum queues), tasks published by
+      ``broker.publish_tasks``;
+    - Celery: ``celery worker -P solo`` on ``bench/noop_celery_app.py``, on a classic queue
+      (Celery's default) and on a quorum queue (FilterJob's kind);
+    - Dramatiq: ``dramatiq -p 1 -t 1`` on ``bench/noop_dramatiq_app.py`` (classic queue);
     - (a2) ``python -m filterjob_worker`` itself on 1x1 JPEGs with no filters: the real
       per-task path (read, decode, encode, fsync'd write, event, ack).
 
@@ -19,15 +22,18 @@ and a RabbitMQ; see bench/README.md). In one run, on the same broker:
     once its window is full each ack lets exactly one more message leave the ready
     count: the clock starts at the first poll showing an ack (ready < N - prefetch) and
     stops at the first poll showing ready == 0; tasks/s = acks in between / seconds.
-    Worker start-up is outside the window; the last ``prefetch`` tasks are too.
+    Worker start-up is outside the window; the last ``prefetch`` tasks are too. The CPU
+    time the worker's processes and (if local) RabbitMQ spent in the window is read from
+    /proc and shown per task.
 
 (b) images/s of the full pipeline (local_bench's: 1 MP JPEGs, resize 1024, grayscale,
     blur 2, brightness 1.2, edges, JPEG q90) through the broker with 1 and 2
     ``python -m filterjob_worker`` processes (concurrency 1), against local_bench's
-    bare Pillow loop in this process. Timed by the workers' ``task.succeeded`` events
-    (a progress queue bound like the local broker mode's): from the moment every worker
-    has finished its first image to the last event, so start-up skew between workers is
-    not counted.
+    bare Pillow loop in this process, and two bare loops at once in two processes (what
+    the machine gives two processes with no broker at all). Workers are timed by their
+    ``task.succeeded`` events (a progress queue bound like the local broker mode's): from
+    the moment every worker has finished its first image to the last event, so start-up
+    skew between workers is not counted.
 
 Rounds are interleaved and medians reported. Every queue and exchange the benchmark
 creates is deleted at the end; inputs and outputs live in a temporary directory.
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import shutil
 import signal
@@ -48,6 +55,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +117,13 @@ class Monitor:
 
     async def ready(self, queue: str) -> int:
         """Ready messages now (a passive declare: exact, unlike the management API's stats)."""
+        return (await self.stats(queue))[0]
+
+    async def stats(self, queue: str) -> tuple[int, int]:
+        """(ready messages, consumers) now."""
         underlay = await self.channel.get_underlay_channel()
         result = await underlay.queue_declare(queue, passive=True)
-        return int(result.message_count or 0)
+        return int(result.message_count or 0), int(result.consumer_count or 0)
 
     async def purge(self, queue: str) -> None:
         underlay = await self.channel.get_underlay_channel()
@@ -255,7 +267,12 @@ async def timed_drain(monitor: Monitor, system: System, n: int, log: Path, broke
         await asyncio.sleep(max(0.2, 3 * PREFETCH / rate))
     finally:
         await worker.stop(system.stop_grace)
-    left = await monitor.ready(system.queue)
+    # Deliveries still unacked when the worker went return to the queue once its consumer is gone.
+    for _ in range(200):
+        left, consumers = await monitor.stats(system.queue)
+        if not consumers:
+            break
+        await asyncio.sleep(0.05)
     if left:
         print(f"  note: {system.label}: {left} deliveries were unacked when the worker stopped; purged")
         await monitor.purge(system.queue)
@@ -470,6 +487,15 @@ async def pipeline_run(
     return progress.rate(workers)
 
 
+def parallel_bare(pool: Executor, inputs: list[Path], out: Path, processes: int) -> float:
+    """Images/s of ``processes`` bare loops at once, in pool processes, each on its share of the images."""
+    start = time.perf_counter()
+    shares = [pool.submit(bare_loop, inputs[i::processes], out / str(i)) for i in range(processes)]
+    for share in shares:
+        share.result()
+    return len(inputs) / (time.perf_counter() - start)
+
+
 async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: int, rounds: int) -> dict[str, float]:
     size = SIZES["1MP"]
     t = time.perf_counter()
@@ -486,27 +512,34 @@ async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: 
         job = make_job(source, out, "broker-bench")
         return list(sources.plan(job, sources.list_inputs(job)[:count]))
 
+    # Two bare loops in parallel: what two processes get from this machine without any broker.
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
     # Warm-up (untimed): page cache, worker start; checks that the bare loop and the worker do equal work.
     bare_loop(inputs[:2], root / "warm-a")
+    parallel_bare(pool, inputs[:4], root / "warm-p", 2)
     await pipeline_run(monitor, topology, tasks_to(root / "warm-b", 2), 1, url, progress, root)
     same = all((root / "warm-a" / p.name).read_bytes() == (root / "warm-b" / p.name).read_bytes() for p in inputs[:2])
     print(f"  bare loop and worker outputs byte-identical: {'yes' if same else 'NO'}")
     shutil.rmtree(root / "warm-a")
     shutil.rmtree(root / "warm-b")
+    shutil.rmtree(root / "warm-p")
 
-    rates: dict[str, list[float]] = {"bare": [], "1": [], "2": []}
+    rates: dict[str, list[float]] = {"bare": [], "bare2": [], "1": [], "2": []}
     work: dict[str, list[float]] = {"1": [], "2": []}  # median seconds per image inside the worker
     for r in range(rounds):
         for key, samples in rates.items():
             out = root / f"out-{key}-{r}"
             if key == "bare":
                 samples.append(n / bare_loop(inputs, out)[0])
+            elif key == "bare2":
+                samples.append(parallel_bare(pool, inputs, out, 2))
             else:
                 samples.append(await pipeline_run(monitor, topology, tasks_to(out), int(key), url, progress, root))
                 work[key].append(statistics.median(progress.seconds))
             shutil.rmtree(out)
         print(f"  round {r + 1}/{rounds} images/s: " + ", ".join(f"{k}: {v[-1]:.2f}" for k, v in rates.items()))
     await progress_queue.cancel(consumer_tag)
+    pool.shutdown()
     shutil.rmtree(source)
     out = {k: statistics.median(v) for k, v in rates.items()}
     out.update({f"work{k}": statistics.median(v) for k, v in work.items()})
@@ -582,23 +615,24 @@ async def run(args: argparse.Namespace) -> None:
     real = medians["FilterJob real path (a2)"]
     print(f"  the real path (a2) costs {1e6 / real - 1e6 / fj:.0f} us/task more than the no-op worker")
 
-    bare = pipeline["bare"]
-    print(f"\n(b) full pipeline, 1 MP JPEGs, {n_images} images")
-    print(f"  {'measure':<36} {'images/s':>9} {'per process vs bare':>20}")
-    for name, value, per in (
-        ("bare Pillow loop, 1 process", bare, 1.0),
-        ("1 FilterJob worker via RabbitMQ", pipeline["1"], pipeline["1"] / bare),
-        ("2 FilterJob workers via RabbitMQ", pipeline["2"], pipeline["2"] / (2 * bare)),
+    bare, bare2 = pipeline["bare"], pipeline["bare2"]
+    print(f"\n(b) full pipeline, 1 MP JPEGs, {n_images} images per round")
+    print(f"  {'measure':<40} {'images/s':>9} {'per process vs bare':>20} {'vs bare x same procs':>21}")
+    for name, value, procs, same in (
+        ("bare Pillow loop, 1 process", bare, 1, bare),
+        ("bare Pillow loops, 2 processes at once", bare2, 2, bare2),
+        ("1 FilterJob worker via RabbitMQ", pipeline["1"], 1, bare),
+        ("2 FilterJob workers via RabbitMQ", pipeline["2"], 2, bare2),
     ):
-        print(f"  {name:<36} {value:>9.2f} {per:>20.2f}")
+        print(f"  {name:<40} {value:>9.2f} {value / (procs * bare):>20.2f} {value / same:>21.2f}")
     print(
         f"  1 worker / bare = {pipeline['1'] / bare:.2f}, 2 workers / (2 x bare) = {pipeline['2'] / (2 * bare):.2f} "
-        f"(goal >= 0.9)"
+        f"(goal >= 0.9); 2 workers / 2 parallel bare loops = {pipeline['2'] / bare2:.2f}"
     )
     w1, w2 = pipeline["work1"] * 1000, pipeline["work2"] * 1000
     print(
-        f"  ms per image: bare loop {1000 / bare:.1f}; inside a worker (its events' 'seconds', median) "
-        f"{w1:.1f} with 1 worker, {w2:.1f} with 2; wall per image and worker beyond that: "
+        f"  ms per image: bare loop {1000 / bare:.1f} (2 at once: {2000 / bare2:.1f}); inside a worker (its events' "
+        f"'seconds', median) {w1:.1f} with 1 worker, {w2:.1f} with 2; wall per image and worker beyond that: "
         f"{1000 / pipeline['1'] - w1:.1f} with 1 worker, {2000 / pipeline['2'] - w2:.1f} with 2"
     )
     print(f"\nload average at end {_load()} (other load on the machine makes these numbers unreliable)")
@@ -615,7 +649,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few tasks and rounds: a smoke run (< 60 s)")
     parser.add_argument("--rounds", type=int, help="interleaved repetitions (default 5, quick 2)")
-    parser.add_argument("--n-noop", type=int, help="pre-filled no-op tasks per system and round (default 4000, quick 300)")
+    parser.add_argument(
+        "--n-noop", type=int, help="pre-filled no-op tasks per system and round (default 4000, quick 300)"
+    )
     parser.add_argument("--n-images", type=int, help="1 MP images per pipeline round (default 48, quick 6)")
     parser.add_argument("--broker", default=os.environ.get("FILTERJOB_BROKER_URL", DEFAULT_BROKER))
     parser.add_argument("--tmp", type=Path, help="parent of the temporary directory (default: system temp dir)")

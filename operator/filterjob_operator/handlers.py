@@ -38,7 +38,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.services = Services(settings=config, kube=kube.Kube(kube.load_config()), metrics=metrics)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
+# On deletion or operator exit the daemon sees `stopped` and returns by itself within
+# a status interval; cancelling it mid-call would only leave work half done.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=30.0)
 async def run_job(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     await Reconciler(memo.services, body, stopped).run()
 
