@@ -249,7 +249,8 @@ async def timed_drain(monitor: Monitor, system: System, n: int, log: Path, broke
                 start = (now, ready)
                 cpu = (cpu_seconds(pids), cpu_seconds(broker_pids))
             if ready == 0:
-                cpu = (cpu_seconds(pids) - cpu[0], cpu_seconds(broker_pids) - cpu[1])
+                if start is not None:
+                    cpu = (cpu_seconds(pids) - cpu[0], cpu_seconds(broker_pids) - cpu[1])
                 break
             worker.check()
             if time.monotonic() > deadline:

@@ -32,7 +32,7 @@ def worker_env(job: FilterJob, *, concurrency: int | None = None, prefetch: int 
     return {
         "FILTERJOB_QUEUE": topology.tasks,
         "FILTERJOB_CONCURRENCY": str(concurrency),
-        "FILTERJOB_PREFETCH": str(prefetch or concurrency),
+        "FILTERJOB_PREFETCH": str(prefetch or concurrency + 1),
         "FILTERJOB_MAX_ATTEMPTS": str(policy.max_attempts),
         "FILTERJOB_BACKOFF_SECONDS": str(policy.backoff_seconds),
         "FILTERJOB_MAX_BACKOFF_SECONDS": str(policy.max_backoff_seconds),

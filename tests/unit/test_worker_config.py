@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert config.broker_url == URL
     assert config.queue == QUEUE
     assert config.concurrency == 2
-    assert config.prefetch == 2
+    assert config.prefetch == 3  # concurrency + 1
     assert config.health_port == 8080
     assert config.log_level == "INFO"
     assert config.retry == RetryPolicy(max_attempts=3, backoff_seconds=2.0, max_backoff_seconds=300.0)
@@ -87,7 +87,7 @@ def test_any_positive_backoff_is_accepted() -> None:
 
 
 def test_prefetch_defaults_to_concurrency() -> None:
-    assert WorkerConfig.from_env({**REQUIRED, "FILTERJOB_CONCURRENCY": "9"}).prefetch == 9
+    assert WorkerConfig.from_env({**REQUIRED, "FILTERJOB_CONCURRENCY": "9"}).prefetch == 10
 
 
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ def test_env_matches_the_job(job_doc: dict[str, Any]) -> None:
     assert env == {
         "FILTERJOB_QUEUE": "fj.photos.thumbs.6a1f0c2e.tasks",
         "FILTERJOB_CONCURRENCY": "3",
-        "FILTERJOB_PREFETCH": "3",
+        "FILTERJOB_PREFETCH": "4",
         "FILTERJOB_MAX_ATTEMPTS": "5",
         "FILTERJOB_BACKOFF_SECONDS": "0.5",
         "FILTERJOB_MAX_BACKOFF_SECONDS": "30.0",
@@ -56,7 +56,7 @@ def test_job_without_uid_is_local(job_doc: dict[str, Any]) -> None:
 def test_overrides(job_doc: dict[str, Any]) -> None:
     env = worker_env(job(job_doc), concurrency=4, prefetch=12)
     assert (env["FILTERJOB_CONCURRENCY"], env["FILTERJOB_PREFETCH"]) == ("4", "12")
-    assert worker_env(job(job_doc), concurrency=6)["FILTERJOB_PREFETCH"] == "6"
+    assert worker_env(job(job_doc), concurrency=6)["FILTERJOB_PREFETCH"] == "7"
 
 
 @pytest.mark.parametrize(

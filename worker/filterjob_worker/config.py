@@ -5,7 +5,7 @@
 | ``FILTERJOB_BROKER_URL`` | amqp(s):// URL of RabbitMQ | required |
 | ``FILTERJOB_QUEUE`` | the job's task queue (``….tasks``) | required |
 | ``FILTERJOB_CONCURRENCY`` | images processed at once | 2 |
-| ``FILTERJOB_PREFETCH`` | unacked deliveries held (≥ concurrency) | concurrency |
+| ``FILTERJOB_PREFETCH`` | unacked deliveries held (≥ concurrency) | concurrency + 1 |
 | ``FILTERJOB_HEALTH_PORT`` | port of /healthz, /readyz, /metrics (0: any) | 8080 |
 | ``FILTERJOB_LOG_LEVEL`` | DEBUG, INFO, WARNING, ERROR | INFO |
 | ``FILTERJOB_MAX_ATTEMPTS`` | attempts before a failing task is parked | 3 |
@@ -46,7 +46,7 @@ class WorkerConfig:
     broker_url: str
     queue: str
     concurrency: int = 2
-    prefetch: int = 2
+    prefetch: int = 3
     health_port: int = 8080
     log_level: str = "INFO"
     retry: RetryPolicy = RetryPolicy()
@@ -95,7 +95,8 @@ class WorkerConfig:
         if queue and not queue.endswith(".tasks"):
             problems.append(f"{PREFIX}QUEUE must name a job's task queue (ending in .tasks), got {queue!r}")
         concurrency = int(number("CONCURRENCY", 2, 1, 256))
-        prefetch = int(number("PREFETCH", concurrency, 1, 10_000))
+        # One delivery beyond the concurrency waits ready, so no slot idles for a round trip.
+        prefetch = int(number("PREFETCH", concurrency + 1, 1, 10_000))
         if prefetch < concurrency:
             problems.append(f"{PREFIX}PREFETCH ({prefetch}) must be at least {PREFIX}CONCURRENCY ({concurrency})")
         port = int(number("HEALTH_PORT", 8080, 0, 65535))

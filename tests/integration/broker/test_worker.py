@@ -423,7 +423,8 @@ async def test_metrics_health_and_logs_after_a_mixed_run(
     good, bad = 6, 4
     src, dst = images(good, broken=bad)
     tasks = make_tasks(declared, src, dst)
-    worker = spawn_worker(FILTERJOB_CONCURRENCY="2")
+    # DEBUG: successes are logged per task only at that level.
+    worker = spawn_worker(FILTERJOB_CONCURRENCY="2", FILTERJOB_LOG_LEVEL="DEBUG")
     await worker.consuming()
     status, ready = await http_json(worker.health_url + "/readyz")
     assert (status, ready["ready"], ready["reason"]) == (200, True, "consuming")
