@@ -73,8 +73,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 #: (a): every system holds this many unacked deliveries and runs one task at a time.
 PREFETCH = 10
-#: (b): the worker's default (FILTERJOB_PREFETCH = FILTERJOB_CONCURRENCY = 1), as in local broker mode.
-PIPELINE_PREFETCH = 1
+#: (b): the worker's default prefetch, FILTERJOB_CONCURRENCY + 1 = 2, as in local broker mode.
+PIPELINE_PREFETCH = 2
 #: Seconds between polls of a queue's ready count while timing (a).
 POLL = 0.005
 #: Seconds a worker may take to start consuming, or a phase to finish, before the bench gives up.
@@ -388,7 +388,7 @@ async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list
             [str(BENCH_DIR / "noop_filterjob_worker.py")],
             "service.serve with Consumer(work=noop) (bench/noop_filterjob_worker.py), thread executor, "
             f"concurrency 1, an event published with confirms per task (no queue bound to the events exchange), "
-            f"LOG_LEVEL {level} (INFO: one JSON line per task)",
+            f"LOG_LEVEL {level} (successes are logged at DEBUG)",
         ),
         celery("Celery no-op", "classic"),
         celery("Celery no-op, quorum", "quorum"),
