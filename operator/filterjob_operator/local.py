@@ -66,16 +66,14 @@ def run_local(
     """Process every input of ``job``; returns the summary (never raises for bad images)."""
     listener = listener or Listener()
     start = time.perf_counter()
-    keys = sources.list_inputs(job)
-    summary = RunSummary(total=len(keys))
-    listener.started(summary.total)
+    summary, keys = begin_run(job, listener, skip_existing=options.skip_existing)
     source_root = job.spec.source.uri
 
     def record(outcome: processing.Outcome | None, task: Task) -> None:
         summary.add(outcome, task.input.removeprefix(source_root))
         listener.advanced(outcome)
 
-    tasks = skipping_existing(sources.plan(job, keys), options.skip_existing, record)
+    tasks = sources.plan(job, keys)
     try:
         restarts = _drive(tasks, options, record)
     except KeyboardInterrupt:
@@ -88,14 +86,22 @@ def run_local(
     return summary
 
 
-def skipping_existing(
-    tasks: Iterator[Task], skip_existing: bool, record: Callable[[processing.Outcome | None, Task], None]
-) -> Iterator[Task]:
-    for task in tasks:
-        if skip_existing and storage.exists(task.output):
-            record(None, task)
+def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tuple[RunSummary, list[str]]:
+    """The start every runner shares: list the inputs, announce the total, count the
+    skipped ones (``--skip-existing``: their output exists); returns the keys to run."""
+    keys = sources.list_inputs(job)
+    summary = RunSummary(total=len(keys))
+    listener.started(summary.total)
+    if not skip_existing:
+        return summary, keys
+    to_run = []
+    for key in keys:
+        if storage.exists(sources.make_task(job, key).output):
+            summary.add(None, key)
+            listener.advanced(None)
         else:
-            yield task
+            to_run.append(key)
+    return summary, to_run
 
 
 def _drive(

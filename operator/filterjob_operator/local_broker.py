@@ -21,12 +21,11 @@ import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from filterjob_operator import broker, sources
-from filterjob_operator.local import Listener
+from filterjob_operator.local import Listener, begin_run
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
-from filterjob_worker import storage
 from filterjob_worker.contract import Event
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.processing import Outcome
@@ -152,19 +151,11 @@ async def run_with_broker(
     """Run ``job`` through the broker; returns the same summary as local mode."""
     listener = listener or Listener()
     start = time.perf_counter()
-    keys = sources.list_inputs(job)
-    summary = RunSummary(total=len(keys))
-    listener.started(summary.total)
+    summary, to_run = begin_run(job, listener, skip_existing=options.skip_existing)
     topology = topology_of(job)
     tally = _Tally(job, summary, listener)
-    to_run: list[str] = []
-    for key in keys:
-        if options.skip_existing and storage.exists(sources.make_task(job, key).output):
-            summary.add(None, key)
-            listener.advanced(None)
-        else:
-            to_run.append(key)
-            tally.expect(sources.task_id(job, key), key)
+    for key in to_run:
+        tally.expect(sources.task_id(job, key), key)
 
     connection = await aio_pika.connect_robust(
         options.broker_url, client_properties={"connection_name": f"filterjob run {job.key}"}

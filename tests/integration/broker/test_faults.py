@@ -19,6 +19,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from PIL import Image
 
+from filterjob_worker.contract import Task
 from filterjob_worker.storage import TEMP_SUFFIX
 from filterjob_worker.topology import Topology
 
@@ -41,6 +42,15 @@ def assert_every_input_accounted(src: Path, dst: Path, events: EventLog, broken:
     assert failed == broken
 
 
+def slow_batch(
+    images: Callable[..., tuple[Path, Path]], topology: Topology, count: int, broken: int
+) -> tuple[Path, Path, list[Task], set[str]]:
+    """Inputs slow enough to be interrupted, some broken: (src, dst, tasks, broken keys)."""
+    src, dst = images(count, broken=broken, size=(320, 240))
+    bad = {p.relative_to(src).as_posix() for p in (src / "broken").iterdir()}
+    return src, dst, make_tasks(topology, src, dst, SLOW_FILTERS), bad
+
+
 @pytest.mark.slow
 async def test_sigkilled_workers_lose_nothing(
     channel: AbstractChannel,
@@ -49,9 +59,7 @@ async def test_sigkilled_workers_lose_nothing(
     spawn_worker: WorkerFactory,
     images: Callable[..., tuple[Path, Path]],
 ) -> None:
-    src, dst = images(240, broken=6, size=(320, 240))
-    broken = {p.relative_to(src).as_posix() for p in (src / "broken").iterdir()}
-    tasks = make_tasks(declared, src, dst, SLOW_FILTERS)
+    src, dst, tasks, broken = slow_batch(images, declared, 240, broken=6)
     workers = [spawn_worker(), spawn_worker(), spawn_worker()]
     await publish(channel, declared, tasks)
     rng = random.Random(7)
@@ -90,9 +98,7 @@ async def test_broker_restart_mid_run_loses_nothing_and_readiness_follows(
     spawn_worker: WorkerFactory,
     images: Callable[..., tuple[Path, Path]],
 ) -> None:
-    src, dst = images(120, broken=2, size=(320, 240))
-    broken = {p.relative_to(src).as_posix() for p in (src / "broken").iterdir()}
-    tasks = make_tasks(declared, src, dst, SLOW_FILTERS)
+    src, dst, tasks, broken = slow_batch(images, declared, 120, broken=2)
     workers = [spawn_worker(), spawn_worker()]
     for worker in workers:
         await worker.consuming()
