@@ -67,27 +67,32 @@ class Kube:
 
         ``keep_replicas``: leave ``spec.replicas`` as it is (an HPA or the scaler owns it).
         """
-        meta = manifest["metadata"]
-        try:
-            await self._call(self.apps.create_namespaced_deployment, meta["namespace"], manifest)
-        except KubeError as e:
-            if e.status != 409:
-                raise
-            patch = {**manifest, "spec": dict(manifest["spec"])}
-            if keep_replicas:
-                patch["spec"].pop("replicas", None)
-            await self._call(self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch)
+        patch = {**manifest, "spec": dict(manifest["spec"])}
+        if keep_replicas:
+            patch["spec"].pop("replicas", None)
+        await self._apply(
+            self.apps.create_namespaced_deployment, self.apps.patch_namespaced_deployment, manifest, patch
+        )
 
     async def apply_hpa(self, manifest: Manifest) -> None:
+        await self._apply(
+            self.autoscaling.create_namespaced_horizontal_pod_autoscaler,
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            manifest,
+            manifest,
+        )
+
+    async def _apply(
+        self, create: Callable[..., Any], patch: Callable[..., Any], manifest: Manifest, changes: Manifest
+    ) -> None:
+        """Create-or-update in one step: create; if it exists already, patch it to ``changes``."""
         meta = manifest["metadata"]
         try:
-            await self._call(self.autoscaling.create_namespaced_horizontal_pod_autoscaler, meta["namespace"], manifest)
+            await self._call(create, meta["namespace"], manifest)
         except KubeError as e:
             if e.status != 409:
                 raise
-            await self._call(
-                self.autoscaling.patch_namespaced_horizontal_pod_autoscaler, meta["name"], meta["namespace"], manifest
-            )
+            await self._call(patch, meta["name"], meta["namespace"], changes)
 
     async def workers(self, namespace: str, name: str) -> Workers | None:
         try:

@@ -33,23 +33,15 @@ class Outcome:
     @classmethod
     def of(cls, task: Task, *, error: TaskError | None = None, seconds: float = 0.0, bytes_written: int = 0) -> Outcome:
         """Success, or the failure that ``error`` describes."""
-        if error is None:
-            return cls(
-                task=task.task,
-                input=task.input,
-                output=task.output,
-                ok=True,
-                seconds=seconds,
-                bytes_written=bytes_written,
-            )
         return cls(
             task=task.task,
             input=task.input,
             output=task.output,
-            ok=False,
+            ok=error is None,
             seconds=seconds,
-            reason=f"{type(error).__name__}: {error}",
-            permanent=error.permanent,
+            reason=None if error is None else f"{type(error).__name__}: {error}",
+            permanent=True if error is None else error.permanent,
+            bytes_written=bytes_written,
         )
 
 
