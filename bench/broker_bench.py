@@ -75,6 +75,8 @@ DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 PREFETCH = 10
 #: (b): the worker's default prefetch, FILTERJOB_CONCURRENCY + 1 = 2, as in local broker mode.
 PIPELINE_PREFETCH = 2
+#: (a)'s row for the bare aio-pika consumer: the most any aio-pika worker can do here.
+CEILING = "aio-pika receive+ack only"
 #: Seconds between polls of a queue's ready count while timing (a).
 POLL = 0.005
 #: Seconds a worker may take to start consuming, or a phase to finish, before the bench gives up.
@@ -379,8 +381,18 @@ async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list
         env.update(PYTHONPATH=str(BENCH_DIR), dramatiq_queue_prefetch=str(PREFETCH))
         return System("Dramatiq no-op", queue, argv, env, prefill, settings)
 
+    def bare_aiopika(topology: Topology) -> System:
+        async def prefill(n: int) -> None:
+            await broker.publish_tasks(monitor.channel, topology, tiny_tasks(root, "bare", n))
+
+        env = {"FJBENCH_BROKER_URL": url, "FJBENCH_QUEUE": topology.tasks, "FJBENCH_PREFETCH": str(PREFETCH)}
+        argv = [py, str(BENCH_DIR / "bare_aiopika_consumer.py")]
+        settings = f"{common}; quorum queues; aio-pika consumer that acks each delivery and does nothing else"
+        return System(CEILING, topology.tasks, argv, env, prefill, settings)
+
     noop = await monitor.filterjob_topology(f"fj.bench.{run}.noop")
     tiny = await monitor.filterjob_topology(f"fj.bench.{run}.tiny")
+    bare = await monitor.filterjob_topology(f"fj.bench.{run}.bare")
     return [
         filterjob(
             "FilterJob no-op",
@@ -400,6 +412,7 @@ async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list
             f"python -m filterjob_worker on a 1x1 JPEG, no filters, JPEG q{QUALITY} output written with fsync, "
             f"LOG_LEVEL {level}",
         ),
+        bare_aiopika(bare),
     ]
 
 
@@ -612,6 +625,11 @@ async def run(args: argparse.Namespace) -> None:
         f"  FilterJob/Celery = {fj / medians['Celery no-op']:.2f} (Celery on a classic queue), "
         f"{fj / medians['Celery no-op, quorum']:.2f} (on a quorum queue, like FilterJob's) (goal >= 2); "
         f"FilterJob/Dramatiq = {fj / medians['Dramatiq no-op']:.2f}"
+    )
+    ceiling = medians[CEILING]
+    print(
+        f"  ceiling: an aio-pika consumer that only acks does {ceiling / medians['Celery no-op']:.2f}x Celery "
+        f"({ceiling / medians['Celery no-op, quorum']:.2f}x on quorum); FilterJob reaches {fj / ceiling:.2f} of it"
     )
     real = medians["FilterJob real path (a2)"]
     print(f"  the real path (a2) costs {1e6 / real - 1e6 / fj:.0f} us/task more than the no-op worker")
