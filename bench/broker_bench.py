@@ -563,6 +563,38 @@ async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: 
 # -- main ---------------------------------------------------------------------------------------
 
 
+def report_messaging(systems: list[System], n_noop: int) -> None:
+    medians = {s.label: statistics.median(s.rates) for s in systems}
+    baselines = {"Celery": "Celery no-op", "Celery q": "Celery no-op, quorum", "Dramatiq": "Dramatiq no-op"}
+    timed = min(min(s.windows) for s in systems)
+    print(f"\n(a) messaging overhead, one worker process, {n_noop} tasks pre-filled, >= {timed} acks timed per round")
+    cpu_note = "" if any(s.broker_cpu[0] for s in systems) else " (broker CPU: RabbitMQ not on this machine)"
+    header = "".join(f" {'vs ' + k:>11}" for k in baselines)
+    print(
+        f"  {'measure':<26} {'tasks/s':>8} {'range':>11} {'us/task':>8} {'worker CPU':>10} {'broker CPU':>10}{header}"
+    )
+    for system in systems:
+        rate = medians[system.label]
+        spread = f"{min(system.rates):.0f}-{max(system.rates):.0f}"
+        cpu = f"{statistics.median(system.worker_cpu) * 1e6:>10.0f} {statistics.median(system.broker_cpu) * 1e6:>10.0f}"
+        ratios = "".join(f" {rate / medians[label]:>11.2f}" for label in baselines.values())
+        print(f"  {system.label:<26} {rate:>8.0f} {spread:>11} {1e6 / rate:>8.0f} {cpu}{ratios}")
+    print(f"  (worker/broker CPU: us of CPU time per task in the timed window, medians){cpu_note}")
+    fj = medians["FilterJob no-op"]
+    print(
+        f"  FilterJob/Celery = {fj / medians['Celery no-op']:.2f} (Celery on a classic queue), "
+        f"{fj / medians['Celery no-op, quorum']:.2f} (on a quorum queue, like FilterJob's) (goal >= 2); "
+        f"FilterJob/Dramatiq = {fj / medians['Dramatiq no-op']:.2f}"
+    )
+    ceiling = medians[CEILING]
+    print(
+        f"  ceiling: an aio-pika consumer that only acks does {ceiling / medians['Celery no-op']:.2f}x Celery "
+        f"({ceiling / medians['Celery no-op, quorum']:.2f}x on quorum); FilterJob reaches {fj / ceiling:.2f} of it"
+    )
+    real = medians["FilterJob real path (a2)"]
+    print(f"  the real path (a2) costs {1e6 / real - 1e6 / fj:.0f} us/task more than the no-op worker")
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -604,35 +636,7 @@ async def run(args: argparse.Namespace) -> None:
     )
     print("  pipeline: " + " -> ".join(f["name"] for f in FILTERS) + f"; output JPEG quality {QUALITY}")
 
-    medians = {s.label: statistics.median(s.rates) for s in systems}
-    baselines = {"Celery": "Celery no-op", "Celery q": "Celery no-op, quorum", "Dramatiq": "Dramatiq no-op"}
-    timed = min(min(s.windows) for s in systems)
-    print(f"\n(a) messaging overhead, one worker process, {n_noop} tasks pre-filled, >= {timed} acks timed per round")
-    cpu_note = "" if any(s.broker_cpu[0] for s in systems) else " (broker CPU: RabbitMQ not on this machine)"
-    header = "".join(f" {'vs ' + k:>11}" for k in baselines)
-    print(
-        f"  {'measure':<26} {'tasks/s':>8} {'range':>11} {'us/task':>8} {'worker CPU':>10} {'broker CPU':>10}{header}"
-    )
-    for system in systems:
-        rate = medians[system.label]
-        spread = f"{min(system.rates):.0f}-{max(system.rates):.0f}"
-        cpu = f"{statistics.median(system.worker_cpu) * 1e6:>10.0f} {statistics.median(system.broker_cpu) * 1e6:>10.0f}"
-        ratios = "".join(f" {rate / medians[label]:>11.2f}" for label in baselines.values())
-        print(f"  {system.label:<26} {rate:>8.0f} {spread:>11} {1e6 / rate:>8.0f} {cpu}{ratios}")
-    print(f"  (worker/broker CPU: us of CPU time per task in the timed window, medians){cpu_note}")
-    fj = medians["FilterJob no-op"]
-    print(
-        f"  FilterJob/Celery = {fj / medians['Celery no-op']:.2f} (Celery on a classic queue), "
-        f"{fj / medians['Celery no-op, quorum']:.2f} (on a quorum queue, like FilterJob's) (goal >= 2); "
-        f"FilterJob/Dramatiq = {fj / medians['Dramatiq no-op']:.2f}"
-    )
-    ceiling = medians[CEILING]
-    print(
-        f"  ceiling: an aio-pika consumer that only acks does {ceiling / medians['Celery no-op']:.2f}x Celery "
-        f"({ceiling / medians['Celery no-op, quorum']:.2f}x on quorum); FilterJob reaches {fj / ceiling:.2f} of it"
-    )
-    real = medians["FilterJob real path (a2)"]
-    print(f"  the real path (a2) costs {1e6 / real - 1e6 / fj:.0f} us/task more than the no-op worker")
+    report_messaging(systems, n_noop)
 
     bare, bare2 = pipeline["bare"], pipeline["bare2"]
     print(f"\n(b) full pipeline, 1 MP JPEGs, {n_images} images per round")
