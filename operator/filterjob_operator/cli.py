@@ -231,12 +231,17 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str) -
 
 
 @main.command()
-def crd() -> None:
+@click.option("--reference", is_flag=True, help="Print the FilterJob reference (Markdown) instead.")
+def crd(reference: bool) -> None:
     """Print the FilterJob CustomResourceDefinition (YAML)."""
     import yaml  # noqa: PLC0415
 
     from filterjob_operator.crd import build_crd  # noqa: PLC0415
+    from filterjob_operator.reference import render_reference  # noqa: PLC0415
 
+    if reference:
+        click.echo(render_reference(), nl=False)
+        return
     click.echo(yaml.safe_dump(build_crd(), sort_keys=False), nl=False)
 
 

@@ -157,7 +157,8 @@ def filters_schema() -> Schema:
         "name": {
             "type": "string",
             "enum": names,
-            "description": "The filter: " + "; ".join(f"{f.name}: {f.description}" for f in CATALOG.values()),
+            "description": "The filter. "
+            + " ".join(f"{f.name}: {f.description.rstrip('.')}." for f in CATALOG.values()),
         }
     }
     properties.update({name: _param_schema(param) for name, param in sorted(union.items())})
