@@ -1,0 +1,57 @@
+# One image for both parts of FilterJob:
+#   worker pods:  filterjob-worker        (the default command; configured by FILTERJOB_* variables)
+#   operator:     filterjob operator      (e.g. `docker run IMAGE filterjob operator`)
+#
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" -t filterjob:0.1.0 .
+#
+# The image runs with a read-only root filesystem: nothing is written below / at run
+# time (bytecode is compiled at build time, PYTHONDONTWRITEBYTECODE stops any more),
+# and HOME points at /tmp, the one writable place, which the pod mounts as an emptyDir.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: build the wheel and install it with its dependencies into /opt/filterjob
+FROM ${PYTHON_IMAGE} AS builder
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/ operator/
+COPY worker/ worker/
+COPY scripts/build-wheel-venv.sh scripts/
+# The same script builds the virtualenv that tests/integration/test_wheel.py checks.
+RUN scripts/build-wheel-venv.sh /opt/filterjob
+
+# ---- runtime: the interpreter of the same base image and the virtualenv, nothing else
+FROM ${PYTHON_IMAGE}
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/filterjob/filterjob
+LABEL org.opencontainers.image.title="filterjob" \
+      org.opencontainers.image.description="Batch image filtering on Kubernetes: the FilterJob operator and its RabbitMQ workers." \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+# A numeric user, so Kubernetes can check runAsNonRoot; the same UID the worker pod
+# template sets (runAsUser: 10001).
+RUN groupadd --system --gid 10001 filterjob \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin filterjob
+
+COPY --from=builder /opt/filterjob /opt/filterjob
+
+ENV PATH=/opt/filterjob/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+
+USER 10001:10001
+
+# 8080: worker /healthz, /readyz, /metrics (FILTERJOB_HEALTH_PORT) and the operator's
+# liveness endpoint; 9090: the operator's /metrics (FILTERJOB_METRICS_PORT).
+EXPOSE 8080 9090
+
+# No HEALTHCHECK: the worker's probes are Kubernetes liveness/readiness probes.
+CMD ["filterjob-worker"]
