@@ -9,6 +9,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
 scripts/ensure-rabbitmq.sh
+scripts/ensure-helm.sh >/dev/null  # helm (and kubectl) into .venv/bin for the chart tests
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

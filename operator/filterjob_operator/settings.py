@@ -8,17 +8,41 @@
 | ``FILTERJOB_METRICS_PORT`` | port of the operator's /metrics | 9090 |
 | ``FILTERJOB_WORKER_GRACE_SECONDS`` | time a worker gets to finish in-flight images | 50 |
 | ``FILTERJOB_ENQUEUE_BATCH`` | tasks published between two saves of the enqueue cursor | 500 |
+| ``FILTERJOB_WORKER_RESOURCES`` | worker resources (JSON) if a job names none | ``DEFAULT_WORKER_RESOURCES`` |
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from filterjob_worker import __version__
 
 DEFAULT_IMAGE = f"ghcr.io/filterjob/filterjob:{__version__}"
+#: The worker container's resources unless the job or ``FILTERJOB_WORKER_RESOURCES`` (``{}``: none) say otherwise.
+DEFAULT_WORKER_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+    "limits": {"memory": "2Gi"},
+}
+_RESOURCE_KEYS = {"requests", "limits", "claims"}
+
+
+def _resources(text: str | None) -> Mapping[str, Any]:
+    """``FILTERJOB_WORKER_RESOURCES``: a JSON ResourceRequirements object (``{}``: none at all)."""
+    if text is None or not text.strip():
+        return DEFAULT_WORKER_RESOURCES
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"FILTERJOB_WORKER_RESOURCES is not JSON: {e}") from None
+    if not isinstance(value, dict) or not set(value) <= _RESOURCE_KEYS:
+        raise ValueError(
+            f"FILTERJOB_WORKER_RESOURCES must be an object with keys {sorted(_RESOURCE_KEYS)}, got {text!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +53,7 @@ class Settings:
     metrics_port: int = 9090
     worker_grace_seconds: int = 50
     enqueue_batch: int = 500
+    worker_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_WORKER_RESOURCES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,4 +65,5 @@ class Settings:
             metrics_port=int(env.get("FILTERJOB_METRICS_PORT", "9090")),
             worker_grace_seconds=int(env.get("FILTERJOB_WORKER_GRACE_SECONDS", "50")),
             enqueue_batch=int(env.get("FILTERJOB_ENQUEUE_BATCH", "500")),
+            worker_resources=_resources(env.get("FILTERJOB_WORKER_RESOURCES")),
         )

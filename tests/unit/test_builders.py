@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from filterjob_operator.builders import deployment, hpa
-from filterjob_operator.settings import Settings
+from filterjob_operator.settings import DEFAULT_WORKER_RESOURCES, Settings
 from filterjob_operator.spec import FilterJob, parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.config import WorkerConfig
@@ -95,6 +95,20 @@ def test_the_job_can_choose_image_and_resources(job_doc: dict[str, Any]) -> None
     worker = container(deployment.build(parse_job(job_doc), settings=SETTINGS, replicas=0, broker_secret="b"))
     assert worker["image"] == "mine:2"
     assert worker["resources"] == {"limits": {"cpu": "2"}}
+
+
+def test_worker_resources_default_to_the_operator_setting(job_doc: dict[str, Any]) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    job = parse_job(job_doc)
+    default = container(deployment.build(job, settings=SETTINGS, replicas=0, broker_secret="b"))
+    assert default["resources"] == DEFAULT_WORKER_RESOURCES
+    default["resources"]["limits"]["memory"] = "1Ti"  # the manifest is a copy, never the shared default
+    assert DEFAULT_WORKER_RESOURCES["limits"] == {"memory": "2Gi"}
+    chosen = {"requests": {"cpu": "250m"}}
+    settings = Settings(worker_resources=chosen)
+    assert container(deployment.build(job, settings=settings, replicas=0, broker_secret="b"))["resources"] == chosen
+    none = Settings(worker_resources={})
+    assert container(deployment.build(job, settings=none, replicas=0, broker_secret="b"))["resources"] == {}
 
 
 def test_hpa_targets_the_workers_on_the_queue_metric(job: FilterJob) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from filterjob_operator.builders.common import Manifest, metadata, selector, workers_name
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import FilterJob
@@ -9,10 +11,6 @@ from filterjob_operator.workerenv import worker_env
 
 HEALTH_PORT = 8080
 RUN_AS = 10001
-DEFAULT_RESOURCES: Manifest = {
-    "requests": {"cpu": "500m", "memory": "512Mi"},
-    "limits": {"memory": "2Gi"},
-}
 
 
 def _env(job: FilterJob, settings: Settings, broker_secret: str) -> list[Manifest]:
@@ -79,7 +77,7 @@ def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: s
                             "ports": [{"name": "http", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
                             "livenessProbe": _probe("/healthz", period=10, failures=3),
                             "readinessProbe": _probe("/readyz", period=5, failures=1),
-                            "resources": workers.resources or DEFAULT_RESOURCES,
+                            "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
                                 "readOnlyRootFilesystem": True,

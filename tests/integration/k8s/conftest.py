@@ -14,7 +14,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import kubernetes.client
@@ -44,6 +44,23 @@ class K8sApi:
             core=kubernetes.client.CoreV1Api(client),
             autoscaling=kubernetes.client.AutoscalingV2Api(client),
         )
+
+
+#: The reports of a test's phases ("setup", "call", "teardown"), for fixtures that act on the outcome.
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+def passed(item: pytest.Item) -> bool:
+    """Whether the test's setup and body passed (ask in a fixture's teardown)."""
+    reports = item.stash.get(REPORTS, {})
+    return all(when in reports and reports[when].passed for when in ("setup", "call"))
 
 
 @pytest.fixture

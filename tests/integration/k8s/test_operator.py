@@ -1,4 +1,8 @@
-"""The real operator (kopf, in a KopfRunner) against the emulated API and the real broker."""
+"""The real operator (kopf, in a KopfRunner) against the emulated API and the real broker.
+
+Every test here also checks the operator's API calls against ``operator-api-usage.json``
+(what the chart's RBAC grants), and the last test checks that every recorded call was made.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,44 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology, delete
 from tests.integration.broker.conftest import BROKER_URL
 
-from .conftest import K8sApi
-from .emulator import DEPLOYMENTS, EVENTS, FILTERJOBS, HPAS, RunningCluster
+from . import api_usage
+from .conftest import K8sApi, passed
+from .emulator import DEPLOYMENTS, EVENTS, FILTERJOBS, HPAS, KUBECONFIG_TOKEN, RunningCluster
 from .kubelet import Kubelet
 
 ROOT = Path(__file__).resolve().parents[3]
 HANDLERS = ROOT / "operator" / "filterjob_operator" / "handlers.py"
 NS = "photos"
+RECORDED = api_usage.load()
+#: The operator's calls in each test function of this module: name -> (watched a namespace list, calls).
+USED: dict[str, tuple[bool, set[api_usage.Triple]]] = {}
+#: Test functions of this module that failed (any of their parameters), so their calls may be missing.
+FAILED: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def operator_api_usage(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test if the operator made an API call that ``operator-api-usage.json`` does not list."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    cluster: RunningCluster = request.getfixturevalue("cluster")  # so it is torn down after this fixture
+    yield
+    namespaced = "namespaced_args" in request.fixturenames
+    used = cluster.call(lambda em: em.rbac_usage(token=KUBECONFIG_TOKEN))
+    allowed = RECORDED.calls | (RECORDED.calls_watching_namespaces if namespaced else frozenset())
+    unrecorded = sorted(used - allowed)
+    assert not unrecorded, f"the operator made API calls that are not recorded: {unrecorded}; {api_usage.update_hint()}"
+    name = request.node.originalname
+    if not passed(request.node):
+        FAILED.add(name)
+    USED[name] = (namespaced, used | USED.get(name, (namespaced, set()))[1])
+
+
+@pytest.fixture
+def namespaced_args() -> tuple[str, ...]:
+    """kopf's arguments to serve only NS, as ``filterjob operator --namespace photos`` does."""
+    return ("--namespace", NS, "--standalone", "--verbose")
 
 
 def job_body(name: str, src: Path, dst: Path, **spec: Any) -> dict[str, Any]:
@@ -172,6 +207,10 @@ def test_hpa_mode_renders_an_hpa_and_leaves_replicas_alone(
     assert workers["spec"]["replicas"] == 0
     assert hpa["spec"]["maxReplicas"] == 4
     assert hpa["spec"]["metrics"][0]["external"]["target"]["averageValue"] == "5"
+    # Changed behind its back, the HPA is brought back to the job's spec by a restarted operator.
+    k8s_api.autoscaling.patch_namespaced_horizontal_pod_autoscaler("hpa-workers", NS, {"spec": {"maxReplicas": 9}})
+    with cluster.run_operator(HANDLERS):
+        cluster.wait_for_object(HPAS, NS, "hpa-workers", lambda h: h["spec"]["maxReplicas"] == 4, timeout=30)
     scaled = [c for c in cluster.api_calls if c.subresource == "scale"]
     assert scaled == []
 
@@ -212,6 +251,32 @@ def test_deleting_a_job_removes_its_queues(
     assert not queue_exists(topology.tasks)
     assert not queue_exists(topology.parked)
     assert cluster.get(DEPLOYMENTS, NS, "gone-workers") is None  # garbage-collected with its owner
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_watching_a_namespace_list_serves_those_namespaces_only(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    namespaced_args: tuple[str, ...],
+) -> None:
+    for namespace in (NS, "elsewhere"):  # kopf serves only the listed namespaces that exist
+        k8s_api.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    make_samples(tmp_path / "in", count=3, size=(16, 12))
+    create(k8s_api, job_body("here", tmp_path / "in", tmp_path / "out"), created)
+    there = job_body("there", tmp_path / "in", tmp_path / "out")
+    there["metadata"]["namespace"] = "elsewhere"
+    k8s_api.custom.create_namespaced_custom_object("filterjob.dev", "v1alpha1", "elsewhere", "filterjobs", there)
+    with cluster.run_operator(HANDLERS, args=namespaced_args):
+        cluster.wait_for_object(FILTERJOBS, NS, "here", lambda o: o.get("status", {}).get("enqueued") == 3, timeout=30)
+        cluster.wait_for_object(DEPLOYMENTS, NS, "here-workers")
+    operator_calls = [c for c in cluster.api_calls if c.authorization == f"Bearer {KUBECONFIG_TOKEN}"]
+    assert [c.path for c in operator_calls if c.resource == "filterjobs" and c.namespace != NS] == []
+    untouched = cluster.get(FILTERJOBS, "elsewhere", "there")
+    assert untouched is not None
+    assert "status" not in untouched
+    assert not untouched["metadata"].get("finalizers")
 
 
 def phase_is(*phases: str) -> Any:
@@ -309,3 +374,19 @@ def test_ttl_deletes_a_finished_job(
         assert (job["status"]["total"], job["status"]["succeeded"]) == (0, 0)
         cluster.wait_for_absence(FILTERJOBS, NS, "brief", timeout=30)
     assert cluster.get(DEPLOYMENTS, NS, "brief-workers") is None
+
+
+def test_every_recorded_call_is_made() -> None:
+    """Nothing recorded in operator-api-usage.json, and so granted by the chart, goes unused. Keep this test last."""
+    tests = {name for name in globals() if name.startswith("test_")} - {"test_every_recorded_call_is_made"}
+    if missing := sorted((tests - USED.keys()) | FAILED):
+        pytest.skip(f"needs every operator test of this module passed in this run; not run or failed: {missing}")
+    watching_all = set().union(*(used for namespaced, used in USED.values() if not namespaced))
+    watching_list = set().union(*(used for namespaced, used in USED.values() if namespaced))
+    unused = sorted(RECORDED.calls - watching_all)
+    assert not unused, f"recorded API calls that no test made: {unused}; {api_usage.update_hint()}"
+    extra = watching_list - RECORDED.calls
+    assert extra == RECORDED.calls_watching_namespaces, (
+        f"watching a namespace list, the operator additionally made {sorted(extra)}, "
+        f"recorded: {sorted(RECORDED.calls_watching_namespaces)}; {api_usage.update_hint()}"
+    )

@@ -1,0 +1,515 @@
+"""The Helm chart and the plain manifests, rendered by the real ``helm`` binary.
+
+helm is ``.venv/bin/helm`` from ``scripts/ensure-helm.sh`` (run here if it is missing, so
+these tests fail rather than skip without it). Value sets: the defaults and
+``charts/filterjob/ci/*-values.yaml`` (helm's convention for values under test). Every
+rendered object is checked against the Kubernetes OpenAPI schemas, the RBAC rules against
+the API calls the operator tests recorded, and ``manifests/`` against a fresh render.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import itertools
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from filterjob_operator import cli
+from filterjob_operator.builders import deployment, hpa
+from filterjob_operator.crd import build_crd
+from filterjob_operator.metrics import OperatorMetrics
+from filterjob_operator.settings import DEFAULT_IMAGE, Settings
+from filterjob_operator.spec import parse_job
+from filterjob_worker import __version__
+from tests.conftest import JOB
+from tests.integration.k8s import api_usage
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "filterjob"
+MANIFESTS = ROOT / "manifests"
+RELEASE, NAMESPACE = "filterjob", "filterjob-system"
+VALUE_FILES = {path.name.removesuffix("-values.yaml"): path for path in sorted((CHART / "ci").glob("*-values.yaml"))}
+VALUE_SETS = ["default", *VALUE_FILES]
+#: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and a current one.
+KUBE_VERSIONS = ("1.27", "1.33")
+#: Kinds kubernetes-validate has no schema for (prometheus-operator's CRDs); checked field by field below.
+NO_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
+#: Resources that are not namespaced: RBAC grants them only through a ClusterRole.
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
+REGENERATE = "run scripts/render-manifests.sh and commit the result"
+
+Object = dict[str, Any]
+
+
+def find_helm() -> Path | None:
+    for candidate in (ROOT / ".venv" / "bin" / "helm", shutil.which("helm")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    found = find_helm()
+    if found is None:
+        result = subprocess.run([ROOT / "scripts" / "ensure-helm.sh"], capture_output=True, text=True, check=False)
+        found = find_helm()
+        if found is None:
+            pytest.fail(f"no helm, and scripts/ensure-helm.sh could not install it:\n{result.stderr}")
+    return found
+
+
+def test_ensure_helm_is_idempotent(helm: Path) -> None:
+    installed = ROOT / ".venv" / "bin" / "helm"
+    before = installed.stat().st_mtime_ns if installed.exists() else None
+    result = subprocess.run([ROOT / "scripts" / "ensure-helm.sh"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(installed)
+    assert before is None or installed.stat().st_mtime_ns == before  # already there: left alone
+    version = subprocess.run([installed, "version", "--short"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("v4.")
+
+
+class Chart:
+    """``helm template`` of the chart as release RELEASE in NAMESPACE; renders are cached."""
+
+    def __init__(self, helm: Path) -> None:
+        self.helm = helm
+
+    def run(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.helm, *map(str, args)], capture_output=True, text=True, check=False, cwd=ROOT)
+
+    @functools.cache  # noqa: B019 -- one Chart per module; the cache is the point
+    def render(self, *args: str) -> list[Object]:
+        result = self.run("template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
+        assert result.returncode == 0, result.stderr
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    def values(self, name: str) -> list[Object]:
+        return self.render(*(() if name == "default" else ("-f", str(VALUE_FILES[name]))))
+
+    def error(self, *args: str) -> str:
+        result = self.run("template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
+        assert result.returncode != 0, f"helm template {' '.join(args)} should have failed"
+        return result.stderr
+
+
+@pytest.fixture(scope="module")
+def chart(helm: Path) -> Chart:
+    return Chart(helm)
+
+
+def of_kind(objects: Iterable[Object], kind: str) -> list[Object]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: Iterable[Object], kind: str, name: str | None = None) -> Object:
+    found = [o for o in of_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+def operator_container(objects: list[Object]) -> Object:
+    containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    container: Object = containers[0]
+    return container
+
+
+def env_of(container: Object) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def cli_params(container: Object) -> dict[str, Any]:
+    """The container's command line as the real ``filterjob`` CLI parses it."""
+    assert container["command"] == ["filterjob"]
+    name, *args = container["args"]
+    command = cli.main.commands[name]
+    params: dict[str, Any] = command.make_context(name, list(args)).params
+    return params
+
+
+# ----------------------------------------------------------------------------------------------
+# The chart as a whole.
+
+
+def test_chart_metadata_and_defaults_match_the_code() -> None:
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert (meta["apiVersion"], meta["type"], meta["version"]) == ("v2", "application", "0.1.0")
+    assert meta["appVersion"] == __version__
+    assert meta["kubeVersion"] == ">=1.27.0-0"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert f"{values['image']['repository']}:{meta['appVersion']}" == DEFAULT_IMAGE
+    assert values["workers"]["resources"] == {}  # the operator's DEFAULT_WORKER_RESOURCES
+    assert values["broker"]["secretName"] == Settings().broker_secret
+
+
+def test_lint_is_clean_with_every_value_set(chart: Chart) -> None:
+    for extra in [[], *(["-f", str(path)] for path in VALUE_FILES.values())]:
+        result = chart.run("lint", "--strict", CHART, *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[WARNING]" not in result.stdout
+        assert "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_rendered_object_is_a_valid_kubernetes_object(chart: Chart, value_set: str) -> None:
+    objects = chart.values(value_set)
+    assert objects
+    for obj, version in itertools.product(objects, KUBE_VERSIONS):
+        if (obj["apiVersion"], obj["kind"]) not in NO_SCHEMA:
+            kubernetes_validate.validate(obj, version, strict=True)
+        if obj["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"].get("namespace"), f"{obj['kind']} {obj['metadata']['name']} has no namespace"
+
+
+def test_only_prometheus_operator_kinds_go_unvalidated(chart: Chart) -> None:
+    """Each kind left out of the schema check is rendered by some value set and really has no schema."""
+    rendered = {(o["apiVersion"], o["kind"]) for name in VALUE_SETS for o in chart.values(name)}
+    assert rendered >= NO_SCHEMA
+    for api_version, kind in NO_SCHEMA:
+        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+            kubernetes_validate.validate(
+                {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}}, KUBE_VERSIONS[-1], strict=True
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# The operator.
+
+
+def test_default_install_runs_one_locked_down_operator_for_every_namespace(chart: Chart) -> None:
+    objects = chart.values("default")
+    assert sorted(o["kind"] for o in objects) == sorted(
+        ["ServiceAccount", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
+    )
+    operator = one(objects, "Deployment")
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    pod = operator["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = operator_container(objects)
+    assert container["image"] == DEFAULT_IMAGE
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["resources"]["limits"]["memory"]
+    params = cli_params(container)
+    assert params == {"namespaces": (), "all_namespaces": True, "liveness": "http://0.0.0.0:8080/healthz"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert params["liveness"] == f"http://0.0.0.0:{ports['health']}/healthz"
+    # The chart's environment is what the operator reads, and its defaults are the operator's.
+    assert Settings.from_env(env_of(container)) == Settings()
+    service = one(objects, "Service")
+    assert service["spec"]["selector"].items() <= operator["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert ports["metrics"] == Settings().metrics_port
+
+
+def test_every_setting_reaches_the_operator(chart: Chart) -> None:
+    objects = chart.values("podmonitor")
+    container = operator_container(objects)
+    image = "registry.example.com/filterjob@sha256:" + "0123456789abcdef" * 4
+    assert container["image"] == image
+    assert Settings.from_env(env_of(container)) == Settings(
+        worker_image="registry.example.com/filterjob-worker:0.1.0",
+        broker_secret="rabbitmq",
+        status_interval=2.5,
+        metrics_port=9100,
+        worker_grace_seconds=120,
+        enqueue_batch=1_000_000,
+        worker_resources={"requests": {"cpu": "250m", "memory": "256Mi"}},
+    )
+    assert cli_params(container)["liveness"] == "http://0.0.0.0:8081/healthz"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8081, "metrics": 9100}
+    assert {"name": "TZ", "value": "UTC"} in container["env"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
+    pod = one(objects, "Deployment")["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"example.com/team": "imaging"}
+    assert pod["metadata"]["labels"]["example.com/cost-centre"] == "imaging"
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == "filterjob-operator"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "photos"}} in spec["volumes"]
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["tolerations"][0]["key"] == "dedicated"
+    assert "nodeAffinity" in spec["affinity"]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {"ServiceAccount", "CustomResourceDefinition", "Service", "Secret"}
+
+
+def test_a_namespace_list_gets_roles_and_broker_secrets_there_only(chart: Chart) -> None:
+    objects = chart.values("namespaced")
+    watched = ["photos", "studio"]
+    container = operator_container(objects)
+    params = cli_params(container)
+    assert (params["namespaces"], params["all_namespaces"]) == (tuple(watched), False)
+    account = one(objects, "ServiceAccount")["metadata"]["name"]
+    for kind, ref in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
+        for binding in of_kind(objects, kind):
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+            assert binding["roleRef"]["kind"] == ref
+            target = [
+                r
+                for r in of_kind(objects, ref)
+                if r["metadata"]["name"] == binding["roleRef"]["name"]
+                and r["metadata"].get("namespace") == binding["metadata"].get("namespace")
+            ]
+            assert len(target) == 1, binding
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == watched
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "RoleBinding")) == watched
+    secrets = of_kind(objects, "Secret")
+    assert sorted(s["metadata"]["namespace"] for s in secrets) == watched
+    assert env_of(container)["FILTERJOB_BROKER_SECRET"] == "filterjob-broker"
+    for secret in secrets:
+        assert secret["metadata"]["name"] == "filterjob-broker"
+        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert data == {
+            "url": "amqp://filterjob:change-me@rabbitmq.messaging.svc:5672/",
+            "managementUrl": "http://filterjob:change-me@rabbitmq.messaging.svc:15672/",
+        }
+    for role in of_kind(objects, "Role"):
+        (secret_rule,) = [r for r in role["rules"] if r["resources"] == ["secrets"]]
+        assert secret_rule["resourceNames"] == ["filterjob-broker"]
+
+
+def test_the_broker_secret_goes_where_asked(chart: Chart) -> None:
+    objects = chart.render("--set", "broker.url=amqp://u:p@rabbit/", "--set-json", 'broker.namespaces=["a","b"]')
+    assert sorted(s["metadata"]["namespace"] for s in of_kind(objects, "Secret")) == ["a", "b"]
+    objects = chart.render("--set", "broker.url=amqp://u:p@rabbit/")
+    (secret,) = of_kind(objects, "Secret")
+    assert secret["metadata"]["namespace"] == NAMESPACE
+    assert set(secret["data"]) == {"url"}
+
+
+# ----------------------------------------------------------------------------------------------
+# RBAC: exactly what the operator uses.
+
+
+def triples(role: Object) -> set[api_usage.Triple]:
+    found: set[api_usage.Triple] = set()
+    for rule in role["rules"]:
+        assert "nonResourceURLs" not in rule
+        fields = (rule["apiGroups"], rule["resources"], rule["verbs"])
+        assert not any("*" in field for field in fields), f"a wildcard in {rule}"
+        found |= set(itertools.product(*fields))
+    return found
+
+
+def test_watching_every_namespace_grants_exactly_the_recorded_api_usage(chart: Chart) -> None:
+    objects = chart.values("default")
+    recorded = api_usage.load()
+    assert not of_kind(objects, "Role")
+    granted = triples(one(objects, "ClusterRole"))
+    expected = recorded.calls | recorded.admission
+    assert granted == expected, (
+        f"granted but not used: {sorted(granted - expected)}; used but not granted: {sorted(expected - granted)}; "
+        + api_usage.update_hint()
+    )
+
+
+def test_watching_a_namespace_list_grants_exactly_the_recorded_api_usage(chart: Chart) -> None:
+    objects = chart.values("namespaced")
+    recorded = api_usage.load()
+    roles = of_kind(objects, "Role")
+    assert len(roles) == 2
+    per_namespace = triples(roles[0])
+    assert all(triples(role) == per_namespace for role in roles)
+    cluster_wide = triples(one(objects, "ClusterRole"))
+    expected = recorded.all()
+    assert per_namespace | cluster_wide == expected, (
+        f"granted but not used: {sorted((per_namespace | cluster_wide) - expected)}; "
+        f"used but not granted: {sorted(expected - per_namespace - cluster_wide)}; " + api_usage.update_hint()
+    )
+    assert cluster_wide == {t for t in expected if t[1] in CLUSTER_SCOPED}
+    assert per_namespace == {t for t in expected if t[1].split("/")[0] not in CLUSTER_SCOPED}
+
+
+# ----------------------------------------------------------------------------------------------
+# The CRD.
+
+
+def test_the_charts_crd_file_is_the_generated_crd() -> None:
+    result = CliRunner().invoke(cli.main, ["crd"])
+    assert result.exit_code == 0, result.output
+    assert (CHART / "files" / "crd.yaml").read_text() == result.output, f"the chart's CRD is stale: {REGENERATE}"
+
+
+def test_the_crd_is_installed_and_kept_unless_told_otherwise(chart: Chart) -> None:
+    crd = one(chart.values("default"), "CustomResourceDefinition")
+    meta = crd["metadata"]
+    assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert meta["labels"].items() >= build_crd()["metadata"]["labels"].items()
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    generated = build_crd()
+    assert {**crd, "metadata": generated["metadata"]} == generated
+    thrown = one(chart.render("--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert "annotations" not in thrown["metadata"]
+    assert not of_kind(chart.render("--set", "crds.install=false"), "CustomResourceDefinition")
+
+
+# ----------------------------------------------------------------------------------------------
+# Values: the schema and the template's own checks.
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "bogus=1"], "additional properties 'bogus' not allowed"),
+        (["--set", "operator.replicas=2"], "at '/operator': additional properties 'replicas' not allowed"),
+        (["--set", "metrics.port=http"], "at '/metrics/port': got string, want integer"),
+        (["--set", "metrics.port=70000"], "at '/metrics/port'"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "crds.install=maybe"], "at '/crds/install': got string, want boolean"),
+        (["--set-json", 'watchNamespaces=["Photos"]'], "at '/watchNamespaces/0'"),
+        (["--set", "broker.url=http://rabbit/"], "at '/broker/url'"),
+        (["--set", "operator.statusInterval=0"], "at '/operator/statusInterval'"),
+        (["--set", "metrics.serviceMonitor.interval=soon"], "at '/metrics/serviceMonitor/interval'"),
+        (["--set", "workers.resources.cpu=1"], "at '/workers/resources': additional properties 'cpu' not allowed"),
+    ],
+)
+def test_the_values_schema_names_the_bad_key(chart: Chart, args: list[str], message: str) -> None:
+    assert message in chart.error(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "broker.existingSecret=a", "--set", "broker.url=amqp://r/"], "give existingSecret or url, not both"),
+        (["--set", "broker.managementUrl=http://r:15672/"], "broker.managementUrl needs broker.url"),
+        (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+        (
+            ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true"],
+            "enable serviceMonitor or podMonitor, not both",
+        ),
+        (
+            ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
+            "metrics.serviceMonitor needs metrics.service.enabled",
+        ),
+    ],
+)
+def test_contradictory_values_fail_with_a_message(chart: Chart, args: list[str], message: str) -> None:
+    assert message in chart.error(*args)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics and HPA mode.
+
+
+def test_the_service_monitor_scrapes_the_operator_keeping_the_jobs_labels(chart: Chart) -> None:
+    objects = chart.values("hpa")
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert (endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]) == ("/metrics", "10s", "5s")
+    assert endpoint["honorLabels"] is True  # the metrics' own namespace and job labels win
+
+
+def test_the_pod_monitors_scrape_the_operator_and_the_workers(chart: Chart, job_doc: dict[str, Any]) -> None:
+    objects = chart.values("podmonitor")
+    monitor = one(objects, "PodMonitor")
+    pod = one(objects, "Deployment")["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in operator_container(objects)["ports"]}
+    assert endpoint["honorLabels"] is True
+    # The workers' monitor selects the pods the operator builds, on their metrics port.
+    workers = one(chart.values("hpa"), "PodMonitor", "filterjob-workers")
+    job_doc["metadata"]["uid"] = "u-1"
+    template = deployment.build(parse_job(job_doc), settings=Settings(), replicas=1, broker_secret="b")["spec"][
+        "template"
+    ]
+    assert workers["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert workers["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = workers["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in template["spec"]["containers"][0]["ports"]}
+    watched = one(
+        chart.render("--set", "metrics.workerPodMonitor.enabled=true", "--set-json", 'watchNamespaces=["a"]'),
+        "PodMonitor",
+    )
+    assert watched["spec"]["namespaceSelector"] == {"matchNames": ["a"]}
+
+
+def test_the_prometheus_adapter_rule_serves_the_metric_the_hpa_asks_for(chart: Chart) -> None:
+    config = yaml.safe_load(one(chart.values("hpa"), "ConfigMap")["data"]["config.yaml"])
+    (rule,) = config["externalRules"]
+    job = parse_job({**JOB, "metadata": {**JOB["metadata"], "uid": "u-1"}})
+    wanted = hpa.build(job)["spec"]["metrics"][0]["external"]["metric"]
+    metrics = OperatorMetrics()
+    metrics.queue_messages.labels(job.metadata.namespace, job.metadata.name).set(3)
+    (series,) = [s for family in metrics.registry.collect() for s in family.samples if s.name == hpa.METRIC]
+    # The HPA selects exactly the series the operator exports for its job ...
+    assert wanted["name"] == hpa.METRIC
+    assert wanted["selector"]["matchLabels"] == series.labels
+    # ... and the adapter serves that series under that name, every label selectable.
+    assert rule["name"] == {"matches": f"^{hpa.METRIC}$", "as": hpa.METRIC}
+    assert rule["seriesQuery"] == hpa.METRIC + "{" + ",".join(f'{label}!=""' for label in series.labels) + "}"
+    assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}}}
+    assert rule["metricsQuery"] == "max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
+
+
+def test_notes_tell_the_next_steps(chart: Chart) -> None:
+    result = chart.run("install", RELEASE, CHART, "--namespace", NAMESPACE, "--dry-run=client")
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "kubectl -n NAMESPACE create secret generic filterjob-broker" in notes
+    assert "--from-literal=url=" in notes
+    assert "kubectl apply -f manifests/examples/thumbnails.yaml" in notes
+    assert "kubectl get fj" in notes
+    assert (MANIFESTS / "examples" / "thumbnails.yaml").is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# manifests/: the chart rendered with default values.
+
+
+def test_the_manifests_are_the_chart_rendered_with_default_values(helm: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [ROOT / "scripts" / "render-manifests.sh", "--to", tmp_path], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = sorted(p.name for p in tmp_path.iterdir())
+    assert rendered == ["crd.yaml", "filterjob.yaml"]
+    assert sorted(p.name for p in MANIFESTS.glob("*.y*ml")) == rendered, f"stray files in manifests/: {REGENERATE}"
+    for name in rendered:
+        assert (MANIFESTS / name).read_text() == (tmp_path / name).read_text(), (
+            f"manifests/{name} is stale: {REGENERATE}"
+        )
+
+
+def test_kubectl_apply_of_the_manifests_installs_the_crd_namespace_and_operator(chart: Chart) -> None:
+    crd_docs = [d for d in yaml.safe_load_all((MANIFESTS / "crd.yaml").read_text()) if d]
+    docs = [d for d in yaml.safe_load_all((MANIFESTS / "filterjob.yaml").read_text()) if d]
+    assert [d["kind"] for d in crd_docs] == ["CustomResourceDefinition"]
+    assert docs[0] == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "filterjob", "pod-security.kubernetes.io/enforce": "restricted"},
+        },
+    }
+    kubernetes_validate.validate(docs[0], KUBE_VERSIONS[-1], strict=True)
+    # Together: the default render (validated above), CRD first, then the namespace of everything else.
+    assert crd_docs + docs[1:] == sorted(chart.values("default"), key=lambda o: o["kind"] != "CustomResourceDefinition")

@@ -1,0 +1,59 @@
+"""Operator settings from the environment the chart sets."""
+
+from __future__ import annotations
+
+import pytest
+
+from filterjob_operator.settings import DEFAULT_IMAGE, DEFAULT_WORKER_RESOURCES, Settings
+from filterjob_worker import __version__
+
+
+def test_defaults_without_any_variable() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.worker_image == DEFAULT_IMAGE == f"ghcr.io/filterjob/filterjob:{__version__}"
+    assert settings.broker_secret == "filterjob-broker"
+    assert settings.worker_resources == DEFAULT_WORKER_RESOURCES
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "FILTERJOB_WORKER_IMAGE": "registry.example/fj:2",
+            "FILTERJOB_BROKER_SECRET": "rabbit",
+            "FILTERJOB_STATUS_INTERVAL": "2.5",
+            "FILTERJOB_METRICS_PORT": "9191",
+            "FILTERJOB_WORKER_GRACE_SECONDS": "20",
+            "FILTERJOB_ENQUEUE_BATCH": "100",
+            "FILTERJOB_WORKER_RESOURCES": '{"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}',
+        }
+    )
+    assert settings == Settings(
+        worker_image="registry.example/fj:2",
+        broker_secret="rabbit",
+        status_interval=2.5,
+        metrics_port=9191,
+        worker_grace_seconds=20,
+        enqueue_batch=100,
+        worker_resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("{}", {}), ("", DEFAULT_WORKER_RESOURCES), ("  ", DEFAULT_WORKER_RESOURCES)]
+)
+def test_worker_resources_empty_object_means_none_and_blank_means_default(text: str, expected: object) -> None:
+    assert Settings.from_env({"FILTERJOB_WORKER_RESOURCES": text}).worker_resources == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{cpu: 1}", "FILTERJOB_WORKER_RESOURCES is not JSON"),
+        ('["requests"]', "must be an object with keys"),
+        ('{"cpu": "1"}', "must be an object with keys"),
+    ],
+)
+def test_bad_worker_resources_are_refused_naming_the_variable(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({"FILTERJOB_WORKER_RESOURCES": text})
