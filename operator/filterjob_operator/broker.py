@@ -18,12 +18,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 import aiohttp
-from aio_pika.abc import AbstractChannel, AbstractConnection, DeliveryMode
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, DeliveryMode
 from aio_pika.exceptions import PublishError
 from aiormq.abc import DeliveredMessage
 
-from filterjob_operator.status import Depths
-from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, Task
+from filterjob_operator.status import Depths, estimate_unacked
+from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
+from filterjob_worker.errors import MalformedTask
 from filterjob_worker.topology import Topology
 
 DEFAULT_WINDOW = 256
@@ -178,11 +179,17 @@ class Management:
 
 
 async def depths(channel: AbstractChannel, topology: Topology, management: Management | None) -> Depths:
-    """Messages in a job's queues: exact ready counts, unacked from the management API."""
+    """Messages in a job's queues: exact ready counts, unacked from the management API.
+
+    See :func:`status.estimate_unacked` for how a stale sample of the statistics is read.
+    """
     ready = await ready_counts(channel, topology)
     unacked = 0
     if management is not None:
-        unacked = (await management.queue(topology.tasks)).unacked
+        sample = await management.queue(topology.tasks)
+        unacked = estimate_unacked(
+            ready=ready[topology.tasks], sampled_ready=sample.ready, sampled_unacked=sample.unacked
+        )
     return Depths(
         ready=ready[topology.tasks],
         unacked=unacked,
@@ -195,6 +202,27 @@ async def depths(channel: AbstractChannel, topology: Topology, management: Manag
 class Parked:
     task: str
     reason: str
+    #: The input's URI, when the task decodes (a malformed task has none).
+    input: str = ""
+    attempt: int = 0
+
+
+def _parked(message: AbstractIncomingMessage) -> Parked:
+    headers = message.headers or {}
+    reason = headers.get(REASON_HEADER)
+    if reason is None:
+        reason = "the task kept failing its workers (delivery limit exceeded)"
+    try:
+        source = Task.from_json(message.body).input
+    except MalformedTask:
+        source = ""
+    attempt = headers.get(ATTEMPT_HEADER, 0)
+    return Parked(
+        task=message.message_id or "",
+        reason=str(reason),
+        input=source,
+        attempt=attempt if isinstance(attempt, int) else 0,
+    )
 
 
 async def parked_failures(connection: AbstractConnection, topology: Topology) -> list[Parked]:
@@ -209,12 +237,54 @@ async def parked_failures(connection: AbstractConnection, topology: Topology) ->
     try:
         queue = await channel.get_queue(topology.parked, ensure=True)
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
-            headers = message.headers or {}
-            reason = headers.get(REASON_HEADER)
-            if reason is None:
-                reason = "the task kept failing its workers (delivery limit exceeded)"
-            task = message.message_id or ""
-            seen.setdefault(task, Parked(task=task, reason=str(reason)))
+            parked = _parked(message)
+            seen.setdefault(parked.task, parked)
     finally:
         await channel.close()
     return list(seen.values())
+
+
+#: Headers a parked message carries about its failure; a re-driven task starts without them.
+_FAILURE_HEADERS = (
+    REASON_HEADER,
+    WORKER_HEADER,
+    "x-failed-at",
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-delivery-count",
+)
+
+
+async def redrive(connection: AbstractConnection, topology: Topology) -> list[Parked]:
+    """Move every parked task back to the task queue with a fresh attempt count.
+
+    One at a time: a task is acked off the parked queue only after its copy in the
+    task queue is confirmed, so a crash in between leaves it in both places (done
+    twice, harmlessly: outputs are idempotent) and never in neither.
+    """
+    channel = await connection.channel(publisher_confirms=True)
+    moved: list[Parked] = []
+    try:
+        queue = await channel.get_queue(topology.parked, ensure=True)
+        await channel.get_queue(topology.tasks, ensure=True)
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
+            result = await channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    headers={**headers, ATTEMPT_HEADER: 1},
+                    message_id=message.message_id,
+                    content_type=message.content_type or CONTENT_TYPE,
+                    delivery_mode=DeliveryMode.PERSISTENT,
+                ),
+                routing_key=topology.tasks,
+            )
+            if isinstance(result, DeliveredMessage):
+                raise PublishError(result, result.delivery)
+            await message.ack()
+            moved.append(_parked(message))
+    finally:
+        await channel.close()
+    return moved

@@ -7,8 +7,10 @@ Exit codes: 0 all images done, 1 some images failed (or the run was interrupted)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +38,7 @@ from filterjob_operator.summary import RunSummary
 from filterjob_worker import __version__, catalog
 from filterjob_worker.contract import Event
 from filterjob_worker.processing import Outcome
+from filterjob_worker.topology import Topology
 
 #: _LAZY: broker code (aio-pika, aiohttp) is imported only by the commands that use
 #: it. Local mode's pool processes re-import this module (multiprocessing imports
@@ -193,6 +196,82 @@ def watch_command(job_file: Path, broker: str, as_json: bool) -> None:
         await watch(broker, topology_of(job), show, stop=stop)
 
     asyncio.run(follow())
+
+
+def _job_topology(console: Console, job: str) -> Topology:
+    """The queues of JOB: a job file's (local mode), or a cluster job's from one of its queue names."""
+    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415 (see _LAZY)
+
+    if Path(job).is_file():
+        try:
+            return topology_of(load_job(Path(job), local=True))
+        except JobSpecError as e:
+            _invalid(console, e)
+    base = re.sub(r"\.(tasks|parked|events|dlx|retry\.\d+)$", "", job)
+    if not re.fullmatch(r"fj\.[^.\s]+\.[^.\s]+\.[^.\s]+", base):
+        raise click.BadParameter(f"neither a FilterJob file nor a job's queue name: {job!r}", param_hint="JOB")
+    return Topology(base=base)
+
+
+@main.command("parked")
+@click.argument("job")
+@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per parked task.")
+def parked_command(job: str, broker: str, as_json: bool) -> None:
+    """List the parked (failed for good) tasks of JOB with their reasons, leaving them in place.
+
+    JOB is a FilterJob file (its local-mode queues) or any queue name of a cluster job,
+    e.g. fj.photos.thumbnails.1a2b3c4d.parked.
+    """
+    console = Console(stderr=True)
+    topology = _job_topology(console, job)
+    from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
+
+    async def read() -> list[amqp.Parked]:
+        connection = await aio_pika_connect(broker)
+        async with connection:
+            return await amqp.parked_failures(connection, topology)
+
+    failures = asyncio.run(read())
+    for failure in failures:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(failure)))
+        else:
+            click.echo(f"{failure.input or failure.task}  (attempt {failure.attempt}): {failure.reason}")
+    console.print(f"{len(failures)} parked tasks in {topology.parked}", highlight=False, soft_wrap=True)
+
+
+@main.command("redrive")
+@click.argument("job")
+@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
+def redrive_command(job: str, broker: str) -> None:
+    """Move the parked tasks of JOB back to its task queue, with a fresh attempt count.
+
+    JOB is a FilterJob file (its local-mode queues) or any queue name of a cluster job,
+    e.g. fj.photos.thumbnails.1a2b3c4d.parked.
+
+    \b
+    Fix the cause first. On a cluster, for a job that has finished, annotate it instead
+    (kubectl annotate fj NAME filterjob.dev/redrive=$(date +%s) --overwrite): the operator
+    then moves the tasks and runs the job again.
+    """
+    console = Console(stderr=True)
+    topology = _job_topology(console, job)
+    from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
+
+    async def move() -> list[amqp.Parked]:
+        connection = await aio_pika_connect(broker)
+        async with connection:
+            return await amqp.redrive(connection, topology)
+
+    moved = asyncio.run(move())
+    console.print(f"moved {len(moved)} parked tasks back to {topology.tasks}", highlight=False, soft_wrap=True)
+
+
+async def aio_pika_connect(url: str) -> Any:
+    import aio_pika  # noqa: PLC0415 (see _LAZY)
+
+    return await aio_pika.connect(url, client_properties={"connection_name": "filterjob cli"})
 
 
 @main.command()

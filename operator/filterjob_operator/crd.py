@@ -336,6 +336,11 @@ def status_schema() -> Schema:
                     "summary": {"type": "string", "description": "ready/desired, for kubectl get."},
                 },
             ),
+            "redriven": {
+                "type": "string",
+                "description": "The value of the filterjob.dev/redrive annotation last acted on: changing the "
+                "annotation moves the parked tasks back to the task queue and runs the job again.",
+            },
             "startTime": {"type": "string", "format": "date-time", "description": "When work started."},
             "completionTime": {"type": "string", "format": "date-time", "description": "When the job finished."},
             "conditions": {

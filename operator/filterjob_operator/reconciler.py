@@ -24,7 +24,7 @@ from filterjob_operator.builders.common import workers_name
 from filterjob_operator.kube import Kube
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.settings import Settings
-from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
+from filterjob_operator.spec import GROUP, FilterJob, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import declare
 
@@ -32,6 +32,9 @@ log = logging.getLogger("filterjob.operator")
 #: Persist the enqueue cursor at least this often (seconds), besides once per batch.
 CURSOR_SECONDS = 2.0
 RECENT_FAILURES = 20
+#: Changing this annotation's value asks the operator to move the job's parked tasks back
+#: to its task queue (and, if the job has finished, to run it again).
+REDRIVE_ANNOTATION = f"{GROUP}/redrive"
 
 
 @dataclass
@@ -71,23 +74,68 @@ class Reconciler:
         )
 
     async def run(self) -> None:
-        phase = self.observed.get("phase")
-        if phase in status.FINISHED:
-            await self._expire()
-            return
+        """Run the job to its end, then wait there for its TTL or a re-drive request, until stopped."""
+        finished = self.observed.get("phase") in status.FINISHED
+        while not self.stopped:
+            if finished and not await self._finished():
+                return
+            finished = await self._attempt()
+            if not finished:
+                return
+
+    async def _attempt(self) -> bool:
+        """Validate, connect and run; True once the job has a final phase, False if stopped first."""
         try:
             job = parse_job(dict(self.body))
         except JobSpecError as e:
             await self.fail("InvalidSpec", "; ".join(e.problems))
-            return
+            return True
         url, management_url = await self._broker(job)
         connection = await aio_pika.connect_robust(url, client_properties={"connection_name": f"filterjob {job.key}"})
         try:
             async with broker.Management(management_url) as management:
-                await self._run(job, connection, management)
+                return await self._run(job, connection, management)
         finally:
             await connection.close()
-        await self._expire()
+
+    def _redrive_request(self) -> str | None:
+        """A value of the re-drive annotation not acted on yet, if any."""
+        value = (self.body.metadata.annotations or {}).get(REDRIVE_ANNOTATION)
+        return None if value is None or value == self.observed.get("redriven") else str(value)
+
+    async def _redrive(
+        self, job: FilterJob, connection: AbstractRobustConnection, request: str, **status_fields: Any
+    ) -> int:
+        moved = await broker.redrive(connection, topology_of(job))
+        message = f"{len(moved)} parked tasks moved back to the task queue ({REDRIVE_ANNOTATION}={request})"
+        log.info("job %s/%s: %s", self.namespace, self.name, message)
+        kopf.info(self.body, reason="Redriven", message=message)
+        await self.patch(redriven=request, **status_fields)  # in one patch: no status says "re-driven" but "done"
+        return len(moved)
+
+    async def _finished(self) -> bool:
+        """Wait, finished: False once deleted by its TTL or stopped, True when re-driven (run it again).
+
+        The body is kopf's live view, so the annotation is seen without asking the API.
+        """
+        while not self.stopped:
+            if (request := self._redrive_request()) is not None:
+                try:
+                    job = parse_job(dict(self.body))
+                except JobSpecError:
+                    await self.patch(redriven=request)  # nothing was ever enqueued; nothing to re-drive
+                    continue
+                url, _ = await self._broker(job)
+                connection = await aio_pika.connect_robust(url)
+                try:
+                    await self._redrive(job, connection, request, phase=status.RUNNING, completionTime=None)
+                finally:
+                    await connection.close()
+                return True
+            if await self._expired():
+                return False
+            await self.stopped.wait(self.s.settings.status_interval)
+        return False
 
     async def _broker(self, job: FilterJob) -> tuple[str, str]:
         secret_name = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
@@ -95,7 +143,7 @@ class Reconciler:
         url = secret["url"]
         return url, secret.get("managementUrl") or broker.management_url_for(url)
 
-    async def _run(self, job: FilterJob, connection: AbstractRobustConnection, management: broker.Management) -> None:
+    async def _run(self, job: FilterJob, connection: AbstractRobustConnection, management: broker.Management) -> bool:
         topology = topology_of(job)
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)
@@ -103,7 +151,7 @@ class Reconciler:
             keys = await asyncio.to_thread(sources.list_inputs, job)
         except JobSpecError as e:
             await self.fail("InvalidSource", "; ".join(e.problems))
-            return
+            return True
         total = len(keys)
         resumed = int(self.observed.get("enqueued") or 0) >= total
         await self.patch(
@@ -114,8 +162,8 @@ class Reconciler:
         )
         await self._ensure_workers(job, replicas=0)
         if not await self._enqueue(job, channel, keys):
-            return  # stopped while enqueueing; the next daemon run resumes from the cursor
-        await self._follow(job, connection, channel, management, total=total)
+            return False  # stopped while enqueueing; the next daemon run resumes from the cursor
+        return await self._follow(job, connection, channel, management, total=total)
 
     async def _ensure_workers(self, job: FilterJob, *, replicas: int) -> None:
         secret = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
@@ -172,7 +220,8 @@ class Reconciler:
         management: broker.Management,
         *,
         total: int,
-    ) -> None:
+    ) -> bool:
+        """Status and scaling until the job is done (True) or the daemon stops (False)."""
         topology = topology_of(job)
         scaling = job.spec.autoscaling
         below_since: float | None = None
@@ -212,9 +261,12 @@ class Reconciler:
                     await self.s.kube.scale(self.namespace, workers_name(job), replicas)
             self.s.metrics.desired_replicas.labels(self.namespace, self.name).set(replicas)
             ready = workers.ready if workers else 0
+            if (request := self._redrive_request()) is not None and await self._redrive(job, connection, request):
+                empty_since = None  # the tasks just moved are outstanding again
+                continue
             if done:
                 await self._finish(job, connection, result)
-                return
+                return True
             phase = status.SUSPENDED if suspended else status.RUNNING
             previous = list(self.observed.get("conditions") or [])
             await self.patch(
@@ -234,7 +286,7 @@ class Reconciler:
                 ],
             )
             if await self.stopped.wait(self.s.settings.status_interval):
-                return
+                return False
 
     async def _finish(self, job: FilterJob, connection: AbstractRobustConnection, result: status.Counts) -> None:
         parked = await broker.parked_failures(connection, topology_of(job))
@@ -276,15 +328,15 @@ class Reconciler:
             )
         self.s.metrics.forget(self.namespace, self.name)
 
-    async def _expire(self) -> None:
-        """Delete the job ``ttlSecondsAfterFinished`` after it finished."""
+    async def _expired(self) -> bool:
+        """Delete the job once ``ttlSecondsAfterFinished`` has passed since it finished; True if deleted."""
         ttl = (self.body.get("spec") or {}).get("ttlSecondsAfterFinished")
         finished = self.observed.get("completionTime")
-        if ttl is None:
-            return
         # From completionTime, so an operator restart does not restart the clock.
-        left = float(ttl) - status.seconds_since(finished) if finished else float(ttl)
-        if left > 0 and await self.stopped.wait(left):
-            return
+        if ttl is None or (finished and status.seconds_since(finished) < float(ttl)):
+            return False
+        if not finished:  # just finished; the status carrying completionTime is on its way
+            return False
         log.info("deleting %s/%s: ttlSecondsAfterFinished passed", self.namespace, self.name)
         await self.s.kube.delete_job(self.namespace, self.name)
+        return True

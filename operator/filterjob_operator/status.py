@@ -79,6 +79,18 @@ def counts(*, total: int, enqueued: int, depths: Depths) -> Counts:
     )
 
 
+def estimate_unacked(*, ready: int, sampled_ready: int, sampled_unacked: int) -> int:
+    """Deliveries not yet acked: the management API's last sample, corrected by the exact ``ready`` now.
+
+    The sample lags (RabbitMQ collects statistics every 5 s by default) while ``ready``
+    is exact, so a message a worker took since the sample has left ``ready`` without
+    showing up as unacked. Counted as in flight until a newer sample says it was
+    acked, it can delay a scale-down or the end of a job by one sample, but never
+    makes busy workers look idle (and scaled away) or a task look done before it is.
+    """
+    return sampled_unacked + max(0, sampled_ready - ready)
+
+
 def drained_since(*, enqueued_all: bool, depths: Depths, now: float, since: float | None) -> float | None:
     """When the queues started reading empty (None while work is outstanding)."""
     if not enqueued_all or depths.outstanding:
@@ -118,11 +130,10 @@ def next_replicas(
     """
     if desired >= current:
         return desired, None
-    if below_since is None:
-        return current, now
-    if now - below_since >= delay:
+    since = now if below_since is None else below_since
+    if now - since >= delay:  # with no delay (a finished job), at once
         return desired, None
-    return current, below_since
+    return current, since
 
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"

@@ -15,7 +15,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from filterjob_operator.samples import make_samples
+from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology, delete
@@ -320,6 +320,51 @@ def test_apply_runs_to_succeeded_with_real_workers(
     assert {"Enqueued", "Succeeded"} <= reasons
     assert kubelet.restarts(NS, "e2e-workers") == 0
     assert workers["spec"]["replicas"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_the_redrive_annotation_runs_a_finished_job_again_on_its_parked_tasks(
+    cluster: RunningCluster, k8s_api: K8sApi, kubelet: Kubelet, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    made = make_samples(tmp_path / "in", count=5, broken=3, size=(40, 30))
+    body = job_body("again", tmp_path / "in", tmp_path / "out", maxFailedRatio=0.5)
+    body["spec"]["autoscaling"] = {"maxReplicas": 1, "scaleDownDelaySeconds": 0}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "again", phase_is("Succeeded", "Failed"), timeout=90)
+        assert (job["status"]["succeeded"], job["status"]["failed"]) == (5, 3)
+        first_completion = job["status"]["completionTime"]
+        for broken in made.broken:  # the cause, fixed: real images under the same keys
+            make_image((40, 30), seed=7).save(broken, format="PNG")
+        k8s_api.custom.patch_namespaced_custom_object(
+            "filterjob.dev",
+            "v1alpha1",
+            NS,
+            "filterjobs",
+            "again",
+            {"metadata": {"annotations": {"filterjob.dev/redrive": "fixed-inputs"}}},
+        )
+        job = cluster.wait_for_object(
+            FILTERJOBS,
+            NS,
+            "again",
+            lambda o: (
+                o.get("status", {}).get("redriven") == "fixed-inputs"
+                and o["status"].get("completionTime") not in (None, first_completion)
+                and phase_is("Succeeded")(o)
+            ),
+            timeout=90,
+        )
+    state = job["status"]
+    assert (state["total"], state["succeeded"], state["failed"]) == (8, 8, 0)
+    assert state["recentFailures"] == []
+    assert png_outputs(tmp_path / "out") == {
+        p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in [*made.good, *made.broken]
+    }
+    redriven = [e for e in cluster.list(EVENTS, NS) if e.get("reason") == "Redriven"]
+    assert len(redriven) == 1
+    assert "3 parked tasks moved back" in redriven[0]["message"]
 
 
 @pytest.mark.slow
