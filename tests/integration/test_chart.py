@@ -30,6 +30,7 @@ from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.settings import DEFAULT_IMAGE, Settings
 from filterjob_operator.spec import parse_job
 from filterjob_worker import __version__
+from tests import quickstart
 from tests.conftest import JOB
 from tests.integration.k8s import api_usage
 
@@ -513,3 +514,95 @@ def test_kubectl_apply_of_the_manifests_installs_the_crd_namespace_and_operator(
     kubernetes_validate.validate(docs[0], KUBE_VERSIONS[-1], strict=True)
     # Together: the default render (validated above), CRD first, then the namespace of everything else.
     assert crd_docs + docs[1:] == sorted(chart.values("default"), key=lambda o: o["kind"] != "CustomResourceDefinition")
+
+
+# ----------------------------------------------------------------------------------------------
+# The quickstart on kind: the chart installed as docs/quickstart.md installs it.
+
+#: helm install flags the quickstart may use: those helm template takes too, and install-only ones.
+TEMPLATE_FLAGS = {"-n", "--namespace", "-f", "--values", "--set", "--set-json", "--set-string"}
+INSTALL_ONLY_FLAGS = {"--wait", "--create-namespace"}
+
+
+@pytest.fixture(scope="module")
+def quickstart_install(chart: Chart) -> list[Object]:
+    """``helm template`` with the arguments of the docs' ``helm install`` line."""
+    command = quickstart.helm_install()
+    release, chart_path, *flags = command[2:]
+    assert (release, ROOT / chart_path) == (RELEASE, CHART)
+    assert {f for f in flags if f.startswith("-")} <= TEMPLATE_FLAGS | INSTALL_ONLY_FLAGS, command
+    result = chart.run("template", release, chart_path, *(f for f in flags if f not in INSTALL_ONLY_FLAGS))
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_the_quickstart_values_lint_clean(chart: Chart) -> None:
+    result = chart.run("lint", "--strict", CHART, "-f", quickstart.VALUES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout
+
+
+def test_the_quickstart_install_renders_valid_objects_in_the_jobs_namespace(quickstart_install: list[Object]) -> None:
+    namespace = quickstart.the("Namespace")["metadata"]["name"]
+    assert quickstart.option(quickstart.helm_install(), "-n", "--namespace") == namespace
+    for obj, version in itertools.product(quickstart_install, KUBE_VERSIONS):
+        kubernetes_validate.validate(obj, version, strict=True)
+        if obj["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == namespace, obj["metadata"]
+    assert [r["metadata"]["namespace"] for r in of_kind(quickstart_install, "Role")] == [namespace]
+    assert cli_params(operator_container(quickstart_install))["namespaces"] == (namespace,)
+
+
+def test_the_quickstart_operator_mounts_the_claim_where_the_job_reads(quickstart_install: list[Object]) -> None:
+    job = parse_job(quickstart.the("FilterJob"))
+    (worker_mount,) = job.spec.workers.volume_mounts
+    root = worker_mount["mountPath"]
+    assert job.spec.source.uri.startswith(f"file://{root.rstrip('/')}/")
+    container = operator_container(quickstart_install)
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == root]
+    assert mount.get("readOnly") is True
+    pod = one(quickstart_install, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = quickstart.the("PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert {v["persistentVolumeClaim"]["claimName"] for v in job.spec.workers.volumes} == {claim["metadata"]["name"]}
+
+
+def test_the_quickstart_operator_and_workers_run_the_loaded_image(quickstart_install: list[Object]) -> None:
+    container = operator_container(quickstart_install)
+    (build,) = {" ".join(c) for c in quickstart.find(["docker", "build"])}
+    built = quickstart.option(build.split(), "-t", "--tag")
+    assert container["image"] == built
+    assert container["imagePullPolicy"] == "Never"
+    env = env_of(container)
+    assert env["FILTERJOB_WORKER_IMAGE"] == built
+    (samples,) = quickstart.the("Job")["spec"]["template"]["spec"]["containers"]
+    assert samples["image"] == built
+    # The worker Deployment the operator builds with this environment: the same image, the
+    # chart's worker resources and the Secret the chart created in the job's namespace.
+    doc = quickstart.the("FilterJob")
+    job = parse_job({**doc, "metadata": {**doc["metadata"], "uid": "u-1"}})
+    settings = Settings.from_env(env)
+    workers = deployment.build(job, settings=settings, replicas=3, broker_secret=settings.broker_secret)
+    kubernetes_validate.validate(workers, KUBE_VERSIONS[-1], strict=True)
+    (worker,) = workers["spec"]["template"]["spec"]["containers"]
+    assert worker["image"] == built
+    assert worker.get("imagePullPolicy", "IfNotPresent") != "Always"  # a kind-loaded image is never pulled
+    assert worker["resources"] == quickstart.values()["workers"]["resources"]
+    (secret,) = of_kind(quickstart_install, "Secret")
+    assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == (
+        settings.broker_secret,
+        job.metadata.namespace,
+    )
+    url = {e["name"]: e for e in worker["env"]}["FILTERJOB_BROKER_URL"]["valueFrom"]["secretKeyRef"]
+    assert url == {"name": secret["metadata"]["name"], "key": "url"}
+    assert base64.b64decode(secret["data"]["url"]).decode() == quickstart.values()["broker"]["url"]
+
+
+def test_the_chart_objects_the_quickstart_docs_name_exist(quickstart_install: list[Object]) -> None:
+    operator = one(quickstart_install, "Deployment")
+    metrics = one(quickstart_install, "Service")
+    commands = quickstart.commands()
+    assert any(f"deploy/{operator['metadata']['name']}" in c for c in commands)
+    (forward,) = [c for c in commands if f"svc/{metrics['metadata']['name']}" in c]
+    assert forward[forward.index(f"svc/{metrics['metadata']['name']}") + 1] == str(metrics["spec"]["ports"][0]["port"])
