@@ -13,8 +13,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -44,6 +45,7 @@ from filterjob_worker.topology import Topology
 #: it. Local mode's pool processes re-import this module (multiprocessing imports
 #: the main module in each child): 0.3 s per worker process otherwise.
 EXIT_FAILED = 1
+T = TypeVar("T")
 EXIT_INVALID = 2
 
 
@@ -227,12 +229,7 @@ def parked_command(job: str, broker: str, as_json: bool) -> None:
     topology = _job_topology(console, job)
     from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
 
-    async def read() -> list[amqp.Parked]:
-        connection = await aio_pika_connect(broker)
-        async with connection:
-            return await amqp.parked_failures(connection, topology)
-
-    failures = asyncio.run(read())
+    failures = _on_broker(broker, lambda connection: amqp.parked_failures(connection, topology))
     for failure in failures:
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(failure)))
@@ -259,19 +256,20 @@ def redrive_command(job: str, broker: str) -> None:
     topology = _job_topology(console, job)
     from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
 
-    async def move() -> list[amqp.Parked]:
-        connection = await aio_pika_connect(broker)
-        async with connection:
-            return await amqp.redrive(connection, topology)
-
-    moved = asyncio.run(move())
+    moved = _on_broker(broker, lambda connection: amqp.redrive(connection, topology))
     console.print(f"moved {len(moved)} parked tasks back to {topology.tasks}", highlight=False, soft_wrap=True)
 
 
-async def aio_pika_connect(url: str) -> Any:
+def _on_broker(url: str, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(connection)`` on a fresh broker connection, closed afterwards."""
     import aio_pika  # noqa: PLC0415 (see _LAZY)
 
-    return await aio_pika.connect(url, client_properties={"connection_name": "filterjob cli"})
+    async def run() -> T:
+        connection = await aio_pika.connect(url, client_properties={"connection_name": "filterjob cli"})
+        async with connection:
+            return await action(connection)
+
+    return asyncio.run(run())
 
 
 @main.command()
