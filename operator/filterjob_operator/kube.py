@@ -82,6 +82,14 @@ class Kube:
             manifest,
         )
 
+    async def delete_hpa(self, namespace: str, name: str) -> None:
+        """Remove the HPA, if there is one."""
+        try:
+            await self._call(self.autoscaling.delete_namespaced_horizontal_pod_autoscaler, name, namespace)
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
     async def _apply(
         self, create: Callable[..., Any], patch: Callable[..., Any], manifest: Manifest, changes: Manifest
     ) -> None:

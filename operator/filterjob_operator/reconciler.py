@@ -289,6 +289,11 @@ class Reconciler:
                 return False
 
     async def _finish(self, job: FilterJob, connection: AbstractRobustConnection, result: status.Counts) -> None:
+        if job.spec.autoscaling.mode == "hpa":
+            # An HPA keeps one replica at least; with nothing left to do, the job takes its
+            # workers back (a re-drive applies the HPA again).
+            await self.s.kube.delete_hpa(self.namespace, workers_name(job))
+            await self.s.kube.scale(self.namespace, workers_name(job), 0)
         parked = await broker.parked_failures(connection, topology_of(job))
         failed = len(parked)
         final = status.Counts(

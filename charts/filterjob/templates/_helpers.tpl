@@ -96,7 +96,7 @@ and a chart test keeps these rules equal to it.
 # autoscaling.mode: hpa.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "delete"]
 # The broker Secret (url, managementUrl) named by the job or FILTERJOB_BROKER_SECRET.
 - apiGroups: [""]
   resources: ["secrets"]

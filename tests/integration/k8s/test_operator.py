@@ -216,6 +216,24 @@ def test_hpa_mode_renders_an_hpa_and_leaves_replicas_alone(
 
 
 @pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_hpa_mode_hands_the_workers_back_when_the_job_is_done(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    (tmp_path / "in").mkdir()  # nothing to do: the job finishes as soon as the queues settle
+    body = job_body("hpa-done", tmp_path / "in", tmp_path / "out")
+    body["spec"]["autoscaling"] = {"mode": "hpa", "maxReplicas": 4}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(HPAS, NS, "hpa-done-workers", timeout=30)
+        # What the HPA controller would do: keep its minimum of one replica.
+        k8s_api.apps.patch_namespaced_deployment_scale("hpa-done-workers", NS, {"spec": {"replicas": 1}})
+        cluster.wait_for_object(FILTERJOBS, NS, "hpa-done", phase_is("Succeeded"), timeout=60)
+        cluster.wait_for_absence(HPAS, NS, "hpa-done-workers", timeout=30)
+        workers = cluster.wait_for_object(DEPLOYMENTS, NS, "hpa-done-workers", lambda d: d["spec"]["replicas"] == 0)
+    assert workers["spec"]["replicas"] == 0
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
 def test_suspend_pauses_enqueueing_and_resume_continues(
     cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
 ) -> None:
@@ -283,6 +301,14 @@ def phase_is(*phases: str) -> Any:
     return lambda o: o.get("status", {}).get("phase") in phases
 
 
+def wait_for_event(cluster: RunningCluster, reason: str) -> None:
+    cluster.wait_for(
+        lambda em: any(e.get("reason") == reason for e in em.list_objects(EVENTS, NS)),
+        timeout=30,
+        message=f"a {reason} event",
+    )
+
+
 def png_outputs(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*.png")}
 
@@ -299,6 +325,7 @@ def test_apply_runs_to_succeeded_with_real_workers(
     with cluster.run_operator(HANDLERS, timeout=60):
         job = cluster.wait_for_object(FILTERJOBS, NS, "e2e", phase_is("Succeeded", "Failed"), timeout=90)
         workers = cluster.wait_for_object(DEPLOYMENTS, NS, "e2e-workers", lambda d: d["spec"]["replicas"] == 0)
+        wait_for_event(cluster, "Succeeded")  # kopf posts events in the background, after the status
     state = job["status"]
     assert state["phase"] == "Succeeded"
     assert (state["total"], state["succeeded"], state["failed"]) == (15, 12, 3)
@@ -356,6 +383,7 @@ def test_the_redrive_annotation_runs_a_finished_job_again_on_its_parked_tasks(
             ),
             timeout=90,
         )
+        wait_for_event(cluster, "Redriven")
     state = job["status"]
     assert (state["total"], state["succeeded"], state["failed"]) == (8, 8, 0)
     assert state["recentFailures"] == []
