@@ -32,6 +32,8 @@ log = logging.getLogger("filterjob.operator")
 #: Persist the enqueue cursor at least this often (seconds), besides once per batch.
 CURSOR_SECONDS = 2.0
 RECENT_FAILURES = 20
+#: A finished job checks for a re-drive request or its TTL every this many status intervals.
+FINISHED_CHECKS = 6
 #: Changing this annotation's value asks the operator to move the job's parked tasks back
 #: to its task queue (and, if the job has finished, to run it again).
 REDRIVE_ANNOTATION = f"{GROUP}/redrive"
@@ -134,7 +136,9 @@ class Reconciler:
                 return True
             if await self._expired():
                 return False
-            await self.stopped.wait(self.s.settings.status_interval)
+            # Finished jobs pile up; looking at their (in-memory) body less often costs a
+            # re-drive or a TTL at most this much delay.
+            await self.stopped.wait(FINISHED_CHECKS * self.s.settings.status_interval)
         return False
 
     async def _broker(self, job: FilterJob) -> tuple[str, str]:
