@@ -108,6 +108,8 @@ class QueueStats:
     ready: int
     unacked: int
     consumers: int
+    #: False until the broker sampled the queue's statistics once (the counts then read 0).
+    sampled: bool = True
 
     @property
     def messages(self) -> int:
@@ -169,6 +171,7 @@ class Management:
             ready=int(data.get("messages_ready", 0)),
             unacked=int(data.get("messages_unacknowledged", 0)),
             consumers=int(data.get("consumers", 0)),
+            sampled="messages_unacknowledged" in data,
         )
 
     async def _get(self, path: str) -> Any:
@@ -178,24 +181,27 @@ class Management:
             return await response.json()
 
 
-async def depths(channel: AbstractChannel, topology: Topology, management: Management | None) -> Depths:
-    """Messages in a job's queues: exact ready counts, unacked from the management API.
+async def depths(
+    channel: AbstractChannel, topology: Topology, management: Management | None, *, enqueued: int
+) -> Depths:
+    """Messages in a job's queues: exact ready counts, unacked estimated from the management API.
 
-    See :func:`status.estimate_unacked` for how a stale sample of the statistics is read.
+    ``enqueued``: tasks published so far. See :func:`status.estimate_unacked` for how stale
+    statistics are read.
     """
     ready = await ready_counts(channel, topology)
+    retrying = sum(ready[q] for q in topology.retry_queues)
     unacked = 0
     if management is not None:
         sample = await management.queue(topology.tasks)
         unacked = estimate_unacked(
-            ready=ready[topology.tasks], sampled_ready=sample.ready, sampled_unacked=sample.unacked
+            ready=ready[topology.tasks],
+            retrying=retrying,
+            parked=ready[topology.parked],
+            enqueued=enqueued,
+            sampled=(sample.ready, sample.unacked) if sample.sampled else None,
         )
-    return Depths(
-        ready=ready[topology.tasks],
-        unacked=unacked,
-        retrying=sum(ready[q] for q in topology.retry_queues),
-        parked=ready[topology.parked],
-    )
+    return Depths(ready=ready[topology.tasks], unacked=unacked, retrying=retrying, parked=ready[topology.parked])
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,16 @@ class Reconciler:
         return True
 
     async def _enqueue(self, job: FilterJob, channel: Any, keys: list[str]) -> bool:
-        """Publish tasks from the persisted cursor on; False if stopped first."""
+        """Publish tasks from the persisted cursor on; False if stopped first.
+
+        The cursor moves only past tasks the broker confirmed, so a restart never skips one.
+        Publishing and saving the cursor cannot be one atomic step (they go to two systems),
+        so an operator killed between a batch's confirmation and its save publishes that batch
+        again when it resumes: at most ``enqueue_batch`` tasks run twice. That is harmless by
+        design (outputs are rewritten atomically with the same bytes, failures are counted per
+        distinct task in ``_finish``), and the batch size bounds it. A graceful stop saves the
+        cursor before returning, so it duplicates nothing.
+        """
         start = int(self.observed.get("enqueued") or 0)
         batch = self.s.settings.enqueue_batch
         cursor = start
@@ -231,7 +240,7 @@ class Reconciler:
         below_since: float | None = None
         empty_since: float | None = None
         while True:
-            depths = await broker.depths(channel, topology, management)
+            depths = await broker.depths(channel, topology, management, enqueued=total)
             result = status.counts(total=total, enqueued=total, depths=depths)
             now = time.monotonic()
             empty_since = status.drained_since(enqueued_all=True, depths=depths, now=now, since=empty_since)

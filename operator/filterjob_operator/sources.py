@@ -2,7 +2,8 @@
 
 Planning is deterministic: the same source yields the same keys in the same
 order with the same task ids, which is what lets an interrupted enqueue resume
-from a cursor without losing or duplicating a task.
+from a cursor without losing a task (and a batch published twice after a hard
+kill carries the same ids, so it counts once).
 """
 
 from __future__ import annotations

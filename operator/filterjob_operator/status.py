@@ -79,16 +79,23 @@ def counts(*, total: int, enqueued: int, depths: Depths) -> Counts:
     )
 
 
-def estimate_unacked(*, ready: int, sampled_ready: int, sampled_unacked: int) -> int:
-    """Deliveries not yet acked: the management API's last sample, corrected by the exact ``ready`` now.
+def estimate_unacked(*, ready: int, retrying: int, parked: int, enqueued: int, sampled: tuple[int, int] | None) -> int:
+    """Deliveries not yet acked, from exact counts and the management API's last ``(ready, unacked)`` sample.
 
-    The sample lags (RabbitMQ collects statistics every 5 s by default) while ``ready``
-    is exact, so a message a worker took since the sample has left ``ready`` without
-    showing up as unacked. Counted as in flight until a newer sample says it was
-    acked, it can delay a scale-down or the end of a job by one sample, but never
-    makes busy workers look idle (and scaled away) or a task look done before it is.
+    Only RabbitMQ's statistics count unacked messages, and they are sampled (every 5 s by
+    default; a new queue has none for its first seconds), while the ready counts are
+    exact. A worker that takes a task after the sample makes it leave ``ready`` without
+    showing up as unacked, and read naively that looks like work done: busy workers
+    scaled away, a job finished with tasks in flight. So a task that left the ready
+    count since the sample counts as in flight until a newer sample says it was acked,
+    and with no sample yet, every task not ready, retrying or parked does. Stale
+    statistics can then delay a scale-down or a job's end by a sample, never hasten it.
     """
-    return sampled_unacked + max(0, sampled_ready - ready)
+    at_most = max(0, enqueued - ready - retrying - parked)
+    if sampled is None:
+        return at_most
+    sampled_ready, sampled_unacked = sampled
+    return min(at_most, sampled_unacked + max(0, sampled_ready - ready))
 
 
 def drained_since(*, enqueued_all: bool, depths: Depths, now: float, since: float | None) -> float | None:

@@ -37,6 +37,24 @@ def test_drained_since(enqueued_all: bool, depths: Depths, empty: bool) -> None:
     assert status.drained_since(enqueued_all=True, depths=Depths(ready=1), now=60.0, since=50.0) is None
 
 
+@pytest.mark.parametrize(
+    ("ready", "retrying", "sampled", "expected"),
+    [
+        (10, 0, (10, 4), 4),  # the sample is current
+        (0, 0, (60, 0), 60),  # workers took every task since the sample: all in flight, none done
+        (0, 0, (0, 15), 15),
+        (30, 0, (10, 2), 2),  # tasks came back from a retry queue since the sample
+        (50, 5, None, 40),  # no sample yet: whatever is not ready, retrying or parked may be in flight
+        (0, 0, (90, 10), 95),  # never more than could be
+    ],
+)
+def test_unacked_counts_what_left_the_ready_count_since_the_stats_sample(
+    ready: int, retrying: int, sampled: tuple[int, int] | None, expected: int
+) -> None:
+    unacked = status.estimate_unacked(ready=ready, retrying=retrying, parked=5, enqueued=100, sampled=sampled)
+    assert unacked == expected
+
+
 def test_done_only_after_empty_for_longer_than_the_stats_lag() -> None:
     assert not status.is_done(since=None, now=100.0)
     assert not status.is_done(since=95.0, now=100.0, lag=10.0)
@@ -70,6 +88,11 @@ def test_scale_up_is_immediate_and_down_waits_for_the_delay() -> None:
     assert status.next_replicas(current=4, desired=2, now=130, below_since=since, delay=30) == (2, None)
     # Back up before the delay ran out: the countdown starts over.
     assert status.next_replicas(current=4, desired=4, now=125, below_since=since, delay=30) == (4, None)
+
+
+def test_without_a_delay_scale_down_is_immediate() -> None:
+    # A finished job goes to zero in the pass that finds it done, whatever minReplicas held before.
+    assert status.next_replicas(current=2, desired=0, now=100, below_since=None, delay=0) == (0, None)
 
 
 def test_final_phase_follows_the_failure_threshold() -> None:
