@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from filterjob_worker.errors import MalformedTask
 from filterjob_worker.topology import Topology
 
 DEFAULT_WINDOW = 256
+log = logging.getLogger("filterjob.operator")
 
 
 def task_message(task: Task) -> aio_pika.Message:
@@ -192,8 +194,14 @@ async def depths(
     ready = await ready_counts(channel, topology)
     retrying = sum(ready[q] for q in topology.retry_queues)
     unacked = 0
+    sample: QueueStats | None = None
     if management is not None:
-        sample = await management.queue(topology.tasks)
+        try:
+            sample = await management.queue(topology.tasks)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            # Degraded, not down: ready counts are exact without it; only busy workers go unseen.
+            log.warning("management API unavailable, counting ready messages only: %s", e)
+    if sample is not None:
         unacked = estimate_unacked(
             ready=ready[topology.tasks],
             retrying=retrying,

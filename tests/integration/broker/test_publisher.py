@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import time
 import tracemalloc
 import weakref
@@ -291,3 +292,16 @@ async def test_depths_before_a_first_stats_sample_count_every_task_not_ready_as_
         assert message is not None
         await message.ack()
     await holder.close()
+
+
+async def test_depths_without_a_reachable_management_api_count_ready_messages_only(
+    channel: AbstractChannel, declared: Topology, caplog: pytest.LogCaptureFixture
+) -> None:
+    await broker.publish_tasks(channel, declared, lazy_tasks(declared, 4))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with broker.Management(f"http://guest:guest@127.0.0.1:{port}/") as management:
+        depths = await broker.depths(channel, declared, management, enqueued=4)
+    assert (depths.ready, depths.unacked, depths.outstanding) == (4, 0, 4)
+    assert "management API unavailable, counting ready messages only" in caplog.text
