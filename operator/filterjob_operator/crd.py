@@ -336,6 +336,11 @@ def status_schema() -> Schema:
                     "summary": {"type": "string", "description": "ready/desired, for kubectl get."},
                 },
             ),
+            "enqueuedThrough": {
+                "type": "string",
+                "description": "The last input key enqueued (inputs are enqueued in key order): "
+                "where a restarted operator resumes.",
+            },
             "redriven": {
                 "type": "string",
                 "description": "The value of the filterjob.dev/redrive annotation last acted on: changing the "

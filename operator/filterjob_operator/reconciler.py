@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,8 +156,11 @@ class Reconciler:
         except JobSpecError as e:
             await self.fail("InvalidSource", "; ".join(e.problems))
             return True
-        total = len(keys)
-        resumed = int(self.observed.get("enqueued") or 0) >= total
+        already, remaining = status.resume(
+            keys, enqueued=int(self.observed.get("enqueued") or 0), through=self.observed.get("enqueuedThrough")
+        )
+        total = already + len(remaining)
+        resumed = not remaining
         await self.patch(
             total=total,
             phase=status.SUSPENDED if job.spec.suspend else (status.RUNNING if resumed else status.ENQUEUING),
@@ -165,7 +168,7 @@ class Reconciler:
             observedGeneration=self.generation,
         )
         await self._ensure_workers(job, replicas=0)
-        if not await self._enqueue(job, channel, keys):
+        if not await self._enqueue(job, channel, remaining, already=already):
             return False  # stopped while enqueueing; the next daemon run resumes from the cursor
         return await self._follow(job, connection, channel, management, total=total)
 
@@ -182,7 +185,7 @@ class Reconciler:
                 return False
         return True
 
-    async def _enqueue(self, job: FilterJob, channel: Any, keys: list[str]) -> bool:
+    async def _enqueue(self, job: FilterJob, channel: Any, keys: Sequence[str], *, already: int) -> bool:
         """Publish tasks from the persisted cursor on; False if stopped first.
 
         The cursor moves only past tasks the broker confirmed, so a restart never skips one.
@@ -193,16 +196,18 @@ class Reconciler:
         distinct task in ``_finish``), and the batch size bounds it. A graceful stop saves the
         cursor before returning, so it duplicates nothing.
         """
-        start = int(self.observed.get("enqueued") or 0)
         batch = self.s.settings.enqueue_batch
-        cursor = start
-        saved = (start, time.monotonic())
+        cursor = 0  # into keys
+        saved = (0, time.monotonic())
 
         async def save(force: bool = False) -> None:
             nonlocal saved
             count, when = saved
+            if cursor == count and not force:
+                return
             if force or cursor - count >= batch or time.monotonic() - when >= CURSOR_SECONDS:
-                await self.patch(enqueued=cursor)
+                through = {"enqueuedThrough": keys[cursor - 1]} if cursor else {}
+                await self.patch(enqueued=already + cursor, **through)
                 saved = (cursor, time.monotonic())
 
         topology = topology_of(job)
@@ -222,7 +227,7 @@ class Reconciler:
             await broker.publish_tasks(channel, topology, sources.plan(job, chunk), on_confirmed=confirmed_chunk)
             await save()
         await save(force=True)
-        kopf.info(self.body, reason="Enqueued", message=f"{len(keys)} tasks enqueued")
+        kopf.info(self.body, reason="Enqueued", message=f"{already + len(keys)} tasks enqueued")
         return True
 
     async def _follow(

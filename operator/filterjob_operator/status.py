@@ -8,6 +8,8 @@ anywhere cannot make this drift, because nothing is counted by hand.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -171,3 +173,17 @@ def condition(
     if generation is not None:
         out["observedGeneration"] = generation
     return out
+
+
+def resume(keys: Sequence[str], *, enqueued: int, through: str | None) -> tuple[int, Sequence[str]]:
+    """After a restart: how many tasks were enqueued already, and the (sorted) keys still to enqueue.
+
+    The cursor is the last key enqueued, not a position: the source is listed again on
+    every start and may have changed meanwhile. Keys added before the cursor are then not
+    part of the job (it takes what it found, in order), keys removed before it were
+    enqueued already and fail as missing inputs, and the job's total stays the number of
+    tasks it really enqueued. A status without a key (nothing saved yet) resumes by count.
+    """
+    if through is None:
+        return enqueued, keys[enqueued:]
+    return enqueued, keys[bisect.bisect_right(keys, through) :]

@@ -111,3 +111,30 @@ def test_condition_transition_time_moves_only_on_change() -> None:
     flipped = status.condition("Ready", False, "Finished", "done", generation=3, previous=[old])
     assert flipped["lastTransitionTime"] != "2020-01-01T00:00:00Z"
     assert flipped == {**flipped, "type": "Ready", "status": "False", "observedGeneration": 3}
+
+
+class TestResume:
+    KEYS = ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg")
+
+    def test_a_fresh_job_enqueues_everything(self) -> None:
+        assert status.resume(self.KEYS, enqueued=0, through=None) == (0, self.KEYS)
+
+    def test_resumes_after_the_last_key_enqueued(self) -> None:
+        assert status.resume(self.KEYS, enqueued=2, through="b.jpg") == (2, ("c.jpg", "d.jpg", "e.jpg"))
+
+    def test_inputs_added_before_the_cursor_are_not_part_of_the_job(self) -> None:
+        keys = ("a.jpg", "aa.jpg", "b.jpg", "c.jpg")
+        already, remaining = status.resume(keys, enqueued=2, through="b.jpg")
+        assert (already, remaining) == (2, ("c.jpg",))
+        assert already + len(remaining) == 3  # the total: tasks really enqueued, not the new listing
+
+    def test_inputs_removed_before_the_cursor_still_count_as_enqueued(self) -> None:
+        keys = ("b.jpg", "c.jpg", "d.jpg")  # a.jpg removed after it was enqueued
+        assert status.resume(keys, enqueued=2, through="b.jpg") == (2, ("c.jpg", "d.jpg"))
+
+    def test_a_removed_cursor_key_resumes_after_its_place(self) -> None:
+        keys = ("a.jpg", "c.jpg", "d.jpg")  # b.jpg, the cursor, removed
+        assert status.resume(keys, enqueued=2, through="b.jpg") == (2, ("c.jpg", "d.jpg"))
+
+    def test_a_status_without_a_key_resumes_by_count(self) -> None:
+        assert status.resume(self.KEYS, enqueued=3, through=None) == (3, ("d.jpg", "e.jpg"))

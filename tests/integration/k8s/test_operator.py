@@ -437,6 +437,47 @@ def test_operator_restarts_mid_enqueue_and_mid_run_lose_and_duplicate_nothing(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_a_source_changed_while_the_operator_was_down_resumes_after_the_last_key(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILTERJOB_ENQUEUE_BATCH", "20")
+    src = tmp_path / "in"
+    make_samples(src, count=120, size=(24, 18))
+    body = job_body("moving", src, tmp_path / "out", suspend=True)
+    body["spec"]["autoscaling"] = {"maxReplicas": 1, "scaleDownDelaySeconds": 0}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(FILTERJOBS, NS, "moving", phase_is("Suspended"), timeout=30)
+        k8s_api.custom.patch_namespaced_custom_object(
+            "filterjob.dev", "v1alpha1", NS, "filterjobs", "moving", {"spec": {"suspend": False}}
+        )
+        cluster.wait_for_object(FILTERJOBS, NS, "moving", lambda o: o["status"].get("enqueued", 0) >= 20)
+    paused = cluster.get(FILTERJOBS, NS, "moving")
+    assert paused is not None
+    enqueued, through = paused["status"]["enqueued"], paused["status"]["enqueuedThrough"]
+    keys = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    assert keys[enqueued - 1] == through, "the cursor names the last key enqueued"
+    assert enqueued < len(keys), "the first operator was meant to stop mid-enqueue"
+    # While it is down, an input appears before the cursor and one after it disappears.
+    make_image((24, 18), seed=3).save(src / "aaa-added-late.png", format="PNG")
+    (src / keys[-1]).unlink()
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "moving", phase_is("Succeeded", "Failed"), timeout=120)
+    state = job["status"]
+    # What it enqueued before, plus what it found after the cursor: the added input is not
+    # part of the job, the removed one never was.
+    assert (state["phase"], state["total"], state["enqueued"]) == ("Succeeded", 119, 119)
+    assert (state["succeeded"], state["failed"]) == (119, 0)
+    assert png_outputs(tmp_path / "out") == {Path(k).with_suffix(".png").as_posix() for k in keys[:-1]}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
 def test_ttl_deletes_a_finished_job(
     cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
 ) -> None:
