@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,13 +21,14 @@ from urllib.parse import quote, unquote, urlsplit
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, DeliveryMode
-from aio_pika.exceptions import PublishError
+from aio_pika.exceptions import ChannelNotFoundEntity, PublishError
 from aiormq.abc import DeliveredMessage
 
+from filterjob_operator import listing
 from filterjob_operator.status import Depths, estimate_unacked
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
 from filterjob_worker.errors import MalformedTask
-from filterjob_worker.topology import Topology
+from filterjob_worker.topology import Topology, declare_inputs
 
 DEFAULT_WINDOW = 256
 log = logging.getLogger("filterjob.operator")
@@ -302,3 +304,86 @@ async def redrive(connection: AbstractConnection, topology: Topology) -> list[Pa
     finally:
         await channel.close()
     return moved
+
+
+async def publish_listing(channel: AbstractChannel, topology: Topology, messages: Iterable[bytes]) -> int:
+    """Replace the job's listing with ``messages`` (see :mod:`listing`), each confirmed; how many.
+
+    The queue is purged first: a lister that starts over leaves no part of an earlier run
+    behind (except what a reader held at that moment, which :class:`listing.Reader` tells apart).
+    """
+    queue = await declare_inputs(channel, topology)
+    await queue.purge()
+    count = 0
+    for body in messages:
+        result = await channel.default_exchange.publish(
+            aio_pika.Message(body, content_type=CONTENT_TYPE, delivery_mode=DeliveryMode.PERSISTENT),
+            routing_key=topology.inputs,
+        )
+        if isinstance(result, DeliveredMessage):
+            raise PublishError(result, result.delivery)
+        count += 1
+    return count
+
+
+def _add(reader: listing.Reader, message: AbstractIncomingMessage, queue: str) -> None:
+    try:
+        reader.add(message.body)
+    except listing.ListingError as e:
+        log.warning("ignoring a message of %s: %s", queue, e)
+
+
+async def stored_listing(connection: AbstractConnection, topology: Topology) -> listing.Listing | None:
+    """The job's listing as stored in the broker now, if complete; read without removing anything."""
+    channel = await connection.channel()
+    reader = listing.Reader()
+    try:
+        try:
+            queue = await channel.declare_queue(topology.inputs, passive=True)
+        except ChannelNotFoundEntity:
+            return None  # no lister ever ran for this job
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            _add(reader, message, topology.inputs)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return reader.listing
+
+
+class ListingWatch:
+    """Follows the job's inputs queue until a listing is complete, consuming nothing.
+
+    A consumer that never acks, on a channel of its own: when the watch closes, every
+    message returns to the queue, which keeps the listing for the next operator start.
+    """
+
+    def __init__(self, connection: AbstractConnection, topology: Topology) -> None:
+        self._connection = connection
+        self._topology = topology
+        self._reader = listing.Reader()
+        self._arrived = asyncio.Event()
+        self._channel: AbstractChannel | None = None
+
+    async def __aenter__(self) -> ListingWatch:
+        self._channel = await self._connection.channel()
+        await self._channel.set_qos(prefetch_count=0)  # every message, however long the listing
+        queue = await declare_inputs(self._channel, self._topology)
+        await queue.consume(self._on_message, no_ack=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        _add(self._reader, message, self._topology.inputs)
+        self._arrived.set()
+
+    async def next(self, seconds: float) -> listing.Listing | None:
+        """The listing once complete; None if it is not after ``seconds`` (or a message that did not complete it)."""
+        if (found := self._reader.listing) is not None:
+            return found
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), seconds)
+        return self._reader.listing

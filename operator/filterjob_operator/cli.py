@@ -272,6 +272,33 @@ def _on_broker(url: str, action: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+@main.command("list-inputs")
+@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
+def list_inputs_command(broker: str) -> None:
+    """List a cluster job's source into its inputs queue (what the operator's lister Job runs).
+
+    \b
+    The FilterJob comes as JSON in FILTERJOB_JOB. A source that cannot be listed is
+    reported to the operator through the queue, and the command still exits 0.
+    """
+    from filterjob_operator import lister  # noqa: PLC0415 (see _LAZY)
+    from filterjob_worker import logs  # noqa: PLC0415
+
+    logs.configure("INFO")
+    console = Console(stderr=True)
+    try:
+        job = lister.job_from_env(os.environ)
+    except JobSpecError as e:
+        _invalid(console, e)
+    result = asyncio.run(lister.list_inputs(job, broker))
+    if result.error is not None:
+        lister.log.warning("%s cannot be listed: %s (reported in %s)", job.key, result.error, result.queue)
+    else:
+        lister.log.info(
+            "%s: %d inputs listed into %s (%d messages)", job.key, result.keys, result.queue, result.messages
+        )
+
+
 @main.command()
 @click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--local", is_flag=True, help="Accept plain paths, as `filterjob run` does.")

@@ -50,6 +50,7 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.autoscaling = kubernetes.client.AutoscalingV2Api(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
 
     @staticmethod
     async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -101,6 +102,30 @@ class Kube:
             if e.status != 409:
                 raise
             await self._call(patch, meta["name"], meta["namespace"], changes)
+
+    async def create_job(self, manifest: Manifest) -> bool:
+        """Create a batch/v1 Job; False if one of that name exists already (it is left as it is)."""
+        meta = manifest["metadata"]
+        try:
+            await self._call(self.batch.create_namespaced_job, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            return False
+        return True
+
+    async def job_failure(self, namespace: str, name: str) -> str | None:
+        """Why the Job failed for good (its ``Failed`` condition), or None: running, done or gone."""
+        try:
+            job = await self._call(self.batch.read_namespaced_job, name, namespace)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+        for condition in (job.status.conditions if job.status is not None else None) or []:
+            if condition.type == "Failed" and condition.status == "True":
+                return f"{condition.reason or 'Failed'}: {condition.message or 'the Job failed'}"
+        return None
 
     async def workers(self, namespace: str, name: str) -> Workers | None:
         try:

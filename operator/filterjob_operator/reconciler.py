@@ -18,9 +18,9 @@ import aio_pika
 import kopf
 from aio_pika.abc import AbstractRobustConnection
 
-from filterjob_operator import broker, sources, status
-from filterjob_operator.builders import deployment, hpa
-from filterjob_operator.builders.common import workers_name
+from filterjob_operator import broker, listing, sources, status
+from filterjob_operator.builders import deployment, hpa, lister
+from filterjob_operator.builders.common import lister_name, workers_name
 from filterjob_operator.kube import Kube
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.settings import Settings
@@ -37,6 +37,10 @@ FINISHED_CHECKS = 6
 #: Changing this annotation's value asks the operator to move the job's parked tasks back
 #: to its task queue (and, if the job has finished, to run it again).
 REDRIVE_ANNOTATION = f"{GROUP}/redrive"
+
+
+class ListerFailed(Exception):
+    """The lister Job gave up (its retries spent) without reporting a listing."""
 
 
 @dataclass
@@ -142,8 +146,7 @@ class Reconciler:
         return False
 
     async def _broker(self, job: FilterJob) -> tuple[str, str]:
-        secret_name = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
-        secret = await self.s.kube.secret(self.namespace, secret_name)
+        secret = await self.s.kube.secret(self.namespace, self._broker_secret(job))
         url = secret["url"]
         return url, secret.get("managementUrl") or broker.management_url_for(url)
 
@@ -152,10 +155,16 @@ class Reconciler:
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)
         try:
-            keys = await asyncio.to_thread(sources.list_inputs, job)
+            listed = await self._list(job, connection)
         except JobSpecError as e:
             await self.fail("InvalidSource", "; ".join(e.problems))
             return True
+        except ListerFailed as e:
+            await self.fail("ListerFailed", str(e))
+            return True
+        if listed is None:
+            return False  # stopped while waiting for the lister Job
+        keys = listed
         already, remaining = status.resume(
             keys, enqueued=int(self.observed.get("enqueued") or 0), through=self.observed.get("enqueuedThrough")
         )
@@ -172,8 +181,63 @@ class Reconciler:
             return False  # stopped while enqueueing; the next daemon run resumes from the cursor
         return await self._follow(job, connection, channel, management, total=total)
 
+    def _broker_secret(self, job: FilterJob) -> str:
+        return job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
+
+    async def _list(self, job: FilterJob, connection: AbstractRobustConnection) -> list[str] | None:
+        """The job's inputs, sorted; None if stopped first. Raises ``JobSpecError`` for a bad source.
+
+        A listing stored in the broker by a lister Job is the job's for good: a restarted
+        operator takes it again rather than listing anew. Without one, the operator lists a
+        source it can see itself (``FILTERJOB_LIST_INPUTS``: ``auto`` or ``operator``),
+        and otherwise runs a lister Job next to the workers and waits for its listing.
+        """
+        stored = await broker.stored_listing(connection, topology_of(job))
+        if stored is not None:
+            return _keys(stored)
+        mode = self.s.settings.list_inputs
+        if mode == "operator" or (mode == "auto" and await asyncio.to_thread(sources.visible, job)):
+            return await asyncio.to_thread(sources.list_inputs, job)
+        return await self._run_lister(job, connection)
+
+    async def _run_lister(self, job: FilterJob, connection: AbstractRobustConnection) -> list[str] | None:
+        name = lister_name(job)
+        if job.spec.suspend:  # a suspended job runs no pods, not even its lister
+            await self.patch(phase=status.SUSPENDED, observedGeneration=self.generation)
+            if not await self._wait_unsuspended():
+                return None
+        message = f"waiting for the lister Job {name} to list {job.spec.source.uri}"
+        await self.patch(
+            phase=status.PENDING,
+            observedGeneration=self.generation,
+            conditions=[
+                status.condition(
+                    "Ready",
+                    False,
+                    "Listing",
+                    message,
+                    generation=self.generation,
+                    previous=list(self.observed.get("conditions") or []),
+                )
+            ],
+        )
+        manifest = lister.build(job, settings=self.s.settings, broker_secret=self._broker_secret(job))
+        if await self.s.kube.create_job(manifest):
+            log.info("job %s/%s: created the lister Job %s", self.namespace, self.name, name)
+            kopf.info(self.body, reason="Listing", message=f"created the lister Job {name}")
+        interval = self.s.settings.status_interval
+        async with broker.ListingWatch(connection, topology_of(job)) as watch:
+            while not self.stopped:
+                failure = await self.s.kube.job_failure(self.namespace, name)
+                # After a failure, one more interval for a listing on its way from an earlier attempt.
+                if (found := await watch.next(interval)) is not None:
+                    return _keys(found)
+                if failure is not None:
+                    raise ListerFailed(f"the lister Job {name} failed without a listing: {failure}")
+        return None
+
     async def _ensure_workers(self, job: FilterJob, *, replicas: int) -> None:
-        secret = job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
+        secret = self._broker_secret(job)
         manifest = deployment.build(job, settings=self.s.settings, replicas=replicas, broker_secret=secret)
         await self.s.kube.apply_deployment(manifest, keep_replicas=True)
         if job.spec.autoscaling.mode == "hpa":
@@ -363,3 +427,10 @@ class Reconciler:
         log.info("deleting %s/%s: ttlSecondsAfterFinished passed", self.namespace, self.name)
         await self.s.kube.delete_job(self.namespace, self.name)
         return True
+
+
+def _keys(found: listing.Listing) -> list[str]:
+    """The keys of a lister's listing, or its error as the job's."""
+    if found.error is not None:
+        raise JobSpecError(found.error)
+    return sorted(found.keys)

@@ -9,6 +9,11 @@
 | ``FILTERJOB_WORKER_GRACE_SECONDS`` | time a worker gets to finish in-flight images | 50 |
 | ``FILTERJOB_ENQUEUE_BATCH`` | tasks published between two saves of the enqueue cursor | 500 |
 | ``FILTERJOB_WORKER_RESOURCES`` | worker resources (JSON) if a job names none | ``DEFAULT_WORKER_RESOURCES`` |
+| ``FILTERJOB_LIST_INPUTS`` | who lists ``file://`` sources: ``auto``, ``operator`` or ``job`` | auto |
+
+``FILTERJOB_LIST_INPUTS``: ``operator`` lists every source in the operator's own filesystem,
+``job`` always runs a lister Job in the job's namespace (with the job's volumes), ``auto``
+lists in the operator when the source's path exists there and runs a lister Job otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from filterjob_worker import __version__
 
@@ -28,6 +33,17 @@ DEFAULT_WORKER_RESOURCES: Mapping[str, Any] = {
     "limits": {"memory": "2Gi"},
 }
 _RESOURCE_KEYS = {"requests", "limits", "claims"}
+ListInputs = Literal["auto", "operator", "job"]
+LIST_INPUTS_MODES: tuple[ListInputs, ...] = ("auto", "operator", "job")
+
+
+def _list_inputs(text: str | None) -> ListInputs:
+    """``FILTERJOB_LIST_INPUTS``: where sources are listed (see the module's docstring)."""
+    value = (text or "auto").strip().lower() or "auto"
+    for mode in LIST_INPUTS_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"FILTERJOB_LIST_INPUTS must be one of {', '.join(LIST_INPUTS_MODES)}, got {text!r}")
 
 
 def _resources(text: str | None) -> Mapping[str, Any]:
@@ -54,6 +70,7 @@ class Settings:
     worker_grace_seconds: int = 50
     enqueue_batch: int = 500
     worker_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_WORKER_RESOURCES)
+    list_inputs: ListInputs = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,4 +83,5 @@ class Settings:
             worker_grace_seconds=int(env.get("FILTERJOB_WORKER_GRACE_SECONDS", "50")),
             enqueue_batch=int(env.get("FILTERJOB_ENQUEUE_BATCH", "500")),
             worker_resources=_resources(env.get("FILTERJOB_WORKER_RESOURCES")),
+            list_inputs=_list_inputs(env.get("FILTERJOB_LIST_INPUTS")),
         )

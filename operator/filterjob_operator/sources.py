@@ -42,6 +42,18 @@ def list_inputs(job: FilterJob) -> list[str]:
     return keys
 
 
+def visible(job: FilterJob) -> bool:
+    """Whether this process sees the job's source (its directory exists here).
+
+    An operator in a namespace of its own cannot mount the job's volume; then the
+    source is listed by a lister Job next to the workers instead.
+    """
+    try:
+        return storage.to_path(job.spec.source.uri).is_dir()
+    except (SpecError, OSError):
+        return False
+
+
 def output_key(key: str, extension: str) -> str:
     """The output key of an input: the same relative path, with the format's extension."""
     path = PurePosixPath(key)

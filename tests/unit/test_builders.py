@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from filterjob_operator.builders import deployment, hpa
+from filterjob_operator.builders import common, deployment, hpa, lister
 from filterjob_operator.settings import DEFAULT_WORKER_RESOURCES, Settings
 from filterjob_operator.spec import FilterJob, parse_job
 from filterjob_operator.workerenv import topology_of
@@ -126,3 +127,52 @@ def test_hpa_targets_the_workers_on_the_queue_metric(job: FilterJob) -> None:
 def test_children_need_an_owner_uid(job_doc: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="has no uid"):
         hpa.build(parse_job(job_doc))
+
+
+def test_lister_job_is_valid_owned_and_runs_once_with_a_few_retries(job: FilterJob) -> None:
+    manifest = lister.build(job, settings=SETTINGS, broker_secret="rabbit")
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
+    assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "Job")
+    meta = manifest["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("thumbs-list", "photos")
+    owner = meta["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "FilterJob",
+        "thumbs",
+        job.metadata.uid,
+        True,
+    )
+    assert manifest["spec"]["backoffLimit"] == lister.BACKOFF_LIMIT <= 6
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    box = container(manifest)
+    assert box["command"] == ["filterjob", "list-inputs"]
+    assert box["image"] == "registry.example/filterjob:1.0"
+    # Never selected by the worker Deployment.
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+    assert not common.selector(job).items() <= labels.items()
+
+
+def test_lister_pod_is_locked_down_like_the_workers_and_sees_their_volumes(job: FilterJob) -> None:
+    workers = deployment.build(job, settings=SETTINGS, replicas=1, broker_secret="rabbit")
+    listing_job = lister.build(job, settings=SETTINGS, broker_secret="rabbit")
+    pod, worker_pod = listing_job["spec"]["template"]["spec"], workers["spec"]["template"]["spec"]
+    assert pod["securityContext"] == worker_pod["securityContext"]
+    assert pod["securityContext"]["runAsUser"] == common.RUN_AS
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert container(listing_job)["securityContext"] == container(workers)["securityContext"]
+    assert pod["volumes"] == worker_pod["volumes"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "data"]
+    assert container(listing_job)["volumeMounts"] == container(workers)["volumeMounts"]
+
+
+def test_lister_env_carries_the_broker_secret_and_the_job(job: FilterJob) -> None:
+    env = {e["name"]: e for e in container(lister.build(job, settings=SETTINGS, broker_secret="rabbit"))["env"]}
+    assert set(env) == {"FILTERJOB_BROKER_URL", lister.JOB_ENV}
+    assert env["FILTERJOB_BROKER_URL"]["valueFrom"] == {"secretKeyRef": {"name": "rabbit", "key": "url"}}
+    document = json.loads(env[lister.JOB_ENV]["value"])
+    assert document["metadata"] == {"name": "thumbs", "namespace": "photos", "uid": job.metadata.uid}
+    again = parse_job(document)
+    assert again.spec == job.spec
+    assert topology_of(again) == topology_of(job)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from filterjob_operator import cli
-from filterjob_operator.builders import deployment
+from filterjob_operator.builders import common, deployment
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import parse_job
 from filterjob_worker import __version__
@@ -97,7 +97,7 @@ def test_the_final_stage_installs_nothing_and_has_no_healthcheck(dockerfile: Doc
 def test_runs_as_the_numeric_user_of_the_worker_pods(dockerfile: Dockerfile) -> None:
     (user,) = dockerfile.final.all("USER")
     uid, gid = (int(part) for part in user.value.split(":"))
-    assert uid == gid == deployment.RUN_AS != 0
+    assert uid == gid == common.RUN_AS != 0
     (create,) = dockerfile.final.all("RUN")
     assert f"--gid {gid} " in create.value
     assert f"--uid {uid} " in create.value

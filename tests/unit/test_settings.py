@@ -26,6 +26,7 @@ def test_every_variable_is_read() -> None:
             "FILTERJOB_WORKER_GRACE_SECONDS": "20",
             "FILTERJOB_ENQUEUE_BATCH": "100",
             "FILTERJOB_WORKER_RESOURCES": '{"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}',
+            "FILTERJOB_LIST_INPUTS": "job",
         }
     )
     assert settings == Settings(
@@ -36,7 +37,18 @@ def test_every_variable_is_read() -> None:
         worker_grace_seconds=20,
         enqueue_batch=100,
         worker_resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
+        list_inputs="job",
     )
+
+
+@pytest.mark.parametrize(("text", "expected"), [("auto", "auto"), ("Operator", "operator"), ("", "auto")])
+def test_list_inputs_modes(text: str, expected: str) -> None:
+    assert Settings.from_env({"FILTERJOB_LIST_INPUTS": text}).list_inputs == expected
+
+
+def test_an_unknown_list_inputs_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="FILTERJOB_LIST_INPUTS must be one of auto, operator, job"):
+        Settings.from_env({"FILTERJOB_LIST_INPUTS": "sometimes"})
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,11 @@ Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
   ``backoff * 2^n`` seconds (capped), then expires back into ``.tasks``.
 - ``<base>.parked`` — failures for good, each carrying its reason and attempt count.
 - ``<base>.events`` — topic exchange of task events (``task.succeeded`` …).
+- ``<base>.inputs`` — the job's listing of its inputs, when a lister Job made it (the
+  operator's business only: workers neither declare nor check it). A classic queue:
+  the operator reads it without consuming (every message returns to the queue when
+  its channel closes), as often as it restarts, and a quorum queue would count each
+  such return against its delivery limit.
 
 Every queue is a quorum queue (replicated, durable) with at-least-once
 dead-lettering, so no hop of a message's life can drop it. This module is used
@@ -22,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from filterjob_worker.errors import SpecError
 
@@ -31,6 +36,8 @@ EVENTS_KEY_PREFIX = "task."
 # Deliveries beyond the retry budget that a task may spend on crashing workers
 # before it counts as poison (a worker killed by a scale-down must not park a task).
 EXTRA_DELIVERIES = 5
+#: Declaration arguments of ``<base>.inputs`` (classic even where a policy makes quorum the default).
+INPUTS_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -87,6 +94,11 @@ class Topology:
     @property
     def events(self) -> str:
         return f"{self.base}.events"
+
+    @property
+    def inputs(self) -> str:
+        """The queue holding the listing of the job's inputs (not one of :attr:`queues`)."""
+        return f"{self.base}.inputs"
 
     @property
     def dead_letters(self) -> str:
@@ -147,9 +159,14 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
     await channel.declare_exchange(topology.events, ExchangeType.TOPIC, durable=True)
 
 
+async def declare_inputs(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
+    """Declare the queue of the job's input listing; safe to call any number of times."""
+    return await channel.declare_queue(topology.inputs, durable=True, arguments=INPUTS_ARGUMENTS)
+
+
 async def delete(channel: AbstractChannel, topology: Topology) -> None:
     """Remove a job's queues and exchange (when the job is deleted)."""
-    for queue in topology.queues:
+    for queue in [*topology.queues, topology.inputs]:
         await channel.queue_delete(queue)
     await channel.exchange_delete(topology.events)
     await channel.exchange_delete(topology.dead_letters)

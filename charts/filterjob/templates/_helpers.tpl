@@ -97,6 +97,10 @@ and a chart test keeps these rules equal to it.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["create", "patch", "delete"]
+# The lister Job of a job whose file:// source the operator does not see: create it, read whether it failed.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "create"]
 # The broker Secret (url, managementUrl) named by the job or FILTERJOB_BROKER_SECRET.
 - apiGroups: [""]
   resources: ["secrets"]

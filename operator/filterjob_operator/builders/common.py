@@ -1,4 +1,4 @@
-"""Names, labels and owner references shared by every child of a FilterJob."""
+"""Names, labels, owner references and pod parts shared by the children of a FilterJob."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from filterjob_operator.spec import API_VERSION, KIND, FilterJob
 
 Manifest = dict[str, Any]
 JOB_LABEL = "filterjob.dev/job"
+#: The image's user and group (see the Dockerfile).
+RUN_AS = 10001
 
 
 def workers_name(job: FilterJob) -> str:
     return f"{job.metadata.name}-workers"
+
+
+def lister_name(job: FilterJob) -> str:
+    return f"{job.metadata.name}-list"
 
 
 def labels(job: FilterJob, component: str) -> dict[str, str]:
@@ -49,3 +55,37 @@ def metadata(job: FilterJob, name: str, component: str) -> Manifest:
         "labels": labels(job, component),
         "ownerReferences": [owner_reference(job)],
     }
+
+
+def pod_security_context() -> Manifest:
+    """The restricted Pod Security Standard, as the image's user."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def volumes(job: FilterJob) -> list[Manifest]:
+    """A writable /tmp (the root filesystem is read-only), then the job's volumes."""
+    return [{"name": "tmp", "emptyDir": {}}, *job.spec.workers.volumes]
+
+
+def volume_mounts(job: FilterJob) -> list[Manifest]:
+    return [{"name": "tmp", "mountPath": "/tmp"}, *job.spec.workers.volume_mounts]  # noqa: S108
+
+
+def broker_url_env(broker_secret: str) -> Manifest:
+    """``FILTERJOB_BROKER_URL`` from the broker Secret's ``url``."""
+    return {"name": "FILTERJOB_BROKER_URL", "valueFrom": {"secretKeyRef": {"name": broker_secret, "key": "url"}}}

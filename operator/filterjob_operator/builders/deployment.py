@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import copy
 
-from filterjob_operator.builders.common import Manifest, metadata, selector, workers_name
+from filterjob_operator.builders.common import (
+    Manifest,
+    broker_url_env,
+    container_security_context,
+    metadata,
+    pod_security_context,
+    selector,
+    volume_mounts,
+    volumes,
+    workers_name,
+)
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.workerenv import worker_env
 
 HEALTH_PORT = 8080
-RUN_AS = 10001
 
 
 def _env(job: FilterJob, settings: Settings, broker_secret: str) -> list[Manifest]:
@@ -20,7 +29,7 @@ def _env(job: FilterJob, settings: Settings, broker_secret: str) -> list[Manifes
         "FILTERJOB_GRACE_SECONDS": str(settings.worker_grace_seconds),
     }
     return [
-        {"name": "FILTERJOB_BROKER_URL", "valueFrom": {"secretKeyRef": {"name": broker_secret, "key": "url"}}},
+        broker_url_env(broker_secret),
         {"name": "FILTERJOB_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         *({"name": k, "value": v} for k, v in sorted(plain.items())),
     ]
@@ -61,13 +70,7 @@ def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: s
                     "automountServiceAccountToken": False,
                     # In-flight images finish within the worker's grace; the rest is margin.
                     "terminationGracePeriodSeconds": settings.worker_grace_seconds + 10,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "containers": [
                         {
                             "name": "worker",
@@ -78,16 +81,11 @@ def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: s
                             "livenessProbe": _probe("/healthz", period=10, failures=3),
                             "readinessProbe": _probe("/readyz", period=5, failures=1),
                             "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *workers.volume_mounts],  # noqa: S108
+                            "securityContext": container_security_context(),
+                            "volumeMounts": volume_mounts(job),
                         }
                     ],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}, *workers.volumes],
+                    "volumes": volumes(job),
                 },
             },
         },

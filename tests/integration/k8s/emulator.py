@@ -78,6 +78,7 @@ PLURAL = "filterjobs"
 FILTERJOBS = kmock.resource(GROUP, VERSION, PLURAL)
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 HPAS = kmock.resource("autoscaling", "v2", "horizontalpodautoscalers")
+JOBS = kmock.resource("batch", "v1", "jobs")
 EVENTS = kmock.resource("", "v1", "events")
 EVENTS_V1 = kmock.resource("events.k8s.io", "v1", "events")
 SECRETS = kmock.resource("", "v1", "secrets")
@@ -93,6 +94,7 @@ DEFAULT_BUILTINS: tuple[kmock.resource, ...] = (
     EVENTS_V1,
     DEPLOYMENTS,
     HPAS,
+    JOBS,
     LEASES,
     CRDS,
 )

@@ -36,6 +36,16 @@ a test) sees workers that start, become ready, crash, scale and go away as in a 
   ``unavailableReplicas`` (zeros omitted, as the API server's ``omitempty`` does) and the
   ``Available``/``Progressing`` conditions; written only when something changed.
 
+For every ``batch/v1`` Job it plays the Job controller as well: the pod template's first container
+runs once as a process (command, args and env resolved as above, a pod named ``<job>-<random5>``);
+exit 0 completes the Job, any other exit is a failure, retried after the same back-off until
+``spec.backoffLimit`` (default 6) failures are exceeded, which fails the Job. Its status gets
+``startTime``, ``active``, ``ready``, ``succeeded``, ``failed`` (failed runs, whatever the
+``restartPolicy``), ``completionTime`` and a ``Complete`` or ``Failed`` condition (reason
+``BackoffLimitExceeded``). A Job that already has a final condition is not run; a deleted Job's
+process is terminated. Not emulated for Jobs: ``completions``/``parallelism`` other than 1,
+``suspend``, ``activeDeadlineSeconds``, pod failure policies, ``ttlSecondsAfterFinished``.
+
 Every process runs in a session of its own (``start_new_session=True``), so its whole process
 group is killed when it exits, is terminated or the harness stops: nothing outlives the test.
 Stdout and stderr of a pod's processes go to one log file under ``log_dir`` (restarts append,
@@ -91,7 +101,7 @@ from typing import Any, Literal, Self, TypeVar
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
-from .emulator import DEPLOYMENTS, SECRETS, Body, ClusterEmulator, RunningCluster
+from .emulator import DEPLOYMENTS, JOBS, SECRETS, Body, ClusterEmulator, RunningCluster
 
 T = TypeVar("T")
 log = logging.getLogger("kubelet")
@@ -103,6 +113,8 @@ KUBELET_TOKEN = "kubelet-harness"
 NODE_NAME = "kubelet-harness"
 POD_IP = "127.0.0.1"
 DEFAULT_GRACE_SECONDS = 30
+#: A Job's ``spec.backoffLimit`` when it sets none (the API server's default).
+DEFAULT_BACKOFF_LIMIT = 6
 DEFAULT_READINESS_PATH = "/readyz"
 
 _NAME_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -279,6 +291,50 @@ class _Pod:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class JobRun:
+    """A snapshot of one emulated Job's run, as :meth:`Kubelet.job` saw it."""
+
+    namespace: str
+    name: str
+    #: The pod's log (every attempt, each after a ``# kubelet: ...`` marker line).
+    log_path: Path
+    #: Failed attempts so far.
+    failed: int
+    succeeded: int
+    #: ``Complete``, ``Failed`` or None while running (or waiting to retry).
+    outcome: str | None
+    #: The exit code of each finished attempt, in order.
+    exit_codes: tuple[int, ...]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclasses.dataclass(eq=False)
+class _JobRun:
+    uid: str
+    pod: _Pod
+    backoff_limit: int
+    start_time: str
+    succeeded: int = 0
+    failed: int = 0
+    outcome: str | None = None
+    completion_time: str | None = None
+    exit_codes: list[int] = dataclasses.field(default_factory=list)
+
+    def snapshot(self) -> JobRun:
+        return JobRun(
+            namespace=self.pod.namespace,
+            name=self.pod.deployment,
+            log_path=self.pod.log_path,
+            failed=self.failed,
+            succeeded=self.succeeded,
+            outcome=self.outcome,
+            exit_codes=tuple(self.exit_codes),
+        )
+
+
 class Kubelet:
     """Runs the emulator's Deployments as local processes (see the module's docstring).
 
@@ -319,6 +375,8 @@ class Kubelet:
 
         self._cond = threading.Condition(threading.RLock())
         self._pods: list[_Pod] = []
+        #: Runs of batch/v1 Jobs by Job uid (finished ones too, so that they never run again).
+        self._job_runs: dict[str, _JobRun] = {}
         self._restarts: dict[tuple[str, str], int] = {}
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
@@ -373,9 +431,12 @@ class Kubelet:
             for pod in self._pods:
                 if pod.proc is not None and not pod.terminating:
                     self._terminate(pod, now, grace=min(pod.grace_seconds, self.teardown_grace))
-            while any(pod.proc is not None for pod in self._pods):
+            for run in self._job_runs.values():
+                self._terminate_job_pod(run.pod, now, grace=min(run.pod.grace_seconds, self.teardown_grace))
+            every = [*self._pods, *(run.pod for run in self._job_runs.values())]
+            while any(pod.proc is not None for pod in every):
                 now = time.monotonic()
-                for pod in self._pods:
+                for pod in every:
                     if pod.proc is None:
                         continue
                     if _has_exited(pod.proc):
@@ -386,6 +447,7 @@ class Kubelet:
                         pod.kill_at = math.inf
                 time.sleep(0.02)
             self._pods.clear()
+            self._job_runs.clear()
             self._cond.notify_all()
         if self._api is not None:
             self._api.close()  # type: ignore[no-untyped-call]
@@ -414,6 +476,12 @@ class Kubelet:
         """Restarts of the deployment's processes so far, including those of pods since removed."""
         with self._cond:
             return self._restarts.get((namespace, deployment), 0)
+
+    def job(self, namespace: str, name: str) -> JobRun | None:
+        """The run of a Job (the newest, if Jobs of that name came and went), or None if it never ran."""
+        with self._cond:
+            runs = [r for r in self._job_runs.values() if (r.pod.namespace, r.pod.deployment) == (namespace, name)]
+            return runs[-1].snapshot() if runs else None
 
     def kill(self, pod: Pod, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` (SIGKILL: a crash) to the pod's process group, if that process still runs."""
@@ -505,15 +573,19 @@ class Kubelet:
     def _pass(self, now: float, *, probe: bool) -> float:
         """One reconciliation: processes, probes, status. Returns when the next one is due at the latest."""
         deployments: list[Body] = self.cluster.call(lambda em: em.list_objects(DEPLOYMENTS))
+        jobs: list[Body] = self.cluster.call(lambda em: em.list_objects(JOBS))
         by_key = {self._key_of(d): d for d in deployments}
+        jobs_by_uid = {job["metadata"]["uid"]: job for job in jobs}
         with self._cond:
             self._reap(now)
+            self._reap_jobs(now)
             for pod in list(self._pods):
                 if pod.key not in by_key and not pod.terminating:
                     self._terminate(pod, now)
             for key, deployment in by_key.items():
                 self._reconcile(key, deployment, now)
-            for pod in self._pods:
+            self._reconcile_jobs(jobs_by_uid, now)
+            for pod in [*self._pods, *(run.pod for run in self._job_runs.values() if run.outcome is None)]:
                 if pod.proc is None and not pod.terminating and now >= pod.next_start:
                     self._start(pod, now)
             targets = [
@@ -538,13 +610,18 @@ class Kubelet:
                     self._event(pod, "NotReady: the readiness probe failed")
                 pod.ready = ready
             statuses = {key: self._status(deployment, now) for key, deployment in by_key.items()}
+            job_statuses = {uid: self._job_status(run) for uid, run in self._job_runs.items() if uid in jobs_by_uid}
+            waiting = [run.pod for run in self._job_runs.values() if run.outcome is None]
             wake_at = min(
-                [pod.next_start for pod in self._pods if pod.proc is None and not pod.terminating]
-                + [pod.kill_at for pod in self._pods if pod.terminating],
+                [pod.next_start for pod in [*self._pods, *waiting] if pod.proc is None and not pod.terminating]
+                + [pod.kill_at for pod in self._pods if pod.terminating]
+                + [run.pod.kill_at for run in self._job_runs.values() if run.pod.terminating],
                 default=math.inf,
             )
         for key, status in statuses.items():
             self._write_status(by_key[key], status)
+        for uid, status in job_statuses.items():
+            self._write_status(jobs_by_uid[uid], status)
         return wake_at
 
     @staticmethod
@@ -679,6 +756,124 @@ class Kubelet:
             self._event(pod, f"BackOff: pid {proc.pid} {pod.reason}; restarting in {delay:g} s")
 
     # ----------------------------------------------------------------------------------------------
+    # The Job controller (under the lock).
+
+    def _reconcile_jobs(self, jobs: Mapping[str, Body], now: float) -> None:
+        """Start a run for each new Job; terminate the process of a Job that is gone."""
+        for uid, run in self._job_runs.items():
+            if uid not in jobs:
+                self._terminate_job_pod(run.pod, now)
+        for uid, job in jobs.items():
+            if uid in self._job_runs:
+                continue
+            conditions = (job.get("status") or {}).get("conditions") or []
+            if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions):
+                continue  # finished before this harness saw it
+            meta, spec = job["metadata"], job.get("spec") or {}
+            template = spec.get("template") or {}
+            taken = {r.pod.name for r in self._job_runs.values()} | {p.name for p in self._pods}
+            while True:
+                name = f"{meta['name']}-{''.join(random.choices(_NAME_SUFFIX_CHARS, k=5))}"
+                if name not in taken:
+                    break
+            pod = _Pod(
+                namespace=meta["namespace"],
+                deployment=meta["name"],
+                deployment_uid=uid,
+                name=name,
+                uid=str(uuid.uuid4()),
+                seq=next(self._seq),
+                template=copy.deepcopy(template),
+                template_hash=_template_hash(template),
+                log_path=self.log_dir / f"{meta['namespace']}.{name}.log",
+                next_start=now,
+            )
+            limit = spec.get("backoffLimit")
+            self._job_runs[uid] = _JobRun(
+                uid=uid,
+                pod=pod,
+                backoff_limit=DEFAULT_BACKOFF_LIMIT if limit is None else int(limit),
+                start_time=_timestamp(),
+            )
+            self._event(pod, f"Scheduled: for job {meta['name']}")
+
+    def _terminate_job_pod(self, pod: _Pod, now: float, *, grace: float | None = None) -> None:
+        if pod.terminating or pod.proc is None:
+            pod.terminating = True
+            return
+        pod.terminating = True
+        grace = pod.grace_seconds if grace is None else grace
+        pod.kill_at = now + grace
+        self._event(pod, f"Killing: SIGTERM to pid {pod.proc.pid}, SIGKILL after {grace:g} s")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pod.proc.pid, signal.SIGTERM)
+
+    def _reap_jobs(self, now: float) -> None:
+        """Count finished attempts: success completes the Job, failures retry up to ``backoffLimit``."""
+        for run in self._job_runs.values():
+            pod, proc = run.pod, run.pod.proc
+            if proc is None:
+                continue
+            if not _has_exited(proc):
+                if pod.terminating and now >= pod.kill_at:
+                    _kill_group(proc)
+                    pod.kill_at = math.inf
+                continue
+            code = _collect(proc)
+            pod.proc = None
+            if pod.terminating:
+                self._event(pod, f"Deleted: pid {proc.pid} exited with {code}")
+                continue
+            run.exit_codes.append(code)
+            if code == 0:
+                run.succeeded = 1
+                run.outcome = "Complete"
+                run.completion_time = _timestamp()
+                self._event(pod, f"Completed: pid {proc.pid} exited with 0")
+                continue
+            run.failed += 1
+            if run.failed > run.backoff_limit:
+                run.outcome = "Failed"
+                self._event(pod, f"BackoffLimitExceeded: pid {proc.pid} exited with {code}, {run.failed} failures")
+                continue
+            first, longest = self.restart_backoff
+            delay = pod.backoff or first
+            pod.backoff = min(delay * 2, longest)
+            pod.next_start = now + delay
+            pod.reason = f"exited with {code}"
+            self._event(pod, f"BackOff: pid {proc.pid} {pod.reason}; retrying in {delay:g} s")
+
+    @staticmethod
+    def _job_status(run: _JobRun) -> Body:
+        """The Job's status as the Job controller would write it (zeros omitted)."""
+        running = run.outcome is None and run.pod.proc is not None
+        status: Body = {"startTime": run.start_time}
+        counts = {
+            "active": 1 if run.outcome is None else 0,
+            "ready": 1 if running else 0,
+            "succeeded": run.succeeded,
+            "failed": run.failed,
+        }
+        status.update({name: count for name, count in counts.items() if count})
+        if run.outcome is not None:
+            when = run.completion_time or run.start_time
+            condition: Body = {
+                "type": run.outcome,
+                "status": "True",
+                "lastProbeTime": when,
+                "lastTransitionTime": when,
+            }
+            if run.outcome == "Failed":
+                condition |= {
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            else:
+                status["completionTime"] = when
+            status["conditions"] = [condition]
+        return status
+
+    # ----------------------------------------------------------------------------------------------
     # Starting a process (under the lock).
 
     def _start(self, pod: _Pod, now: float) -> None:
@@ -806,7 +1001,8 @@ class Kubelet:
         raise PodStartError(f"fieldRef {path!r} is not supported")
 
     def _free_port(self) -> int:
-        taken = {p.health_port for p in self._pods if p.proc is not None}
+        pods = [*self._pods, *(run.pod for run in self._job_runs.values())]
+        taken = {p.health_port for p in pods if p.proc is not None}
         for _ in range(100):
             with socket.socket() as s:
                 s.bind(("", 0))  # every interface: the workers listen on all of them
@@ -893,6 +1089,7 @@ class Kubelet:
         }
 
     def _write_status(self, deployment: Body, status: Body) -> None:
+        """Write a Deployment's (or a Job's) status through its status subresource, if it changed."""
         stored = deployment.get("status") or {}
         if stored == status:
             return
@@ -903,10 +1100,13 @@ class Kubelet:
             "status": {name: status.get(name) for name in stored.keys() | status.keys()},
         }
         assert self._api is not None
+        write: Callable[..., Any]
+        if deployment.get("kind") == "Job":
+            write = kubernetes.client.BatchV1Api(self._api).patch_namespaced_job_status
+        else:
+            write = kubernetes.client.AppsV1Api(self._api).patch_namespaced_deployment_status
         try:
-            kubernetes.client.AppsV1Api(self._api).patch_namespaced_deployment_status(
-                meta["name"], meta["namespace"], patch, _content_type="application/merge-patch+json"
-            )
+            write(meta["name"], meta["namespace"], patch, _content_type="application/merge-patch+json")
         except ApiException as e:
             # Gone, changed meanwhile, or a fault a test injected: the next pass writes again.
             if e.status not in (404, 409, 429) and not 500 <= (e.status or 0) < 600:

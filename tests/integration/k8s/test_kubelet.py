@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import kubernetes.client
 import pytest
 
 from filterjob_operator import broker, sources
@@ -34,7 +35,7 @@ from filterjob_worker.topology import Topology, declare, delete
 from tests.integration.broker.conftest import BROKER_URL
 
 from .conftest import K8sApi
-from .emulator import DEPLOYMENTS, FILTERJOBS, GROUP, PLURAL, VERSION, RunningCluster
+from .emulator import DEPLOYMENTS, FILTERJOBS, GROUP, JOBS, PLURAL, VERSION, RunningCluster
 from .kubelet import HEALTH_PORT_ENV, KUBELET_TOKEN, Kubelet, Pod
 
 NS = "photos"
@@ -232,6 +233,87 @@ def test_a_pod_waits_for_its_secret(cluster: RunningCluster, k8s_api: K8sApi, ku
     assert started.name == pod.name
     assert started.restarts == 0  # it never ran before
     assert record_of(tmp_path, started)["env"]["URL"] == "amqp://x"
+
+
+#: A Job's process: appends its attempt to the file $OUT, prints $WORD, fails the first $FAILS attempts.
+FAKE_JOB = """
+import os, sys
+with open(os.environ["OUT"], "a") as f:
+    f.write("attempt\\n")
+with open(os.environ["OUT"]) as f:
+    attempts = len(f.read().splitlines())
+print(os.environ["WORD"], attempts, flush=True)
+sys.exit(1 if attempts <= int(os.environ["FAILS"]) else 0)
+"""
+
+
+def fake_job(name: str, out: Path, *, fails: int, backoff_limit: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "template": {
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "containers": [
+                        {
+                            "name": "fake",
+                            "image": "not-pulled:latest",
+                            "command": ["python", "-c", FAKE_JOB],
+                            "env": [
+                                {"name": "OUT", "value": str(out)},
+                                {"name": "FAILS", "value": str(fails)},
+                                {"name": "WORD", "valueFrom": {"secretKeyRef": {"name": "words", "key": "word"}}},
+                            ],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def job_finished(body: dict[str, Any]) -> bool:
+    return any(c["status"] == "True" for c in body.get("status", {}).get("conditions", []))
+
+
+def test_a_job_runs_once_and_retries_its_failures_until_it_completes(
+    cluster: RunningCluster, k8s_api: K8sApi, kubelet: Kubelet, tmp_path: Path
+) -> None:
+    k8s_api.core.create_namespaced_secret(NS, {"metadata": {"name": "words"}, "stringData": {"word": "hello"}})
+    batch = kubernetes.client.BatchV1Api(k8s_api.client)
+    batch.create_namespaced_job(NS, fake_job("flaky", tmp_path / "flaky", fails=2, backoff_limit=2))
+    job = cluster.wait_for_object(JOBS, NS, "flaky", job_finished, timeout=30)
+    status = job["status"]
+    assert (status["succeeded"], status["failed"]) == (1, 2)
+    assert "active" not in status
+    assert status["completionTime"]
+    (condition,) = status["conditions"]
+    assert (condition["type"], condition["status"]) == ("Complete", "True")
+    run = kubelet.job(NS, "flaky")
+    assert run is not None
+    assert (run.outcome, run.exit_codes) == ("Complete", (1, 1, 0))
+    assert "hello 3" in run.log()  # the Secret's value, on the third attempt
+    assert (tmp_path / "flaky").read_text().count("attempt") == 3
+
+
+def test_a_job_fails_once_its_backoff_limit_is_exceeded(
+    cluster: RunningCluster, k8s_api: K8sApi, kubelet: Kubelet, tmp_path: Path
+) -> None:
+    k8s_api.core.create_namespaced_secret(NS, {"metadata": {"name": "words"}, "stringData": {"word": "hi"}})
+    batch = kubernetes.client.BatchV1Api(k8s_api.client)
+    batch.create_namespaced_job(NS, fake_job("doomed", tmp_path / "doomed", fails=10, backoff_limit=1))
+    job = cluster.wait_for_object(JOBS, NS, "doomed", job_finished, timeout=30)
+    status = job["status"]
+    assert (status.get("succeeded"), status["failed"]) == (None, 2)
+    (condition,) = status["conditions"]
+    assert (condition["type"], condition["reason"]) == ("Failed", "BackoffLimitExceeded")
+    run = kubelet.job(NS, "doomed")
+    assert run is not None
+    assert (run.outcome, run.exit_codes) == ("Failed", (1, 1))
+    assert (tmp_path / "doomed").read_text().count("attempt") == 2
 
 
 def test_scale_down_kills_the_process_group_after_the_grace_period(

@@ -15,6 +15,7 @@ from typing import Any
 import aio_pika
 import pytest
 
+from filterjob_operator import broker, listing, sources
 from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
@@ -23,7 +24,7 @@ from tests.integration.broker.conftest import BROKER_URL
 
 from . import api_usage
 from .conftest import K8sApi, passed
-from .emulator import DEPLOYMENTS, EVENTS, FILTERJOBS, HPAS, KUBECONFIG_TOKEN, RunningCluster
+from .emulator import DEPLOYMENTS, EVENTS, FILTERJOBS, HPAS, JOBS, KUBECONFIG_TOKEN, RunningCluster
 from .kubelet import Kubelet
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -488,6 +489,129 @@ def test_ttl_deletes_a_finished_job(
         assert (job["status"]["total"], job["status"]["succeeded"]) == (0, 0)
         cluster.wait_for_absence(FILTERJOBS, NS, "brief", timeout=30)
     assert cluster.get(DEPLOYMENTS, NS, "brief-workers") is None
+
+
+@pytest.fixture
+def listed_by_the_operator(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Sources the operator (in this process; a lister Job runs in its own) listed itself."""
+    calls: list[str] = []
+    real = sources.list_inputs
+
+    def recording(job: Any) -> list[str]:
+        calls.append(job.spec.source.uri)
+        return real(job)
+
+    monkeypatch.setattr(sources, "list_inputs", recording)
+    return calls
+
+
+def stored_listing(topology: Topology) -> listing.Listing | None:
+    async def read() -> listing.Listing | None:
+        connection = await aio_pika.connect(BROKER_URL)
+        async with connection:
+            return await broker.stored_listing(connection, topology)
+
+    return asyncio.run(read())
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_a_suspended_job_starts_its_lister_only_when_resumed(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    listed_by_the_operator: list[str],
+) -> None:
+    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
+    make_samples(tmp_path / "in", count=2, size=(16, 12))
+    create(k8s_api, job_body("later", tmp_path / "in", tmp_path / "out", suspend=True), created)
+    with cluster.run_operator(HANDLERS):
+        cluster.wait_for_object(FILTERJOBS, NS, "later", phase_is("Suspended"), timeout=30)
+        assert cluster.get(JOBS, NS, "later-list") is None
+        k8s_api.custom.patch_namespaced_custom_object(
+            "filterjob.dev", "v1alpha1", NS, "filterjobs", "later", {"spec": {"suspend": False}}
+        )
+        # No kubelet here: the lister never runs, and the job waits for it.
+        cluster.wait_for_object(JOBS, NS, "later-list", timeout=30)
+        job = cluster.wait_for_object(FILTERJOBS, NS, "later", phase_is("Pending"), timeout=30)
+    ready = next(c for c in job["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Listing")
+    assert "later-list" in ready["message"]
+    assert listed_by_the_operator == []
+    assert cluster.get(DEPLOYMENTS, NS, "later-workers") is None
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_a_lister_job_lists_a_source_the_operator_does_not_see(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    listed_by_the_operator: list[str],
+) -> None:
+    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
+    made = make_samples(tmp_path / "in", count=6, broken=1, size=(40, 30))
+    body = job_body("listed", tmp_path / "in", tmp_path / "out", maxFailedRatio=0.5)
+    body["spec"]["autoscaling"] = {"maxReplicas": 1, "scaleDownDelaySeconds": 0}
+    body["spec"]["workers"] = {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "photos"}}],
+        "volumeMounts": [{"name": "data", "mountPath": str(tmp_path)}],
+    }
+    stored = create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "listed", phase_is("Succeeded", "Failed"), timeout=90)
+        wait_for_event(cluster, "Listing")
+    state = job["status"]
+    assert (state["phase"], state["total"], state["succeeded"], state["failed"]) == ("Succeeded", 7, 6, 1)
+    assert png_outputs(tmp_path / "out") == {
+        p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in made.good
+    }
+    assert listed_by_the_operator == []
+    lister = cluster.wait_for_object(JOBS, NS, "listed-list", lambda j: j.get("status", {}).get("succeeded") == 1)
+    assert lister["metadata"]["ownerReferences"][0]["uid"] == stored["metadata"]["uid"]
+    pod = lister["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "photos"}} in pod["volumes"]
+    assert {"name": "data", "mountPath": str(tmp_path)} in pod["containers"][0]["volumeMounts"]
+    run = kubelet.job(NS, "listed-list")
+    assert run is not None
+    assert (run.outcome, run.exit_codes) == ("Complete", (0,))
+    # The listing stays in the broker, the job's for good: a restarted operator reads it again.
+    topology = topology_of(parse_job(stored))
+    kept = stored_listing(topology)
+    assert kept is not None
+    assert kept.keys == sorted(p.relative_to(tmp_path / "in").as_posix() for p in [*made.good, *made.broken])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_a_source_the_lister_job_cannot_list_fails_the_job(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    listed_by_the_operator: list[str],
+) -> None:
+    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
+    missing = tmp_path / "missing"
+    create(k8s_api, job_body("nowhere", missing, tmp_path / "out"), created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "nowhere", phase_is("Failed"), timeout=60)
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidSource")
+    assert str(missing) in failed["message"]
+    assert listed_by_the_operator == []
+    # Reported, not retried: what cannot change would fail every attempt.
+    cluster.wait_for_object(JOBS, NS, "nowhere-list", lambda j: j.get("status", {}).get("succeeded") == 1)
+    run = kubelet.job(NS, "nowhere-list")
+    assert run is not None
+    assert (run.outcome, run.exit_codes) == ("Complete", (0,))
+    assert cluster.get(DEPLOYMENTS, NS, "nowhere-workers") is None
 
 
 def test_every_recorded_call_is_made() -> None:

@@ -1,0 +1,80 @@
+"""The lister Job of a FilterJob: lists the source where the workers see it.
+
+A ``file://`` source lives on the job's volumes, in the job's namespace; an operator
+elsewhere cannot mount them. The lister runs ``filterjob list-inputs`` in a pod like
+a worker's (same image, volumes, locked-down security context, broker URL from the
+broker Secret) and publishes the listing to the job's ``<base>.inputs`` queue.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from filterjob_operator.builders.common import (
+    Manifest,
+    broker_url_env,
+    container_security_context,
+    lister_name,
+    metadata,
+    pod_security_context,
+    volume_mounts,
+    volumes,
+)
+from filterjob_operator.settings import Settings
+from filterjob_operator.spec import API_VERSION, KIND, FilterJob
+
+#: The variable that carries the FilterJob (JSON) to the lister.
+JOB_ENV = "FILTERJOB_JOB"
+#: Retries of a lister that fails (broker unreachable, an I/O error); a source that cannot
+#: be listed is no failure of the lister: it reports it and succeeds.
+BACKOFF_LIMIT = 4
+
+
+def job_document(job: FilterJob) -> dict[str, Any]:
+    """The FilterJob as the lister needs it: identity (the uid names its queues) and spec."""
+    meta = job.metadata
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+        "spec": job.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest:
+    workers = job.spec.workers
+    meta = metadata(job, lister_name(job), "lister")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": BACKOFF_LIMIT,
+            "template": {
+                "metadata": {"labels": meta["labels"]},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    # The lister never calls the Kubernetes API.
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [
+                        {
+                            "name": "lister",
+                            "image": workers.image or settings.worker_image,
+                            "command": ["filterjob", "list-inputs"],
+                            "env": [
+                                broker_url_env(broker_secret),
+                                {"name": JOB_ENV, "value": json.dumps(job_document(job), separators=(",", ":"))},
+                            ],
+                            "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
+                            "securityContext": container_security_context(),
+                            "volumeMounts": volume_mounts(job),
+                        }
+                    ],
+                    "volumes": volumes(job),
+                },
+            },
+        },
+    }
