@@ -302,6 +302,23 @@ def phase_is(*phases: str) -> Any:
     return lambda o: o.get("status", {}).get("phase") in phases
 
 
+def stop_mid_enqueue(cluster: RunningCluster, k8s_api: K8sApi, name: str, *, after: int) -> dict[str, Any]:
+    """Run the operator on a job created suspended, resume it, stop once ``after`` tasks are enqueued.
+
+    Returns the job's status as the stopped operator left it.
+    """
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(FILTERJOBS, NS, name, phase_is("Suspended"), timeout=30)
+        k8s_api.custom.patch_namespaced_custom_object(
+            "filterjob.dev", "v1alpha1", NS, "filterjobs", name, {"spec": {"suspend": False}}
+        )
+        cluster.wait_for_object(FILTERJOBS, NS, name, lambda o: o["status"].get("enqueued", 0) >= after)
+    paused = cluster.get(FILTERJOBS, NS, name)
+    assert paused is not None
+    state: dict[str, Any] = paused["status"]
+    return state
+
+
 def wait_for_event(cluster: RunningCluster, reason: str) -> None:
     cluster.wait_for(
         lambda em: any(e.get("reason") == reason for e in em.list_objects(EVENTS, NS)),
@@ -411,16 +428,7 @@ def test_operator_restarts_mid_enqueue_and_mid_run_lose_and_duplicate_nothing(
     body = job_body("restarts", tmp_path / "in", tmp_path / "out", suspend=True)
     body["spec"]["autoscaling"] = {"maxReplicas": 2, "messagesPerReplica": 50, "scaleDownDelaySeconds": 0}
     create(k8s_api, body, created)
-    with cluster.run_operator(HANDLERS, timeout=60):
-        cluster.wait_for_object(FILTERJOBS, NS, "restarts", phase_is("Suspended"), timeout=30)
-        k8s_api.custom.patch_namespaced_custom_object(
-            "filterjob.dev", "v1alpha1", NS, "filterjobs", "restarts", {"spec": {"suspend": False}}
-        )
-        cluster.wait_for_object(FILTERJOBS, NS, "restarts", lambda o: o["status"].get("enqueued", 0) >= 40)
-    # Stopped mid-way (the cursor is saved once per batch of 40).
-    paused = cluster.get(FILTERJOBS, NS, "restarts")
-    assert paused is not None
-    cursor = paused["status"]["enqueued"]
+    cursor = stop_mid_enqueue(cluster, k8s_api, "restarts", after=40)["enqueued"]  # saved once per batch of 40
     with cluster.run_operator(HANDLERS, timeout=60):
         cluster.wait_for_object(
             FILTERJOBS, NS, "restarts", lambda o: o["status"].get("succeeded", 0) >= 100, timeout=90
@@ -452,15 +460,8 @@ def test_a_source_changed_while_the_operator_was_down_resumes_after_the_last_key
     body = job_body("moving", src, tmp_path / "out", suspend=True)
     body["spec"]["autoscaling"] = {"maxReplicas": 1, "scaleDownDelaySeconds": 0}
     create(k8s_api, body, created)
-    with cluster.run_operator(HANDLERS, timeout=60):
-        cluster.wait_for_object(FILTERJOBS, NS, "moving", phase_is("Suspended"), timeout=30)
-        k8s_api.custom.patch_namespaced_custom_object(
-            "filterjob.dev", "v1alpha1", NS, "filterjobs", "moving", {"spec": {"suspend": False}}
-        )
-        cluster.wait_for_object(FILTERJOBS, NS, "moving", lambda o: o["status"].get("enqueued", 0) >= 20)
-    paused = cluster.get(FILTERJOBS, NS, "moving")
-    assert paused is not None
-    enqueued, through = paused["status"]["enqueued"], paused["status"]["enqueuedThrough"]
+    paused = stop_mid_enqueue(cluster, k8s_api, "moving", after=20)
+    enqueued, through = paused["enqueued"], paused["enqueuedThrough"]
     keys = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     assert keys[enqueued - 1] == through, "the cursor names the last key enqueued"
     assert enqueued < len(keys), "the first operator was meant to stop mid-enqueue"
