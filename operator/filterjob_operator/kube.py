@@ -59,6 +59,15 @@ class Kube:
         except ApiException as e:
             raise KubeError(e.status or 0, e.reason or str(e)) from e
 
+    async def _read(self, read: Callable[..., T], namespace: str, name: str) -> T | None:
+        """The object, or None if it does not exist."""
+        try:
+            return await self._call(read, name, namespace)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+
     async def secret(self, namespace: str, name: str) -> dict[str, str]:
         secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
@@ -116,24 +125,18 @@ class Kube:
 
     async def job_failure(self, namespace: str, name: str) -> str | None:
         """Why the Job failed for good (its ``Failed`` condition), or None: running, done or gone."""
-        try:
-            job = await self._call(self.batch.read_namespaced_job, name, namespace)
-        except KubeError as e:
-            if e.status == 404:
-                return None
-            raise
+        job = await self._read(self.batch.read_namespaced_job, namespace, name)
+        if job is None:
+            return None
         for condition in (job.status.conditions if job.status is not None else None) or []:
             if condition.type == "Failed" and condition.status == "True":
                 return f"{condition.reason or 'Failed'}: {condition.message or 'the Job failed'}"
         return None
 
     async def workers(self, namespace: str, name: str) -> Workers | None:
-        try:
-            deployment = await self._call(self.apps.read_namespaced_deployment, name, namespace)
-        except KubeError as e:
-            if e.status == 404:
-                return None
-            raise
+        deployment = await self._read(self.apps.read_namespaced_deployment, namespace, name)
+        if deployment is None:
+            return None
         ready = deployment.status.ready_replicas if deployment.status is not None else None
         return Workers(desired=deployment.spec.replicas or 0, ready=ready or 0)
 
