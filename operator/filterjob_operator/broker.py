@@ -333,6 +333,15 @@ def _add(reader: listing.Reader, message: AbstractIncomingMessage, queue: str) -
         log.warning("ignoring a message of %s: %s", queue, e)
 
 
+async def forget_listing(connection: AbstractConnection, topology: Topology) -> None:
+    """Drop the job's stored listing, so that its inputs are listed anew."""
+    channel = await connection.channel()
+    try:
+        await channel.queue_delete(topology.inputs)
+    finally:
+        await channel.close()
+
+
 async def stored_listing(connection: AbstractConnection, topology: Topology) -> listing.Listing | None:
     """The job's listing as stored in the broker now, if complete; read without removing anything."""
     channel = await connection.channel()

@@ -154,6 +154,14 @@ class Kube:
             {"status": status},
         )
 
+    async def delete_batch_job(self, namespace: str, name: str) -> None:
+        """Remove a batch/v1 Job now (its pods follow in the background), if it exists."""
+        try:
+            await self._call(self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
     async def delete_job(self, namespace: str, name: str) -> None:
         try:
             await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)

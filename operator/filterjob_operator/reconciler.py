@@ -32,6 +32,8 @@ log = logging.getLogger("filterjob.operator")
 #: Persist the enqueue cursor at least this often (seconds), besides once per batch.
 CURSOR_SECONDS = 2.0
 RECENT_FAILURES = 20
+#: Failed reasons that a re-drive answers by listing the source again.
+LISTING_FAILURES = ("InvalidSource", "ListerFailed")
 #: A finished job checks for a re-drive request or its TTL every this many status intervals.
 FINISHED_CHECKS = 6
 #: Changing this annotation's value asks the operator to move the job's parked tasks back
@@ -119,6 +121,13 @@ class Reconciler:
         await self.patch(redriven=request, **status_fields)  # in one patch: no status says "re-driven" but "done"
         return len(moved)
 
+    def _failed_listing(self) -> bool:
+        """The job ended Failed because its inputs could not be listed."""
+        return any(
+            c.get("type") == "Failed" and c.get("status") == "True" and c.get("reason") in LISTING_FAILURES
+            for c in self.observed.get("conditions") or []
+        )
+
     async def _finished(self) -> bool:
         """Wait, finished: False once deleted by its TTL or stopped, True when re-driven (run it again).
 
@@ -134,6 +143,10 @@ class Reconciler:
                 url, _ = await self._broker(job)
                 connection = await aio_pika.connect_robust(url)
                 try:
+                    if self._failed_listing():
+                        # The source was the problem; once fixed, it must be listed again.
+                        await broker.forget_listing(connection, topology_of(job))
+                        await self.s.kube.delete_batch_job(self.namespace, lister_name(job))
                     await self._redrive(job, connection, request, phase=status.RUNNING, completionTime=None)
                 finally:
                     await connection.close()

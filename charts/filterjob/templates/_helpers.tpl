@@ -97,10 +97,11 @@ and a chart test keeps these rules equal to it.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["create", "patch", "delete"]
-# The lister Job of a job whose file:// source the operator does not see: create it, read whether it failed.
+# The lister Job of a job whose file:// source the operator does not see: create it, read whether it
+# failed, delete it to list again when a job that failed on its source is re-driven.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "create"]
+  verbs: ["get", "create", "delete"]
 # The broker Secret (url, managementUrl) named by the job or FILTERJOB_BROKER_SECRET.
 - apiGroups: [""]
   resources: ["secrets"]

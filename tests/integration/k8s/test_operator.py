@@ -129,7 +129,11 @@ def test_an_invalid_spec_ends_failed_with_a_condition_naming_the_problem(
     body["spec"]["filters"] = [{"name": "blur", "radius": -1}]
     create(k8s_api, body, created)
     with cluster.run_operator(HANDLERS):
-        job = cluster.wait_for_object(FILTERJOBS, NS, "bad", lambda o: o.get("status", {}).get("phase") == "Failed")
+        # Failed, and kopf done with its creation handling: stopping while kopf still patches
+        # its own annotation would race kopf's exit (it starts the daemon again, then cancels it).
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "bad", lambda o: phase_is("Failed")(o) and kopf_settled(o), timeout=30
+        )
     failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
     assert failed["status"] == "True"
     assert failed["reason"] == "InvalidSpec"
@@ -317,6 +321,11 @@ def stop_mid_enqueue(cluster: RunningCluster, k8s_api: K8sApi, name: str, *, aft
     assert paused is not None
     state: dict[str, Any] = paused["status"]
     return state
+
+
+def kopf_settled(body: dict[str, Any]) -> bool:
+    """kopf has recorded the spec it handled (its last patch of a new object)."""
+    return "filterjob.dev/last-handled-configuration" in body["metadata"].get("annotations", {})
 
 
 def wait_for_event(cluster: RunningCluster, reason: str) -> None:
@@ -613,6 +622,21 @@ def test_a_source_the_lister_job_cannot_list_fails_the_job(
     assert run is not None
     assert (run.outcome, run.exit_codes) == ("Complete", (0,))
     assert cluster.get(DEPLOYMENTS, NS, "nowhere-workers") is None
+    # The source fixed, a re-drive lists it again (a new lister Job) and runs the job.
+    made = make_samples(missing, count=4, size=(24, 18))
+    k8s_api.custom.patch_namespaced_custom_object(
+        "filterjob.dev",
+        "v1alpha1",
+        NS,
+        "filterjobs",
+        "nowhere",
+        {"metadata": {"annotations": {"filterjob.dev/redrive": "source-fixed"}}},
+    )
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "nowhere", phase_is("Succeeded"), timeout=90)
+    assert (job["status"]["total"], job["status"]["succeeded"], job["status"]["redriven"]) == (4, 4, "source-fixed")
+    assert png_outputs(tmp_path / "out") == {p.relative_to(missing).with_suffix(".png").as_posix() for p in made.good}
+    assert listed_by_the_operator == []
 
 
 def test_every_recorded_call_is_made() -> None:
