@@ -8,6 +8,7 @@
 | ``FILTERJOB_METRICS_PORT`` | port of the operator's /metrics | 9090 |
 | ``FILTERJOB_WORKER_GRACE_SECONDS`` | time a worker gets to finish in-flight images | 50 |
 | ``FILTERJOB_ENQUEUE_BATCH`` | tasks published between two saves of the enqueue cursor | 500 |
+| ``FILTERJOB_IMAGE_PULL_SECRETS`` | comma-separated Secret names for pulling the worker image | none |
 | ``FILTERJOB_WORKER_RESOURCES`` | worker resources (JSON) if a job names none | ``DEFAULT_WORKER_RESOURCES`` |
 | ``FILTERJOB_LIST_INPUTS`` | who lists ``file://`` sources: ``auto``, ``operator`` or ``job`` | auto |
 
@@ -71,6 +72,8 @@ class Settings:
     enqueue_batch: int = 500
     worker_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_WORKER_RESOURCES)
     list_inputs: ListInputs = "auto"
+    #: Secrets for pulling the worker image, set on every worker and lister pod.
+    image_pull_secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,4 +87,7 @@ class Settings:
             enqueue_batch=int(env.get("FILTERJOB_ENQUEUE_BATCH", "500")),
             worker_resources=_resources(env.get("FILTERJOB_WORKER_RESOURCES")),
             list_inputs=_list_inputs(env.get("FILTERJOB_LIST_INPUTS")),
+            image_pull_secrets=tuple(
+                name.strip() for name in env.get("FILTERJOB_IMAGE_PULL_SECRETS", "").split(",") if name.strip()
+            ),
         )

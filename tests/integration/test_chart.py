@@ -236,6 +236,7 @@ def test_every_setting_reaches_the_operator(chart: Chart) -> None:
         worker_grace_seconds=120,
         enqueue_batch=1_000_000,
         worker_resources={"requests": {"cpu": "250m", "memory": "256Mi"}},
+        image_pull_secrets=("regcred", "mirror"),
     )
     assert cli_params(container)["liveness"] == "http://0.0.0.0:8081/healthz"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8081, "metrics": 9100}

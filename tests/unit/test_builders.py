@@ -176,3 +176,15 @@ def test_lister_env_carries_the_broker_secret_and_the_job(job: FilterJob) -> Non
     again = parse_job(document)
     assert again.spec == job.spec
     assert topology_of(again) == topology_of(job)
+
+
+def test_worker_and_lister_pods_pull_with_the_operators_secrets(job: FilterJob) -> None:
+    settings = Settings(image_pull_secrets=("regcred", "mirror"))
+    wanted = [{"name": "regcred"}, {"name": "mirror"}]
+    workers = deployment.build(job, settings=settings, replicas=1, broker_secret="rabbit")
+    listing_job = lister.build(job, settings=settings, broker_secret="rabbit")
+    for manifest in (workers, listing_job):
+        assert manifest["spec"]["template"]["spec"]["imagePullSecrets"] == wanted
+        kubernetes_validate.validate(manifest, "1.33", strict=True)
+    plain = deployment.build(job, settings=Settings(), replicas=1, broker_secret="rabbit")
+    assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]

@@ -27,6 +27,7 @@ def test_every_variable_is_read() -> None:
             "FILTERJOB_ENQUEUE_BATCH": "100",
             "FILTERJOB_WORKER_RESOURCES": '{"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}',
             "FILTERJOB_LIST_INPUTS": "job",
+            "FILTERJOB_IMAGE_PULL_SECRETS": "regcred, mirror,",
         }
     )
     assert settings == Settings(
@@ -38,6 +39,7 @@ def test_every_variable_is_read() -> None:
         enqueue_batch=100,
         worker_resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
         list_inputs="job",
+        image_pull_secrets=("regcred", "mirror"),
     )
 
 

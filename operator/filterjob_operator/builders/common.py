@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from filterjob_operator.settings import Settings
 from filterjob_operator.spec import API_VERSION, KIND, FilterJob
 
 Manifest = dict[str, Any]
@@ -66,6 +67,13 @@ def pod_security_context() -> Manifest:
         "fsGroup": RUN_AS,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def pull_secrets(settings: Settings) -> Manifest:
+    """``imagePullSecrets`` for a pod spec, if the operator was given any (else nothing)."""
+    if not settings.image_pull_secrets:
+        return {}
+    return {"imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets]}
 
 
 def container_security_context() -> Manifest:

@@ -10,6 +10,7 @@ from filterjob_operator.builders.common import (
     container_security_context,
     metadata,
     pod_security_context,
+    pull_secrets,
     selector,
     volume_mounts,
     volumes,
@@ -71,6 +72,7 @@ def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: s
                     # In-flight images finish within the worker's grace; the rest is margin.
                     "terminationGracePeriodSeconds": settings.worker_grace_seconds + 10,
                     "securityContext": pod_security_context(),
+                    **pull_secrets(settings),
                     "containers": [
                         {
                             "name": "worker",

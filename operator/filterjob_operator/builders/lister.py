@@ -19,6 +19,7 @@ from filterjob_operator.builders.common import (
     lister_name,
     metadata,
     pod_security_context,
+    pull_secrets,
     volume_mounts,
     volumes,
 )
@@ -59,6 +60,7 @@ def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest
                     # The lister never calls the Kubernetes API.
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
+                    **pull_secrets(settings),
                     "containers": [
                         {
                             "name": "lister",
