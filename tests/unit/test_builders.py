@@ -35,11 +35,10 @@ def container(manifest: dict[str, Any]) -> dict[str, Any]:
     return containers[0]
 
 
-def test_deployment_is_valid_and_owned(job: FilterJob) -> None:
-    manifest = deployment.build(job, settings=SETTINGS, replicas=2, broker_secret="rabbit")
-    kubernetes_validate.validate(manifest, "1.33", strict=True)
+def assert_owned(manifest: dict[str, Any], job: FilterJob, name: str) -> None:
+    """Named ``name`` in the job's namespace, and controlled by the job (deleted with it)."""
     meta = manifest["metadata"]
-    assert (meta["name"], meta["namespace"]) == ("thumbs-workers", "photos")
+    assert (meta["name"], meta["namespace"]) == (name, "photos")
     owner = meta["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
         "FilterJob",
@@ -47,6 +46,12 @@ def test_deployment_is_valid_and_owned(job: FilterJob) -> None:
         job.metadata.uid,
         True,
     )
+
+
+def test_deployment_is_valid_and_owned(job: FilterJob) -> None:
+    manifest = deployment.build(job, settings=SETTINGS, replicas=2, broker_secret="rabbit")
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
+    assert_owned(manifest, job, "thumbs-workers")
     assert manifest["spec"]["replicas"] == 2
     labels = manifest["spec"]["template"]["metadata"]["labels"]
     assert manifest["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -133,15 +138,7 @@ def test_lister_job_is_valid_owned_and_runs_once_with_a_few_retries(job: FilterJ
     manifest = lister.build(job, settings=SETTINGS, broker_secret="rabbit")
     kubernetes_validate.validate(manifest, "1.33", strict=True)
     assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "Job")
-    meta = manifest["metadata"]
-    assert (meta["name"], meta["namespace"]) == ("thumbs-list", "photos")
-    owner = meta["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "FilterJob",
-        "thumbs",
-        job.metadata.uid,
-        True,
-    )
+    assert_owned(manifest, job, "thumbs-list")
     assert manifest["spec"]["backoffLimit"] == lister.BACKOFF_LIMIT <= 6
     pod = manifest["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "OnFailure"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from filterjob_operator.settings import Settings
@@ -97,3 +98,29 @@ def volume_mounts(job: FilterJob) -> list[Manifest]:
 def broker_url_env(broker_secret: str) -> Manifest:
     """``FILTERJOB_BROKER_URL`` from the broker Secret's ``url``."""
     return {"name": "FILTERJOB_BROKER_URL", "valueFrom": {"secretKeyRef": {"name": broker_secret, "key": "url"}}}
+
+
+def pod_spec(job: FilterJob, settings: Settings, container: Manifest, **spec: Any) -> Manifest:
+    """A locked-down pod running the job's image with its volumes: worker and lister pods alike.
+
+    ``container`` gives the name, command, env and anything else of its own; image,
+    resources, security context and mounts are the same for every pod of a job.
+    """
+    workers = job.spec.workers
+    return {
+        # These pods never call the Kubernetes API.
+        "automountServiceAccountToken": False,
+        **spec,
+        "securityContext": pod_security_context(),
+        **pull_secrets(settings),
+        "containers": [
+            {
+                "image": workers.image or settings.worker_image,
+                **container,
+                "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
+                "securityContext": container_security_context(),
+                "volumeMounts": volume_mounts(job),
+            }
+        ],
+        "volumes": volumes(job),
+    }

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 from filterjob_operator.builders.common import (
     Manifest,
     broker_url_env,
-    container_security_context,
     metadata,
-    pod_security_context,
-    pull_secrets,
+    pod_spec,
     selector,
-    volume_mounts,
-    volumes,
     workers_name,
 )
 from filterjob_operator.settings import Settings
@@ -47,7 +41,6 @@ def _probe(path: str, *, period: int, failures: int) -> Manifest:
 
 def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: str) -> Manifest:
     """The worker Deployment; ``replicas`` is decided by the scaling logic."""
-    workers = job.spec.workers
     meta = metadata(job, workers_name(job), "worker")
     return {
         "apiVersion": "apps/v1",
@@ -66,29 +59,20 @@ def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: s
                         "prometheus.io/path": "/metrics",
                     },
                 },
-                "spec": {
-                    # Workers never call the Kubernetes API.
-                    "automountServiceAccountToken": False,
+                "spec": pod_spec(
+                    job,
+                    settings,
+                    {
+                        "name": "worker",
+                        "command": ["filterjob-worker"],
+                        "env": _env(job, settings, broker_secret),
+                        "ports": [{"name": "http", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+                        "livenessProbe": _probe("/healthz", period=10, failures=3),
+                        "readinessProbe": _probe("/readyz", period=5, failures=1),
+                    },
                     # In-flight images finish within the worker's grace; the rest is margin.
-                    "terminationGracePeriodSeconds": settings.worker_grace_seconds + 10,
-                    "securityContext": pod_security_context(),
-                    **pull_secrets(settings),
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": workers.image or settings.worker_image,
-                            "command": ["filterjob-worker"],
-                            "env": _env(job, settings, broker_secret),
-                            "ports": [{"name": "http", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
-                            "livenessProbe": _probe("/healthz", period=10, failures=3),
-                            "readinessProbe": _probe("/readyz", period=5, failures=1),
-                            "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
-                            "securityContext": container_security_context(),
-                            "volumeMounts": volume_mounts(job),
-                        }
-                    ],
-                    "volumes": volumes(job),
-                },
+                    terminationGracePeriodSeconds=settings.worker_grace_seconds + 10,
+                ),
             },
         },
     }

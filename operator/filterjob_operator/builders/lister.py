@@ -8,20 +8,15 @@ broker Secret) and publishes the listing to the job's ``<base>.inputs`` queue.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from filterjob_operator.builders.common import (
     Manifest,
     broker_url_env,
-    container_security_context,
     lister_name,
     metadata,
-    pod_security_context,
-    pull_secrets,
-    volume_mounts,
-    volumes,
+    pod_spec,
 )
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import API_VERSION, KIND, FilterJob
@@ -45,7 +40,6 @@ def job_document(job: FilterJob) -> dict[str, Any]:
 
 
 def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest:
-    workers = job.spec.workers
     meta = metadata(job, lister_name(job), "lister")
     return {
         "apiVersion": "batch/v1",
@@ -55,28 +49,19 @@ def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest
             "backoffLimit": BACKOFF_LIMIT,
             "template": {
                 "metadata": {"labels": meta["labels"]},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    # The lister never calls the Kubernetes API.
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security_context(),
-                    **pull_secrets(settings),
-                    "containers": [
-                        {
-                            "name": "lister",
-                            "image": workers.image or settings.worker_image,
-                            "command": ["filterjob", "list-inputs"],
-                            "env": [
-                                broker_url_env(broker_secret),
-                                {"name": JOB_ENV, "value": json.dumps(job_document(job), separators=(",", ":"))},
-                            ],
-                            "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
-                            "securityContext": container_security_context(),
-                            "volumeMounts": volume_mounts(job),
-                        }
-                    ],
-                    "volumes": volumes(job),
-                },
+                "spec": pod_spec(
+                    job,
+                    settings,
+                    {
+                        "name": "lister",
+                        "command": ["filterjob", "list-inputs"],
+                        "env": [
+                            broker_url_env(broker_secret),
+                            {"name": JOB_ENV, "value": json.dumps(job_document(job), separators=(",", ":"))},
+                        ],
+                    },
+                    restartPolicy="OnFailure",
+                ),
             },
         },
     }

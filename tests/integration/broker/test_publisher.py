@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import socket
 import time
 import tracemalloc
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aio_pika
 import pytest
@@ -222,6 +223,22 @@ def test_management_url_for_keeps_credentials() -> None:
     assert broker.management_url_for("amqp://rabbit") == "http://guest:guest@rabbit:15672/"
 
 
+@contextlib.asynccontextmanager
+async def management_stand_in(
+    queue: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A stand-in management API on a free port answering ``/api/queues/...`` with ``queue``; its host:port."""
+    app = web.Application()
+    app.router.add_get("/api/queues/{vhost}/{name}", queue)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def fake_management() -> AsyncIterator[tuple[str, list[str]]]:
     """A stand-in management API on a free port that records Authorization headers."""
@@ -232,15 +249,8 @@ async def fake_management() -> AsyncIterator[tuple[str, list[str]]]:
         assert request.match_info["vhost"] == "/"
         return web.json_response({"messages_ready": 7, "messages_unacknowledged": 2, "consumers": 1})
 
-    app = web.Application()
-    app.router.add_get("/api/queues/{vhost}/{name}", queue)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with management_stand_in(queue) as address:
+        yield address, seen
 
 
 async def test_management_sends_decoded_credentials(fake_management: tuple[str, list[str]]) -> None:
@@ -271,22 +281,16 @@ async def test_depths_before_a_first_stats_sample_count_every_task_not_ready_as_
     async def unsampled(request: web.Request) -> web.Response:
         return web.json_response({"name": request.match_info["name"], "consumers": 1})
 
-    app = web.Application()
-    app.router.add_get("/api/queues/{vhost}/{name}", unsampled)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     await broker.publish_tasks(channel, declared, lazy_tasks(declared, 5))
     holder = await connection.channel()
     queue = await holder.get_queue(declared.tasks)
     held = [await queue.get(no_ack=False) for _ in range(2)]
-    try:
-        async with broker.Management(f"http://guest:guest@127.0.0.1:{runner.addresses[0][1]}/") as management:
-            assert not (await management.queue(declared.tasks)).sampled
-            depths = await broker.depths(channel, declared, management, enqueued=5)
-    finally:
-        await runner.cleanup()
+    async with (
+        management_stand_in(unsampled) as address,
+        broker.Management(f"http://guest:guest@{address}/") as management,
+    ):
+        assert not (await management.queue(declared.tasks)).sampled
+        depths = await broker.depths(channel, declared, management, enqueued=5)
     assert (depths.ready, depths.unacked, depths.outstanding) == (3, 2, 5)
     for message in held:
         assert message is not None

@@ -52,8 +52,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp.web
 import attrs
@@ -62,6 +61,8 @@ import jsonpointer
 import kmock
 import yaml
 from kmock._internal import apps, enums, parsing, rendering
+
+from .background import Background
 
 if TYPE_CHECKING:
     import kopf
@@ -1070,7 +1071,7 @@ def _differs(emulator: ClusterEmulator, seen: int) -> bool:
     return emulator.change_count != seen
 
 
-class RunningCluster:
+class RunningCluster(Background):
     """Serves a :class:`ClusterEmulator` on 127.0.0.1 (a free port) from its own thread and loop.
 
     Use as a context manager (or via the ``cluster`` fixture). Everything here is synchronous
@@ -1089,18 +1090,6 @@ class RunningCluster:
         self._url: str | None = None
 
     # Lifecycle.
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout: float = 10) -> None:
         self._thread = threading.Thread(target=self._run, name="k8s-emulator", daemon=True)

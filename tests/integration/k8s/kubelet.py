@@ -95,12 +95,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+from .background import Background
 from .emulator import DEPLOYMENTS, JOBS, SECRETS, Body, ClusterEmulator, RunningCluster
 
 T = TypeVar("T")
@@ -335,7 +335,7 @@ class _JobRun:
         )
 
 
-class Kubelet:
+class Kubelet(Background):
     """Runs the emulator's Deployments as local processes (see the module's docstring).
 
     Use as a context manager, or :meth:`start` and :meth:`stop`. The accessors are thread-safe
@@ -394,18 +394,6 @@ class Kubelet:
 
     # ----------------------------------------------------------------------------------------------
     # Lifecycle.
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -748,11 +736,7 @@ class Kubelet:
             ran = now - pod.started_at
             if ran >= self.backoff_reset:
                 pod.backoff = 0.0
-            first, longest = self.restart_backoff
-            delay = pod.backoff or first
-            pod.backoff = min(delay * 2, longest)
-            pod.next_start = now + delay
-            pod.reason = f"exited with {code} after {ran:.1f} s"
+            delay = self._back_off(pod, now, f"exited with {code} after {ran:.1f} s")
             self._event(pod, f"BackOff: pid {proc.pid} {pod.reason}; restarting in {delay:g} s")
 
     # ----------------------------------------------------------------------------------------------
@@ -836,12 +820,17 @@ class Kubelet:
                 run.outcome = "Failed"
                 self._event(pod, f"BackoffLimitExceeded: pid {proc.pid} exited with {code}, {run.failed} failures")
                 continue
-            first, longest = self.restart_backoff
-            delay = pod.backoff or first
-            pod.backoff = min(delay * 2, longest)
-            pod.next_start = now + delay
-            pod.reason = f"exited with {code}"
+            delay = self._back_off(pod, now, f"exited with {code}")
             self._event(pod, f"BackOff: pid {proc.pid} {pod.reason}; retrying in {delay:g} s")
+
+    def _back_off(self, pod: _Pod, now: float, reason: str) -> float:
+        """Schedule the pod's next start as the kubelet does (delay doubling up to a cap); the delay."""
+        first, longest = self.restart_backoff
+        delay: float = pod.backoff or first
+        pod.backoff = min(delay * 2, longest)
+        pod.next_start = now + delay
+        pod.reason = reason
+        return delay
 
     @staticmethod
     def _job_status(run: _JobRun) -> Body:

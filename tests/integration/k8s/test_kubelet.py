@@ -279,14 +279,19 @@ def job_finished(body: dict[str, Any]) -> bool:
     return any(c["status"] == "True" for c in body.get("status", {}).get("conditions", []))
 
 
+def run_to_the_end(cluster: RunningCluster, k8s_api: K8sApi, job: dict[str, Any], word: str) -> dict[str, Any]:
+    """Create the Secret the fake Job reads and the Job itself; its status once it completed or failed."""
+    k8s_api.core.create_namespaced_secret(NS, {"metadata": {"name": "words"}, "stringData": {"word": word}})
+    kubernetes.client.BatchV1Api(k8s_api.client).create_namespaced_job(NS, job)
+    done = cluster.wait_for_object(JOBS, NS, job["metadata"]["name"], job_finished, timeout=30)
+    status: dict[str, Any] = done["status"]
+    return status
+
+
 def test_a_job_runs_once_and_retries_its_failures_until_it_completes(
     cluster: RunningCluster, k8s_api: K8sApi, kubelet: Kubelet, tmp_path: Path
 ) -> None:
-    k8s_api.core.create_namespaced_secret(NS, {"metadata": {"name": "words"}, "stringData": {"word": "hello"}})
-    batch = kubernetes.client.BatchV1Api(k8s_api.client)
-    batch.create_namespaced_job(NS, fake_job("flaky", tmp_path / "flaky", fails=2, backoff_limit=2))
-    job = cluster.wait_for_object(JOBS, NS, "flaky", job_finished, timeout=30)
-    status = job["status"]
+    status = run_to_the_end(cluster, k8s_api, fake_job("flaky", tmp_path / "flaky", fails=2, backoff_limit=2), "hello")
     assert (status["succeeded"], status["failed"]) == (1, 2)
     assert "active" not in status
     assert status["completionTime"]
@@ -302,11 +307,7 @@ def test_a_job_runs_once_and_retries_its_failures_until_it_completes(
 def test_a_job_fails_once_its_backoff_limit_is_exceeded(
     cluster: RunningCluster, k8s_api: K8sApi, kubelet: Kubelet, tmp_path: Path
 ) -> None:
-    k8s_api.core.create_namespaced_secret(NS, {"metadata": {"name": "words"}, "stringData": {"word": "hi"}})
-    batch = kubernetes.client.BatchV1Api(k8s_api.client)
-    batch.create_namespaced_job(NS, fake_job("doomed", tmp_path / "doomed", fails=10, backoff_limit=1))
-    job = cluster.wait_for_object(JOBS, NS, "doomed", job_finished, timeout=30)
-    status = job["status"]
+    status = run_to_the_end(cluster, k8s_api, fake_job("doomed", tmp_path / "doomed", fails=10, backoff_limit=1), "hi")
     assert (status.get("succeeded"), status["failed"]) == (None, 2)
     (condition,) = status["conditions"]
     assert (condition["type"], condition["reason"]) == ("Failed", "BackoffLimitExceeded")

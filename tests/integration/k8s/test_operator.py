@@ -250,9 +250,7 @@ def test_suspend_pauses_enqueueing_and_resume_continues(
             FILTERJOBS, NS, "paused", lambda o: o.get("status", {}).get("phase") == "Suspended", timeout=30
         )
         assert job["status"].get("enqueued", 0) == 0
-        k8s_api.custom.patch_namespaced_custom_object(
-            "filterjob.dev", "v1alpha1", NS, "filterjobs", "paused", {"spec": {"suspend": False}}
-        )
+        patch_job(k8s_api, "paused", {"spec": {"suspend": False}})
         job = cluster.wait_for_object(
             FILTERJOBS, NS, "paused", lambda o: o.get("status", {}).get("enqueued") == 5, timeout=30
         )
@@ -313,14 +311,17 @@ def stop_mid_enqueue(cluster: RunningCluster, k8s_api: K8sApi, name: str, *, aft
     """
     with cluster.run_operator(HANDLERS, timeout=60):
         cluster.wait_for_object(FILTERJOBS, NS, name, phase_is("Suspended"), timeout=30)
-        k8s_api.custom.patch_namespaced_custom_object(
-            "filterjob.dev", "v1alpha1", NS, "filterjobs", name, {"spec": {"suspend": False}}
-        )
+        patch_job(k8s_api, name, {"spec": {"suspend": False}})
         cluster.wait_for_object(FILTERJOBS, NS, name, lambda o: o["status"].get("enqueued", 0) >= after)
     paused = cluster.get(FILTERJOBS, NS, name)
     assert paused is not None
     state: dict[str, Any] = paused["status"]
     return state
+
+
+def patch_job(k8s_api: K8sApi, name: str, patch: dict[str, Any]) -> None:
+    """Merge-patch a FilterJob, as ``kubectl patch fj NAME --type merge`` does."""
+    k8s_api.custom.patch_namespaced_custom_object("filterjob.dev", "v1alpha1", NS, "filterjobs", name, patch)
 
 
 def kopf_settled(body: dict[str, Any]) -> bool:
@@ -391,14 +392,7 @@ def test_the_redrive_annotation_runs_a_finished_job_again_on_its_parked_tasks(
         first_completion = job["status"]["completionTime"]
         for broken in made.broken:  # the cause, fixed: real images under the same keys
             make_image((40, 30), seed=7).save(broken, format="PNG")
-        k8s_api.custom.patch_namespaced_custom_object(
-            "filterjob.dev",
-            "v1alpha1",
-            NS,
-            "filterjobs",
-            "again",
-            {"metadata": {"annotations": {"filterjob.dev/redrive": "fixed-inputs"}}},
-        )
+        patch_job(k8s_api, "again", {"metadata": {"annotations": {"filterjob.dev/redrive": "fixed-inputs"}}})
         job = cluster.wait_for_object(
             FILTERJOBS,
             NS,
@@ -503,7 +497,9 @@ def test_ttl_deletes_a_finished_job(
 
 @pytest.fixture
 def listed_by_the_operator(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Sources the operator (in this process; a lister Job runs in its own) listed itself."""
+    """Lister Jobs for every source (FILTERJOB_LIST_INPUTS=job), and the sources the operator
+    (in this process; a lister Job runs in its own) listed itself all the same."""
+    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     calls: list[str] = []
     real = sources.list_inputs
 
@@ -530,18 +526,14 @@ def test_a_suspended_job_starts_its_lister_only_when_resumed(
     k8s_api: K8sApi,
     tmp_path: Path,
     created: list[dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
     listed_by_the_operator: list[str],
 ) -> None:
-    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     make_samples(tmp_path / "in", count=2, size=(16, 12))
     create(k8s_api, job_body("later", tmp_path / "in", tmp_path / "out", suspend=True), created)
     with cluster.run_operator(HANDLERS):
         cluster.wait_for_object(FILTERJOBS, NS, "later", phase_is("Suspended"), timeout=30)
         assert cluster.get(JOBS, NS, "later-list") is None
-        k8s_api.custom.patch_namespaced_custom_object(
-            "filterjob.dev", "v1alpha1", NS, "filterjobs", "later", {"spec": {"suspend": False}}
-        )
+        patch_job(k8s_api, "later", {"spec": {"suspend": False}})
         # No kubelet here: the lister never runs, and the job waits for it.
         cluster.wait_for_object(JOBS, NS, "later-list", timeout=30)
         job = cluster.wait_for_object(FILTERJOBS, NS, "later", phase_is("Pending"), timeout=30)
@@ -560,10 +552,8 @@ def test_a_lister_job_lists_a_source_the_operator_does_not_see(
     kubelet: Kubelet,
     tmp_path: Path,
     created: list[dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
     listed_by_the_operator: list[str],
 ) -> None:
-    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     made = make_samples(tmp_path / "in", count=6, broken=1, size=(40, 30))
     body = job_body("listed", tmp_path / "in", tmp_path / "out", maxFailedRatio=0.5)
     body["spec"]["autoscaling"] = {"maxReplicas": 1, "scaleDownDelaySeconds": 0}
@@ -604,10 +594,8 @@ def test_a_source_the_lister_job_cannot_list_fails_the_job(
     kubelet: Kubelet,
     tmp_path: Path,
     created: list[dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
     listed_by_the_operator: list[str],
 ) -> None:
-    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     missing = tmp_path / "missing"
     create(k8s_api, job_body("nowhere", missing, tmp_path / "out"), created)
     with cluster.run_operator(HANDLERS, timeout=60):
@@ -624,14 +612,7 @@ def test_a_source_the_lister_job_cannot_list_fails_the_job(
     assert cluster.get(DEPLOYMENTS, NS, "nowhere-workers") is None
     # The source fixed, a re-drive lists it again (a new lister Job) and runs the job.
     made = make_samples(missing, count=4, size=(24, 18))
-    k8s_api.custom.patch_namespaced_custom_object(
-        "filterjob.dev",
-        "v1alpha1",
-        NS,
-        "filterjobs",
-        "nowhere",
-        {"metadata": {"annotations": {"filterjob.dev/redrive": "source-fixed"}}},
-    )
+    patch_job(k8s_api, "nowhere", {"metadata": {"annotations": {"filterjob.dev/redrive": "source-fixed"}}})
     with cluster.run_operator(HANDLERS, timeout=60):
         job = cluster.wait_for_object(FILTERJOBS, NS, "nowhere", phase_is("Succeeded"), timeout=90)
     assert (job["status"]["total"], job["status"]["succeeded"], job["status"]["redriven"]) == (4, 4, "source-fixed")
