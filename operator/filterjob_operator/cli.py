@@ -1,7 +1,6 @@
 """The ``filterjob`` command line.
 
-Exit codes: 0 all images done, 1 some images failed (or the run was interrupted),
-2 the job or the command line is invalid.
+Exit codes are defined once, in :mod:`filterjob_operator.exits`.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from rich.progress import (
 from rich.progress import Task as ProgressTask
 from rich.text import Text
 
-from filterjob_operator import samples
+from filterjob_operator import exits, samples
 from filterjob_operator.local import Listener, LocalOptions, run_local
 from filterjob_operator.spec import JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
@@ -44,9 +43,9 @@ from filterjob_worker.topology import Topology
 #: _LAZY: broker code (aio-pika, aiohttp) is imported only by the commands that use
 #: it. Local mode's pool processes re-import this module (multiprocessing imports
 #: the main module in each child): 0.3 s per worker process otherwise.
-EXIT_FAILED = 1
+EXIT_FAILED = exits.FAILED
 T = TypeVar("T")
-EXIT_INVALID = 2
+EXIT_INVALID = exits.INVALID
 
 
 class _Bar(Listener):
