@@ -141,8 +141,20 @@ def management_url_for(broker_url: str) -> str:
     return f"http://{user}:{password}@{parts.hostname or 'localhost'}:15672/"
 
 
+def vhost_of(broker_url: str) -> str:
+    """The virtual host an AMQP URL names, as aiormq reads it (``/`` when the path is empty)."""
+    path = urlsplit(broker_url).path
+    if path in ("", "/"):
+        return "/"
+    return unquote(path[1:])
+
+
 class Management:
-    """RabbitMQ's HTTP management API: ready and unacked counts per queue."""
+    """RabbitMQ's HTTP management API: ready and unacked counts per queue.
+
+    ``vhost`` must be the one the AMQP connection uses (:func:`vhost_of`): queue names
+    are per vhost, and the API answers 404 for the same name in another one.
+    """
 
     def __init__(self, url: str, *, vhost: str = "/") -> None:
         parts = urlsplit(url)

@@ -200,7 +200,8 @@ async def run_with_broker(
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:
     """Queue depth from the management API, for the progress display (if it answers)."""
     queues = [topology.tasks, *topology.retry_queues]
-    async with broker.Management(broker.management_url_for(broker_url)) as management:
+    management_url = broker.management_url_for(broker_url)
+    async with broker.Management(management_url, vhost=broker.vhost_of(broker_url)) as management:
         if not await management.available():
             return
         while True:

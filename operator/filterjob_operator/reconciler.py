@@ -101,7 +101,7 @@ class Reconciler:
         url, management_url = await self._broker(job)
         connection = await aio_pika.connect_robust(url, client_properties={"connection_name": f"filterjob {job.key}"})
         try:
-            async with broker.Management(management_url) as management:
+            async with broker.Management(management_url, vhost=broker.vhost_of(url)) as management:
                 return await self._run(job, connection, management)
         finally:
             await connection.close()
