@@ -274,6 +274,66 @@ def test_deleting_a_job_removes_its_queues(
     assert cluster.get(DEPLOYMENTS, NS, "gone-workers") is None  # garbage-collected with its owner
 
 
+#: Pod overrides a real cluster needs (see podpolicy for what they may not do).
+POD_OVERRIDES: dict[str, Any] = {
+    "podSecurityContext": {"runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 3000},
+    "securityContext": {"runAsUser": 2000},
+    "nodeSelector": {"disktype": "ssd"},
+    "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}
+            ]
+        }
+    },
+    "priorityClassName": "batch-low",
+    "serviceAccountName": "photos-reader",
+    "env": [{"name": "FILTERJOB_LOG_LEVEL", "value": "DEBUG"}, {"name": "AWS_REGION", "value": "eu-west-1"}],
+    "envFrom": [{"secretRef": {"name": "photos-s3"}}],
+    "podLabels": {"team": "imaging"},
+    "podAnnotations": {"example.com/owner": "ops"},
+}
+
+
+def assert_overridden(template: dict[str, Any]) -> None:
+    pod = template["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "serviceAccountName"):
+        assert pod[key] == POD_OVERRIDES[key], key
+    assert pod["securityContext"]["fsGroup"] == 3000
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    box = pod["containers"][0]
+    assert box["securityContext"]["runAsUser"] == 2000
+    assert box["securityContext"]["readOnlyRootFilesystem"] is True
+    assert box["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in box["env"]
+    assert box["envFrom"] == POD_OVERRIDES["envFrom"]
+    assert template["metadata"]["labels"]["team"] == "imaging"
+    assert template["metadata"]["annotations"]["example.com/owner"] == "ops"
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_pod_overrides_reach_the_worker_deployment_and_the_lister_job(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=2, size=(16, 12))
+    here = job_body("tuned", tmp_path / "in", tmp_path / "out")  # the operator sees it: workers at once
+    elsewhere = job_body("tuned-list", tmp_path / "on-the-pvc", tmp_path / "out")  # it does not: a lister Job
+    for body in (here, elsewhere):
+        body["spec"]["workers"] = POD_OVERRIDES
+        create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS):
+        workers = cluster.wait_for_object(DEPLOYMENTS, NS, "tuned-workers", timeout=30)
+        lister = cluster.wait_for_object(JOBS, NS, "tuned-list-list", timeout=30)
+    # The emulator checks built-in objects against Kubernetes' schemas: both were valid.
+    assert_overridden(workers["spec"]["template"])
+    assert (
+        workers["spec"]["selector"]["matchLabels"].items() <= workers["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert_overridden(lister["spec"]["template"])
+
+
 @pytest.mark.usefixtures("kubeconfig", "operator_env")
 def test_watching_a_namespace_list_serves_those_namespaces_only(
     cluster: RunningCluster,
