@@ -426,6 +426,11 @@ def status_schema() -> Schema:
                     "summary": {"type": "string", "description": "ready/desired, for kubectl get."},
                 },
             ),
+            "queues": {
+                "type": "string",
+                "description": "Base name of the job's RabbitMQ queues (fj.<namespace>.<name>.<uid8>): "
+                "<base>.tasks, <base>.retry.<n>, <base>.parked; e.g. for filterjob parked.",
+            },
             "enqueuedThrough": {
                 "type": "string",
                 "description": "The last input key enqueued (inputs are enqueued in key order): "
@@ -510,6 +515,8 @@ def build_crd() -> Schema:
                         {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
                         {"name": "Workers", "type": "string", "jsonPath": ".status.workers.summary"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        # kubectl get fj -o wide
+                        {"name": "Queues", "type": "string", "jsonPath": ".status.queues", "priority": 1},
                     ],
                     "schema": {
                         "openAPIV3Schema": _obj(

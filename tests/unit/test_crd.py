@@ -105,7 +105,11 @@ def test_every_field_has_a_description() -> None:
 
 def test_printer_columns_and_names() -> None:
     version = CRD["spec"]["versions"][0]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Failed", "Workers", "Age"]
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Phase", "Progress", "Failed", "Workers", "Age", "Queues"]
+    # The queue base name only with -o wide; the status schema has it.
+    assert columns[-1] == {"name": "Queues", "type": "string", "jsonPath": ".status.queues", "priority": 1}
+    assert SCHEMA["properties"]["status"]["properties"]["queues"]["type"] == "string"
     assert version["subresources"] == {"status": {}}
     assert CRD["spec"]["names"]["shortNames"] == ["fj"]
 
