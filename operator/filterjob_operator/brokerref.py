@@ -67,6 +67,8 @@ async def urls(kube: Kube, namespace: str, name: str) -> tuple[str, str]:
                 "or name another one in spec.broker.secretRef",
             ) from None
         raise BrokerUnavailable("BrokerSecretUnreadable", f"cannot read {where}: {e}") from None
+    except ValueError:  # not base64, or not UTF-8 text
+        raise BrokerUnavailable("BrokerSecretInvalid", f"{where} holds values that are not UTF-8 text") from None
     url = secret.get("url", "").strip()
     if not url:
         keys = ", ".join(sorted(secret)) or "none"

@@ -90,6 +90,8 @@ def _cel_list(values: tuple[str, ...]) -> str:
 
 
 def _not(context: Mapping[str, Any], key: str, value: Any) -> bool:
+    if not isinstance(context, Mapping):
+        raise TypeError(f"expected an object, got {type(context).__name__}")
     return key not in context or context[key] != value
 
 
@@ -214,6 +216,13 @@ def rules(field: str) -> list[dict[str, str]]:
     return [{"rule": g.cel, "message": g.message} for g in GUARDS if g.field == field and g.cel is not None]
 
 
+def _passes(guard: Guard, value: Any) -> bool:
+    try:
+        return guard.ok(value)
+    except (AttributeError, TypeError):  # not the Kubernetes type's shape (the CRD's schema refuses it first)
+        return False
+
+
 def problems(field: str, value: Any) -> list[str]:
     """What is wrong with one ``spec.workers`` field's value, by the same guards."""
-    return [guard.message for guard in GUARDS if guard.field == field and not guard.ok(value)]
+    return [guard.message for guard in GUARDS if guard.field == field and not _passes(guard, value)]

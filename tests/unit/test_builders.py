@@ -11,7 +11,7 @@ import pytest
 from filterjob_operator import podpolicy
 from filterjob_operator.builders import common, deployment, hpa, lister
 from filterjob_operator.settings import DEFAULT_WORKER_RESOURCES, Settings
-from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.config import WorkerConfig
 
@@ -288,3 +288,20 @@ def test_what_the_operator_sets_on_pods_is_reserved_from_overrides(job: FilterJo
             assert key in podpolicy.RESERVED_LABELS or key.startswith(podpolicy.RESERVED_PREFIX), key
         for key in metadata.get("annotations", {}):
             assert key in podpolicy.RESERVED_ANNOTATIONS or key.startswith(podpolicy.RESERVED_PREFIX), key
+
+
+@pytest.mark.parametrize(
+    "workers",
+    [
+        {"securityContext": {"capabilities": "SYS_ADMIN"}},
+        {"securityContext": {"capabilities": {"add": "SYS_ADMIN"}}},
+        {"podSecurityContext": {"seccompProfile": "Unconfined"}},
+        {"env": [{"value": "no name"}, {"name": "FILTERJOB_QUEUE"}]},
+    ],
+)
+def test_overrides_of_the_wrong_shape_are_refused_never_a_crash(
+    job_doc: dict[str, Any], workers: dict[str, Any]
+) -> None:
+    job_doc["spec"]["workers"] = workers
+    with pytest.raises(JobSpecError, match=r"spec\.workers\.(securityContext|podSecurityContext|env): must"):
+        parse_job(job_doc)
