@@ -18,6 +18,8 @@ from filterjob_operator.kube import Kube, KubeError
 #: Seconds a first connection attempt may take before the broker counts as unreachable.
 CONNECT_TIMEOUT = 10.0
 _SCHEMES = ("amqp", "amqps")
+#: The reasons of :class:`BrokerUnavailable`, as conditions show them.
+REASONS = ("BrokerSecretMissing", "BrokerSecretInvalid", "BrokerSecretUnreadable", "BrokerRefused", "BrokerUnreachable")
 
 
 class BrokerUnavailable(Exception):

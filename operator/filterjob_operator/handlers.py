@@ -13,7 +13,7 @@ from typing import Any
 import aio_pika
 import kopf
 
-from filterjob_operator import brokerref, kube
+from filterjob_operator import brokerref, kube, status
 from filterjob_operator.crd import PLURAL
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.reconciler import Reconciler, Services
@@ -61,6 +61,9 @@ async def remove_queues(body: kopf.Body, memo: kopf.Memo, runtime: datetime.time
         job = parse_job(dict(body))
     except JobSpecError:
         return  # never valid, so nothing was declared
+    if status.never_declared(body.get("status") or {}, broker_reasons=brokerref.REASONS):
+        log.info("%s never reached its broker: no queues to delete", job.key)
+        return  # a typo in the Secret's name deletes at once, not after the finalizer timeout
     services: Services = memo.services
     topology = topology_of(job)
     secret_name = job.spec.broker.secret_ref.name if job.spec.broker else services.settings.broker_secret

@@ -99,9 +99,6 @@ class Reconciler:
         except JobSpecError as e:
             await self.fail("InvalidSpec", "; ".join(e.problems))
             return True
-        base = topology_of(job).base
-        if self.observed.get("queues") != base:
-            await self.patch(queues=base)  # so users find the job's queues (filterjob parked)
         url, management_url = await self._broker(job)
         connection = await self._connect(job, url)
         try:
@@ -199,6 +196,9 @@ class Reconciler:
         topology = topology_of(job)
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)
+        if self.observed.get("queues") != topology.base:
+            # So users find the job's queues (filterjob parked), and its finalizer knows they exist.
+            await self.patch(queues=topology.base)
         try:
             listed = await self._list(job, connection)
         except JobSpecError as e:

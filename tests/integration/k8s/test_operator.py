@@ -321,7 +321,7 @@ def test_an_unusable_broker_secret_shows_in_the_status_until_it_is_fixed(
         assert says in ready["message"], ready["message"]
         assert "wrong-password" not in ready["message"]  # a password never goes into the status
         assert job["status"]["phase"] == "Pending"
-        assert job["status"]["queues"] == topology_of(parse_job(stored)).base
+        assert "queues" not in job["status"]  # none declared yet
         wait_for_event(cluster, reason)
         # Fixed, the job goes on by itself: the operator retries, never gives up on it.
         fixed = {"url": base64.b64encode(BROKER_URL.encode()).decode()}
@@ -333,8 +333,32 @@ def test_an_unusable_broker_secret_shows_in_the_status_until_it_is_fixed(
             k8s_api.core.replace_namespaced_secret(
                 "broker", NS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broker"}, "data": fixed}
             )
-        cluster.wait_for_object(FILTERJOBS, NS, "unbrokered", lambda o: o["status"].get("enqueued") == 3, timeout=30)
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "unbrokered", lambda o: o["status"].get("enqueued") == 3, timeout=30
+        )
     assert len(events_with(cluster, reason)) == 1  # said once, not at every retry
+    # Where users find the job's queues (kubectl get fj -o wide; filterjob parked).
+    assert job["status"]["queues"] == topology_of(parse_job(stored)).base
+    assert queue_exists(job["status"]["queues"] + ".tasks")
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_deleting_a_job_that_never_reached_its_broker_does_not_wait(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILTERJOB_FINALIZER_TIMEOUT", "600")  # longer than this test may take
+    body = job_body("typo", tmp_path / "in", tmp_path / "out")
+    body["spec"]["broker"] = {"secretRef": {"name": "rabbitmg"}}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(FILTERJOBS, NS, "typo", ready_reason("BrokerSecretMissing"), timeout=30)
+        k8s_api.custom.delete_namespaced_custom_object("filterjob.dev", "v1alpha1", NS, "filterjobs", "typo")
+        cluster.wait_for_absence(FILTERJOBS, NS, "typo", timeout=30)
+    assert events_with(cluster, "QueuesLeftBehind") == []  # nothing was left: nothing was declared
 
 
 @pytest.mark.parametrize("gone", ["secret", "broker"])
