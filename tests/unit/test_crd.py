@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -382,3 +383,16 @@ def test_label_and_annotation_keys_the_operator_refuses(job: dict[str, Any], lab
         else:
             with pytest.raises(JobSpecError, match=f"spec.workers.{field}: keys must be"):
                 parse_job(job)
+
+
+def test_every_field_a_pod_guard_names_is_in_the_schema() -> None:
+    """The API server type-checks CEL rules against the schema: a misspelt field would fail the CRD."""
+    workers = SCHEMA["properties"]["spec"]["properties"]["workers"]["properties"]
+    for guard in podpolicy.GUARDS:
+        for path in set(re.findall(r"self((?:\.[A-Za-z]+)+)", guard.cel or "")):
+            node = workers[guard.field]
+            for part in path.strip(".").split("."):
+                if part in ("all", "startsWith"):
+                    break
+                assert part in node.get("properties", {}), (guard.field, path)
+                node = node["properties"][part]
