@@ -9,8 +9,8 @@ but never weaken that lockdown nor take over what the operator relies on:
   ``runAsNonRoot: false``), no ``privileged``, no ``allowPrivilegeEscalation``, no
   capability but ``NET_BIND_SERVICE`` added, no writable root filesystem, no
   ``Unconfined`` seccomp or AppArmor profile, no unmasked ``/proc``, no Windows host
-  process. Such a request is refused, not silently dropped: the pods would not be what
-  the job asked for.
+  process, no SELinux user, role or type beyond the container ones. Such a request is
+  refused, not silently dropped: the pods would not be what the job asked for.
 - ``env``: not the ``FILTERJOB_*`` variables the operator sets (others, e.g.
   ``FILTERJOB_LOG_LEVEL``, may be set). ``envFrom`` cannot override them either: in
   Kubernetes an ``env`` entry always wins over ``envFrom``.
@@ -54,6 +54,8 @@ RESERVED_LABELS = (
 #: The annotations the operator puts on worker pods.
 RESERVED_ANNOTATIONS = ("prometheus.io/path", "prometheus.io/port", "prometheus.io/scrape")
 RESERVED_PREFIX = "filterjob.dev/"
+#: SELinux types the baseline Pod Security Standard allows (``spc_t`` would be unconfined).
+SELINUX_TYPES = ("container_t", "container_init_t", "container_kvm_t")
 #: Capabilities the restricted Pod Security Standard lets a container add.
 ALLOWED_CAPABILITIES = ("NET_BIND_SERVICE",)
 #: A label key: an optional DNS-subdomain prefix and a name (Kubernetes' own rule).
@@ -103,7 +105,14 @@ def _pod_context_ok(context: Mapping[str, Any]) -> bool:
         and _not(context.get("seccompProfile") or {}, "type", "Unconfined")
         and _not(context.get("appArmorProfile") or {}, "type", "Unconfined")
         and _not(windows, "hostProcess", True)
+        and _selinux_ok(context.get("seLinuxOptions") or {})
     )
+
+
+def _selinux_ok(options: Mapping[str, Any]) -> bool:
+    if not isinstance(options, Mapping):
+        raise TypeError(f"expected an object, got {type(options).__name__}")
+    return options.get("type") in (None, "", *SELINUX_TYPES) and not options.get("user") and not options.get("role")
 
 
 def _container_context_ok(context: Mapping[str, Any]) -> bool:
@@ -130,6 +139,10 @@ _POD_CEL = " && ".join(
         "(!has(self.seccompProfile) || !has(self.seccompProfile.type) || self.seccompProfile.type != 'Unconfined')",
         "(!has(self.appArmorProfile) || !has(self.appArmorProfile.type) || self.appArmorProfile.type != 'Unconfined')",
         "(!has(self.windowsOptions) || !has(self.windowsOptions.hostProcess) || !self.windowsOptions.hostProcess)",
+        "(!has(self.seLinuxOptions) || ("
+        f"(!has(self.seLinuxOptions.type) || self.seLinuxOptions.type in {_cel_list(('', *SELINUX_TYPES))}) && "
+        "(!has(self.seLinuxOptions.user) || self.seLinuxOptions.user == '') && "
+        "(!has(self.seLinuxOptions.role) || self.seLinuxOptions.role == '')))",
     ]
 )
 _CONTAINER_CEL = " && ".join(
@@ -145,7 +158,7 @@ _CONTAINER_CEL = " && ".join(
 )
 _RESTRICTED = (
     "must keep the pods restricted: no root (runAsUser 0, runAsNonRoot false), no Unconfined seccomp or "
-    "AppArmor profile, no Windows host process"
+    f"AppArmor profile, no Windows host process, no SELinux user or role or type but {', '.join(SELINUX_TYPES)}"
 )
 
 

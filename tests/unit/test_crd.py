@@ -277,6 +277,7 @@ GOOD_OVERRIDES: list[dict[str, Any]] = [
     {"podSecurityContext": {"runAsUser": 1000, "runAsGroup": 0, "fsGroup": 1000, "fsGroupChangePolicy": "Always"}},
     {"securityContext": {"runAsUser": 1000, "capabilities": {"add": ["NET_BIND_SERVICE"]}}},
     {"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "x.json"}}},
+    {"podSecurityContext": {"seLinuxOptions": {"level": "s0:c123,c456", "type": "container_t"}}},
     {
         "tolerations": [
             {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoExecute", "tolerationSeconds": 60}
@@ -322,6 +323,8 @@ BAD_OVERRIDES: list[tuple[dict[str, Any], str, str | None]] = [
     ({"securityContext": {"runAsUser": 0}}, "securityContext", None),
     ({"securityContext": {"procMount": "Unmasked"}}, "securityContext", None),
     ({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}, "securityContext", None),
+    ({"securityContext": {"seLinuxOptions": {"type": "spc_t"}}}, "securityContext", None),
+    ({"podSecurityContext": {"seLinuxOptions": {"user": "system_u"}}}, "podSecurityContext", None),
     ({"env": [{"name": "OK", "value": "1"}, {"name": "FILTERJOB_QUEUE", "value": "elsewhere"}]}, "env", None),
     ({"env": [{"name": "FILTERJOB_BROKER_URL", "value": "amqp://evil/"}]}, "env", None),
     ({"podLabels": {"filterjob.dev/job": "other"}}, "podLabels", None),
