@@ -222,7 +222,8 @@ def parked_command(job: str, broker: str, as_json: bool) -> None:
     """List the parked (failed for good) tasks of JOB with their reasons, leaving them in place.
 
     JOB is a FilterJob file (its local-mode queues) or any queue name of a cluster job,
-    e.g. fj.photos.thumbnails.1a2b3c4d.parked.
+    e.g. fj.photos.thumbnails.1a2b3c4d.parked, or its base name, which the FilterJob's
+    status.queues holds (kubectl get fj -o wide).
     """
     console = Console(stderr=True)
     topology = _job_topology(console, job)
@@ -244,7 +245,8 @@ def redrive_command(job: str, broker: str) -> None:
     """Move the parked tasks of JOB back to its task queue, with a fresh attempt count.
 
     JOB is a FilterJob file (its local-mode queues) or any queue name of a cluster job,
-    e.g. fj.photos.thumbnails.1a2b3c4d.parked.
+    e.g. fj.photos.thumbnails.1a2b3c4d.parked, or its base name, which the FilterJob's
+    status.queues holds (kubectl get fj -o wide).
 
     \b
     Fix the cause first. On a cluster, for a job that has finished, annotate it instead

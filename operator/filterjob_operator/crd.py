@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from filterjob_operator import kubetypes, podpolicy
 from filterjob_operator.spec import API_VERSION, GROUP, KIND, VERSION
 from filterjob_worker.catalog import CATALOG, FilterDef
 from filterjob_worker.codec import FORMATS
@@ -24,6 +25,15 @@ SHORT_NAMES = ["fj"]
 NAME = f"{PLURAL}.{GROUP}"
 PHASES = ["Pending", "Enqueuing", "Running", "Succeeded", "Failed", "Suspended"]
 _URI_PATTERN = r"^(file:///|s3://)[^\s]*$"
+#: Fields whose schema is a Kubernetes type's (vendored, see ``kubetypes``): field -> type.
+KUBERNETES_TYPED = {
+    "spec.workers.podSecurityContext": "PodSecurityContext",
+    "spec.workers.securityContext": "SecurityContext",
+    "spec.workers.tolerations": "Toleration",
+    "spec.workers.affinity": "Affinity",
+    "spec.workers.env": "EnvVar",
+    "spec.workers.envFrom": "EnvFromSource",
+}
 
 
 def _obj(
@@ -177,6 +187,85 @@ def filters_schema() -> Schema:
     }
 
 
+def _guarded(field: str, schema: Schema) -> Schema:
+    if found := podpolicy.rules(field):
+        schema["x-kubernetes-validations"] = found
+    return schema
+
+
+def _string_map(description: str, *, values: Schema | None = None) -> Schema:
+    return {
+        "type": "object",
+        "maxProperties": podpolicy.MAX_LABELS,
+        "additionalProperties": {"type": "string", **(values or {})},
+        "description": description,
+    }
+
+
+def _list_of(kind: str, description: str, *, max_items: int) -> Schema:
+    return {"type": "array", "maxItems": max_items, "items": kubetypes.schema(kind), "description": description}
+
+
+def _container_security_context() -> Schema:
+    context = kubetypes.schema(
+        "SecurityContext",
+        "Merged over the container's default (no privilege escalation, read-only root filesystem, "
+        "non-root, all capabilities dropped). May not weaken it: no privileged, no "
+        "allowPrivilegeEscalation, no writable root, no capability added but NET_BIND_SERVICE.",
+    )
+    for key in ("add", "drop"):  # bounded, so the guard's CEL cost is
+        context["properties"]["capabilities"]["properties"][key]["maxItems"] = podpolicy.MAX_CAPABILITIES
+    return context
+
+
+def pod_overrides_schema() -> Schema:
+    """``spec.workers`` fields for real clusters: Kubernetes' own shapes, guarded by ``podpolicy``."""
+    return {
+        "podSecurityContext": _guarded(
+            "podSecurityContext",
+            kubetypes.schema(
+                "PodSecurityContext",
+                "Merged over the default (runAsUser/runAsGroup/fsGroup 10001, runAsNonRoot, RuntimeDefault "
+                "seccomp, fsGroupChangePolicy OnRootMismatch) of worker and lister pods, e.g. the user and "
+                "group owning a volume. May not make the pods root or unconfined.",
+            ),
+        ),
+        "securityContext": _guarded("securityContext", _container_security_context()),
+        "nodeSelector": _string_map("Node labels the pods must be scheduled on."),
+        "tolerations": _list_of("Toleration", "Taints the pods tolerate.", max_items=podpolicy.MAX_TOLERATIONS),
+        "affinity": kubetypes.schema("Affinity", "Node and pod (anti-)affinity of the pods."),
+        "priorityClassName": {"type": "string", "maxLength": 253, "description": "PriorityClass of the pods."},
+        "serviceAccountName": {
+            "type": "string",
+            "maxLength": 253,
+            "description": "ServiceAccount of the pods, e.g. for a cloud identity; its API token is not mounted.",
+        },
+        "env": _guarded(
+            "env",
+            _list_of(
+                "EnvVar",
+                "More environment variables of the containers; not the FILTERJOB_* ones the operator sets.",
+                max_items=podpolicy.MAX_ENV,
+            ),
+        ),
+        "envFrom": _list_of(
+            "EnvFromSource",
+            "ConfigMaps and Secrets as environment variables; the operator's own variables take precedence.",
+            max_items=podpolicy.MAX_ENV_FROM,
+        ),
+        "podLabels": _guarded(
+            "podLabels",
+            _string_map(
+                "More labels of the pods (not the operator's own).",
+                values={"maxLength": 63, "pattern": podpolicy.LABEL_VALUE},
+            ),
+        ),
+        "podAnnotations": _guarded(
+            "podAnnotations", _string_map("More annotations of the pods (not the operator's own).")
+        ),
+    }
+
+
 def spec_schema() -> Schema:
     any_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     return _obj(
@@ -230,6 +319,7 @@ def spec_schema() -> Schema:
                         "items": any_object,
                         "description": "Where the volumes are mounted in the worker container.",
                     },
+                    **pod_overrides_schema(),
                 },
             ),
             "autoscaling": _obj(
@@ -336,6 +426,11 @@ def status_schema() -> Schema:
                     "summary": {"type": "string", "description": "ready/desired, for kubectl get."},
                 },
             ),
+            "queues": {
+                "type": "string",
+                "description": "Base name of the job's RabbitMQ queues (fj.<namespace>.<name>.<uid8>): "
+                "<base>.tasks, <base>.retry.<n>, <base>.parked; e.g. for filterjob parked.",
+            },
             "enqueuedThrough": {
                 "type": "string",
                 "description": "The last input key enqueued (inputs are enqueued in key order): "
@@ -420,6 +515,8 @@ def build_crd() -> Schema:
                         {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
                         {"name": "Workers", "type": "string", "jsonPath": ".status.workers.summary"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        # kubectl get fj -o wide
+                        {"name": "Queues", "type": "string", "jsonPath": ".status.queues", "priority": 1},
                     ],
                     "schema": {
                         "openAPIV3Schema": _obj(

@@ -6,13 +6,14 @@ Run with ``filterjob operator`` or ``kopf run -m filterjob_operator.handlers``.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
 import aio_pika
 import kopf
 
-from filterjob_operator import kube
+from filterjob_operator import brokerref, kube, status
 from filterjob_operator.crd import PLURAL
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.reconciler import Reconciler, Services
@@ -22,6 +23,8 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import delete
 
 FINALIZER = f"{GROUP}/cleanup"
+#: Seconds between two attempts of a deleted job's cleanup, at most.
+FINALIZER_RETRY = 10.0
 log = logging.getLogger("filterjob.operator")
 
 
@@ -46,20 +49,43 @@ async def run_job(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def remove_queues(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The finalizer: a deleted job's queues go with it (children go by owner references)."""
+async def remove_queues(body: kopf.Body, memo: kopf.Memo, runtime: datetime.timedelta, **_: Any) -> None:
+    """The finalizer: a deleted job's queues go with it (children go by owner references).
+
+    With its broker or broker Secret gone, it retries for ``FILTERJOB_FINALIZER_TIMEOUT``
+    (``runtime`` counts from the first attempt, across operator restarts), then lets the
+    job go with a Warning naming the queues left behind: a deletion, or a namespace's,
+    never hangs on a broker that will not come back.
+    """
     try:
         job = parse_job(dict(body))
     except JobSpecError:
         return  # never valid, so nothing was declared
+    if status.never_declared(body.get("status") or {}, broker_reasons=brokerref.REASONS):
+        log.info("%s never reached its broker: no queues to delete", job.key)
+        return  # a typo in the Secret's name deletes at once, not after the finalizer timeout
     services: Services = memo.services
+    topology = topology_of(job)
     secret_name = job.spec.broker.secret_ref.name if job.spec.broker else services.settings.broker_secret
     try:
-        secret = await services.kube.secret(job.metadata.namespace, secret_name)
-    except kube.KubeError as e:
-        raise kopf.TemporaryError(f"cannot read broker secret {secret_name}: {e}", delay=10) from e
-    connection = await aio_pika.connect(secret["url"])
-    async with connection:
-        await delete(await connection.channel(), topology_of(job))
+        url, _management = await brokerref.urls(services.kube, job.metadata.namespace, secret_name)
+        connection = await brokerref.connect_once(url, secret=f"{job.metadata.namespace}/{secret_name}")
+        async with connection:
+            await delete(await connection.channel(), topology)
+    except (brokerref.BrokerUnavailable, aio_pika.exceptions.AMQPError, OSError) as e:
+        left = services.settings.finalizer_timeout - runtime.total_seconds()
+        if left > 0:
+            raise kopf.TemporaryError(
+                f"cannot delete the queues of {job.key}: {e}; giving up in {left:.0f}s",
+                delay=min(FINALIZER_RETRY, left),
+            ) from e
+        names = ", ".join([*topology.queues, topology.inputs])
+        message = (
+            f"gave up deleting the queues of {job.key} after {services.settings.finalizer_timeout:g}s ({e}); "
+            f"left behind on the broker: {names} and exchanges {topology.events}, {topology.dead_letters}"
+        )
+        log.warning("%s", message)
+        kopf.warn(body, reason="QueuesLeftBehind", message=message)
+    else:
+        log.info("deleted the queues of %s", job.key)
     services.metrics.forget(job.metadata.namespace, job.metadata.name)
-    log.info("deleted the queues of %s", job.key)

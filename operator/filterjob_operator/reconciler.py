@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import kopf
 from aio_pika.abc import AbstractRobustConnection
 
-from filterjob_operator import broker, listing, sources, status
+from filterjob_operator import broker, brokerref, listing, sources, status
 from filterjob_operator.builders import deployment, hpa, lister
 from filterjob_operator.builders.common import lister_name, workers_name
 from filterjob_operator.kube import Kube
@@ -39,6 +38,8 @@ FINISHED_CHECKS = 6
 #: Changing this annotation's value asks the operator to move the job's parked tasks back
 #: to its task queue (and, if the job has finished, to run it again).
 REDRIVE_ANNOTATION = f"{GROUP}/redrive"
+#: A job whose broker (or its Secret) cannot be used tries again after this many status intervals.
+BROKER_RETRY_INTERVALS = 2
 
 
 class ListerFailed(Exception):
@@ -99,7 +100,7 @@ class Reconciler:
             await self.fail("InvalidSpec", "; ".join(e.problems))
             return True
         url, management_url = await self._broker(job)
-        connection = await aio_pika.connect_robust(url, client_properties={"connection_name": f"filterjob {job.key}"})
+        connection = await self._connect(job, url)
         try:
             async with broker.Management(management_url, vhost=broker.vhost_of(url)) as management:
                 return await self._run(job, connection, management)
@@ -141,7 +142,7 @@ class Reconciler:
                     await self.patch(redriven=request)  # nothing was ever enqueued; nothing to re-drive
                     continue
                 url, _ = await self._broker(job)
-                connection = await aio_pika.connect_robust(url)
+                connection = await self._connect(job, url)
                 try:
                     if self._failed_listing():
                         # The source was the problem; once fixed, it must be listed again.
@@ -159,14 +160,45 @@ class Reconciler:
         return False
 
     async def _broker(self, job: FilterJob) -> tuple[str, str]:
-        secret = await self.s.kube.secret(self.namespace, self._broker_secret(job))
-        url = secret["url"]
-        return url, secret.get("managementUrl") or broker.management_url_for(url)
+        """The broker's URLs from the job's Secret; raises ``kopf.TemporaryError`` (a retry) if unusable."""
+        try:
+            return await brokerref.urls(self.s.kube, self.namespace, self._broker_secret(job))
+        except brokerref.BrokerUnavailable as e:
+            raise await self._unavailable(e) from None
+
+    async def _connect(self, job: FilterJob, url: str) -> AbstractRobustConnection:
+        try:
+            return await brokerref.connect(url, secret=self._broker_secret(job), name=f"filterjob {job.key}")
+        except brokerref.BrokerUnavailable as e:
+            raise await self._unavailable(e) from None
+
+    async def _unavailable(self, error: brokerref.BrokerUnavailable) -> kopf.TemporaryError:
+        """Say in the status why the job cannot go on; the error to retry with (the Secret or broker may come)."""
+        previous = list(self.observed.get("conditions") or [])
+        ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
+        if (ready.get("reason"), ready.get("message")) != (error.reason, error.message):
+            log.warning("job %s/%s: %s", self.namespace, self.name, error.message)
+            kopf.warn(self.body, reason=error.reason, message=error.message)
+        await self.patch(
+            # A job that never started waits in Pending; one that did keeps its phase (its work is queued).
+            phase=self.observed.get("phase") or status.PENDING,
+            observedGeneration=self.generation,
+            conditions=[
+                *(c for c in previous if c.get("type") != "Ready"),
+                status.condition(
+                    "Ready", False, error.reason, error.message, generation=self.generation, previous=previous
+                ),
+            ],
+        )
+        return kopf.TemporaryError(error.message, delay=BROKER_RETRY_INTERVALS * self.s.settings.status_interval)
 
     async def _run(self, job: FilterJob, connection: AbstractRobustConnection, management: broker.Management) -> bool:
         topology = topology_of(job)
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)
+        if self.observed.get("queues") != topology.base:
+            # So users find the job's queues (filterjob parked), and its finalizer knows they exist.
+            await self.patch(queues=topology.base)
         try:
             listed = await self._list(job, connection)
         except JobSpecError as e:

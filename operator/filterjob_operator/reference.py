@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from filterjob_operator.crd import Schema, build_crd
+from filterjob_operator.crd import KUBERNETES_TYPED, Schema, build_crd
 from filterjob_worker.catalog import CATALOG
 
 _HEADER = """\
@@ -61,7 +61,12 @@ def _rows(node: Schema, path: str, required: frozenset[str]) -> Iterator[str]:
         description = _cell(child.get("description", ""))
         if field == "spec.filters[].name":
             description = "The filter; see the filter catalog below."
-        yield f"| `{field}` | {_type(child)} | {need} | {default} | {_cell(_limits(child))} | {description} |"
+        kind = _type(child)
+        if field in KUBERNETES_TYPED:
+            kind = f"{kind} ({KUBERNETES_TYPED[field]}, Kubernetes core/v1)"
+        yield f"| `{field}` | {kind} | {need} | {default} | {_cell(_limits(child))} | {description} |"
+        if field in KUBERNETES_TYPED:
+            continue  # its fields are Kubernetes' own (kubectl explain pod.spec...)
         if child.get("type") == "array" and "properties" in child.get("items", {}):
             items = child["items"]
             yield from _rows(items, f"{field}[]", frozenset(items.get("required", [])))
@@ -103,9 +108,13 @@ def render_reference(crd: Schema | None = None) -> str:
     crd = build_crd() if crd is None else crd
     root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     spec, status = root["properties"]["spec"], root["properties"]["status"]
-    rules = [root, *_nodes_with_rules(spec)]
     out = [_HEADER.rstrip("\n"), ""]
-    out += [f"- {_cell(rule['message'])}" for node in rules for rule in node.get("x-kubernetes-validations", [])]
+    out += [f"- {_cell(rule['message'])}" for rule in root.get("x-kubernetes-validations", [])]
+    out += [
+        f"- `{path}`: {_cell(rule['message'])}"
+        for path, node in _nodes_with_rules(spec, "spec")
+        for rule in node["x-kubernetes-validations"]
+    ]
     out += ["- each filter takes only its own parameters, within the ranges of the catalog below", ""]
     out += ["## spec", "", *_table(spec, "spec"), ""]
     out += ["## Filter catalog", "", "Each entry of `spec.filters` is `name` plus that filter's parameters.", ""]
@@ -115,8 +124,9 @@ def render_reference(crd: Schema | None = None) -> str:
     return "\n".join(out)
 
 
-def _nodes_with_rules(node: Schema) -> Iterator[Schema]:
-    for child in node.get("properties", {}).values():
-        if child.get("x-kubernetes-validations") and child.get("type") == "object":
-            yield child
-        yield from _nodes_with_rules(child)
+def _nodes_with_rules(node: Schema, path: str) -> Iterator[tuple[str, Schema]]:
+    """Fields with CEL rules (filter items aside: the catalog says theirs), with their paths."""
+    for name, child in node.get("properties", {}).items():
+        if child.get("x-kubernetes-validations"):
+            yield f"{path}.{name}", child
+        yield from _nodes_with_rules(child, f"{path}.{name}")

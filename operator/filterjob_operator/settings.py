@@ -11,6 +11,7 @@
 | ``FILTERJOB_IMAGE_PULL_SECRETS`` | comma-separated Secret names for pulling the worker image | none |
 | ``FILTERJOB_WORKER_RESOURCES`` | worker resources (JSON) if a job names none | ``DEFAULT_WORKER_RESOURCES`` |
 | ``FILTERJOB_LIST_INPUTS`` | who lists ``file://`` sources: ``auto``, ``operator`` or ``job`` | auto |
+| ``FILTERJOB_FINALIZER_TIMEOUT`` | seconds a deleted job retries removing its queues before it goes without | 300 |
 
 ``FILTERJOB_LIST_INPUTS``: ``operator`` lists every source in the operator's own filesystem,
 ``job`` always runs a lister Job in the job's namespace (with the job's volumes), ``auto``
@@ -62,6 +63,19 @@ def _resources(text: str | None) -> Mapping[str, Any]:
     return value
 
 
+def _seconds(name: str, text: str | None, default: float) -> float:
+    """A non-negative number of seconds."""
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     worker_image: str = DEFAULT_IMAGE
@@ -74,6 +88,9 @@ class Settings:
     list_inputs: ListInputs = "auto"
     #: Secrets for pulling the worker image, set on every worker and lister pod.
     image_pull_secrets: tuple[str, ...] = ()
+    #: How long a deleted job retries removing its queues (broker or Secret gone) before its
+    #: finalizer is removed anyway, with a Warning naming the queues left behind.
+    finalizer_timeout: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -90,4 +107,5 @@ class Settings:
             image_pull_secrets=tuple(
                 name.strip() for name in env.get("FILTERJOB_IMAGE_PULL_SECRETS", "").split(",") if name.strip()
             ),
+            finalizer_timeout=_seconds("FILTERJOB_FINALIZER_TIMEOUT", env.get("FILTERJOB_FINALIZER_TIMEOUT"), 300.0),
         )

@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from filterjob_operator import podpolicy
 from filterjob_worker.codec import FormatName, OutputFormat
 from filterjob_worker.errors import SpecError
 from filterjob_worker.pipeline import Pipeline
@@ -71,6 +80,26 @@ class Workers(_Model):
     resources: dict[str, Any] = Field(default_factory=dict)
     volumes: list[dict[str, Any]] = Field(default_factory=list)
     volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    # Overrides for real clusters, on worker and lister pods alike; their shapes are the
+    # Kubernetes types' (checked by the CRD), what they may not do is in ``podpolicy``.
+    pod_security_context: dict[str, Any] = Field(default_factory=dict)
+    security_context: dict[str, Any] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class_name: str | None = None
+    service_account_name: str | None = None
+    env: list[dict[str, Any]] = Field(default_factory=list)
+    env_from: list[dict[str, Any]] = Field(default_factory=list)
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("pod_security_context", "security_context", "env", "pod_labels", "pod_annotations")
+    @classmethod
+    def _policy(cls, value: Any, info: ValidationInfo) -> Any:
+        if problems := podpolicy.problems(to_camel(str(info.field_name)), value):
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class Autoscaling(_Model):

@@ -9,7 +9,7 @@ anywhere cannot make this drift, because nothing is counted by hand.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -173,6 +173,19 @@ def condition(
     if generation is not None:
         out["observedGeneration"] = generation
     return out
+
+
+def never_declared(observed: Mapping[str, Any], *, broker_reasons: Sequence[str]) -> bool:
+    """The job never got its queues: it has been waiting for its broker since it was created.
+
+    ``status.queues`` is written right after the queues are declared; a job without it whose
+    ``Ready`` condition still says the broker could not be used never reached it. (A job from
+    before ``status.queues`` existed has no such condition, so it never counts as one.)
+    """
+    if observed.get("queues") or observed.get("total") or observed.get("enqueued"):
+        return False
+    ready = next((c for c in observed.get("conditions") or [] if c.get("type") == "Ready"), None)
+    return ready is not None and ready.get("reason") in broker_reasons
 
 
 def resume(keys: Sequence[str], *, enqueued: int, through: str | None) -> tuple[int, Sequence[str]]:

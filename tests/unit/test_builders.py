@@ -8,9 +8,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from filterjob_operator import podpolicy
 from filterjob_operator.builders import common, deployment, hpa, lister
 from filterjob_operator.settings import DEFAULT_WORKER_RESOURCES, Settings
-from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.config import WorkerConfig
 
@@ -185,3 +186,122 @@ def test_worker_and_lister_pods_pull_with_the_operators_secrets(job: FilterJob) 
         kubernetes_validate.validate(manifest, "1.33", strict=True)
     plain = deployment.build(job, settings=Settings(), replicas=1, broker_secret="rabbit")
     assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]
+
+
+OVERRIDES: dict[str, Any] = {
+    "podSecurityContext": {"runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 3000, "supplementalGroups": [4000]},
+    "securityContext": {"runAsUser": 2000, "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["CHOWN"]}},
+    "nodeSelector": {"disktype": "ssd"},
+    "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]
+            }
+        }
+    },
+    "priorityClassName": "batch-low",
+    "serviceAccountName": "photos-reader",
+    "env": [{"name": "AWS_REGION", "value": "eu-west-1"}, {"name": "FILTERJOB_LOG_LEVEL", "value": "DEBUG"}],
+    "envFrom": [{"secretRef": {"name": "photos-s3"}}],
+    "podLabels": {"team": "imaging"},
+    "podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+}
+
+
+@pytest.fixture
+def tuned(job_doc: dict[str, Any]) -> FilterJob:
+    job_doc["metadata"]["uid"] = "0b4d6f3e-1c2a-4e5f-9a8b-7c6d5e4f3a2b"
+    job_doc["spec"]["workers"] = {"volumes": [{"name": "data", "emptyDir": {}}], **OVERRIDES}
+    return parse_job(job_doc)
+
+
+def test_pod_overrides_reach_worker_and_lister_pods(tuned: FilterJob) -> None:
+    workers = deployment.build(tuned, settings=SETTINGS, replicas=1, broker_secret="rabbit")
+    listing_job = lister.build(tuned, settings=SETTINGS, broker_secret="rabbit")
+    for manifest in (workers, listing_job):
+        kubernetes_validate.validate(manifest, "1.33", strict=True)
+        template = manifest["spec"]["template"]
+        pod = template["spec"]
+        assert pod["nodeSelector"] == {"disktype": "ssd"}
+        assert pod["tolerations"] == OVERRIDES["tolerations"]
+        assert pod["affinity"] == OVERRIDES["affinity"]
+        assert (pod["priorityClassName"], pod["serviceAccountName"]) == ("batch-low", "photos-reader")
+        assert pod["automountServiceAccountToken"] is False  # the pods still never call the API
+        # Merged over the restricted defaults, which stay where the job says nothing.
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 2000,
+            "runAsGroup": 2000,
+            "fsGroup": 3000,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "supplementalGroups": [4000],
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        box = container(manifest)
+        assert box["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 2000,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        }
+        names = [e["name"] for e in box["env"]]
+        assert names[-2:] == ["AWS_REGION", "FILTERJOB_LOG_LEVEL"]
+        assert "FILTERJOB_BROKER_URL" in names
+        assert box["envFrom"] == [{"secretRef": {"name": "photos-s3"}}]
+        assert template["metadata"]["labels"]["team"] == "imaging"
+        assert template["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "true"
+    labels = workers["spec"]["template"]["metadata"]["labels"]
+    assert workers["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert workers["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def test_overrides_are_copies_never_the_jobs_own(tuned: FilterJob) -> None:
+    first = deployment.build(tuned, settings=SETTINGS, replicas=1, broker_secret="rabbit")
+    first["spec"]["template"]["spec"]["tolerations"][0]["key"] = "changed"
+    first["spec"]["template"]["spec"]["securityContext"]["fsGroup"] = 1
+    again = deployment.build(tuned, settings=SETTINGS, replicas=1, broker_secret="rabbit")
+    assert again["spec"]["template"]["spec"]["tolerations"][0]["key"] == "gpu"
+    assert again["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 3000
+
+
+def test_by_default_pods_do_not_reown_volumes_and_are_scheduled_anywhere(job: FilterJob) -> None:
+    for manifest in (
+        deployment.build(job, settings=SETTINGS, replicas=1, broker_secret="rabbit"),
+        lister.build(job, settings=SETTINGS, broker_secret="rabbit"),
+    ):
+        pod = manifest["spec"]["template"]["spec"]
+        assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+        assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "serviceAccountName"} & set(pod)
+        assert "envFrom" not in container(manifest)
+
+
+def test_what_the_operator_sets_on_pods_is_reserved_from_overrides(job: FilterJob) -> None:
+    workers = deployment.build(job, settings=SETTINGS, replicas=1, broker_secret="rabbit")
+    listing_job = lister.build(job, settings=SETTINGS, broker_secret="rabbit")
+    for manifest in (workers, listing_job):
+        names = {e["name"] for e in container(manifest)["env"]}
+        assert {n for n in names if n.startswith("FILTERJOB_")} <= set(podpolicy.RESERVED_ENV)
+        metadata = manifest["spec"]["template"]["metadata"]
+        for key in metadata["labels"]:
+            assert key in podpolicy.RESERVED_LABELS or key.startswith(podpolicy.RESERVED_PREFIX), key
+        for key in metadata.get("annotations", {}):
+            assert key in podpolicy.RESERVED_ANNOTATIONS or key.startswith(podpolicy.RESERVED_PREFIX), key
+
+
+@pytest.mark.parametrize(
+    "workers",
+    [
+        {"securityContext": {"capabilities": "SYS_ADMIN"}},
+        {"securityContext": {"capabilities": {"add": "SYS_ADMIN"}}},
+        {"podSecurityContext": {"seccompProfile": "Unconfined"}},
+        {"env": [{"value": "no name"}, {"name": "FILTERJOB_QUEUE"}]},
+    ],
+)
+def test_overrides_of_the_wrong_shape_are_refused_never_a_crash(
+    job_doc: dict[str, Any], workers: dict[str, Any]
+) -> None:
+    job_doc["spec"]["workers"] = workers
+    with pytest.raises(JobSpecError, match=r"spec\.workers\.(securityContext|podSecurityContext|env): must"):
+        parse_job(job_doc)

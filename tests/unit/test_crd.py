@@ -9,6 +9,8 @@ values typed as the API server types them (``number`` fields are doubles).
 from __future__ import annotations
 
 import copy
+import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from filterjob_operator import podpolicy
 from filterjob_operator.crd import build_crd
+from filterjob_operator.spec import JobSpecError, parse_job
 from filterjob_worker.catalog import CATALOG
 from filterjob_worker.errors import SpecError
 from filterjob_worker.pipeline import Pipeline
@@ -102,7 +106,11 @@ def test_every_field_has_a_description() -> None:
 
 def test_printer_columns_and_names() -> None:
     version = CRD["spec"]["versions"][0]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Failed", "Workers", "Age"]
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Phase", "Progress", "Failed", "Workers", "Age", "Queues"]
+    # The queue base name only with -o wide; the status schema has it.
+    assert columns[-1] == {"name": "Queues", "type": "string", "jsonPath": ".status.queues", "priority": 1}
+    assert SCHEMA["properties"]["status"]["properties"]["queues"]["type"] == "string"
     assert version["subresources"] == {"status": {}}
     assert CRD["spec"]["names"]["shortNames"] == ["fj"]
 
@@ -200,3 +208,194 @@ def test_the_crd_and_the_worker_agree(job: dict[str, Any], step: dict[str, Any])
     except SpecError:
         worker_ok = False
     assert (problems(job) == []) is worker_ok, problems(job)
+
+
+def _vendor_script() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "vendor_kubernetes_types", ROOT / "scripts" / "vendor-kubernetes-types.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_vendored_kubernetes_types_are_current() -> None:
+    script = _vendor_script()
+    assert script.OUT.read_text() == script.text(), (
+        "operator/filterjob_operator/kubernetes-types.json is stale: run scripts/vendor-kubernetes-types.py"
+    )
+
+
+def structural_problems(node: Any, path: str = "") -> list[str]:
+    """What the API server's structural-schema check would refuse (the rules that apply to this CRD)."""
+    found: list[str] = []
+    if not isinstance(node, dict):
+        return [f"{path}: not a schema"]
+    for key in ("$ref", "oneOf", "anyOf", "allOf", "not", "additionalItems", "patternProperties", "definitions"):
+        if key in node:
+            found.append(f"{path}: {key} is not allowed")
+    if "type" not in node and node.get("x-kubernetes-int-or-string") is not True:
+        found.append(f"{path}: has no type")
+    if "properties" in node and "additionalProperties" in node:
+        found.append(f"{path}: properties and additionalProperties together")
+    if node.get("additionalProperties") is False:
+        found.append(f"{path}: additionalProperties false")
+    if node.get("type") == "array" and "items" not in node:
+        found.append(f"{path}: array without items")
+    for name, child in node.get("properties", {}).items():
+        found += structural_problems(child, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            found += structural_problems(node[key], f"{path}.{key}")
+    return found
+
+
+def test_the_schema_is_structural() -> None:
+    assert structural_problems(SCHEMA["properties"]["spec"], "spec") == []
+    # The vendored types keep Kubernetes' shapes: int-or-string where Kubernetes has one.
+    env = SCHEMA["properties"]["spec"]["properties"]["workers"]["properties"]["env"]["items"]
+    divisor = env["properties"]["valueFrom"]["properties"]["resourceFieldRef"]["properties"]["divisor"]
+    assert divisor == {"x-kubernetes-int-or-string": True, "description": divisor["description"]}
+
+
+def test_every_cel_rule_compiles() -> None:
+    def rules(node: Any) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        out = [r["rule"] for r in node.get("x-kubernetes-validations", [])]
+        for child in [*node.get("properties", {}).values(), node.get("items"), node.get("additionalProperties")]:
+            out += rules(child)
+        return out
+
+    for rule in rules(SCHEMA):
+        CEL.compile(rule)
+
+
+GOOD_OVERRIDES: list[dict[str, Any]] = [
+    {"podSecurityContext": {"runAsUser": 1000, "runAsGroup": 0, "fsGroup": 1000, "fsGroupChangePolicy": "Always"}},
+    {"securityContext": {"runAsUser": 1000, "capabilities": {"add": ["NET_BIND_SERVICE"]}}},
+    {"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "x.json"}}},
+    {"podSecurityContext": {"seLinuxOptions": {"level": "s0:c123,c456", "type": "container_t"}}},
+    {
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoExecute", "tolerationSeconds": 60}
+        ]
+    },
+    {"nodeSelector": {"kubernetes.io/arch": "arm64"}, "priorityClassName": "low", "serviceAccountName": "sa"},
+    {
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 10,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"team": "x"}},
+                        },
+                    }
+                ]
+            }
+        }
+    },
+    {
+        "env": [
+            {"name": "FILTERJOB_LOG_LEVEL", "value": "DEBUG"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ]
+    },
+    {"envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "X_"}, {"secretRef": {"name": "s3"}}]},
+    {"podLabels": {"team": "imaging", "example.com/tier": "", "a.b/c_d-e.f": "v1.2_3-x"}},
+    {"podAnnotations": {"example.com/owner": "ops", "note": "anything at all, even spaces"}},
+]
+
+#: (override, field at fault, what the schema says, or None if a CEL rule's message says it)
+BAD_OVERRIDES: list[tuple[dict[str, Any], str, str | None]] = [
+    ({"podSecurityContext": {"runAsUser": 0}}, "podSecurityContext", None),
+    ({"podSecurityContext": {"runAsNonRoot": False}}, "podSecurityContext", None),
+    ({"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}}, "podSecurityContext", None),
+    ({"podSecurityContext": {"windowsOptions": {"hostProcess": True}}}, "podSecurityContext", None),
+    ({"securityContext": {"privileged": True}}, "securityContext", None),
+    ({"securityContext": {"allowPrivilegeEscalation": True}}, "securityContext", None),
+    ({"securityContext": {"readOnlyRootFilesystem": False}}, "securityContext", None),
+    ({"securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE", "SYS_ADMIN"]}}}, "securityContext", None),
+    ({"securityContext": {"runAsUser": 0}}, "securityContext", None),
+    ({"securityContext": {"procMount": "Unmasked"}}, "securityContext", None),
+    ({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}, "securityContext", None),
+    ({"securityContext": {"seLinuxOptions": {"type": "spc_t"}}}, "securityContext", None),
+    ({"podSecurityContext": {"seLinuxOptions": {"user": "system_u"}}}, "podSecurityContext", None),
+    ({"env": [{"name": "OK", "value": "1"}, {"name": "FILTERJOB_QUEUE", "value": "elsewhere"}]}, "env", None),
+    ({"env": [{"name": "FILTERJOB_BROKER_URL", "value": "amqp://evil/"}]}, "env", None),
+    ({"podLabels": {"filterjob.dev/job": "other"}}, "podLabels", None),
+    ({"podLabels": {"app.kubernetes.io/component": "lister"}}, "podLabels", None),
+    ({"podAnnotations": {"prometheus.io/port": "1"}}, "podAnnotations", None),
+    ({"podLabels": {"team": "no spaces allowed"}}, "podLabels", "does not match"),
+    ({"podLabels": {"team": "x" * 64}}, "podLabels", "is too long"),
+    ({"tolerations": [{"key": "a", "tolerationSeconds": "soon"}]}, "tolerations", "is not of type 'integer'"),
+    ({"env": [{"value": "nameless"}]}, "env", "'name' is a required property"),
+    ({"nodeSelector": {"zone": 3}}, "nodeSelector", "is not of type 'string'"),
+    (
+        {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+        "affinity",
+        "'nodeSelectorTerms' is a required property",
+    ),
+]
+
+
+@pytest.mark.parametrize("override", GOOD_OVERRIDES, ids=",".join)
+def test_pod_overrides_that_keep_the_pods_restricted_are_taken(job: dict[str, Any], override: dict[str, Any]) -> None:
+    job["spec"]["workers"].update(override)
+    assert problems(job) == []
+    parse_job(job)  # and the operator takes it too
+
+
+@pytest.mark.parametrize(("override", "field", "schema_says"), BAD_OVERRIDES, ids=lambda o: str(o)[:60])
+def test_pod_overrides_are_refused_alike_by_the_crd_and_the_operator(
+    job: dict[str, Any], override: dict[str, Any], field: str, schema_says: str | None
+) -> None:
+    job["spec"]["workers"].update(override)
+    found = problems(job)
+    if schema_says is None:
+        messages = podpolicy.problems(field, override[field])
+        assert messages, "the operator's check must refuse it as well"
+        assert found == messages
+        with pytest.raises(JobSpecError) as refused:
+            parse_job(job)
+        assert refused.value.problems == [f"spec.workers.{field}: {m}" for m in messages]
+    else:
+        assert any(p.startswith(f"spec.workers.{field}") and schema_says in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("labels", "ok"),
+    [
+        ({"a": "b"}, True),
+        ({"example.com/a": "b"}, True),
+        ({"bad key": "v"}, False),
+        ({"-a": "v"}, False),
+        ({"Example.com/a": "v"}, False),
+        ({"x" * 64: "v"}, False),
+    ],
+)
+def test_label_and_annotation_keys_the_operator_refuses(job: dict[str, Any], labels: dict[str, str], ok: bool) -> None:
+    for field in ("podLabels", "podAnnotations"):
+        job["spec"]["workers"] = {field: labels}
+        if ok:
+            parse_job(job)
+        else:
+            with pytest.raises(JobSpecError, match=f"spec.workers.{field}: keys must be"):
+                parse_job(job)
+
+
+def test_every_field_a_pod_guard_names_is_in_the_schema() -> None:
+    """The API server type-checks CEL rules against the schema: a misspelt field would fail the CRD."""
+    workers = SCHEMA["properties"]["spec"]["properties"]["workers"]["properties"]
+    for guard in podpolicy.GUARDS:
+        for path in set(re.findall(r"self((?:\.[A-Za-z]+)+)", guard.cel or "")):
+            node = workers[guard.field]
+            for part in path.strip(".").split("."):
+                if part in ("all", "startsWith"):
+                    break
+                assert part in node.get("properties", {}), (guard.field, path)
+                node = node["properties"][part]

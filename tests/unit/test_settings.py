@@ -28,6 +28,7 @@ def test_every_variable_is_read() -> None:
             "FILTERJOB_WORKER_RESOURCES": '{"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}',
             "FILTERJOB_LIST_INPUTS": "job",
             "FILTERJOB_IMAGE_PULL_SECRETS": "regcred, mirror,",
+            "FILTERJOB_FINALIZER_TIMEOUT": "42.5",
         }
     )
     assert settings == Settings(
@@ -40,7 +41,16 @@ def test_every_variable_is_read() -> None:
         worker_resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
         list_inputs="job",
         image_pull_secrets=("regcred", "mirror"),
+        finalizer_timeout=42.5,
     )
+
+
+def test_the_finalizer_timeout_defaults_to_five_minutes_and_must_be_seconds() -> None:
+    assert Settings.from_env({}).finalizer_timeout == 300
+    assert Settings.from_env({"FILTERJOB_FINALIZER_TIMEOUT": "0"}).finalizer_timeout == 0
+    for bad in ("soon", "-1", "nan", "inf"):
+        with pytest.raises(ValueError, match="FILTERJOB_FINALIZER_TIMEOUT must be"):
+            Settings.from_env({"FILTERJOB_FINALIZER_TIMEOUT": bad})
 
 
 @pytest.mark.parametrize(("text", "expected"), [("auto", "auto"), ("Operator", "operator"), ("", "auto")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from filterjob_operator import status
@@ -138,3 +140,28 @@ class TestResume:
 
     def test_a_status_without_a_key_resumes_by_count(self) -> None:
         assert status.resume(self.KEYS, enqueued=3, through=None) == (3, ("d.jpg", "e.jpg"))
+
+
+BROKER_REASONS = ("BrokerSecretMissing", "BrokerRefused")
+
+
+def _ready(reason: str) -> dict[str, Any]:
+    return {"type": "Ready", "status": "False", "reason": reason, "message": "..."}
+
+
+@pytest.mark.parametrize(
+    ("observed", "never"),
+    [
+        ({"phase": "Pending", "conditions": [_ready("BrokerSecretMissing")]}, True),
+        ({"phase": "Pending", "conditions": [_ready("BrokerRefused")]}, True),
+        # Queues declared, then the broker went: they must be deleted.
+        ({"phase": "Pending", "queues": "fj.a.b.c", "conditions": [_ready("BrokerRefused")]}, False),
+        ({"phase": "Running", "total": 3, "enqueued": 3, "conditions": [_ready("BrokerRefused")]}, False),
+        # No word from the operator yet, or a job from before status.queues: assume queues exist.
+        ({}, False),
+        ({"phase": "Running", "enqueued": 5, "conditions": [_ready("Processing")]}, False),
+        ({"phase": "Pending", "conditions": [_ready("Listing")]}, False),
+    ],
+)
+def test_a_job_that_never_reached_its_broker_has_no_queues(observed: dict[str, Any], never: bool) -> None:
+    assert status.never_declared(observed, broker_reasons=BROKER_REASONS) is never

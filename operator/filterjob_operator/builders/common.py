@@ -59,14 +59,21 @@ def metadata(job: FilterJob, name: str, component: str) -> Manifest:
     }
 
 
-def pod_security_context() -> Manifest:
-    """The restricted Pod Security Standard, as the image's user."""
+def pod_security_context(job: FilterJob) -> Manifest:
+    """The restricted Pod Security Standard, as the image's user, with the job's overrides on top.
+
+    ``OnRootMismatch``: a volume already owned by ``fsGroup`` is not walked and re-owned
+    at every pod start (on a large volume that takes minutes). ``podpolicy`` keeps the
+    overrides from making the pods root.
+    """
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS,
         "runAsGroup": RUN_AS,
         "fsGroup": RUN_AS,
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
+        **copy.deepcopy(job.spec.workers.pod_security_context),
     }
 
 
@@ -77,13 +84,40 @@ def pull_secrets(settings: Settings) -> Manifest:
     return {"imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets]}
 
 
-def container_security_context() -> Manifest:
+def container_security_context(job: FilterJob) -> Manifest:
+    """No privileges and a read-only root, with the job's overrides on top; all capabilities stay dropped."""
+    override = copy.deepcopy(job.spec.workers.security_context)
+    added = (override.pop("capabilities", None) or {}).get("add")  # podpolicy allows only harmless ones
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
+        **override,
+        "capabilities": {"drop": ["ALL"], **({"add": added} if added else {})},
     }
+
+
+def pod_metadata(job: FilterJob, labels: dict[str, str], annotations: dict[str, str] | None = None) -> Manifest:
+    """A pod template's metadata: the job's labels and annotations, then the operator's (``podpolicy``
+    keeps the two apart, so the Deployment's selector always matches)."""
+    workers = job.spec.workers
+    out: Manifest = {"labels": {**workers.pod_labels, **labels}}
+    if workers.pod_annotations or annotations:
+        out["annotations"] = {**workers.pod_annotations, **(annotations or {})}
+    return out
+
+
+def _scheduling(job: FilterJob) -> Manifest:
+    """Where and as whom the pods run: only what the job sets."""
+    workers = job.spec.workers
+    fields = {
+        "serviceAccountName": workers.service_account_name,
+        "priorityClassName": workers.priority_class_name,
+        "nodeSelector": dict(workers.node_selector),
+        "tolerations": workers.tolerations,
+        "affinity": workers.affinity,
+    }
+    return {key: copy.deepcopy(value) for key, value in fields.items() if value}
 
 
 def volumes(job: FilterJob) -> list[Manifest]:
@@ -104,21 +138,28 @@ def pod_spec(job: FilterJob, settings: Settings, container: Manifest, **spec: An
     """A locked-down pod running the job's image with its volumes: worker and lister pods alike.
 
     ``container`` gives the name, command, env and anything else of its own; image,
-    resources, security context and mounts are the same for every pod of a job.
+    resources, security context, mounts, the job's extra env and where the pod is
+    scheduled are the same for every pod of a job. The operator's env entries win over
+    ``envFrom`` (Kubernetes' rule), and ``podpolicy`` keeps ``env`` off them.
     """
     workers = job.spec.workers
+    own = {key: value for key, value in container.items() if key != "env"}
+    env = [*container.get("env", []), *copy.deepcopy(workers.env)]
     return {
-        # These pods never call the Kubernetes API.
+        # These pods never call the Kubernetes API, whatever ServiceAccount they run as.
         "automountServiceAccountToken": False,
         **spec,
-        "securityContext": pod_security_context(),
+        **_scheduling(job),
+        "securityContext": pod_security_context(job),
         **pull_secrets(settings),
         "containers": [
             {
                 "image": workers.image or settings.worker_image,
-                **container,
+                **own,
+                **({"env": env} if env else {}),
+                **({"envFrom": copy.deepcopy(workers.env_from)} if workers.env_from else {}),
                 "resources": copy.deepcopy(dict(workers.resources or settings.worker_resources)),
-                "securityContext": container_security_context(),
+                "securityContext": container_security_context(job),
                 "volumeMounts": volume_mounts(job),
             }
         ],

@@ -6,6 +6,7 @@ from filterjob_operator.builders.common import (
     Manifest,
     broker_url_env,
     metadata,
+    pod_metadata,
     pod_spec,
     selector,
     workers_name,
@@ -51,14 +52,15 @@ def build(job: FilterJob, *, settings: Settings, replicas: int, broker_secret: s
             "selector": {"matchLabels": selector(job)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
-                "metadata": {
-                    "labels": meta["labels"],
-                    "annotations": {
+                "metadata": pod_metadata(
+                    job,
+                    meta["labels"],
+                    {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HEALTH_PORT),
                         "prometheus.io/path": "/metrics",
                     },
-                },
+                ),
                 "spec": pod_spec(
                     job,
                     settings,

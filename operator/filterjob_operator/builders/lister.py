@@ -16,6 +16,7 @@ from filterjob_operator.builders.common import (
     broker_url_env,
     lister_name,
     metadata,
+    pod_metadata,
     pod_spec,
 )
 from filterjob_operator.settings import Settings
@@ -48,7 +49,7 @@ def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest
         "spec": {
             "backoffLimit": BACKOFF_LIMIT,
             "template": {
-                "metadata": {"labels": meta["labels"]},
+                "metadata": pod_metadata(job, meta["labels"]),
                 "spec": pod_spec(
                     job,
                     settings,

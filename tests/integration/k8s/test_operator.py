@@ -274,6 +274,185 @@ def test_deleting_a_job_removes_its_queues(
     assert cluster.get(DEPLOYMENTS, NS, "gone-workers") is None  # garbage-collected with its owner
 
 
+def ready_reason(reason: str) -> Any:
+    def check(job: dict[str, Any]) -> bool:
+        conditions = job.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "False" and c["reason"] == reason for c in conditions)
+
+    return check
+
+
+def events_with(cluster: RunningCluster, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.list(EVENTS, NS) if e.get("reason") == reason]
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason", "says"),
+    [
+        (None, "BrokerSecretMissing", "the broker Secret photos/broker does not exist"),
+        ({"uri": BROKER_URL}, "BrokerSecretInvalid", "the broker Secret photos/broker has no key url"),
+        ({"url": "rabbitmq:5672"}, "BrokerSecretInvalid", "url must be amqp://user:password@host:5672/vhost"),
+        ({"url": BROKER_URL.replace("guest@", "wrong-password@")}, "BrokerRefused", "refused the credentials"),
+        ({"url": "amqp://guest:guest@127.0.0.1:1/"}, "BrokerUnreachable", "cannot be reached"),
+    ],
+    ids=["missing", "no-url", "not-amqp", "refused", "unreachable"],
+)
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_an_unusable_broker_secret_shows_in_the_status_until_it_is_fixed(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    secret: dict[str, str] | None,
+    reason: str,
+    says: str,
+) -> None:
+    if secret is not None:
+        k8s_api.core.create_namespaced_secret(
+            NS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broker"}, "stringData": secret}
+        )
+    make_samples(tmp_path / "in", count=3, size=(16, 12))
+    body = job_body("unbrokered", tmp_path / "in", tmp_path / "out")
+    body["spec"]["broker"] = {"secretRef": {"name": "broker"}}
+    stored = create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "unbrokered", ready_reason(reason), timeout=30)
+        ready = next(c for c in job["status"]["conditions"] if c["type"] == "Ready")
+        assert says in ready["message"], ready["message"]
+        assert "wrong-password" not in ready["message"]  # a password never goes into the status
+        assert job["status"]["phase"] == "Pending"
+        assert "queues" not in job["status"]  # none declared yet
+        wait_for_event(cluster, reason)
+        # Fixed, the job goes on by itself: the operator retries, never gives up on it.
+        fixed = {"url": base64.b64encode(BROKER_URL.encode()).decode()}
+        if secret is None:
+            k8s_api.core.create_namespaced_secret(
+                NS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broker"}, "data": fixed}
+            )
+        else:
+            k8s_api.core.replace_namespaced_secret(
+                "broker", NS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broker"}, "data": fixed}
+            )
+        job = cluster.wait_for_object(
+            FILTERJOBS, NS, "unbrokered", lambda o: o["status"].get("enqueued") == 3, timeout=30
+        )
+    assert len(events_with(cluster, reason)) == 1  # said once, not at every retry
+    # Where users find the job's queues (kubectl get fj -o wide; filterjob parked).
+    assert job["status"]["queues"] == topology_of(parse_job(stored)).base
+    assert queue_exists(job["status"]["queues"] + ".tasks")
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_deleting_a_job_that_never_reached_its_broker_does_not_wait(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILTERJOB_FINALIZER_TIMEOUT", "600")  # longer than this test may take
+    body = job_body("typo", tmp_path / "in", tmp_path / "out")
+    body["spec"]["broker"] = {"secretRef": {"name": "rabbitmg"}}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(FILTERJOBS, NS, "typo", ready_reason("BrokerSecretMissing"), timeout=30)
+        k8s_api.custom.delete_namespaced_custom_object("filterjob.dev", "v1alpha1", NS, "filterjobs", "typo")
+        cluster.wait_for_absence(FILTERJOBS, NS, "typo", timeout=30)
+    assert events_with(cluster, "QueuesLeftBehind") == []  # nothing was left: nothing was declared
+
+
+@pytest.mark.parametrize("gone", ["secret", "broker"])
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_deleting_a_job_whose_broker_is_gone_does_not_hang(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    gone: str,
+) -> None:
+    monkeypatch.setenv("FILTERJOB_FINALIZER_TIMEOUT", "2")
+    make_samples(tmp_path / "in", count=3, size=(16, 12))
+    stored = create(k8s_api, job_body("orphan", tmp_path / "in", tmp_path / "out"), created)
+    topology = topology_of(parse_job(stored))
+    with cluster.run_operator(HANDLERS, timeout=60):
+        cluster.wait_for_object(
+            FILTERJOBS, NS, "orphan", lambda o: o.get("status", {}).get("enqueued") == 3, timeout=30
+        )
+        if gone == "secret":
+            k8s_api.core.delete_namespaced_secret("rabbitmq", NS)
+        else:  # a broker nobody answers at any more (loopback, a closed port)
+            k8s_api.core.patch_namespaced_secret("rabbitmq", NS, {"stringData": {"url": "amqp://u:p@127.0.0.1:1/"}})
+        k8s_api.custom.delete_namespaced_custom_object("filterjob.dev", "v1alpha1", NS, "filterjobs", "orphan")
+        cluster.wait_for_absence(FILTERJOBS, NS, "orphan", timeout=30)
+        wait_for_event(cluster, "QueuesLeftBehind")
+    (warning,) = events_with(cluster, "QueuesLeftBehind")
+    assert warning["type"] == "Warning"
+    for name in (topology.tasks, topology.parked, topology.inputs):
+        assert name in warning["message"]
+    assert queue_exists(topology.tasks)  # left behind, as the Warning says (the fixture removes them)
+
+
+#: Pod overrides a real cluster needs (see podpolicy for what they may not do).
+POD_OVERRIDES: dict[str, Any] = {
+    "podSecurityContext": {"runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 3000},
+    "securityContext": {"runAsUser": 2000},
+    "nodeSelector": {"disktype": "ssd"},
+    "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}
+            ]
+        }
+    },
+    "priorityClassName": "batch-low",
+    "serviceAccountName": "photos-reader",
+    "env": [{"name": "FILTERJOB_LOG_LEVEL", "value": "DEBUG"}, {"name": "AWS_REGION", "value": "eu-west-1"}],
+    "envFrom": [{"secretRef": {"name": "photos-s3"}}],
+    "podLabels": {"team": "imaging"},
+    "podAnnotations": {"example.com/owner": "ops"},
+}
+
+
+def assert_overridden(template: dict[str, Any]) -> None:
+    pod = template["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "serviceAccountName"):
+        assert pod[key] == POD_OVERRIDES[key], key
+    assert pod["securityContext"]["fsGroup"] == 3000
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    box = pod["containers"][0]
+    assert box["securityContext"]["runAsUser"] == 2000
+    assert box["securityContext"]["readOnlyRootFilesystem"] is True
+    assert box["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in box["env"]
+    assert box["envFrom"] == POD_OVERRIDES["envFrom"]
+    assert template["metadata"]["labels"]["team"] == "imaging"
+    assert template["metadata"]["annotations"]["example.com/owner"] == "ops"
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_pod_overrides_reach_the_worker_deployment_and_the_lister_job(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=2, size=(16, 12))
+    here = job_body("tuned", tmp_path / "in", tmp_path / "out")  # the operator sees it: workers at once
+    elsewhere = job_body("tuned-list", tmp_path / "on-the-pvc", tmp_path / "out")  # it does not: a lister Job
+    for body in (here, elsewhere):
+        body["spec"]["workers"] = POD_OVERRIDES
+        create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS):
+        workers = cluster.wait_for_object(DEPLOYMENTS, NS, "tuned-workers", timeout=30)
+        lister = cluster.wait_for_object(JOBS, NS, "tuned-list-list", timeout=30)
+    # The emulator checks built-in objects against Kubernetes' schemas: both were valid.
+    assert_overridden(workers["spec"]["template"])
+    assert (
+        workers["spec"]["selector"]["matchLabels"].items() <= workers["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert_overridden(lister["spec"]["template"])
+
+
 @pytest.mark.usefixtures("kubeconfig", "operator_env")
 def test_watching_a_namespace_list_serves_those_namespaces_only(
     cluster: RunningCluster,
