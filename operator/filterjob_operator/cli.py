@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,12 +34,12 @@ from rich.progress import (
 from rich.progress import Task as ProgressTask
 from rich.text import Text
 
-from filterjob_operator import exits, samples
+from filterjob_operator import exits, samples, sources
 from filterjob_operator.local import Listener, LocalOptions, run_local
 from filterjob_operator.spec import JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
 from filterjob_worker import __version__, catalog
-from filterjob_worker.contract import Event
+from filterjob_worker.contract import Event, JobFinished
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology
 
@@ -162,17 +165,130 @@ def run(
         sys.exit(EXIT_FAILED)
 
 
-@main.command("watch")
-@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
-def watch_command(job_file: Path, broker: str, as_json: bool) -> None:
-    """Print the task events of the job in JOB_FILE live (Ctrl-C to stop)."""
-    console = Console(stderr=True)
+@dataclasses.dataclass(frozen=True)
+class _Watched:
+    """What ``filterjob watch`` follows: a local job file's queues or a cluster FilterJob's."""
+
+    key: str
+    topology: Topology
+    source: str
+    #: For a cluster job: reads the FilterJob (None once deleted). None for a local job.
+    read: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
+    hint: str = ""
+
+
+#: NAMESPACE/NAME of a cluster job: a DNS label, then a DNS subdomain.
+_JOB_REF = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)")
+
+
+def _cluster_failed(console: Console, message: str) -> NoReturn:
+    console.print(f"[red]cluster:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(exits.CLUSTER)
+
+
+def _broker_failed(console: Console, url: str, error: BaseException) -> NoReturn:
+    """One line for a broker that cannot be reached or refused us (kept local: easy to swap for a shared one)."""
+    password = urlsplit(url).password
+    where = url.replace(f":{password}@", ":***@") if password else url
+    detail = (str(error) or type(error).__name__).replace(password or "\0", "***")
+    console.print(f"[red]broker {escape(where)}:[/] {escape(detail)}", highlight=False, soft_wrap=True)
+    sys.exit(exits.BROKER)
+
+
+def _watched(console: Console, job: str) -> _Watched:
+    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415 (see _LAZY)
+
+    path = Path(job)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".json") or not _JOB_REF.fullmatch(job):
+        if not path.is_file():
+            raise click.BadParameter(
+                f"neither a job file nor a cluster job's NAMESPACE/NAME: {job!r}", param_hint="JOB"
+            )
+        try:
+            local = load_job(path, local=True)
+        except JobSpecError as e:
+            _invalid(console, e)
+        hint = f"start it with: filterjob run {job} --broker URL"
+        return _Watched(key=local.key, topology=topology_of(local), source=local.spec.source.uri, hint=hint)
+    from filterjob_operator import kube  # noqa: PLC0415 (see _LAZY)
+
+    namespace, name = job.split("/", 1)
+    client = kube.Kube(_kube_client(console))
+
+    async def read() -> dict[str, Any] | None:
+        return await client.filterjob(namespace, name, seconds=KUBE_TIMEOUT)
+
+    found = _on_cluster(console, job, read)
+    if found is None:
+        _cluster_failed(console, f"no FilterJob {job} (kubectl get fj -n {namespace})")
+    uid = str((found.get("metadata") or {}).get("uid") or "")
+    source = str(((found.get("spec") or {}).get("source") or {}).get("uri") or "")
+    topology = Topology.for_job(namespace=namespace, name=name, uid=uid)
+    hint = f"see kubectl describe fj -n {namespace} {name}"
+    return _Watched(key=job, topology=topology, source=source, read=read, hint=hint)
+
+
+#: Seconds a request to the Kubernetes API may take before watch gives up.
+KUBE_TIMEOUT = 15.0
+
+
+def _kube_client(console: Console) -> Any:
+    import kubernetes  # noqa: PLC0415 (see _LAZY)
+
+    from filterjob_operator import kube  # noqa: PLC0415
+
     try:
-        job = load_job(job_file, local=True)
-    except JobSpecError as e:
-        _invalid(console, e)
+        return kube.load_config()
+    except (kubernetes.config.ConfigException, OSError) as e:
+        _cluster_failed(console, f"no usable kubeconfig ({e}); set KUBECONFIG or run kubectl config use-context")
+
+
+def _on_cluster(console: Console, job: str, action: Callable[[], Awaitable[T]]) -> T:
+    """Run ``action`` (Kubernetes API calls); its errors become one line and exit 4."""
+    try:
+        return asyncio.run(_cluster_errors(console, job, action()))
+    except _ClusterFailed as e:
+        _cluster_failed(console, str(e))
+
+
+class _ClusterFailed(Exception):
+    pass
+
+
+async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T:
+    import urllib3  # noqa: PLC0415 (see _LAZY)
+
+    from filterjob_operator import kube  # noqa: PLC0415
+
+    try:
+        return await action
+    except kube.KubeError as e:
+        raise _ClusterFailed(f"cannot read FilterJob {job}: the API answered {e}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise _ClusterFailed(f"cannot reach the Kubernetes API for {job}: {e}") from e
+
+
+@main.command("watch")
+@click.argument("job")
+@click.option(
+    "--broker",
+    metavar="AMQP_URL",
+    envvar="FILTERJOB_BROKER_URL",
+    required=True,
+    help="The job's broker; from a laptop, a port-forward (docs/operations.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def watch_command(job: str, broker: str, as_json: bool) -> None:
+    """Print the task events of JOB live until it ends (Ctrl-C to stop).
+
+    \b
+    JOB is NAMESPACE/NAME of a FilterJob on the cluster (read with the current
+    kubeconfig; the watch ends when it is Succeeded or Failed), or a job file run
+    with `filterjob run FILE --broker URL` (the watch ends with the run).
+    The watch never creates the job's queues; it prints the final counts.
+    """
+    console = Console(stderr=True)
+    target = _watched(console, job)
     out = Console(highlight=False, soft_wrap=True)
 
     def show(event: Event) -> None:
@@ -181,22 +297,70 @@ def watch_command(job_file: Path, broker: str, as_json: bool) -> None:
             sys.stdout.flush()
             return
         colour = {"succeeded": "green", "retrying": "yellow", "failed": "red"}.get(event.kind, "white")
-        where = event.input.rsplit("/", 1)[-1] or event.task
+        where = sources.input_key(target.source, event.input) if event.input else event.task
         reason = f": {event.reason}" if event.reason else ""
-        out.print(f"[{colour}]{event.kind:<9}[/] {where} (attempt {event.attempt}, {event.worker}){reason}")
+        out.print(
+            f"[{colour}]{event.kind:<9}[/] {escape(where)} (attempt {event.attempt}, {event.worker}){escape(reason)}"
+        )
 
-    from filterjob_operator.watch import watch  # noqa: PLC0415 (see _LAZY)
-    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415
+    def finish(end: JobFinished) -> None:
+        if as_json:
+            click.echo(end.to_json().decode(), nl=True)
+            return
+        skipped = f", {end.skipped} skipped" if end.skipped else ""
+        counts = f"{end.succeeded} succeeded, {end.failed} failed{skipped} of {end.total}"
+        out.print(f"finished  {escape(end.job)}: {end.phase}, {counts}")
 
-    async def follow() -> None:
+    from filterjob_operator import watch  # noqa: PLC0415 (see _LAZY)
+
+    if target.read is not None:
+        current: dict[str, Any] | None = _on_cluster(console, job, target.read)
+        if (already := watch.final_phase(current or {})) is not None:
+            finish(already)
+            return
+
+    async def follow() -> watch.Ended | None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        console.print(f"watching {job.key} (Ctrl-C to stop)")
-        await watch(broker, topology_of(job), show, stop=stop)
+        ended = None
+        if target.read is not None:
+            read = target.read
 
-    asyncio.run(follow())
+            def ended() -> Awaitable[watch.Ended]:
+                return _cluster_errors(console, job, watch.cluster_end(read, target.key))
+
+        def ready() -> None:
+            console.print(f"watching {escape(target.key)} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+
+        return await watch.watch(broker, target.topology, show, stop=stop, ready=ready, ended=ended)
+
+    import aio_pika  # noqa: PLC0415 (see _LAZY)
+
+    # Their log lines repeat the errors reported below (and name the URL with its password).
+    for name in ("aiormq", "aio_pika"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        end = asyncio.run(follow())
+    except watch.NoSuchJob:
+        console.print(
+            f"[red]no such job {escape(target.key)} on the broker[/] (no exchange {target.topology.events}): "
+            f"has it started? {escape(target.hint)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(exits.BROKER)
+    except _ClusterFailed as e:
+        _cluster_failed(console, str(e))
+    except (aio_pika.exceptions.AMQPError, OSError) as e:
+        _broker_failed(console, broker, e)
+    if end is None:
+        return
+    if end.finished is not None:
+        finish(end.finished)
+    else:
+        console.print(f"stopped: {escape(end.why)}", highlight=False, soft_wrap=True)
 
 
 def _job_topology(console: Console, job: str) -> Topology:

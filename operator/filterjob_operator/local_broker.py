@@ -12,6 +12,7 @@ counting distinct task ids makes the tally exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
-from filterjob_worker.contract import Event
+from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology, declare, delete
@@ -37,6 +38,8 @@ log = logging.getLogger("filterjob.local")
 REPUBLISH_DELAY = 1.0
 #: Seconds between refreshes of the queue depth shown with the progress bar.
 DEPTH_REFRESH = 1.0
+#: Seconds an interrupted run spends telling watchers that it ended.
+ANNOUNCE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,12 +192,38 @@ async def run_with_broker(
             await supervisor.stop()
         await progress.cancel(consumer_tag)
         await channel.queue_delete(progress_queue(topology))
+        await announce_finished(connection, topology, job, summary)
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
+        # Best effort: watchers stop on it; an interrupted run must still end quickly.
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(announce_finished(connection, topology, job, summary), ANNOUNCE_TIMEOUT)
     finally:
         await connection.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+async def announce_finished(
+    connection: AbstractRobustConnection, topology: Topology, job: FilterJob, summary: RunSummary
+) -> None:
+    """Publish the run's end (``job.finished``) on the events exchange, for watchers."""
+    phase = "Interrupted" if summary.interrupted else ("Succeeded" if summary.ok else "Failed")
+    event = JobFinished(
+        job=job.key,
+        phase=phase,
+        total=summary.total,
+        succeeded=summary.succeeded,
+        failed=summary.failed,
+        skipped=summary.skipped,
+    )
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        exchange = await channel.get_exchange(topology.events, ensure=False)
+        message = aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE)
+        await exchange.publish(message, routing_key=event.routing_key)
+    finally:
+        await channel.close()
 
 
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:
