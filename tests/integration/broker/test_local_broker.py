@@ -213,7 +213,7 @@ async def test_watch_prints_the_input_key_relative_to_the_source(tmp_path: Path)
             await watcher.wait()
     text = stdout.decode()
     assert watcher.returncode == 0, text
-    assert " broken/bad-000-truncated.jpg (attempt" in text or " broken/bad-" in text, text
+    assert "failed    broken/bad-000-corrupt.jpg (attempt" in text, text
     assert "file://" not in text
     assert "finished  local-test/keys: Failed, 1 succeeded, 1 failed of 2" in text
 
