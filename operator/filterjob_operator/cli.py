@@ -263,9 +263,11 @@ async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T
     try:
         return await action
     except kube.KubeError as e:
-        raise _ClusterFailed(f"cannot read FilterJob {job}: the API answered {e}") from e
+        hint = " (RBAC: you need get on filterjobs.filterjob.dev)" if e.status == 403 else ""
+        raise _ClusterFailed(f"cannot read FilterJob {job}: the API answered {e}{hint}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise _ClusterFailed(f"cannot reach the Kubernetes API for {job}: {e}") from e
+        reason = getattr(e, "reason", None) or e  # a MaxRetryError's cause, without the URL it retried
+        raise _ClusterFailed(f"cannot reach the Kubernetes API for {job}: {reason}") from e
 
 
 @main.command("watch")
