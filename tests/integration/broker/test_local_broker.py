@@ -222,7 +222,7 @@ async def test_watch_of_a_job_that_never_ran_declares_nothing(tmp_path: Path) ->
     path = write_job(tmp_path, "never-ran")
     topology = topology_of(load_job(path, local=True))
     watcher = await start_watch(str(path))
-    stdout, stderr = await asyncio.wait_for(watcher.communicate(), 30)
+    _, stderr = await asyncio.wait_for(watcher.communicate(), 30)
     assert watcher.returncode == exits.BROKER
     message = stderr.decode()
     assert "no such job local-test/never-ran" in message
