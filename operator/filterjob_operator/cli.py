@@ -523,11 +523,13 @@ def filters(as_json: bool) -> None:
         return
     console = Console()
     for fdef in catalog.CATALOG.values():
-        console.print(f"[bold]{fdef.name}[/]  {fdef.description}", highlight=False, soft_wrap=True)
+        # Descriptions hold brackets ("[left, top, right, bottom]") that Rich would take for markup.
+        console.print(f"[bold]{fdef.name}[/]  {escape(fdef.description)}", highlight=False, soft_wrap=True)
         for param in fdef.params:
-            console.print(f"    {param.name}: {param.summary()} — {param.description}", highlight=False, soft_wrap=True)
+            line = f"    {param.name}: {param.summary()} — {param.description}"
+            console.print(escape(line), highlight=False, soft_wrap=True)
         if fdef.check is not None and (problem := fdef.check({})):
-            console.print(f"    ({problem})", highlight=False, soft_wrap=True)
+            console.print(escape(f"    ({problem})"), highlight=False, soft_wrap=True)
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -555,5 +557,5 @@ def samples_command(directory: Path, count: int, size: tuple[int, int], broken: 
 def _invalid(console: Console, error: JobSpecError) -> Any:
     console.print("[red]invalid FilterJob:[/]", highlight=False, soft_wrap=True)
     for problem in error.problems:
-        console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_INVALID)

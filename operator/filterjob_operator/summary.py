@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from filterjob_worker.processing import Outcome
@@ -70,6 +71,6 @@ class RunSummary:
         table.add_row("throughput", f"{self.rate:.1f} images/s")
         console.print(table)
         for failure in sorted(self.failures, key=lambda f: f.input)[:SHOWN_FAILURES]:
-            console.print(f"[red]failed[/] {failure.input}: {failure.reason}", soft_wrap=True)
+            console.print(f"[red]failed[/] {escape(failure.input)}: {escape(failure.reason)}", soft_wrap=True)
         if self.failed > SHOWN_FAILURES:
             console.print(f"… and {self.failed - SHOWN_FAILURES} more failures")

@@ -200,3 +200,14 @@ def test_the_crd_and_the_worker_agree(job: dict[str, Any], step: dict[str, Any])
     except SpecError:
         worker_ok = False
     assert (problems(job) == []) is worker_ok, problems(job)
+
+
+def test_the_crd_takes_every_output_format_the_model_takes() -> None:
+    from filterjob_operator.spec import Destination  # noqa: PLC0415
+    from filterjob_worker.codec import FORMAT_ALIASES, FORMATS  # noqa: PLC0415
+
+    enum = SCHEMA["properties"]["spec"]["properties"]["destination"]["properties"]["format"]["enum"]
+    assert set(enum) == {*FORMATS, *FORMAT_ALIASES}
+    assert {"jpg", "JPEG", "PNG"} <= set(enum)
+    for value in enum:
+        assert Destination(uri="file:///out/", format=value).format in FORMATS

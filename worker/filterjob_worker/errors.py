@@ -6,6 +6,9 @@ decided by the class of the error it raised, never by parsing messages.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class FilterJobError(Exception):
     """Root of every error raised on purpose by FilterJob."""
@@ -21,6 +24,17 @@ class SpecError(FilterJobError, ValueError):
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``" (did you mean 'blur'?)"`` for a near miss among ``choices``, else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class TaskError(FilterJobError):
