@@ -32,6 +32,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Task as ProgressTask
+from rich.table import Column
 from rich.text import Text
 
 from filterjob_operator import exits, samples, sources
@@ -52,53 +53,71 @@ EXIT_INVALID = exits.INVALID
 
 
 class _Bar(Listener):
-    """Images done / total, rate, ETA."""
+    """Images done / total, rate, ETA; in broker mode also the queue depth."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.bar = progress.add_task("filtering", total=None)
+        self.bar = progress.add_task("filtering", total=None, processed=0)
         self.failed = 0
+        self.processed = 0
         self.depth = ""
 
     def started(self, total: int) -> None:
         self.progress.update(self.bar, total=total)
 
     def advanced(self, outcome: Outcome | None) -> None:
-        if outcome is not None and not outcome.ok:
-            self.failed += 1
-            self._describe()
-        self.progress.advance(self.bar)
+        if outcome is not None:
+            self.processed += 1
+            if not outcome.ok:
+                self.failed += 1
+                self._describe()
+        self.progress.update(self.bar, advance=1, processed=self.processed)
 
     def queued(self, ready: int, unacked: int) -> None:
-        self.depth = f"queued {ready}, in flight {unacked}"
+        self.depth = f"{ready} queued, {unacked} running"
         self._describe()
 
     def _describe(self) -> None:
-        parts = [self.depth] if self.depth else []
-        if self.failed:
-            parts.append(f"[red]{self.failed} failed[/]")
-        self.progress.update(self.bar, description="filtering" + (f" ({', '.join(parts)})" if parts else ""))
+        parts = [f"[red]{self.failed} failed[/]"] if self.failed else []
+        if self.depth:
+            parts.append(self.depth)
+        self.progress.update(self.bar, description=", ".join(parts) or "filtering")
 
 
 class _Rate(ProgressColumn):
+    """While running: the recent rate (Rich's 30 s window). At the end: images processed
+    (skipped ones excluded) over the whole run, the measure of the summary's throughput."""
+
     def render(self, task: ProgressTask) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.speed
+        if task.finished and task.elapsed:
+            speed = task.fields.get("processed", task.completed) / task.elapsed
         return Text("    - img/s" if speed is None else f"{speed:5.1f} img/s", style="progress.data.speed")
 
 
+#: Below this width the bar drops its percentage and elapsed time to stay on one line.
+_WIDE = 110
+
+
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
+    wide = console.width >= _WIDE
+
+    # The description (queue depth, failures) is cut rather than wrapped to a second line.
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    columns: list[ProgressColumn] = [
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+        BarColumn(bar_width=40 if wide else None, table_column=Column(ratio=1)),
+        MofNCompleteColumn(table_column=fixed()),
+    ]
+    if wide:
+        columns.append(TaskProgressColumn(table_column=fixed()))
+    columns.append(_Rate(table_column=fixed()))
+    if wide:
+        columns.append(TimeElapsedColumn(table_column=fixed()))
+    columns += [TextColumn("ETA", table_column=fixed()), TimeRemainingColumn(table_column=fixed())]
+    return Progress(*columns, console=console, disable=not console.is_terminal, expand=not wide)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
