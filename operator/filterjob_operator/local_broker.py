@@ -68,18 +68,17 @@ def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Ou
     """The outcome a progress message reports, or None if it is not one."""
     if message.exchange == topology.dead_letters:
         deaths = (message.headers or {}).get("x-death") or []
-        reason = "delivery limit exceeded"
+        why = "delivery limit exceeded"
         if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-            why = deaths[0].get("reason", "dead-lettered")
-            why = why.decode() if isinstance(why, bytes) else str(why)
-            reason = f"{why}: the task kept failing its workers"
+            given = deaths[0].get("reason", "dead-lettered")
+            why = given.decode() if isinstance(given, bytes) else str(given)
         return Outcome(
             task=message.message_id or "",
             input="",
             output="",
             ok=False,
             seconds=0.0,
-            reason=f"DeadLettered: {reason}",
+            reason=f"the task kept failing its workers ({why.replace('_', ' ')})",
         )
     try:
         event = Event.from_json(message.body)

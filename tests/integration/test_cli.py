@@ -43,8 +43,8 @@ def test_failed_images_make_the_exit_code_one(tmp_path: Path, job_doc: dict[str,
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc))
     result = filterjob("run", "job.yaml", "--no-progress", cwd=tmp_path)
     assert result.returncode == 1
-    assert "failed broken/bad-000-corrupt.jpg: InvalidImage" in result.stdout
-    assert "failed broken/bad-001-truncated.jpg: InvalidImage" in result.stdout
+    assert "failed broken/bad-000-corrupt.jpg: not a usable image: " in result.stdout
+    assert "failed broken/bad-001-truncated.jpg: not a usable image: " in result.stdout
 
 
 def test_invalid_job_exits_two_naming_the_problem(tmp_path: Path, job_doc: dict[str, Any]) -> None:

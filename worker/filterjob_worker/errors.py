@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import ClassVar
 
 
 class FilterJobError(Exception):
@@ -42,6 +43,14 @@ class TaskError(FilterJobError):
 
     #: Whether retrying the same task can ever succeed.
     permanent: bool = True
+    #: What kind of problem this is, in the words of a user (reasons start with it).
+    label: ClassVar[str] = ""
+
+
+def reason_of(error: TaskError) -> str:
+    """The reason a user reads (events, parked headers, status, summary): no class names."""
+    text = str(error) or type(error).__doc__ or "failed"
+    return f"{error.label}: {text}" if error.label else text
 
 
 class PermanentTaskError(TaskError):
@@ -59,13 +68,19 @@ class TransientTaskError(TaskError):
 class InvalidImage(PermanentTaskError):
     """The input is not a decodable image: corrupt, truncated, empty or not an image."""
 
+    label = "not a usable image"
+
 
 class ImageTooLarge(PermanentTaskError):
     """The input exceeds the configured size limits (decompression bombs included)."""
 
+    label = "image too large"
+
 
 class InputNotFound(PermanentTaskError):
     """The input object does not exist (any more)."""
+
+    label = "input missing"
 
 
 class WorkerDied(TransientTaskError):
@@ -74,3 +89,5 @@ class WorkerDied(TransientTaskError):
 
 class MalformedTask(PermanentTaskError):
     """A task message does not follow the task contract."""
+
+    label = "not a valid task message"

@@ -96,7 +96,7 @@ def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "│ succeeded  │ 12" in result.stdout
     assert "│ failed     │ 3" in result.stdout
-    assert "failed broken/bad-002-empty.jpg: InvalidImage: file is empty" in result.stdout
+    assert "failed broken/bad-002-empty.jpg: not a usable image: file is empty" in result.stdout
     assert len(outputs(tmp_path / "out")) == len(made.good)
     # The workers were the real entrypoint, logging JSON to the requested files.
     logs = sorted((tmp_path / "logs").glob("worker-*.log"))
