@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -43,6 +43,9 @@ from filterjob_worker import __version__, catalog
 from filterjob_worker.contract import Event, JobFinished
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology
+
+if TYPE_CHECKING:
+    from filterjob_operator.watch import Ended
 
 #: _LAZY: broker code (aio-pika, aiohttp) is imported only by the commands that use
 #: it. Local mode's pool processes re-import this module (multiprocessing imports
@@ -214,6 +217,18 @@ def _broker_failed(console: Console, url: str, error: BaseException) -> NoReturn
     sys.exit(exits.BROKER)
 
 
+def _amqp_url(value: str) -> str:
+    """An amqp:// or amqps:// URL naming a host (anything else would connect nowhere useful)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise click.BadParameter("not a URL; expected amqp://USER:PASSWORD@HOST:5672/VHOST") from None
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise click.BadParameter("expected amqp://USER:PASSWORD@HOST:5672/VHOST (or amqps://)")
+    return value
+
+
 def _watched(console: Console, job: str) -> _Watched:
     from filterjob_operator.workerenv import topology_of  # noqa: PLC0415 (see _LAZY)
 
@@ -296,6 +311,7 @@ async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T
     metavar="AMQP_URL",
     envvar="FILTERJOB_BROKER_URL",
     required=True,
+    callback=lambda ctx, param, value: _amqp_url(value),
     help="The job's broker; from a laptop, a port-forward (docs/operations.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
@@ -310,60 +326,23 @@ def watch_command(job: str, broker: str, as_json: bool) -> None:
     """
     console = Console(stderr=True)
     target = _watched(console, job)
-    out = Console(highlight=False, soft_wrap=True)
-
-    def show(event: Event) -> None:
-        if as_json:
-            click.echo(event.to_json().decode(), nl=True)
-            sys.stdout.flush()
-            return
-        colour = {"succeeded": "green", "retrying": "yellow", "failed": "red"}.get(event.kind, "white")
-        where = sources.input_key(target.source, event.input) if event.input else event.task
-        reason = f": {event.reason}" if event.reason else ""
-        out.print(
-            f"[{colour}]{event.kind:<9}[/] {escape(where)} (attempt {event.attempt}, {event.worker}){escape(reason)}"
-        )
-
-    def finish(end: JobFinished) -> None:
-        if as_json:
-            click.echo(end.to_json().decode(), nl=True)
-            return
-        skipped = f", {end.skipped} skipped" if end.skipped else ""
-        counts = f"{end.succeeded} succeeded, {end.failed} failed{skipped} of {end.total}"
-        out.print(f"finished  {escape(end.job)}: {end.phase}, {counts}")
-
+    output = _WatchOutput(source=target.source, as_json=as_json)
     from filterjob_operator import watch  # noqa: PLC0415 (see _LAZY)
 
     if target.read is not None:
         current: dict[str, Any] | None = _on_cluster(console, job, target.read)
         if (already := watch.final_phase(current or {})) is not None:
-            finish(already)
+            output.finish(already)
             return
-
-    async def follow() -> watch.Ended | None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        ended = None
-        if target.read is not None:
-            read = target.read
-
-            def ended() -> Awaitable[watch.Ended]:
-                return _cluster_errors(console, job, watch.cluster_end(read, target.key))
-
-        def ready() -> None:
-            console.print(f"watching {escape(target.key)} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
-
-        return await watch.watch(broker, target.topology, show, stop=stop, ready=ready, ended=ended)
-
     import aio_pika  # noqa: PLC0415 (see _LAZY)
 
     # Their log lines repeat the errors reported below (and name the URL with its password).
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        end = asyncio.run(follow())
+        end = asyncio.run(_follow(console, target, broker, output.show))
+    except asyncio.CancelledError:  # Ctrl-C before the watch began
+        return
     except watch.NoSuchJob:
         console.print(
             f"[red]no such job {escape(target.key)} on the broker[/] (no exchange {target.topology.events}): "
@@ -379,9 +358,69 @@ def watch_command(job: str, broker: str, as_json: bool) -> None:
     if end is None:
         return
     if end.finished is not None:
-        finish(end.finished)
+        output.finish(end.finished)
     else:
         console.print(f"stopped: {escape(end.why)}", highlight=False, soft_wrap=True)
+
+
+@dataclasses.dataclass
+class _WatchOutput:
+    """How ``filterjob watch`` prints events and the end: a line each, or JSON."""
+
+    source: str
+    as_json: bool
+    out: Console = dataclasses.field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+
+    def show(self, event: Event) -> None:
+        if self.as_json:
+            click.echo(event.to_json().decode(), nl=True)
+            sys.stdout.flush()
+            return
+        colour = {"succeeded": "green", "retrying": "yellow", "failed": "red"}.get(event.kind, "white")
+        where = sources.input_key(self.source, event.input) if event.input else event.task
+        reason = f": {event.reason}" if event.reason else ""
+        self.out.print(
+            f"[{colour}]{event.kind:<9}[/] {escape(where)} (attempt {event.attempt}, {event.worker}){escape(reason)}"
+        )
+
+    def finish(self, end: JobFinished) -> None:
+        if self.as_json:
+            click.echo(end.to_json().decode(), nl=True)
+            return
+        skipped = f", {end.skipped} skipped" if end.skipped else ""
+        counts = f"{end.succeeded} succeeded, {end.failed} failed{skipped} of {end.total}"
+        self.out.print(f"finished  {escape(end.job)}: {end.phase}, {counts}")
+
+
+async def _follow(console: Console, target: _Watched, broker: str, show: Callable[[Event], None]) -> Ended | None:
+    """Watch until the job ends or a signal; a signal while still connecting cancels the connection."""
+    from filterjob_operator import watch  # noqa: PLC0415 (see _LAZY)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    watching = False
+
+    def interrupt() -> None:
+        stop.set()
+        if not watching and main is not None:
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
+    ended = None
+    if target.read is not None:
+        read = target.read
+
+        def ended() -> Awaitable[watch.Ended]:
+            return _cluster_errors(console, target.key, watch.cluster_end(read, target.key))
+
+    def ready() -> None:
+        nonlocal watching
+        watching = True
+        console.print(f"watching {escape(target.key)} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+
+    return await watch.watch(broker, target.topology, show, stop=stop, ready=ready, ended=ended)
 
 
 def _job_topology(console: Console, job: str) -> Topology:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from filterjob_operator.local_broker import finished_outcome
 from filterjob_worker.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
@@ -32,6 +32,8 @@ Printer = Callable[[Event], None]
 #: Seconds between checks that the job's events exchange still exists (nothing
 #: announces its deletion to a bound queue).
 EXCHANGE_CHECK_SECONDS = 2.0
+#: Seconds to wait for the broker to accept the connection (a firewalled port never answers).
+CONNECT_TIMEOUT = 15.0
 #: Phases of a cluster FilterJob after which nothing more happens.
 FINAL_PHASES = ("Succeeded", "Failed")
 #: Seconds between reads of a cluster FilterJob's status phase.
@@ -40,6 +42,10 @@ PHASE_POLL_SECONDS = 2.0
 
 class NoSuchJob(Exception):
     """The job's events exchange does not exist on the broker."""
+
+
+class BrokerLost(ConnectionError):
+    """The connection to the broker ended while watching."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ async def cluster_end(read: Callable[[], Awaitable[Mapping[str, Any] | None]], k
         await asyncio.sleep(PHASE_POLL_SECONDS)  # a poll of the API; a watch stream would need a thread
 
 
-async def _exists(connection: AbstractRobustConnection, exchange: str) -> bool:
+async def _exists(connection: AbstractConnection, exchange: str) -> bool:
     """Whether ``exchange`` exists: a passive declaration, on a channel of its own (a miss closes it)."""
     channel = await connection.channel()
     try:
@@ -114,7 +120,7 @@ async def _exists(connection: AbstractRobustConnection, exchange: str) -> bool:
     return True
 
 
-async def _exchange_gone(connection: AbstractRobustConnection, exchange: str) -> None:
+async def _exchange_gone(connection: AbstractConnection, exchange: str) -> None:
     """Return once ``exchange`` no longer exists."""
     while True:
         if not await _exists(connection, exchange):
@@ -123,7 +129,7 @@ async def _exchange_gone(connection: AbstractRobustConnection, exchange: str) ->
         await asyncio.sleep(EXCHANGE_CHECK_SECONDS)
 
 
-async def _subscribe(connection: AbstractRobustConnection, topology: Topology) -> AbstractQueue:
+async def _subscribe(connection: AbstractConnection, topology: Topology) -> AbstractQueue:
     """The watcher's own queue, bound to the job's exchanges (never declared here)."""
     if not await _exists(connection, topology.events):
         raise NoSuchJob(topology.events)
@@ -150,7 +156,13 @@ async def watch(
     Raises :class:`NoSuchJob` if the job's events exchange does not exist; connection
     errors propagate (the caller reports them).
     """
-    connection = await aio_pika.connect_robust(broker_url, client_properties={"connection_name": "filterjob watch"})
+    # Not a robust connection: its reconnect loop would outlive a failed first attempt (and
+    # Ctrl-C). A watch that loses the broker says so and ends instead.
+    connection = await aio_pika.connect(
+        broker_url, client_properties={"connection_name": "filterjob watch"}, timeout=CONNECT_TIMEOUT
+    )
+    lost = asyncio.Event()
+    connection.close_callbacks.add(lambda *_: lost.set())
     try:
         queue = await _subscribe(connection, topology)
         finished: asyncio.Future[JobFinished] = asyncio.get_running_loop().create_future()
@@ -170,17 +182,18 @@ async def watch(
 
         await queue.consume(on_message, no_ack=True)
         ready()
-        return await _first_end(connection, topology, stop, finished, ended)
+        return await _first_end(connection, topology, stop, finished, ended, lost)
     finally:
         await connection.close()
 
 
 async def _first_end(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     topology: Topology,
     stop: asyncio.Event,
     finished: asyncio.Future[JobFinished],
     ended: Callable[[], Awaitable[Ended]] | None,
+    lost: asyncio.Event,
 ) -> Ended | None:
     async def announced() -> Ended:
         return Ended("finished", await finished)
@@ -192,10 +205,15 @@ async def _first_end(
     async def stopped() -> None:
         await stop.wait()
 
+    async def disconnected() -> None:
+        await lost.wait()
+        raise BrokerLost("the broker closed the connection")
+
     waiters: list[asyncio.Task[Any]] = [
         asyncio.create_task(stopped()),
         asyncio.create_task(announced()),
         asyncio.create_task(gone()),
+        asyncio.create_task(disconnected()),
     ]
     if ended is not None:
         waiters.append(asyncio.create_task(_awaited(ended)))

@@ -258,3 +258,37 @@ async def test_watch_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> N
     assert "Traceback" not in message
     assert len(message.strip().splitlines()) == 1, message
     assert "secret" not in message
+
+
+async def test_ctrl_c_while_the_broker_does_not_answer_ends_the_watch(tmp_path: Path) -> None:
+    path = write_job(tmp_path, "silent")
+    connected = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()  # and never speak AMQP
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        watcher = await asyncio.create_subprocess_exec(
+            FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:guest@127.0.0.1:{port}/",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await asyncio.wait_for(connected.wait(), 30)
+        watcher.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(watcher.communicate(), 10)
+    assert watcher.returncode == exits.OK, stderr
+    assert b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize("url", ["foo", "http://127.0.0.1:15672/", "amqp://127.0.0.1:abc/"])
+def test_watch_refuses_a_broker_url_that_is_not_amqp(tmp_path: Path, url: str) -> None:
+    path = write_job(tmp_path, "bad-url")
+    result = subprocess.run(
+        [FILTERJOB, "watch", str(path), "--broker", url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == exits.INVALID
+    assert "amqp://USER:PASSWORD@HOST:5672/VHOST" in result.stderr
