@@ -277,9 +277,14 @@ async def test_ctrl_c_while_the_broker_does_not_answer_ends_the_watch(tmp_path: 
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        await asyncio.wait_for(connected.wait(), 30)
-        watcher.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.wait_for(watcher.communicate(), 10)
+        try:
+            await asyncio.wait_for(connected.wait(), 30)
+            watcher.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.wait_for(watcher.communicate(), 10)
+        finally:
+            if watcher.returncode is None:
+                watcher.kill()
+                await watcher.wait()
     assert watcher.returncode == exits.OK, stderr
     assert b"Traceback" not in stderr
 
