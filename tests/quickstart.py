@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "manifests" / "quickstart"
 DOC = ROOT / "docs" / "quickstart.md"
 README = ROOT / "README.md"
-VALUES = QUICKSTART / "values.yaml"
+#: The Helm values of the quickstart: outside manifests/quickstart/, so that
+#: ``kubectl apply -f manifests/quickstart/`` takes every file there.
+VALUES = ROOT / "examples" / "quickstart-values.yaml"
 
 Object = dict[str, Any]
 
@@ -29,11 +31,10 @@ _BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def objects() -> list[tuple[str, Object]]:
-    """(file name, object) for every object in manifests/quickstart/ (the Helm values are not one)."""
+    """(file name, object) for every object in manifests/quickstart/."""
     return [
         (path.name, doc)
         for path in sorted(QUICKSTART.glob("*.yaml"))
-        if path != VALUES
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8"))
         if doc
     ]

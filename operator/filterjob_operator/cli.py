@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,16 +32,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Task as ProgressTask
+from rich.table import Column
 from rich.text import Text
 
-from filterjob_operator import exits, samples
+from filterjob_operator import exits, samples, sources
 from filterjob_operator.local import Listener, LocalOptions, run_local
 from filterjob_operator.spec import JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
 from filterjob_worker import __version__, catalog
-from filterjob_worker.contract import Event
+from filterjob_worker.contract import Event, JobFinished
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology
+
+if TYPE_CHECKING:
+    from filterjob_operator.watch import Ended
 
 #: _LAZY: broker code (aio-pika, aiohttp) is imported only by the commands that use
 #: it. Local mode's pool processes re-import this module (multiprocessing imports
@@ -49,53 +56,71 @@ EXIT_INVALID = exits.INVALID
 
 
 class _Bar(Listener):
-    """Images done / total, rate, ETA."""
+    """Images done / total, rate, ETA; in broker mode also the queue depth."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.bar = progress.add_task("filtering", total=None)
+        self.bar = progress.add_task("filtering", total=None, processed=0)
         self.failed = 0
+        self.processed = 0
         self.depth = ""
 
     def started(self, total: int) -> None:
         self.progress.update(self.bar, total=total)
 
     def advanced(self, outcome: Outcome | None) -> None:
-        if outcome is not None and not outcome.ok:
-            self.failed += 1
-            self._describe()
-        self.progress.advance(self.bar)
+        if outcome is not None:
+            self.processed += 1
+            if not outcome.ok:
+                self.failed += 1
+                self._describe()
+        self.progress.update(self.bar, advance=1, processed=self.processed)
 
     def queued(self, ready: int, unacked: int) -> None:
-        self.depth = f"queued {ready}, in flight {unacked}"
+        self.depth = f"{ready} queued, {unacked} running"
         self._describe()
 
     def _describe(self) -> None:
-        parts = [self.depth] if self.depth else []
-        if self.failed:
-            parts.append(f"[red]{self.failed} failed[/]")
-        self.progress.update(self.bar, description="filtering" + (f" ({', '.join(parts)})" if parts else ""))
+        parts = [f"[red]{self.failed} failed[/]"] if self.failed else []
+        if self.depth:
+            parts.append(self.depth)
+        self.progress.update(self.bar, description=", ".join(parts) or "filtering")
 
 
 class _Rate(ProgressColumn):
+    """While running: the recent rate (Rich's 30 s window). At the end: images processed
+    (skipped ones excluded) over the whole run, the measure of the summary's throughput."""
+
     def render(self, task: ProgressTask) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.speed
+        if task.finished and task.elapsed:
+            speed = task.fields.get("processed", task.completed) / task.elapsed
         return Text("    - img/s" if speed is None else f"{speed:5.1f} img/s", style="progress.data.speed")
 
 
+#: Below this width the bar drops its percentage and elapsed time to stay on one line.
+_WIDE = 110
+
+
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
+    wide = console.width >= _WIDE
+
+    # The description (queue depth, failures) is cut rather than wrapped to a second line.
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    columns: list[ProgressColumn] = [
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+        BarColumn(bar_width=40 if wide else None, table_column=Column(ratio=1)),
+        MofNCompleteColumn(table_column=fixed()),
+    ]
+    if wide:
+        columns.append(TaskProgressColumn(table_column=fixed()))
+    columns.append(_Rate(table_column=fixed()))
+    if wide:
+        columns.append(TimeElapsedColumn(table_column=fixed()))
+    columns += [TextColumn("ETA", table_column=fixed()), TimeRemainingColumn(table_column=fixed())]
+    return Progress(*columns, console=console, disable=not console.is_terminal, expand=not wide)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,41 +187,240 @@ def run(
         sys.exit(EXIT_FAILED)
 
 
-@main.command("watch")
-@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
-def watch_command(job_file: Path, broker: str, as_json: bool) -> None:
-    """Print the task events of the job in JOB_FILE live (Ctrl-C to stop)."""
-    console = Console(stderr=True)
-    try:
-        job = load_job(job_file, local=True)
-    except JobSpecError as e:
-        _invalid(console, e)
-    out = Console(highlight=False, soft_wrap=True)
+@dataclasses.dataclass(frozen=True)
+class _Watched:
+    """What ``filterjob watch`` follows: a local job file's queues or a cluster FilterJob's."""
 
-    def show(event: Event) -> None:
-        if as_json:
+    key: str
+    topology: Topology
+    source: str
+    #: For a cluster job: reads the FilterJob (None once deleted). None for a local job.
+    read: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
+    hint: str = ""
+
+
+#: NAMESPACE/NAME of a cluster job: a DNS label, then a DNS subdomain.
+_JOB_REF = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)")
+
+
+def _cluster_failed(console: Console, message: str) -> NoReturn:
+    console.print(f"[red]cluster:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(exits.CLUSTER)
+
+
+def _broker_failed(console: Console, url: str, error: BaseException) -> NoReturn:
+    """One line for a broker that cannot be reached or refused us (kept local: easy to swap for a shared one)."""
+    password = urlsplit(url).password
+    where = url.replace(f":{password}@", ":***@") if password else url
+    detail = (str(error) or type(error).__name__).replace(password or "\0", "***")
+    console.print(f"[red]broker {escape(where)}:[/] {escape(detail)}", highlight=False, soft_wrap=True)
+    sys.exit(exits.BROKER)
+
+
+def _amqp_url(value: str) -> str:
+    """An amqp:// or amqps:// URL naming a host (anything else would connect nowhere useful)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise click.BadParameter("not a URL; expected amqp://USER:PASSWORD@HOST:5672/VHOST") from None
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise click.BadParameter("expected amqp://USER:PASSWORD@HOST:5672/VHOST (or amqps://)")
+    return value
+
+
+def _watched(console: Console, job: str) -> _Watched:
+    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415 (see _LAZY)
+
+    path = Path(job)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".json") or not _JOB_REF.fullmatch(job):
+        if not path.is_file():
+            raise click.BadParameter(
+                f"neither a job file nor a cluster job's NAMESPACE/NAME: {job!r}", param_hint="JOB"
+            )
+        try:
+            local = load_job(path, local=True)
+        except JobSpecError as e:
+            _invalid(console, e)
+        hint = f"start it with: filterjob run {job} --broker URL"
+        return _Watched(key=local.key, topology=topology_of(local), source=local.spec.source.uri, hint=hint)
+    from filterjob_operator import kube  # noqa: PLC0415 (see _LAZY)
+
+    namespace, name = job.split("/", 1)
+    client = kube.Kube(_kube_client(console))
+
+    async def read() -> dict[str, Any] | None:
+        return await client.filterjob(namespace, name, seconds=KUBE_TIMEOUT)
+
+    found = _on_cluster(console, job, read)
+    if found is None:
+        _cluster_failed(console, f"no FilterJob {job} (kubectl get fj -n {namespace})")
+    uid = str((found.get("metadata") or {}).get("uid") or "")
+    source = str(((found.get("spec") or {}).get("source") or {}).get("uri") or "")
+    topology = Topology.for_job(namespace=namespace, name=name, uid=uid)
+    hint = f"see kubectl describe fj -n {namespace} {name}"
+    return _Watched(key=job, topology=topology, source=source, read=read, hint=hint)
+
+
+#: Seconds a request to the Kubernetes API may take before watch gives up.
+KUBE_TIMEOUT = 15.0
+
+
+def _kube_client(console: Console) -> Any:
+    import kubernetes  # noqa: PLC0415 (see _LAZY)
+
+    from filterjob_operator import kube  # noqa: PLC0415
+
+    try:
+        return kube.load_config()
+    except (kubernetes.config.ConfigException, OSError) as e:
+        _cluster_failed(console, f"no usable kubeconfig ({e}); set KUBECONFIG or run kubectl config use-context")
+
+
+def _on_cluster(console: Console, job: str, action: Callable[[], Awaitable[T]]) -> T:
+    """Run ``action`` (Kubernetes API calls); its errors become one line and exit 4."""
+    try:
+        return asyncio.run(_cluster_errors(console, job, action()))
+    except _ClusterFailed as e:
+        _cluster_failed(console, str(e))
+
+
+class _ClusterFailed(Exception):
+    pass
+
+
+async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T:
+    import urllib3  # noqa: PLC0415 (see _LAZY)
+
+    from filterjob_operator import kube  # noqa: PLC0415
+
+    try:
+        return await action
+    except kube.KubeError as e:
+        hint = " (RBAC: you need get on filterjobs.filterjob.dev)" if e.status == 403 else ""
+        raise _ClusterFailed(f"cannot read FilterJob {job}: the API answered {e}{hint}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        reason = getattr(e, "reason", None) or e  # a MaxRetryError's cause, without the URL it retried
+        raise _ClusterFailed(f"cannot reach the Kubernetes API for {job}: {reason}") from e
+
+
+@main.command("watch")
+@click.argument("job")
+@click.option(
+    "--broker",
+    metavar="AMQP_URL",
+    envvar="FILTERJOB_BROKER_URL",
+    required=True,
+    callback=lambda ctx, param, value: _amqp_url(value),
+    help="The job's broker; from a laptop, a port-forward (docs/operations.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def watch_command(job: str, broker: str, as_json: bool) -> None:
+    """Print the task events of JOB live until it ends (Ctrl-C to stop).
+
+    \b
+    JOB is NAMESPACE/NAME of a FilterJob on the cluster (read with the current
+    kubeconfig; the watch ends when it is Succeeded or Failed), or a job file run
+    with `filterjob run FILE --broker URL` (the watch ends with the run).
+    The watch never creates the job's queues; it prints the final counts.
+    """
+    console = Console(stderr=True)
+    target = _watched(console, job)
+    output = _WatchOutput(source=target.source, as_json=as_json)
+    from filterjob_operator import watch  # noqa: PLC0415 (see _LAZY)
+
+    if target.read is not None:
+        current: dict[str, Any] | None = _on_cluster(console, job, target.read)
+        if (already := watch.final_phase(current or {})) is not None:
+            output.finish(already)
+            return
+    import aio_pika  # noqa: PLC0415 (see _LAZY)
+
+    # Their log lines repeat the errors reported below (and name the URL with its password).
+    for name in ("aiormq", "aio_pika"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        end = asyncio.run(_follow(console, target, broker, output.show))
+    except asyncio.CancelledError:  # Ctrl-C before the watch began
+        return
+    except watch.NoSuchJob:
+        console.print(
+            f"[red]no such job {escape(target.key)} on the broker[/] (no exchange {target.topology.events}): "
+            f"has it started? {escape(target.hint)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(exits.BROKER)
+    except _ClusterFailed as e:
+        _cluster_failed(console, str(e))
+    except (aio_pika.exceptions.AMQPError, OSError) as e:
+        _broker_failed(console, broker, e)
+    if end is None:
+        return
+    if end.finished is not None:
+        output.finish(end.finished)
+    else:
+        console.print(f"stopped: {escape(end.why)}", highlight=False, soft_wrap=True)
+
+
+@dataclasses.dataclass
+class _WatchOutput:
+    """How ``filterjob watch`` prints events and the end: a line each, or JSON."""
+
+    source: str
+    as_json: bool
+    out: Console = dataclasses.field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+
+    def show(self, event: Event) -> None:
+        if self.as_json:
             click.echo(event.to_json().decode(), nl=True)
             sys.stdout.flush()
             return
         colour = {"succeeded": "green", "retrying": "yellow", "failed": "red"}.get(event.kind, "white")
-        where = event.input.rsplit("/", 1)[-1] or event.task
+        where = sources.input_key(self.source, event.input) if event.input else event.task
         reason = f": {event.reason}" if event.reason else ""
-        out.print(f"[{colour}]{event.kind:<9}[/] {where} (attempt {event.attempt}, {event.worker}){reason}")
+        self.out.print(
+            f"[{colour}]{event.kind:<9}[/] {escape(where)} (attempt {event.attempt}, {event.worker}){escape(reason)}"
+        )
 
-    from filterjob_operator.watch import watch  # noqa: PLC0415 (see _LAZY)
-    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415
+    def finish(self, end: JobFinished) -> None:
+        if self.as_json:
+            click.echo(end.to_json().decode(), nl=True)
+            return
+        skipped = f", {end.skipped} skipped" if end.skipped else ""
+        counts = f"{end.succeeded} succeeded, {end.failed} failed{skipped} of {end.total}"
+        self.out.print(f"finished  {escape(end.job)}: {end.phase}, {counts}")
 
-    async def follow() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        console.print(f"watching {job.key} (Ctrl-C to stop)")
-        await watch(broker, topology_of(job), show, stop=stop)
 
-    asyncio.run(follow())
+async def _follow(console: Console, target: _Watched, broker: str, show: Callable[[Event], None]) -> Ended | None:
+    """Watch until the job ends or a signal; a signal while still connecting cancels the connection."""
+    from filterjob_operator import watch  # noqa: PLC0415 (see _LAZY)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    watching = False
+
+    def interrupt() -> None:
+        stop.set()
+        if not watching and main is not None:
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
+    ended = None
+    if target.read is not None:
+        read = target.read
+
+        def ended() -> Awaitable[watch.Ended]:
+            return _cluster_errors(console, target.key, watch.cluster_end(read, target.key))
+
+    def ready() -> None:
+        nonlocal watching
+        watching = True
+        console.print(f"watching {escape(target.key)} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+
+    return await watch.watch(broker, target.topology, show, stop=stop, ready=ready, ended=ended)
 
 
 def _job_topology(console: Console, job: str) -> Topology:
@@ -359,11 +583,13 @@ def filters(as_json: bool) -> None:
         return
     console = Console()
     for fdef in catalog.CATALOG.values():
-        console.print(f"[bold]{fdef.name}[/]  {fdef.description}", highlight=False, soft_wrap=True)
+        # Descriptions hold brackets ("[left, top, right, bottom]") that Rich would take for markup.
+        console.print(f"[bold]{fdef.name}[/]  {escape(fdef.description)}", highlight=False, soft_wrap=True)
         for param in fdef.params:
-            console.print(f"    {param.name}: {param.summary()} — {param.description}", highlight=False, soft_wrap=True)
+            line = f"    {param.name}: {param.summary()} — {param.description}"
+            console.print(escape(line), highlight=False, soft_wrap=True)
         if fdef.check is not None and (problem := fdef.check({})):
-            console.print(f"    ({problem})", highlight=False, soft_wrap=True)
+            console.print(escape(f"    ({problem})"), highlight=False, soft_wrap=True)
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -391,5 +617,5 @@ def samples_command(directory: Path, count: int, size: tuple[int, int], broken: 
 def _invalid(console: Console, error: JobSpecError) -> Any:
     console.print("[red]invalid FilterJob:[/]", highlight=False, soft_wrap=True)
     for problem in error.problems:
-        console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_INVALID)

@@ -15,7 +15,7 @@ from typing import Any
 from filterjob_operator import kubetypes, podpolicy
 from filterjob_operator.spec import API_VERSION, GROUP, KIND, VERSION
 from filterjob_worker.catalog import CATALOG, FilterDef
-from filterjob_worker.codec import FORMATS
+from filterjob_worker.codec import FORMAT_ALIASES, FORMATS
 from filterjob_worker.params import NumberParam, Param
 
 Schema = dict[str, Any]
@@ -294,9 +294,10 @@ def spec_schema() -> Schema:
                     "uri": {"type": "string", "pattern": _URI_PATTERN, "description": "Prefix of the outputs."},
                     "format": {
                         "type": "string",
-                        "enum": list(FORMATS),
+                        "enum": [*FORMATS, *FORMAT_ALIASES],
                         "default": "jpeg",
-                        "description": "Output encoding; same keeps the input's format.",
+                        "description": "Output encoding; same keeps the input's format. "
+                        f"Also accepted: {', '.join(FORMAT_ALIASES)}.",
                     },
                     "quality": _int("JPEG/WebP quality.", minimum=1, maximum=100, default=90),
                 },

@@ -68,6 +68,17 @@ class Kube:
                 return None
             raise
 
+    async def filterjob(self, namespace: str, name: str, *, seconds: float | None = None) -> Manifest | None:
+        """The FilterJob as the API returns it (status included), or None if it does not exist."""
+        get = self.custom.get_namespaced_custom_object
+        try:
+            job = await self._call(get, GROUP, VERSION, namespace, PLURAL, name, _request_timeout=seconds)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+        return job if isinstance(job, dict) else None
+
     async def secret(self, namespace: str, name: str) -> dict[str, str]:
         secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

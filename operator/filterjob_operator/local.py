@@ -90,7 +90,7 @@ def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tup
     """The start every runner shares: list the inputs, announce the total, count the
     skipped ones (``--skip-existing``: their output exists); returns the keys to run."""
     keys = sources.list_inputs(job)
-    summary = RunSummary(total=len(keys))
+    summary = RunSummary(total=len(keys), destination=job.spec.destination.uri)
     listener.started(summary.total)
     if not skip_existing:
         return summary, keys

@@ -12,6 +12,7 @@ counting distinct task ids makes the tally exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
-from filterjob_worker.contract import Event
+from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology, declare, delete
@@ -37,6 +38,8 @@ log = logging.getLogger("filterjob.local")
 REPUBLISH_DELAY = 1.0
 #: Seconds between refreshes of the queue depth shown with the progress bar.
 DEPTH_REFRESH = 1.0
+#: Seconds an interrupted run spends telling watchers that it ended.
+ANNOUNCE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,18 +68,17 @@ def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Ou
     """The outcome a progress message reports, or None if it is not one."""
     if message.exchange == topology.dead_letters:
         deaths = (message.headers or {}).get("x-death") or []
-        reason = "delivery limit exceeded"
+        why = "delivery limit exceeded"
         if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-            why = deaths[0].get("reason", "dead-lettered")
-            why = why.decode() if isinstance(why, bytes) else str(why)
-            reason = f"{why}: the task kept failing its workers"
+            given = deaths[0].get("reason", "dead-lettered")
+            why = given.decode() if isinstance(given, bytes) else str(given)
         return Outcome(
             task=message.message_id or "",
             input="",
             output="",
             ok=False,
             seconds=0.0,
-            reason=f"DeadLettered: {reason}",
+            reason=f"the task kept failing its workers ({why.replace('_', ' ')})",
         )
     try:
         event = Event.from_json(message.body)
@@ -189,12 +191,38 @@ async def run_with_broker(
             await supervisor.stop()
         await progress.cancel(consumer_tag)
         await channel.queue_delete(progress_queue(topology))
+        await announce_finished(connection, topology, job, summary)
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
+        # Best effort: watchers stop on it; an interrupted run must still end quickly.
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(announce_finished(connection, topology, job, summary), ANNOUNCE_TIMEOUT)
     finally:
         await connection.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+async def announce_finished(
+    connection: AbstractRobustConnection, topology: Topology, job: FilterJob, summary: RunSummary
+) -> None:
+    """Publish the run's end (``job.finished``) on the events exchange, for watchers."""
+    phase = "Interrupted" if summary.interrupted else ("Succeeded" if summary.ok else "Failed")
+    event = JobFinished(
+        job=job.key,
+        phase=phase,
+        total=summary.total,
+        succeeded=summary.succeeded,
+        failed=summary.failed,
+        skipped=summary.skipped,
+    )
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        exchange = await channel.get_exchange(topology.events, ensure=False)
+        message = aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE)
+        await exchange.publish(message, routing_key=event.routing_key)
+    finally:
+        await channel.close()
 
 
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:

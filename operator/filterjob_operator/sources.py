@@ -54,6 +54,14 @@ def visible(job: FilterJob) -> bool:
         return False
 
 
+def input_key(source_uri: str, uri: str) -> str:
+    """The key of an input URI: its path relative to the source prefix (the URI itself if not below it)."""
+    try:
+        return storage.to_path(uri).relative_to(storage.to_path(source_uri)).as_posix()
+    except (SpecError, ValueError):
+        return uri
+
+
 def output_key(key: str, extension: str) -> str:
     """The output key of an input: the same relative path, with the format's extension."""
     path = PurePosixPath(key)

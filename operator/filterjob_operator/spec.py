@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -25,8 +25,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from filterjob_operator import podpolicy
-from filterjob_worker.codec import FormatName, OutputFormat
-from filterjob_worker.errors import SpecError
+from filterjob_worker.codec import FormatName, OutputFormat, format_name
+from filterjob_worker.errors import SpecError, did_you_mean
 from filterjob_worker.pipeline import Pipeline
 
 GROUP = "filterjob.dev"
@@ -35,6 +35,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "FilterJob"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _URI_SCHEMES = ("file://", "s3://")
+#: A FilterJob is a few KiB; the Kubernetes API refuses objects above about 1.5 MiB.
+MAX_JOB_BYTES = 1024 * 1024
+_LOCAL_HINT = " (a plain path is a local job's: use `filterjob run`, or `filterjob validate --local`)"
 
 
 class JobSpecError(SpecError):
@@ -68,6 +71,14 @@ class Destination(_Model):
     quality: int = Field(default=90, ge=1, le=100)
 
     _uri = field_validator("uri")(_check_uri)
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_alias(cls, value: Any) -> FormatName:
+        try:
+            return format_name(value)
+        except SpecError as e:
+            raise ValueError(str(e)) from None
 
     @property
     def output_format(self) -> OutputFormat:
@@ -184,13 +195,31 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out or "document"
 
 
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names (as YAML spells them) of the model at ``loc`` in a FilterJob."""
+    model: type[BaseModel] = FilterJob
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return []
+        inner = [field.annotation, *get_args(field.annotation)]
+        models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
 def _problem(error: Mapping[str, Any]) -> str:
     where = _where(tuple(error["loc"]))
     kind = error["type"]
     if kind == "missing":
         return f"{where}: is required"
     if kind == "extra_forbidden":
-        return f"{where}: unknown field"
+        loc = tuple(error["loc"])
+        return f"{where}: unknown field{did_you_mean(loc[-1], _fields_at(loc[:-1]))}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return f"{where}: {message}"
@@ -204,7 +233,8 @@ def _is_filter_item(loc: tuple[int | str, ...]) -> bool:
 def parse_job(document: Any) -> FilterJob:
     """Validate a FilterJob document (a mapping from YAML or the API)."""
     if not isinstance(document, Mapping):
-        raise JobSpecError(f"a FilterJob must be a mapping, got {type(document).__name__}")
+        shape = type(document).__name__
+        raise JobSpecError(f"a FilterJob must be a mapping (apiVersion, kind, metadata, spec), got {shape}")
     problems: list[str] = []
     job: FilterJob | None = None
     try:
@@ -237,20 +267,62 @@ def _localize(spec: Any, base: Path) -> None:
             part["uri"] = (base / uri).resolve().as_uri() + "/"
 
 
+def _read_text(path: Path) -> str:
+    """The job file's text, refusing what cannot be a job file (a directory, binary data, a huge file)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_JOB_BYTES + 1)
+    except OSError as e:
+        raise JobSpecError(f"{path}: cannot read: {e.strerror or e}") from e
+    if len(data) > MAX_JOB_BYTES:
+        raise JobSpecError(
+            f"{path}: larger than {MAX_JOB_BYTES // 1024} KiB; a FilterJob file is a short YAML document"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JobSpecError(f"{path}: not a text file (not UTF-8 at byte {e.start}); give a FilterJob YAML file") from e
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: PyYAML's own message spans several, with a copy of the offending line."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())
+
+
+def _plain_paths(document: Any) -> list[str]:
+    """The URI fields of a document that hold plain paths (what only local mode accepts)."""
+    spec = document.get("spec") if isinstance(document, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return []
+    plain = []
+    for section in ("source", "destination"):
+        part = spec.get(section)
+        uri = part.get("uri") if isinstance(part, Mapping) else None
+        if isinstance(uri, str) and uri and "://" not in uri:
+            plain.append(f"spec.{section}.uri:")
+    return plain
+
+
 def load_job(path: Path, *, local: bool = False) -> FilterJob:
     """Read and validate a FilterJob YAML file; problems are prefixed by the file name."""
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except OSError as e:
-        raise JobSpecError(f"{path}: cannot read: {e.strerror}") from e
+        documents = [d for d in yaml.safe_load_all(_read_text(path)) if d is not None]
     except yaml.YAMLError as e:
-        raise JobSpecError(f"{path}: not valid YAML: {e}") from e
+        raise JobSpecError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
+    if not documents:
+        raise JobSpecError(f"{path}: is empty; a FilterJob file holds one YAML document (see examples/)")
     if len(documents) != 1:
         raise JobSpecError(f"{path}: expected exactly one FilterJob document, found {len(documents)}")
     document = documents[0]
     if local and isinstance(document, dict):
         _localize(document.get("spec"), path.parent.resolve())
+    plain = [] if local else _plain_paths(document)
     try:
         return parse_job(document)
     except JobSpecError as e:
-        raise JobSpecError([f"{path}: {p}" for p in e.problems]) from e
+        raise JobSpecError(
+            [f"{path}: {p}{_LOCAL_HINT if p.startswith(tuple(plain)) else ''}" for p in e.problems]
+        ) from e

@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from filterjob_worker import storage
+from filterjob_worker.errors import SpecError
 from filterjob_worker.processing import Outcome
 
 #: Failures listed one by one in the summary; the rest are counted.
 SHOWN_FAILURES = 20
+
+
+def _shown(uri: str) -> str:
+    """A destination as a user would type it: a local path for a file:// URI."""
+    try:
+        return str(storage.to_path(uri))
+    except SpecError:
+        return uri
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,8 @@ class RunSummary:
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    #: Where the outputs go (the job's destination URI).
+    destination: str = ""
 
     def add(self, outcome: Outcome | None, key: str) -> None:
         """Count one task: ``None`` means skipped because its output exists."""
@@ -67,9 +80,12 @@ class RunSummary:
         if self.interrupted:
             table.add_row("interrupted", f"{self.total - self.done} not processed; rerun with --skip-existing")
         table.add_row("wall time", f"{self.seconds:.2f} s")
-        table.add_row("throughput", f"{self.rate:.1f} images/s")
+        # The same measure as the progress bar's final rate: processed images over the whole run.
+        table.add_row("throughput", f"{self.rate:.1f} images/s (average over the wall time)")
+        if self.destination:
+            table.add_row("outputs in", escape(_shown(self.destination)))
         console.print(table)
         for failure in sorted(self.failures, key=lambda f: f.input)[:SHOWN_FAILURES]:
-            console.print(f"[red]failed[/] {failure.input}: {failure.reason}", soft_wrap=True)
+            console.print(f"[red]failed[/] {escape(failure.input)}: {escape(failure.reason)}", soft_wrap=True)
         if self.failed > SHOWN_FAILURES:
             console.print(f"… and {self.failed - SHOWN_FAILURES} more failures")

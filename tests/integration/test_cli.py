@@ -43,8 +43,8 @@ def test_failed_images_make_the_exit_code_one(tmp_path: Path, job_doc: dict[str,
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc))
     result = filterjob("run", "job.yaml", "--no-progress", cwd=tmp_path)
     assert result.returncode == 1
-    assert "failed broken/bad-000-corrupt.jpg: InvalidImage" in result.stdout
-    assert "failed broken/bad-001-truncated.jpg: InvalidImage" in result.stdout
+    assert "failed broken/bad-000-corrupt.jpg: not a usable image: " in result.stdout
+    assert "failed broken/bad-001-truncated.jpg: not a usable image: " in result.stdout
 
 
 def test_invalid_job_exits_two_naming_the_problem(tmp_path: Path, job_doc: dict[str, Any]) -> None:
@@ -70,6 +70,33 @@ def test_filters_lists_the_whole_catalog() -> None:
     assert "radius: float 0..100, default 2.0" in listing.stdout
     schema = json.loads(filterjob("filters", "--json").stdout)
     assert {s["title"] for s in schema["items"]["oneOf"]} == set(CATALOG)
+
+
+def test_filters_and_problems_show_brackets_as_written(tmp_path: Path, job_doc: dict[str, Any]) -> None:
+    listing = filterjob("filters")
+    assert "crop  Keep the box [left, top, right, bottom] (pixels)." in listing.stdout
+    assert "box: [left, top, right, bottom], required — Pixel box [left, top, right, bottom]." in listing.stdout
+    job_doc["spec"]["filters"] = [{"name": "crop", "box": [1, 2]}]
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc))
+    result = filterjob("validate", str(tmp_path / "job.yaml"))
+    assert result.returncode == 2
+    assert "a list of 4 integers [left, top, right, bottom]" in result.stderr
+
+
+def test_validate_of_a_local_job_hints_at_local() -> None:
+    result = filterjob("validate", str(ROOT / "examples" / "local-job.yaml"))
+    assert result.returncode == 2
+    assert "filterjob validate --local" in result.stderr
+    assert filterjob("validate", "--local", str(ROOT / "examples" / "local-job.yaml")).returncode == 0
+
+
+def test_a_binary_job_file_is_one_line_and_exit_two(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_bytes(bytes(range(256)))
+    for command in ("run", "validate"):
+        result = filterjob(command, str(tmp_path / "job.yaml"))
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert "not a text file" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -44,9 +44,9 @@ def test_run_writes_good_images_and_reports_broken_ones(job_doc: dict[str, Any],
             assert max(image.size) == 40
     reasons = {f.input: f.reason for f in summary.failures}
     assert set(reasons) == {p.relative_to(src).as_posix() for p in made.broken}
-    assert reasons["broken/bad-002-empty.jpg"] == "InvalidImage: file is empty"
-    assert reasons["broken/bad-001-truncated.jpg"].startswith("InvalidImage: cannot decode JPEG image")
-    assert reasons["broken/bad-003-not-an-image.jpg"] == "InvalidImage: not a recognized image format"
+    assert reasons["broken/bad-002-empty.jpg"] == "not a usable image: file is empty"
+    assert reasons["broken/bad-001-truncated.jpg"].startswith("not a usable image: cannot decode JPEG image")
+    assert reasons["broken/bad-003-not-an-image.jpg"] == "not a usable image: not a recognized image format"
     assert not list(dst.rglob(f"*{TEMP_SUFFIX}"))
 
 

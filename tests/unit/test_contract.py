@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from filterjob_worker.codec import OutputFormat
-from filterjob_worker.contract import VERSION, Task
+from filterjob_worker.contract import JOB_FINISHED_KEY, VERSION, Event, JobFinished, Task
 from filterjob_worker.errors import MalformedTask, PermanentTaskError
 
 BODY: dict[str, Any] = {
@@ -169,3 +169,16 @@ def test_bad_format_object(fmt: Any, reason: str) -> None:
 def test_unknown_top_level_keys_are_ignored() -> None:
     # Forward compatibility within a version: newer producers may add fields.
     assert Task.from_json(body(trace="abc")) == make_task()
+
+
+def test_job_finished_round_trips_and_is_not_a_task_event() -> None:
+    end = JobFinished(job="local/thumbs", phase="Failed", total=5, succeeded=3, failed=1, skipped=1)
+    assert end.routing_key == JOB_FINISHED_KEY == "job.finished"
+    assert JobFinished.from_json(end.to_json()) == end
+    assert json.loads(end.to_json())["event"] == "finished"
+    with pytest.raises(MalformedTask):
+        Event.from_json(end.to_json())
+    with pytest.raises(MalformedTask):
+        JobFinished.from_json(b'{"event": "succeeded", "job": "a/b"}')
+    with pytest.raises(MalformedTask):
+        JobFinished.from_json(b"\xff")

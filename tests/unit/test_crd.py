@@ -399,3 +399,14 @@ def test_every_field_a_pod_guard_names_is_in_the_schema() -> None:
                     break
                 assert part in node.get("properties", {}), (guard.field, path)
                 node = node["properties"][part]
+
+
+def test_the_crd_takes_every_output_format_the_model_takes() -> None:
+    from filterjob_operator.spec import Destination  # noqa: PLC0415
+    from filterjob_worker.codec import FORMAT_ALIASES, FORMATS  # noqa: PLC0415
+
+    enum = SCHEMA["properties"]["spec"]["properties"]["destination"]["properties"]["format"]["enum"]
+    assert set(enum) == {*FORMATS, *FORMAT_ALIASES}
+    assert {"jpg", "JPEG", "PNG"} <= set(enum)
+    for value in enum:
+        assert Destination(uri="file:///out/", format=value).format in FORMATS

@@ -154,8 +154,20 @@ def test_not_a_list(raw: Any, message: str) -> None:
         ({}, f"filters[0]: name is missing; known filters: {KNOWN}"),
         ({"radius": 2}, f"filters[0]: name is missing; known filters: {KNOWN}"),
         ({"name": None}, f"filters[0]: name is missing; known filters: {KNOWN}"),
-        ({"name": "blurr"}, f"filters[0]: name is unknown filter 'blurr'; known filters: {KNOWN}"),
-        ({"name": "Blur"}, f"filters[0]: name is unknown filter 'Blur'; known filters: {KNOWN}"),
+        (
+            {"name": "blurr"},
+            f"filters[0]: name is unknown filter 'blurr' (did you mean 'blur'?); known filters: {KNOWN}",
+        ),
+        (
+            {"name": "Sepia"},
+            f"filters[0]: name is unknown filter 'Sepia' (did you mean 'sepia'?); known filters: {KNOWN}",
+        ),
+        ({"name": "xyzzy"}, f"filters[0]: name is unknown filter 'xyzzy'; known filters: {KNOWN}"),
+        (
+            {"name": "blur", "raduis": 2},
+            "filters[0] (blur): unknown parameter 'raduis' (did you mean 'radius'?); parameters: radius",
+        ),
+        ({"name": "Blur"}, f"filters[0]: name is unknown filter 'Blur' (did you mean 'blur'?); known filters: {KNOWN}"),
         ({"name": 5}, f"filters[0]: name is unknown filter 5; known filters: {KNOWN}"),
         # unknown parameter
         (

@@ -231,7 +231,7 @@ def test_the_docs_apply_every_quickstart_file_once_and_nothing_else() -> None:
     ]
     given_to_helm = quickstart.options(quickstart.helm_install(), "-f", "--values")
     files = sorted(str(p.relative_to(ROOT)) for p in quickstart.QUICKSTART.iterdir())
-    assert sorted(applied + given_to_helm) == files
+    assert sorted(applied) == files
     assert given_to_helm == [str(quickstart.VALUES.relative_to(ROOT))]
 
 
@@ -315,3 +315,12 @@ def test_the_docs_say_the_broker_is_not_for_production_and_where_to_go_from_here
     # The ReadWriteMany claim for clusters with several nodes.
     assert "manifests/examples/photos-pvc.yaml" in text
     assert (ROOT / "manifests" / "examples" / "photos-pvc.yaml").is_file()
+
+
+def test_every_file_of_the_quickstart_manifests_is_a_kubernetes_object() -> None:
+    # ``kubectl apply -f manifests/quickstart/`` applies every file there: Helm values may not sit among them.
+    objects = quickstart.objects()
+    assert {name for name, _ in objects} == {p.name for p in quickstart.QUICKSTART.iterdir()}
+    assert all({"apiVersion", "kind", "metadata"} <= set(doc) for _, doc in objects)
+    assert quickstart.VALUES.is_file()
+    assert not quickstart.VALUES.is_relative_to(quickstart.QUICKSTART)

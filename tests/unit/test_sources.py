@@ -120,3 +120,16 @@ def test_symlinked_destination_folder_cannot_lead_outside(
 def test_missing_source_is_a_spec_error(job_doc: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(JobSpecError, match="is not an existing directory"):
         sources.list_inputs(make_job(job_doc, tmp_path / "nope", tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    ("uri", "key"),
+    [
+        ("file:///data/in/trip/a%20b.jpg", "trip/a b.jpg"),
+        ("file:///data/in/a.jpg", "a.jpg"),
+        ("file:///elsewhere/a.jpg", "file:///elsewhere/a.jpg"),  # not below the source: shown as it is
+        ("s3://bucket/a.jpg", "s3://bucket/a.jpg"),
+    ],
+)
+def test_input_key_is_the_path_below_the_source(uri: str, key: str) -> None:
+    assert sources.input_key("file:///data/in/", uri) == key

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from filterjob_operator.spec import JobSpecError, load_job, parse_job
 
@@ -56,7 +57,16 @@ def test_filter_problems_name_step_filter_and_parameter(job_doc: dict[str, Any])
         (("spec", "source", "uri"), "http://x/", "spec.source.uri: must be a file:///absolute/path/"),
         (("spec", "source", "uri"), "s3://bucket/in/", "spec.source.uri: s3:// URIs are not supported yet"),
         (("spec", "destination", "uri"), "file://relative/", "spec.destination.uri: file URIs need an absolute path"),
-        (("spec", "destination", "format"), "gif", "spec.destination.format: Input should be 'jpeg', 'png', 'webp'"),
+        (
+            ("spec", "destination", "format"),
+            "gif",
+            "spec.destination.format: 'gif' is not an output format: use one of",
+        ),
+        (
+            ("spec", "destination", "format"),
+            "pgn",
+            "spec.destination.format: must be one of jpeg, png, webp, same, got 'pgn' (did you mean 'png'?)",
+        ),
         (("spec", "destination", "quality"), 0, "spec.destination.quality: Input should be greater than or equal to 1"),
         (("spec", "filters"), [], "spec.filters: List should have at least 1 item"),
         (("spec", "filters"), "blur", "spec.filters: Input should be a valid list"),
@@ -87,7 +97,10 @@ def test_min_replicas_above_max_is_rejected(job_doc: dict[str, Any]) -> None:
 def test_missing_and_unknown_fields(job_doc: dict[str, Any]) -> None:
     del job_doc["spec"]["source"]
     job_doc["spec"]["destinaton"] = {}
-    assert sorted(problems_of(job_doc)) == ["spec.destinaton: unknown field", "spec.source: is required"]
+    assert sorted(problems_of(job_doc)) == [
+        "spec.destinaton: unknown field (did you mean 'destination'?)",
+        "spec.source: is required",
+    ]
 
 
 def test_every_problem_is_reported_at_once(job_doc: dict[str, Any]) -> None:
@@ -95,12 +108,14 @@ def test_every_problem_is_reported_at_once(job_doc: dict[str, Any]) -> None:
     job_doc["spec"]["filters"] = [{"name": "blurr"}, {"name": "posterize", "bits": 9}]
     found = problems_of(job_doc)
     assert found[0].startswith("spec.destination.quality:")
-    assert found[1].startswith("spec.filters[0]: name is unknown filter 'blurr'; known filters: grayscale, blur")
+    assert found[1].startswith(
+        "spec.filters[0]: name is unknown filter 'blurr' (did you mean 'blur'?); known filters: grayscale, blur"
+    )
     assert found[2] == "spec.filters[1] (posterize): bits must be between 1 and 8, got 9"
 
 
 def test_not_a_mapping_is_rejected() -> None:
-    assert problems_of(["a", "list"]) == ["a FilterJob must be a mapping, got list"]
+    assert problems_of(["a", "list"]) == ["a FilterJob must be a mapping (apiVersion, kind, metadata, spec), got list"]
 
 
 def test_load_job_prefixes_file_name(write_job: Any, job_doc: dict[str, Any]) -> None:
@@ -134,3 +149,56 @@ def test_local_mode_resolves_plain_paths_against_the_job_file(write_job: Any, jo
     # Outside local mode a plain path is not a URI a pod could use.
     with pytest.raises(JobSpecError, match=r"spec\.source\.uri: must be a file:///absolute/path/"):
         load_job(path)
+
+
+@pytest.mark.parametrize(("given", "format_"), [("jpg", "jpeg"), ("JPG", "jpeg"), ("PNG", "png"), ("webp", "webp")])
+def test_format_aliases_are_accepted(job_doc: dict[str, Any], given: str, format_: str) -> None:
+    job_doc["spec"]["destination"]["format"] = given
+    assert parse_job(job_doc).spec.destination.format == format_
+
+
+def test_unknown_field_names_get_a_suggestion_at_any_depth(job_doc: dict[str, Any]) -> None:
+    job_doc["spec"]["retry"] = {"maxAttempt": 2}
+    job_doc["spec"]["source"]["inclde"] = ["*.png"]
+    job_doc["spec"]["zzz"] = 1
+    assert sorted(problems_of(job_doc)) == [
+        "spec.retry.maxAttempt: unknown field (did you mean 'maxAttempts'?)",
+        "spec.source.inclde: unknown field (did you mean 'include'?)",
+        "spec.zzz: unknown field",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a text file (not UTF-8 at byte 0)"),
+        (b"", "is empty"),
+        (b"# nothing but a comment\n", "is empty"),
+        (b"- a\n- b\n", "a FilterJob must be a mapping (apiVersion, kind, metadata, spec), got list"),
+        (b"a: [\n b", "not valid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 3)"),
+        (b"a: " + b"x" * (2 * 1024 * 1024), "larger than 1024 KiB"),
+    ],
+)
+def test_files_that_are_no_job_are_one_problem(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_bytes(content)
+    with pytest.raises(JobSpecError) as err:
+        load_job(path)
+    assert len(err.value.problems) == 1
+    assert err.value.problems[0].startswith(f"{path}: {problem}")
+    assert "\n" not in err.value.problems[0]
+
+
+def test_a_directory_is_not_a_job_file(tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="cannot read: Is a directory"):
+        load_job(tmp_path)
+
+
+def test_plain_paths_in_a_cluster_job_hint_at_local_mode(tmp_path: Path, job_doc: dict[str, Any]) -> None:
+    job_doc["spec"]["source"]["uri"] = "samples/in/"
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job_doc))
+    with pytest.raises(JobSpecError) as err:
+        load_job(path)
+    assert err.value.problems[0].endswith("use `filterjob run`, or `filterjob validate --local`)")
+    assert load_job(path, local=True).spec.source.uri.endswith("/samples/in/")

@@ -15,10 +15,33 @@ from typing import Any, Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from filterjob_worker.errors import ImageTooLarge, InvalidImage, SpecError
+from filterjob_worker.errors import ImageTooLarge, InvalidImage, SpecError, did_you_mean
 
 FormatName = Literal["jpeg", "png", "webp", "same"]
 FORMATS: tuple[FormatName, ...] = ("jpeg", "png", "webp", "same")
+#: Other spellings a job may use for an output format (file extensions, capitals).
+FORMAT_ALIASES: dict[str, FormatName] = {
+    "jpg": "jpeg",
+    "JPG": "jpeg",
+    **{name.upper(): name for name in FORMATS if name != "same"},
+}
+#: Formats Pillow reads (and ``same`` writes back) that are not output formats of their own.
+_INPUT_ONLY = ("tif", "tiff", "gif", "bmp")
+
+
+def format_name(value: object) -> FormatName:
+    """The output format a job names (an alias becomes its format); SpecError says what to write instead."""
+    if value in FORMATS:
+        return value
+    if isinstance(value, str) and value in FORMAT_ALIASES:
+        return FORMAT_ALIASES[value]
+    choices = ", ".join(FORMATS)
+    if isinstance(value, str) and value.lower() in _INPUT_ONLY:
+        raise SpecError(
+            f"{value!r} is not an output format: use one of {choices} (same keeps each input's format, {value} too)"
+        )
+    raise SpecError(f"must be one of {choices}, got {value!r}{did_you_mean(value, [*FORMATS, *FORMAT_ALIASES])}")
+
 
 # Pillow format name -> (file extension, modes it can store).
 _WRITABLE: dict[str, tuple[str, frozenset[str]]] = {

@@ -47,7 +47,7 @@ from filterjob_worker.contract import (
     Event,
     Task,
 )
-from filterjob_worker.errors import MalformedTask, WorkerDied
+from filterjob_worker.errors import MalformedTask, WorkerDied, reason_of
 from filterjob_worker.health import Health
 from filterjob_worker.metrics import WorkerMetrics
 
@@ -174,7 +174,7 @@ class Consumer:
             task = Task.from_json(message.body)
         except MalformedTask as e:
             log.error("malformed task parked: %s", e, extra={"attempt": attempt})
-            await self._settle(message, self._park(message, f"MalformedTask: {e}", attempt, cause="malformed"))
+            await self._settle(message, self._park(message, reason_of(e), attempt, cause="malformed"))
             return
         async with self._slots:
             if self.health.draining:

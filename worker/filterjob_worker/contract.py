@@ -148,3 +148,57 @@ class Event:
             )
         except (ValueError, KeyError, TypeError) as e:
             raise MalformedTask(f"not a task event: {e}") from e
+
+
+JOB_FINISHED_KEY = "job.finished"
+JOB_PHASES = ("Succeeded", "Failed", "Interrupted")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFinished:
+    """The end of a run, published to the job's events exchange as ``job.finished``.
+
+    A watcher stops on it; ``succeeded + failed + skipped == total`` unless the run
+    was interrupted.
+    """
+
+    job: str
+    phase: str  # one of JOB_PHASES
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int = 0
+
+    @property
+    def routing_key(self) -> str:
+        return JOB_FINISHED_KEY
+
+    def to_json(self) -> bytes:
+        body = {
+            "v": VERSION,
+            "event": "finished",
+            "job": self.job,
+            "phase": self.phase,
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "skipped": self.skipped,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> JobFinished:
+        try:
+            data = json.loads(body)
+            if data["event"] != "finished":
+                raise ValueError(f"event {data['event']!r} is not 'finished'")
+            return cls(
+                job=str(data["job"]),
+                phase=str(data["phase"]),
+                total=int(data["total"]),
+                succeeded=int(data["succeeded"]),
+                failed=int(data["failed"]),
+                skipped=int(data.get("skipped", 0)),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise MalformedTask(f"not a job.finished event: {e}") from e

@@ -6,6 +6,10 @@ decided by the class of the error it raised, never by parsing messages.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from typing import ClassVar
+
 
 class FilterJobError(Exception):
     """Root of every error raised on purpose by FilterJob."""
@@ -23,11 +27,30 @@ class SpecError(FilterJobError, ValueError):
         super().__init__("; ".join(self.problems))
 
 
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``" (did you mean 'blur'?)"`` for a near miss among ``choices``, else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class TaskError(FilterJobError):
     """Processing one task failed; the task, not the worker, is affected."""
 
     #: Whether retrying the same task can ever succeed.
     permanent: bool = True
+    #: What kind of problem this is, in the words of a user (reasons start with it).
+    label: ClassVar[str] = ""
+
+
+def reason_of(error: TaskError) -> str:
+    """The reason a user reads (events, parked headers, status, summary): no class names."""
+    text = str(error) or type(error).__doc__ or "failed"
+    return f"{error.label}: {text}" if error.label else text
 
 
 class PermanentTaskError(TaskError):
@@ -45,13 +68,19 @@ class TransientTaskError(TaskError):
 class InvalidImage(PermanentTaskError):
     """The input is not a decodable image: corrupt, truncated, empty or not an image."""
 
+    label = "not a usable image"
+
 
 class ImageTooLarge(PermanentTaskError):
     """The input exceeds the configured size limits (decompression bombs included)."""
 
+    label = "image too large"
+
 
 class InputNotFound(PermanentTaskError):
     """The input object does not exist (any more)."""
+
+    label = "input missing"
 
 
 class WorkerDied(TransientTaskError):
@@ -60,3 +89,5 @@ class WorkerDied(TransientTaskError):
 
 class MalformedTask(PermanentTaskError):
     """A task message does not follow the task contract."""
+
+    label = "not a valid task message"

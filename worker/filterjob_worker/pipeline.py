@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from filterjob_worker.catalog import CATALOG, FilterDef
-from filterjob_worker.errors import PermanentTaskError, SpecError
+from filterjob_worker.errors import PermanentTaskError, SpecError, did_you_mean
 from filterjob_worker.params import ParamError
 
 
@@ -49,7 +49,7 @@ def _parse_step(index: int, raw: Any) -> tuple[Step | None, list[str]]:
     if not isinstance(name, str) or name not in CATALOG:
         known = ", ".join(CATALOG)
         shown = "missing" if name is None else f"unknown filter {name!r}"
-        return None, [f"{where}: name is {shown}; known filters: {known}"]
+        return None, [f"{where}: name is {shown}{did_you_mean(name, CATALOG)}; known filters: {known}"]
     fdef = CATALOG[name]
     where = f"{where} ({name})"
     problems: list[str] = []
@@ -57,7 +57,8 @@ def _parse_step(index: int, raw: Any) -> tuple[Step | None, list[str]]:
     for key in raw:
         if key != "name" and key not in fdef.param_names:
             allowed = ", ".join(sorted(fdef.param_names)) or "none"
-            problems.append(f"{where}: unknown parameter {key!r}; parameters: {allowed}")
+            hint = did_you_mean(key, fdef.param_names)
+            problems.append(f"{where}: unknown parameter {key!r}{hint}; parameters: {allowed}")
     for param in fdef.params:
         if param.name in raw:
             try:

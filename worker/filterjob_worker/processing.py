@@ -13,7 +13,7 @@ from PIL import Image
 
 from filterjob_worker import codec, storage
 from filterjob_worker.contract import Task
-from filterjob_worker.errors import PermanentTaskError, SpecError, TaskError
+from filterjob_worker.errors import PermanentTaskError, SpecError, TaskError, reason_of
 from filterjob_worker.pipeline import Pipeline
 
 
@@ -39,7 +39,7 @@ class Outcome:
             output=task.output,
             ok=error is None,
             seconds=seconds,
-            reason=None if error is None else f"{type(error).__name__}: {error}",
+            reason=None if error is None else reason_of(error),
             permanent=True if error is None else error.permanent,
             bytes_written=bytes_written,
         )

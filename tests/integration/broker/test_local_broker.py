@@ -15,6 +15,7 @@ import aio_pika
 import pytest
 import yaml
 
+from filterjob_operator import exits
 from filterjob_operator.local import Listener
 from filterjob_operator.local_broker import BrokerOptions, progress_queue, run_with_broker
 from filterjob_operator.samples import make_samples
@@ -22,9 +23,9 @@ from filterjob_operator.spec import FilterJob, load_job
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.processing import Outcome
-from filterjob_worker.topology import delete
+from filterjob_worker.topology import declare, delete
 
-from .conftest import BROKER_URL
+from .conftest import BROKER_URL, free_port
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 
@@ -95,7 +96,7 @@ def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "│ succeeded  │ 12" in result.stdout
     assert "│ failed     │ 3" in result.stdout
-    assert "failed broken/bad-002-empty.jpg: InvalidImage: file is empty" in result.stdout
+    assert "failed broken/bad-002-empty.jpg: not a usable image: file is empty" in result.stdout
     assert len(outputs(tmp_path / "out")) == len(made.good)
     # The workers were the real entrypoint, logging JSON to the requested files.
     logs = sorted((tmp_path / "logs").glob("worker-*.log"))
@@ -140,25 +141,159 @@ async def test_killed_local_workers_are_restarted_and_nothing_is_lost(tmp_path: 
     assert len(outputs(tmp_path / "out")) == len(made.good)
 
 
-async def test_watch_prints_events_live(tmp_path: Path) -> None:
-    make_samples(tmp_path / "in", count=4, broken=1, size=(60, 40))
-    path = write_job(tmp_path, "watch")
-    watcher = await asyncio.create_subprocess_exec(
-        FILTERJOB, "watch", str(path), "--broker", BROKER_URL, "--json",
+async def start_watch(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        FILTERJOB, "watch", *args, "--broker", BROKER_URL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+async def watching(watcher: asyncio.subprocess.Process) -> None:
+    """Wait until the watcher has bound its queue (it says so on stderr)."""
+    assert watcher.stderr is not None
+    line = await asyncio.wait_for(watcher.stderr.readline(), 30)
+    assert b"watching " in line, line
+
+
+async def declare_job(path: Path) -> None:
+    """The job's queues and exchanges, as a run (or an earlier one) declares them."""
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        await declare(await connection.channel(), topology_of(load_job(path, local=True)))
+
+
+async def exchange_exists(name: str) -> bool:
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        try:
+            await (await connection.channel()).get_exchange(name, ensure=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+
+async def test_watch_prints_events_live_and_stops_when_the_run_ends(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=4, broken=1, size=(60, 40))
+    path = write_job(tmp_path, "watch")
+    await declare_job(path)
+    watcher = await start_watch(str(path), "--json")
     try:
-        assert watcher.stderr is not None
-        assert watcher.stdout is not None
-        # The watcher has bound its queue once it says so.
-        assert b"watching local-test/watch" in await asyncio.wait_for(watcher.stderr.readline(), 30)
+        await watching(watcher)
         job = load_job(path, local=True)
         summary = await run_with_broker(job, options=BrokerOptions(broker_url=BROKER_URL, workers=1))
         assert summary.total == 5
-        lines = [await asyncio.wait_for(watcher.stdout.readline(), 30) for _ in range(5)]
-        kinds = sorted(yaml.safe_load(line)["event"] for line in lines)
-        assert kinds == ["failed", "succeeded", "succeeded", "succeeded", "succeeded"]
+        # The watcher ends by itself on the run's job.finished event, with the final counts.
+        stdout, _ = await asyncio.wait_for(watcher.communicate(), 30)
+        assert watcher.returncode == 0
     finally:
-        watcher.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(watcher.wait(), 30) == 0
+        if watcher.returncode is None:
+            watcher.kill()
+            await watcher.wait()
+    lines = [yaml.safe_load(line) for line in stdout.decode().splitlines()]
+    kinds = sorted(line["event"] for line in lines[:-1])
+    assert kinds == ["failed", "succeeded", "succeeded", "succeeded", "succeeded"]
+    final = lines[-1]
+    assert final["event"] == "finished"
+    assert (final["phase"], final["total"], final["succeeded"], final["failed"]) == ("Failed", 5, 4, 1)
+
+
+async def test_watch_prints_the_input_key_relative_to_the_source(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=1, broken=1, size=(60, 40))
+    path = write_job(tmp_path, "keys")
+    await declare_job(path)
+    watcher = await start_watch(str(path))
+    try:
+        await watching(watcher)
+        await run_with_broker(load_job(path, local=True), options=BrokerOptions(broker_url=BROKER_URL, workers=1))
+        stdout, _ = await asyncio.wait_for(watcher.communicate(), 30)
+    finally:
+        if watcher.returncode is None:
+            watcher.kill()
+            await watcher.wait()
+    text = stdout.decode()
+    assert watcher.returncode == 0, text
+    assert "failed    broken/bad-000-corrupt.jpg (attempt" in text, text
+    assert "file://" not in text
+    assert "finished  local-test/keys: Failed, 1 succeeded, 1 failed of 2" in text
+
+
+async def test_watch_of_a_job_that_never_ran_declares_nothing(tmp_path: Path) -> None:
+    path = write_job(tmp_path, "never-ran")
+    topology = topology_of(load_job(path, local=True))
+    watcher = await start_watch(str(path))
+    _, stderr = await asyncio.wait_for(watcher.communicate(), 30)
+    assert watcher.returncode == exits.BROKER
+    message = stderr.decode()
+    assert "no such job local-test/never-ran" in message
+    assert "has it started?" in message
+    assert len(message.strip().splitlines()) == 1, message
+    assert not await exchange_exists(topology.events)
+    assert not await exchange_exists(topology.dead_letters)
+
+
+async def test_watch_stops_when_the_jobs_exchange_is_deleted(tmp_path: Path) -> None:
+    path = write_job(tmp_path, "deleted")
+    await declare_job(path)
+    watcher = await start_watch(str(path))
+    await watching(watcher)
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        await delete(await connection.channel(), topology_of(load_job(path, local=True)))
+    _, stderr = await asyncio.wait_for(watcher.communicate(), 30)
+    assert watcher.returncode == exits.OK
+    assert "was deleted" in stderr.decode()
+
+
+async def test_watch_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
+    path = write_job(tmp_path, "unreachable")
+    watcher = await asyncio.create_subprocess_exec(
+        FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:secret@127.0.0.1:{free_port()}/",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(watcher.communicate(), 60)
+    assert watcher.returncode == exits.BROKER
+    message = stderr.decode()
+    assert "Traceback" not in message
+    assert len(message.strip().splitlines()) == 1, message
+    assert "secret" not in message
+
+
+async def test_ctrl_c_while_the_broker_does_not_answer_ends_the_watch(tmp_path: Path) -> None:
+    path = write_job(tmp_path, "silent")
+    connected = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()  # and never speak AMQP
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        watcher = await asyncio.create_subprocess_exec(
+            FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:guest@127.0.0.1:{port}/",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(connected.wait(), 30)
+            watcher.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.wait_for(watcher.communicate(), 10)
+        finally:
+            if watcher.returncode is None:
+                watcher.kill()
+                await watcher.wait()
+    assert watcher.returncode == exits.OK, stderr
+    assert b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize("url", ["foo", "http://127.0.0.1:15672/", "amqp://127.0.0.1:abc/"])
+def test_watch_refuses_a_broker_url_that_is_not_amqp(tmp_path: Path, url: str) -> None:
+    path = write_job(tmp_path, "bad-url")
+    result = subprocess.run(
+        [FILTERJOB, "watch", str(path), "--broker", url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == exits.INVALID
+    assert "amqp://USER:PASSWORD@HOST:5672/VHOST" in result.stderr

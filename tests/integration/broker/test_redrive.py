@@ -59,7 +59,7 @@ async def test_parked_tasks_are_listed_then_redriven_and_processed(
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert sorted(r["task"] for r in rows) == broken
-    assert all(r["reason"].startswith("InvalidImage") and r["attempt"] == 1 for r in rows), rows
+    assert all(r["reason"].startswith("not a usable image: ") and r["attempt"] == 1 for r in rows), rows
     assert all(r["input"].startswith("file://") for r in rows)
     assert "3 parked tasks" in listed.stderr
     # Listing leaves them in place.

@@ -1,0 +1,48 @@
+"""The progress bar of ``filterjob run``: one line at 80 columns, a final rate the summary agrees with."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from filterjob_operator.cli import _Bar, _progress, _Rate
+from filterjob_operator.summary import RunSummary
+from filterjob_worker.processing import Outcome
+
+
+def outcome(ok: bool) -> Outcome:
+    return Outcome(task="t", input="", output="", ok=ok, seconds=0.0, reason=None if ok else "bad")
+
+
+def test_the_broker_mode_bar_fits_80_columns() -> None:
+    console = Console(width=80, record=True, force_terminal=True)
+    progress = _progress(console)
+    bar = _Bar(progress)
+    bar.started(250_000)
+    bar.queued(123_456, 64)
+    for i in range(1500):
+        bar.advanced(outcome(ok=i % 3 != 0))
+    console.print(progress.get_renderable())
+    lines = console.export_text().splitlines()
+    assert len(lines) == 1, lines
+    assert len(lines[0]) <= 80
+    assert lines[0].startswith("500 failed, 123456 queued")
+    assert "1500/250000" in lines[0]
+    assert "ETA" in lines[0]
+
+
+def test_the_final_rate_is_the_summarys_throughput() -> None:
+    clock = [100.0]
+    progress = _progress(Console(width=120, force_terminal=True))
+    progress.get_time = lambda: clock[0]
+    bar = _Bar(progress)
+    bar.started(10)
+    summary = RunSummary(total=10, seconds=2.0)
+    for i in range(10):
+        ok = None if i < 6 else outcome(ok=True)  # six skipped: their outputs exist
+        bar.advanced(ok)
+        summary.add(ok, f"k{i}")
+    clock[0] = 102.0
+    task = progress.tasks[0]
+    assert task.finished
+    assert _Rate().render(task).plain.strip() == "2.0 img/s"
+    assert f"{summary.rate:.1f}" == "2.0"
