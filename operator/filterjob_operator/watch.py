@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from filterjob_operator import broker_errors
 from filterjob_operator.local_broker import finished_outcome
 from filterjob_worker.contract import Event
 from filterjob_worker.errors import MalformedTask
@@ -37,7 +37,8 @@ def dead_letter_event(message: AbstractIncomingMessage, topology: Topology) -> E
 
 
 async def watch(broker_url: str, topology: Topology, show: Printer, *, stop: asyncio.Event) -> None:
-    connection = await aio_pika.connect_robust(broker_url, client_properties={"connection_name": "filterjob watch"})
+    # BrokerUnavailable if the broker cannot be reached; errors later are translated by the caller.
+    connection = await broker_errors.connect_robust(broker_url, name="filterjob watch")
     try:
         channel = await connection.channel()
         # Idempotent: watching may start before the job's first run.
