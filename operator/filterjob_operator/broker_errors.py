@@ -40,13 +40,20 @@ class BrokerUnavailable(Exception):
 
 
 def connect_timeout(env: Mapping[str, str] | None = None) -> float:
-    """The handshake timeout: ``FILTERJOB_CONNECT_TIMEOUT`` seconds, or :data:`CONNECT_TIMEOUT`."""
+    """The handshake timeout: ``FILTERJOB_CONNECT_TIMEOUT`` seconds, or :data:`CONNECT_TIMEOUT`.
+
+    Raises ValueError naming the variable if it is not a positive number.
+    """
     raw = (os.environ if env is None else env).get(TIMEOUT_ENV, "").strip()
-    try:
-        seconds = float(raw) if raw else CONNECT_TIMEOUT
-    except ValueError:
+    if not raw:
         return CONNECT_TIMEOUT
-    return seconds if 0 < seconds < float("inf") else CONNECT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return seconds
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
