@@ -176,6 +176,11 @@ def run(
 
     It says first which way it runs: locally with a process pool, or through the
     RabbitMQ of --broker (or of FILTERJOB_BROKER_URL, if set).
+
+    \b
+    Exit codes: 0 every image written, 1 some failed or the run was interrupted,
+    2 invalid job, command line or worker configuration, 3 the broker cannot be
+    reached or refused us (FILTERJOB_CONNECT_TIMEOUT: seconds to wait for it, 10).
     """
     console = Console(stderr=True)
     try:

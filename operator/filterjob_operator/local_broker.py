@@ -12,11 +12,11 @@ counting distinct task ids makes the tally exact.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aio_pika
 import aiohttp
@@ -179,7 +179,7 @@ async def run_with_broker(
         tally = _Tally(job, summary, listener)
         for key in to_run:
             tally.expect(sources.task_id(job, key), key)
-        enqueue = _enqueue(connection, job, to_run, tally)
+        enqueue = functools.partial(_enqueue, connection, job, to_run, tally)
         await _follow(channel, progress, job, options, listener, tally, enqueue, supervisor_ready)
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
@@ -216,7 +216,7 @@ async def redrive_with_broker(
         for parked in moved:
             tally.expect(parked.task, parked.input.removeprefix(job.spec.source.uri) or parked.task)
         if moved:
-            await _follow(channel, progress, job, options, listener, tally, _enqueued(tally), None)
+            await _follow(channel, progress, job, options, listener, tally, functools.partial(_enqueued, tally), None)
         else:
             await channel.queue_delete(progress_queue(topology))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -240,7 +240,7 @@ async def _follow(
     options: BrokerOptions,
     listener: Listener,
     tally: _Tally,
-    enqueue: Coroutine[Any, Any, None],
+    enqueue: Callable[[], Awaitable[None]],
     supervisor_ready: asyncio.Queue[Supervisor] | None,
 ) -> None:
     """Start the workers, run ``enqueue`` and count finished tasks until the last one."""
@@ -279,8 +279,8 @@ async def _follow(
     await channel.queue_delete(progress_queue(topology))
 
 
-async def _enqueue_and_wait(enqueue: Coroutine[Any, Any, None], tally: _Tally) -> None:
-    await enqueue
+async def _enqueue_and_wait(enqueue: Callable[[], Awaitable[None]], tally: _Tally) -> None:
+    await enqueue()
     await tally.done.wait()
 
 
