@@ -399,7 +399,9 @@ def _redrive_here(
         with progress:
             summary = execute()
     if summary.total == 0 and not stopped:
-        console.print(f"no parked tasks in {topology_of(job).parked}: nothing to re-drive", highlight=False)
+        console.print(
+            f"no parked tasks in {topology_of(job).parked}: nothing to re-drive", highlight=False, soft_wrap=True
+        )
         return
     _finish(console, summary, stopped)
 
@@ -424,7 +426,9 @@ def clean_command(job: str, broker: str, force: bool) -> None:
     extra = [progress_queue(topology)]
     found = _on_broker(broker, lambda connection: amqp.existing(connection, topology, extra=extra))
     if not found:
-        console.print(f"nothing to delete: no queue or exchange of {topology.base} exists", highlight=False)
+        console.print(
+            f"nothing to delete: no queue or exchange of {topology.base} exists", highlight=False, soft_wrap=True
+        )
         return
     busy = [item for item in found if item.consumers]
     if busy and not force:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -172,9 +173,14 @@ async def test_watch_prints_events_live(tmp_path: Path) -> None:
         assert await asyncio.wait_for(watcher.wait(), 30) == 0
 
 
+def unique(name: str) -> str:
+    """A job name no other test run on the same broker uses at the same time."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
 def test_workers_that_reject_their_configuration_stop_the_run(tmp_path: Path) -> None:
     make_samples(tmp_path / "in", count=3, size=(60, 40))
-    job = write_job(tmp_path, "badenv")
+    job = write_job(tmp_path, unique("badenv"))
     logs = tmp_path / "logs"
     result = filterjob(
         "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress", "--worker-logs", str(logs),
@@ -193,7 +199,7 @@ def test_workers_that_reject_their_configuration_stop_the_run(tmp_path: Path) ->
 
 def test_run_says_which_mode_runs_and_where_the_url_came_from(tmp_path: Path) -> None:
     make_samples(tmp_path / "in", count=2, size=(60, 40))
-    job = write_job(tmp_path, "mode")
+    job = write_job(tmp_path, unique("mode"))
     local = filterjob("run", str(job), "--workers", "1", "--no-progress", env={"FILTERJOB_BROKER_URL": ""})
     assert local.returncode == 0, local.stderr
     assert local.stderr.startswith("running locally with 1 processes\n")
@@ -209,7 +215,8 @@ def test_run_says_which_mode_runs_and_where_the_url_came_from(tmp_path: Path) ->
 
 def test_redrive_of_a_job_file_runs_its_workers_until_the_tasks_are_done(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=3, broken=2, size=(60, 40))
-    job = write_job(tmp_path, "redrive")
+    name = unique("redrive")
+    job = write_job(tmp_path, name)
     first = filterjob("run", str(job), "--broker", BROKER_URL, "--workers", "1", "--no-progress")
     assert first.returncode == exits.FAILED, first.stdout + first.stderr
     assert "│ failed     │ 2" in first.stdout
@@ -223,7 +230,7 @@ def test_redrive_of_a_job_file_runs_its_workers_until_the_tasks_are_done(tmp_pat
     assert len(outputs(tmp_path / "out")) == len(made.good) + len(made.broken)
     nothing = filterjob("redrive", str(job), "--broker", BROKER_URL, "--no-progress")
     assert nothing.returncode == exits.OK, nothing.stderr
-    assert "no parked tasks in fj.local-test.redrive.local.parked: nothing to re-drive" in nothing.stderr
+    assert f"no parked tasks in fj.local-test.{name}.local.parked: nothing to re-drive" in nothing.stderr
 
 
 async def ignore(message: AbstractIncomingMessage) -> None:
@@ -231,7 +238,7 @@ async def ignore(message: AbstractIncomingMessage) -> None:
 
 
 async def test_clean_deletes_a_jobs_queues_unless_consumers_are_attached(tmp_path: Path) -> None:
-    job = load_job(write_job(tmp_path, "clean", retry={"maxAttempts": 2}), local=True)
+    job = load_job(write_job(tmp_path, unique("clean"), retry={"maxAttempts": 2}), local=True)
     topology = topology_of(job)
     connection = await aio_pika.connect(BROKER_URL)
     async with connection:
