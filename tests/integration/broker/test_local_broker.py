@@ -192,9 +192,10 @@ def test_workers_that_reject_their_configuration_stop_the_run(tmp_path: Path) ->
         "FILTERJOB_EXECUTOR must be process or thread, got 'bogus'" in result.stderr
     )
     assert "Traceback" not in result.stderr
-    # Each worker ran once: its log holds one complaint, not a restart loop's worth.
-    for log in sorted(logs.glob("worker-*.log")):
-        assert log.read_text().count("invalid configuration") == 1
+    # No worker was restarted: a log holds one complaint at most (a worker stopped with
+    # the run may not have got as far as complaining), not a restart loop's worth.
+    complaints = [log.read_text().count("invalid configuration") for log in sorted(logs.glob("worker-*.log"))]
+    assert max(complaints) == 1, complaints
 
 
 def test_run_says_which_mode_runs_and_where_the_url_came_from(tmp_path: Path) -> None:
