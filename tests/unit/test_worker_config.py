@@ -179,6 +179,8 @@ def test_every_problem_is_reported_at_once() -> None:
         ("amqp://user:s3cret@rabbit:56x2/", "amqp://user:***@rabbit:56x2/"),
         ("amqp://user:s3c@ret@rabbit/", "amqp://user:***@rabbit/"),
         ("amqp://user:s3cret@[::1", "amqp://user:***@[::1"),
+        ("amqp://user:s3/cret@rabbit/", "amqp://user:***@rabbit/"),
+        ("amqp://user:s3#cret@rabbit/", "amqp://user:***@rabbit/"),
     ],
 )
 def test_redact_hides_passwords(url: str, expected: str) -> None:
@@ -197,6 +199,11 @@ def test_redact_hides_passwords(url: str, expected: str) -> None:
         ("amqp://u:s3cret@rabbit:99999/", "has a port that is not a number from 0 to 65535"),
         ("amqp://rabbit/a/b", "names one virtual host after the host"),
         ("amqp://u:s3cret@[::1", "is not a URL"),
+        # A password with an unencoded / # ? cuts the URL short: named, and still masked.
+        ("amqp://u:s3cr#et@rabbit/", "has a #, got 'amqp://u:***@rabbit/'"),
+        ("amqp://u:12#et@rabbit/", "has a #"),
+        ("amqp://u:s3/cret@rabbit/", "has a port that is not a number"),
+        ("amqp://u:s3?cret@rabbit:5672/", "has a port that is not a number"),
     ],
 )
 def test_broker_url_problem(url: str, problem: str | None) -> None:

@@ -34,17 +34,22 @@ PREFIX = "FILTERJOB_"
 #: restarting it cannot help, so the local supervisor stops the run instead.
 INVALID_CONFIG_EXIT = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ENCODE_HINT = " (a / # ? or @ in the user name or password must be percent-encoded, e.g. / as %2F)"
 
 
 def redact(url: str) -> str:
-    """A URL with its password replaced, safe for logs (even a URL that does not parse)."""
+    """A URL with its password replaced, safe for logs (even a URL that does not parse).
+
+    A password holding an unencoded ``/``, ``#`` or ``?`` ends the netloc early for
+    ``urlsplit``; :func:`scrub` reads such a URL as written, up to its last ``@``.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed IPv6 bracket
         return scrub(url)
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if not at or ":" not in userinfo:
-        return url
+        return scrub(url)
     # The netloc as written (brackets of an IPv6 host, a port that is not a number): only the password goes.
     netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
     return urlunsplit(parts._replace(netloc=netloc))
@@ -62,12 +67,15 @@ def broker_url_problem(url: str) -> str | None:
         return f"is not a URL ({e}), got {redact(url)!r}"
     if parts.scheme not in ("amqp", "amqps"):
         return f"must be an amqp:// or amqps:// URL, got {redact(url)!r}"
+    if parts.fragment or url.endswith("#"):
+        # Never part of an AMQP URL: a password's "#" that ended the URL early.
+        return f"has a #, got {redact(url)!r}{ENCODE_HINT}"
     if not parts.hostname:
         return f"has no host, got {redact(url)!r} (e.g. amqp://USER:PASSWORD@HOST:5672/VHOST)"
     try:
         parts.port  # noqa: B018 -- urlsplit checks the port only when asked
     except ValueError:
-        return f"has a port that is not a number from 0 to 65535, got {redact(url)!r}"
+        return f"has a port that is not a number from 0 to 65535, got {redact(url)!r}{ENCODE_HINT}"
     if "/" in parts.path.removeprefix("/"):
         # aiormq takes the whole path as the vhost name; a second "/" is a typo far more often than a name.
         return f"names one virtual host after the host (write a / inside its name as %2F), got {redact(url)!r}"
