@@ -101,11 +101,11 @@ def _progress(console: Console) -> Progress:
 
 def _broker_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--broker``, checked before anything starts (the workers' own check: one function)."""
+    if value is None:
+        return None
     from filterjob_operator.broker_errors import connect_timeout  # noqa: PLC0415 (see _LAZY)
     from filterjob_worker.config import broker_url_problem  # noqa: PLC0415
 
-    if value is None:
-        return None
     try:
         connect_timeout()
     except ValueError as e:

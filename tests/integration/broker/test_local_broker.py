@@ -93,7 +93,7 @@ def outputs(root: Path) -> set[str]:
 
 def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=12, broken=3, size=(120, 90))
-    job = write_job(tmp_path, "cli")
+    job = write_job(tmp_path, unique("cli"))
     result = subprocess.run(
         [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--worker-logs", str(tmp_path / "logs")],
         capture_output=True,
@@ -115,7 +115,7 @@ def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
 
 def test_resume_with_skip_existing(tmp_path: Path) -> None:
     make_samples(tmp_path / "in", count=6, size=(80, 60))
-    job = load_job(write_job(tmp_path, "resume"), local=True)
+    job = load_job(write_job(tmp_path, unique("resume")), local=True)
     options = BrokerOptions(broker_url=BROKER_URL, workers=1)
     first = asyncio.run(run_with_broker(job, options=options))
     assert (first.succeeded, first.failed) == (6, 0)
@@ -130,7 +130,7 @@ def test_resume_with_skip_existing(tmp_path: Path) -> None:
 async def test_killed_local_workers_are_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=80, size=(400, 300))
     job: FilterJob = load_job(
-        write_job(tmp_path, "kill", filters=[{"name": "blur", "radius": 8}, {"name": "sharpen"}]), local=True
+        write_job(tmp_path, unique("kill"), filters=[{"name": "blur", "radius": 8}, {"name": "sharpen"}]), local=True
     )
     ready: asyncio.Queue[Supervisor] = asyncio.Queue()
     progress = Progress()
