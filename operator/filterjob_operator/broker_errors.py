@@ -79,7 +79,8 @@ def describe(error: BaseException, url: str, *, timeout: float | None = None) ->
     parts = urlsplit(url)
     broker = f"the broker at {redact(url)}"
     tls = parts.scheme == "amqps"
-    hostport = f"{parts.hostname}:{_port(url)}"
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    hostport = f"{host}:{_port(url)}"
     user = parts.username or "guest"
     vhost = parts.path[1:] or "/"
     for cause in _chain(error):
