@@ -37,7 +37,7 @@ from rich.text import Text
 
 from filterjob_operator import exits, samples, sources
 from filterjob_operator.local import Listener, LocalOptions, run_local
-from filterjob_operator.spec import JobSpecError, load_job
+from filterjob_operator.spec import FilterJob, JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
 from filterjob_worker import __version__, catalog
 from filterjob_worker.contract import Event, JobFinished
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = exits.FAILED
 T = TypeVar("T")
 EXIT_INVALID = exits.INVALID
+BROKER_ENV = "FILTERJOB_BROKER_URL"
 
 
 class _Bar(Listener):
@@ -123,6 +124,52 @@ def _progress(console: Console) -> Progress:
     return Progress(*columns, console=console, disable=not console.is_terminal, expand=not wide)
 
 
+def _broker_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--broker``, checked before anything starts (the workers' own check: one function)."""
+    if value is None:
+        return None
+    from filterjob_operator.broker_errors import connect_timeout  # noqa: PLC0415 (see _LAZY)
+    from filterjob_worker.config import broker_url_problem  # noqa: PLC0415
+
+    try:
+        connect_timeout()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if (problem := broker_url_problem(value)) is not None:
+        raise click.BadParameter(f"the URL{_broker_origin(ctx)} {problem}")
+    return value
+
+
+def _broker_origin(ctx: click.Context) -> str:
+    """Where the broker URL came from, when it was not the command line."""
+    if ctx.get_parameter_source("broker") == click.core.ParameterSource.ENVIRONMENT:
+        return f" (from {BROKER_ENV})"
+    return ""
+
+
+def _broker_option(*, required: bool, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--broker",
+        metavar="AMQP_URL",
+        envvar=BROKER_ENV,
+        required=required,
+        callback=_broker_url,
+        help=f"{text} [env: {BROKER_ENV}]",
+    )
+
+
+def _on_broker_errors(url: str, call: Callable[[], T]) -> T:
+    """``call()``, which talks to the broker at ``url``: a broker failure is one line and exit BROKER."""
+    from filterjob_operator.broker_errors import BrokerUnavailable, translated  # noqa: PLC0415 (see _LAZY)
+
+    try:
+        with translated(url):
+            return call()
+    except BrokerUnavailable as e:
+        Console(stderr=True).print(Text.assemble(("broker error: ", "red"), str(e)), soft_wrap=True)
+        sys.exit(exits.BROKER)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="filterjob")
 def main() -> None:
@@ -134,14 +181,15 @@ def main() -> None:
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Worker processes [default: CPUs].")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a run).")
 @click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
-@click.option(
-    "--broker",
-    metavar="AMQP_URL",
-    envvar="FILTERJOB_BROKER_URL",
-    help="Run through RabbitMQ with local worker processes (the pods' code) instead of a process pool.",
+@_broker_option(
+    required=False,
+    text="Run through RabbitMQ with local worker processes (the pods' code) instead of a process pool;"
+    " also taken from the environment, so unset it to run locally.",
 )
 @click.option("--worker-logs", type=click.Path(file_okay=False, path_type=Path), help="With --broker: worker log dir.")
+@click.pass_context
 def run(
+    ctx: click.Context,
     job_file: Path,
     workers: int | None,
     skip_existing: bool,
@@ -149,7 +197,16 @@ def run(
     broker: str | None,
     worker_logs: Path | None,
 ) -> None:
-    """Run the FilterJob in JOB_FILE on this machine."""
+    """Run the FilterJob in JOB_FILE on this machine.
+
+    It says first which way it runs: locally with a process pool, or through the
+    RabbitMQ of --broker (or of FILTERJOB_BROKER_URL, if set).
+
+    \b
+    Exit codes: 0 every image written, 1 some failed or the run was interrupted,
+    2 invalid job, command line or worker configuration, 3 the broker cannot be
+    reached or refused us (FILTERJOB_CONNECT_TIMEOUT: seconds to wait for it, 10).
+    """
     console = Console(stderr=True)
     try:
         job = load_job(job_file, local=True)
@@ -158,6 +215,13 @@ def run(
     workers = workers or os.cpu_count() or 1
     progress = _progress(console) if not no_progress else None
     listener = _Bar(progress) if progress is not None else None
+    if broker is None:
+        console.print(f"running locally with {workers} processes", highlight=False, soft_wrap=True)
+    else:
+        from filterjob_worker.config import redact  # noqa: PLC0415 (see _LAZY)
+
+        where = f"running through RabbitMQ at {redact(broker)}{_broker_origin(ctx)} with {workers} worker processes"
+        console.print(where, highlight=False, soft_wrap=True, markup=False)
 
     def execute() -> RunSummary:
         if broker is None:
@@ -172,8 +236,9 @@ def run(
             skip_existing=skip_existing,
             log_dir=str(worker_logs) if worker_logs else None,
         )
-        return asyncio.run(run_with_broker(job, options=options, listener=listener))
+        return _broker_run(broker, lambda: run_with_broker(job, options=options, listener=listener), stopped)
 
+    stopped: list[tuple[int, str]] = []
     try:
         if progress is None:
             summary = execute()
@@ -182,7 +247,32 @@ def run(
                 summary = execute()
     except JobSpecError as e:
         _invalid(console, e)
+    _finish(console, summary, stopped)
+
+
+def _broker_run(url: str, run: Callable[[], Awaitable[RunSummary]], stopped: list[tuple[int, str]]) -> RunSummary:
+    """A run through the broker; if its workers cannot run, ``stopped`` gets the reason (and its exit code)."""
+    from filterjob_operator.local_broker import WorkersFailed  # noqa: PLC0415 (see _LAZY)
+
+    try:
+        return _on_broker_errors(url, lambda: asyncio.run(_awaited(run)))
+    except WorkersFailed as e:
+        code = exits.INVALID if e.failure.invalid_config else exits.FAILED
+        stopped.append((code, f"the workers cannot run: {e.failure.reason}"))
+        return e.summary
+
+
+async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
+    return await run()
+
+
+def _finish(console: Console, summary: RunSummary, stopped: list[tuple[int, str]]) -> None:
+    """The summary, then why the run stopped early if it did, and the exit code."""
     summary.render(Console())
+    if stopped:
+        code, reason = stopped[0]
+        console.print(Text.assemble(("run stopped: ", "red"), reason), soft_wrap=True)
+        sys.exit(code)
     if not summary.ok:
         sys.exit(EXIT_FAILED)
 
@@ -209,24 +299,13 @@ def _cluster_failed(console: Console, message: str) -> NoReturn:
 
 
 def _broker_failed(console: Console, url: str, error: BaseException) -> NoReturn:
-    """One line for a broker that cannot be reached or refused us (kept local: easy to swap for a shared one)."""
+    """One line for a broker lost after it was reached (what :func:`_on_broker_errors` does not describe)."""
+    from filterjob_worker.config import redact  # noqa: PLC0415 (see _LAZY)
+
     password = urlsplit(url).password
-    where = url.replace(f":{password}@", ":***@") if password else url
     detail = (str(error) or type(error).__name__).replace(password or "\0", "***")
-    console.print(f"[red]broker {escape(where)}:[/] {escape(detail)}", highlight=False, soft_wrap=True)
+    console.print(f"[red]broker {escape(redact(url))}:[/] {escape(detail)}", highlight=False, soft_wrap=True)
     sys.exit(exits.BROKER)
-
-
-def _amqp_url(value: str) -> str:
-    """An amqp:// or amqps:// URL naming a host (anything else would connect nowhere useful)."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-    except ValueError:
-        raise click.BadParameter("not a URL; expected amqp://USER:PASSWORD@HOST:5672/VHOST") from None
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise click.BadParameter("expected amqp://USER:PASSWORD@HOST:5672/VHOST (or amqps://)")
-    return value
 
 
 def _watched(console: Console, job: str) -> _Watched:
@@ -306,14 +385,7 @@ async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T
 
 @main.command("watch")
 @click.argument("job")
-@click.option(
-    "--broker",
-    metavar="AMQP_URL",
-    envvar="FILTERJOB_BROKER_URL",
-    required=True,
-    callback=lambda ctx, param, value: _amqp_url(value),
-    help="The job's broker; from a laptop, a port-forward (docs/operations.md).",
-)
+@_broker_option(required=True, text="The job's broker; from a laptop, a port-forward (docs/operations.md).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def watch_command(job: str, broker: str, as_json: bool) -> None:
     """Print the task events of JOB live until it ends (Ctrl-C to stop).
@@ -340,7 +412,7 @@ def watch_command(job: str, broker: str, as_json: bool) -> None:
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        end = asyncio.run(_follow(console, target, broker, output.show))
+        end = _on_broker_errors(broker, lambda: asyncio.run(_follow(console, target, broker, output.show)))
     except asyncio.CancelledError:  # Ctrl-C before the watch began
         return
     except watch.NoSuchJob:
@@ -432,7 +504,7 @@ def _job_topology(console: Console, job: str) -> Topology:
             return topology_of(load_job(Path(job), local=True))
         except JobSpecError as e:
             _invalid(console, e)
-    base = re.sub(r"\.(tasks|parked|events|dlx|retry\.\d+)$", "", job)
+    base = re.sub(r"\.(tasks|parked|events|dlx|inputs|progress|retry\.\d+)$", "", job)
     if not re.fullmatch(r"fj\.[^.\s]+\.[^.\s]+\.[^.\s]+", base):
         raise click.BadParameter(f"neither a FilterJob file nor a job's queue name: {job!r}", param_hint="JOB")
     return Topology(base=base)
@@ -440,7 +512,7 @@ def _job_topology(console: Console, job: str) -> Topology:
 
 @main.command("parked")
 @click.argument("job")
-@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
+@_broker_option(required=True, text="The RabbitMQ of the job's queues.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per parked task.")
 def parked_command(job: str, broker: str, as_json: bool) -> None:
     """List the parked (failed for good) tasks of JOB with their reasons, leaving them in place.
@@ -464,41 +536,138 @@ def parked_command(job: str, broker: str, as_json: bool) -> None:
 
 @main.command("redrive")
 @click.argument("job")
-@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
-def redrive_command(job: str, broker: str) -> None:
+@_broker_option(required=True, text="The RabbitMQ of the job's queues.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="JOB file: worker processes [CPUs].")
+@click.option("--no-progress", is_flag=True, help="JOB file: do not draw the progress bar.")
+@click.option("--worker-logs", type=click.Path(file_okay=False, path_type=Path), help="JOB file: worker log dir.")
+def redrive_command(job: str, broker: str, workers: int | None, no_progress: bool, worker_logs: Path | None) -> None:
     """Move the parked tasks of JOB back to its task queue, with a fresh attempt count.
 
     JOB is a FilterJob file (its local-mode queues) or any queue name of a cluster job,
     e.g. fj.photos.thumbnails.1a2b3c4d.parked, or its base name, which the FilterJob's
-    status.queues holds (kubectl get fj -o wide).
+    status.queues holds (kubectl get fj -o wide). Fix the cause first.
 
     \b
-    Fix the cause first. On a cluster, for a job that has finished, annotate it instead
-    (kubectl annotate fj NAME filterjob.dev/redrive=$(date +%s) --overwrite): the operator
-    then moves the tasks and runs the job again.
+    A FilterJob file: its workers then run here, as with `filterjob run --broker`,
+    until every re-driven task is done, and it ends with the same summary and exit codes.
+    A cluster job: the tasks wait in its task queue for the job's workers. A running
+    job's workers take them; a finished job has none, so annotate it instead
+    (kubectl annotate fj NAME filterjob.dev/redrive=$(date +%s) --overwrite): the
+    operator then moves the tasks, scales the workers up and counts the results.
     """
     console = Console(stderr=True)
     topology = _job_topology(console, job)
+    if Path(job).is_file():
+        _redrive_here(console, load_job(Path(job), local=True), broker, workers, no_progress, worker_logs)
+        return
     from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
 
     moved = _on_broker(broker, lambda connection: amqp.redrive(connection, topology))
     console.print(f"moved {len(moved)} parked tasks back to {topology.tasks}", highlight=False, soft_wrap=True)
+    if moved:
+        _, namespace, name, _ = topology.base.split(".")
+        console.print(
+            "A running job's workers take them now. If the job has finished, its workers are at zero and the"
+            f" tasks wait: kubectl annotate fj {name} -n {namespace} filterjob.dev/redrive=$(date +%s) --overwrite"
+            " makes the operator run it again.",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+def _redrive_here(
+    console: Console, job: FilterJob, broker: str, workers: int | None, no_progress: bool, worker_logs: Path | None
+) -> None:
+    """Re-drive a local job's parked tasks and run its workers until they are done."""
+    from filterjob_operator.local_broker import BrokerOptions, redrive_with_broker  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415
+    from filterjob_worker.config import redact  # noqa: PLC0415
+
+    workers = workers or os.cpu_count() or 1
+    if worker_logs is not None:
+        worker_logs.mkdir(parents=True, exist_ok=True)
+    options = BrokerOptions(broker_url=broker, workers=workers, log_dir=str(worker_logs) if worker_logs else None)
+    progress = _progress(console) if not no_progress else None
+    listener = _Bar(progress) if progress is not None else None
+    console.print(
+        f"re-driving {job.key} through RabbitMQ at {redact(broker)} with {workers} worker processes",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
+    stopped: list[tuple[int, str]] = []
+
+    def execute() -> RunSummary:
+        return _broker_run(broker, lambda: redrive_with_broker(job, options=options, listener=listener), stopped)
+
+    if progress is None:
+        summary = execute()
+    else:
+        with progress:
+            summary = execute()
+    if summary.total == 0 and not stopped:
+        console.print(
+            f"no parked tasks in {topology_of(job).parked}: nothing to re-drive", highlight=False, soft_wrap=True
+        )
+        return
+    _finish(console, summary, stopped)
+
+
+@main.command("clean")
+@click.argument("job")
+@_broker_option(required=True, text="The RabbitMQ of the job's queues.")
+@click.option("--force", is_flag=True, help="Delete even while consumers (workers, a run) are attached.")
+def clean_command(job: str, broker: str, force: bool) -> None:
+    """Delete the queues and exchanges of JOB, messages and parked failures included.
+
+    JOB is a FilterJob file (its local-mode queues: what an interrupted run leaves) or
+    any queue name of a cluster job, e.g. fj.photos.thumbnails.1a2b3c4d.tasks. It refuses
+    while consumers are attached, unless --force. A cluster job's queues go when the
+    FilterJob is deleted (kubectl delete fj NAME); this is for what is left over.
+    """
+    console = Console(stderr=True)
+    topology = _job_topology(console, job)
+    from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.local_broker import progress_queue  # noqa: PLC0415
+
+    extra = [progress_queue(topology)]
+    found = _on_broker(broker, lambda connection: amqp.existing(connection, topology, extra=extra))
+    if not found:
+        console.print(
+            f"nothing to delete: no queue or exchange of {topology.base} exists", highlight=False, soft_wrap=True
+        )
+        return
+    busy = [item for item in found if item.consumers]
+    if busy and not force:
+        attached = ", ".join(f"{item.name} ({item.consumers})" for item in busy)
+        console.print(
+            f"[red]not deleting:[/] consumers are attached to {attached}; stop the workers or the run"
+            " (or, on a cluster, delete the FilterJob), or pass --force",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(exits.INVALID)
+    _on_broker(broker, lambda connection: amqp.remove(connection, found))
+    for item in found:
+        counts = f" ({item.messages} messages)" if item.kind == "queue" else ""
+        click.echo(f"deleted {item.kind} {item.name}{counts}")
 
 
 def _on_broker(url: str, action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``action(connection)`` on a fresh broker connection, closed afterwards."""
-    import aio_pika  # noqa: PLC0415 (see _LAZY)
+    """Run ``action(connection)`` on a fresh broker connection, closed afterwards; broker errors exit BROKER."""
+    from filterjob_operator import broker_errors  # noqa: PLC0415 (see _LAZY)
 
     async def run() -> T:
-        connection = await aio_pika.connect(url, client_properties={"connection_name": "filterjob cli"})
+        connection = await broker_errors.connect(url, name="filterjob cli")
         async with connection:
             return await action(connection)
 
-    return asyncio.run(run())
+    return _on_broker_errors(url, lambda: asyncio.run(run()))
 
 
 @main.command("list-inputs")
-@click.option("--broker", metavar="AMQP_URL", envvar="FILTERJOB_BROKER_URL", required=True)
+@_broker_option(required=True, text="The RabbitMQ of the job's queues.")
 def list_inputs_command(broker: str) -> None:
     """List a cluster job's source into its inputs queue (what the operator's lister Job runs).
 
@@ -515,7 +684,7 @@ def list_inputs_command(broker: str) -> None:
         job = lister.job_from_env(os.environ)
     except JobSpecError as e:
         _invalid(console, e)
-    result = asyncio.run(lister.list_inputs(job, broker))
+    result = _on_broker_errors(broker, lambda: asyncio.run(lister.list_inputs(job, broker)))
     if result.error is not None:
         lister.log.warning("%s cannot be listed: %s (reported in %s)", job.key, result.error, result.queue)
     else:

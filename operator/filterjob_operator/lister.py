@@ -19,9 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import aio_pika
-
-from filterjob_operator import broker, listing, sources
+from filterjob_operator import broker, broker_errors, listing, sources
 from filterjob_operator.builders.lister import JOB_ENV
 from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
@@ -65,9 +63,7 @@ async def list_inputs(job: FilterJob, broker_url: str) -> Result:
     run = uuid.uuid4().hex
     messages, keys, error = messages_of(job, run=run)
     topology = topology_of(job)
-    connection = await aio_pika.connect(
-        broker_url, client_properties={"connection_name": f"filterjob lister {job.key}"}
-    )
+    connection = await broker_errors.connect(broker_url, name=f"filterjob lister {job.key}")
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         published = await broker.publish_listing(channel, topology, messages)

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from filterjob_operator import broker, sources
+from filterjob_operator import broker, broker_errors, sources
 from filterjob_operator.local import Listener, begin_run
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import RunSummary
-from filterjob_operator.supervisor import Supervisor
+from filterjob_operator.supervisor import GaveUp, Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
 from filterjob_worker.errors import MalformedTask
@@ -143,6 +145,15 @@ async def fresh_topology(connection: AbstractRobustConnection, topology: Topolog
     return channel
 
 
+class WorkersFailed(Exception):
+    """The supervisor gave up on the workers; the run stopped early (``summary`` holds what finished)."""
+
+    def __init__(self, failure: GaveUp, summary: RunSummary) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+        self.summary = summary
+
+
 async def run_with_broker(
     job: FilterJob,
     *,
@@ -150,47 +161,28 @@ async def run_with_broker(
     listener: Listener | None = None,
     supervisor_ready: asyncio.Queue[Supervisor] | None = None,
 ) -> RunSummary:
-    """Run ``job`` through the broker; returns the same summary as local mode."""
+    """Run ``job`` through the broker; returns the same summary as local mode.
+
+    Raises :class:`BrokerUnavailable` before anything starts if the broker cannot be
+    reached or refuses us, and :class:`WorkersFailed` if the workers cannot run.
+    """
     listener = listener or Listener()
     start = time.perf_counter()
-    summary, to_run = begin_run(job, listener, skip_existing=options.skip_existing)
     topology = topology_of(job)
-    tally = _Tally(job, summary, listener)
-    for key in to_run:
-        tally.expect(sources.task_id(job, key), key)
-
-    connection = await aio_pika.connect_robust(
-        options.broker_url, client_properties={"connection_name": f"filterjob run {job.key}"}
-    )
+    # First: a wrong URL or password is one message, before any listing or worker.
+    connection = await broker_errors.connect_robust(options.broker_url, name=f"filterjob run {job.key}")
+    summary = RunSummary()
     try:
-        channel = await fresh_topology(connection, topology)
-        progress = await declare_progress(channel, topology)
-        await progress.purge()
-
-        async def on_progress(message: AbstractIncomingMessage) -> None:
-            outcome = finished_outcome(message, topology)
-            if outcome is not None:
-                tally.finish(outcome)
-            await message.ack()
-
-        consumer_tag = await progress.consume(on_progress)
-        env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
-        env["FILTERJOB_HEALTH_PORT"] = "0"
-        # Without a log directory, workers share this terminal: only their warnings show.
-        env.setdefault("FILTERJOB_LOG_LEVEL", "INFO" if options.log_dir else "WARNING")
-        supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
-        await supervisor.start()
-        if supervisor_ready is not None:
-            supervisor_ready.put_nowait(supervisor)
-        depth = asyncio.create_task(_show_depth(options.broker_url, topology, listener))
-        try:
-            await _enqueue(connection, job, to_run, tally)
-            await tally.done.wait()
-        finally:
-            depth.cancel()
-            await supervisor.stop()
-        await progress.cancel(consumer_tag)
-        await channel.queue_delete(progress_queue(topology))
+        summary, to_run = begin_run(job, listener, skip_existing=options.skip_existing)
+        with broker_errors.translated(options.broker_url):
+            channel = await fresh_topology(connection, topology)
+            progress = await declare_progress(channel, topology)
+            await progress.purge()
+        tally = _Tally(job, summary, listener)
+        for key in to_run:
+            tally.expect(sources.task_id(job, key), key)
+        enqueue = functools.partial(_enqueue, connection, job, to_run, tally)
+        await _follow(channel, progress, job, options, listener, tally, enqueue, supervisor_ready)
         await announce_finished(connection, topology, job, summary)
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
@@ -223,6 +215,102 @@ async def announce_finished(
         await exchange.publish(message, routing_key=event.routing_key)
     finally:
         await channel.close()
+
+
+async def redrive_with_broker(
+    job: FilterJob, *, options: BrokerOptions, listener: Listener | None = None
+) -> RunSummary:
+    """Move the job's parked tasks back to its task queue and run workers until they are done.
+
+    The summary counts the re-driven tasks only. Raises :class:`BrokerUnavailable` if the
+    broker cannot be reached or the job has no queues (it never ran, or they were cleaned).
+    """
+    listener = listener or Listener()
+    start = time.perf_counter()
+    topology = topology_of(job)
+    connection = await broker_errors.connect_robust(options.broker_url, name=f"filterjob redrive {job.key}")
+    summary = RunSummary()
+    try:
+        with broker_errors.translated(options.broker_url):
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.get_queue(topology.parked, ensure=True)  # no queues: say so before declaring any
+            # Bound before the tasks move, so no task can finish unseen.
+            progress = await declare_progress(channel, topology)
+            await progress.purge()
+            moved = await broker.redrive(connection, topology)
+        summary = RunSummary(total=len(moved))
+        listener.started(len(moved))
+        tally = _Tally(job, summary, listener)
+        for parked in moved:
+            tally.expect(parked.task, parked.input.removeprefix(job.spec.source.uri) or parked.task)
+        if moved:
+            await _follow(channel, progress, job, options, listener, tally, functools.partial(_enqueued, tally), None)
+            await announce_finished(connection, topology, job, summary)
+        else:
+            await channel.queue_delete(progress_queue(topology))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        summary.interrupted = True
+    finally:
+        await connection.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+async def _enqueued(tally: _Tally) -> None:
+    """Every task is in the queue already (re-driven)."""
+    tally.enqueued = True
+    tally.check()
+
+
+async def _follow(
+    channel: AbstractChannel,
+    progress: AbstractQueue,
+    job: FilterJob,
+    options: BrokerOptions,
+    listener: Listener,
+    tally: _Tally,
+    enqueue: Callable[[], Awaitable[None]],
+    supervisor_ready: asyncio.Queue[Supervisor] | None,
+) -> None:
+    """Start the workers, run ``enqueue`` and count finished tasks until the last one."""
+    topology = topology_of(job)
+
+    async def on_progress(message: AbstractIncomingMessage) -> None:
+        outcome = finished_outcome(message, topology)
+        if outcome is not None:
+            tally.finish(outcome)
+        await message.ack()
+
+    consumer_tag = await progress.consume(on_progress)
+    env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
+    env["FILTERJOB_HEALTH_PORT"] = "0"
+    # Without a log directory, workers share this terminal: only their warnings show.
+    env.setdefault("FILTERJOB_LOG_LEVEL", "INFO" if options.log_dir else "WARNING")
+    supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
+    await supervisor.start()
+    if supervisor_ready is not None:
+        supervisor_ready.put_nowait(supervisor)
+    depth = asyncio.create_task(_show_depth(options.broker_url, topology, listener))
+    work = asyncio.ensure_future(_enqueue_and_wait(enqueue, tally))
+    gave_up = asyncio.ensure_future(supervisor.gave_up.wait())
+    try:
+        await asyncio.wait({work, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in (work, gave_up, depth):
+            waiting.cancel()
+        await asyncio.gather(work, gave_up, depth, return_exceptions=True)
+        await supervisor.stop()
+    if not tally.done.is_set():
+        if supervisor.failure is not None:
+            raise WorkersFailed(supervisor.failure, tally.summary)
+        work.result()  # the enqueueing error that ended the run
+    await progress.cancel(consumer_tag)
+    await channel.queue_delete(progress_queue(topology))
+
+
+async def _enqueue_and_wait(enqueue: Callable[[], Awaitable[None]], tally: _Tally) -> None:
+    await enqueue()
+    await tally.done.wait()
 
 
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
+from filterjob_operator import broker_errors
 from filterjob_operator.local_broker import finished_outcome
 from filterjob_worker.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
 from filterjob_worker.errors import MalformedTask
@@ -32,8 +33,6 @@ Printer = Callable[[Event], None]
 #: Seconds between checks that the job's events exchange still exists (nothing
 #: announces its deletion to a bound queue).
 EXCHANGE_CHECK_SECONDS = 2.0
-#: Seconds to wait for the broker to accept the connection (a firewalled port never answers).
-CONNECT_TIMEOUT = 15.0
 #: Phases of a cluster FilterJob after which nothing more happens.
 FINAL_PHASES = ("Succeeded", "Failed")
 #: Seconds between reads of a cluster FilterJob's status phase.
@@ -157,10 +156,9 @@ async def watch(
     errors propagate (the caller reports them).
     """
     # Not a robust connection: its reconnect loop would outlive a failed first attempt (and
-    # Ctrl-C). A watch that loses the broker says so and ends instead.
-    connection = await aio_pika.connect(
-        broker_url, client_properties={"connection_name": "filterjob watch"}, timeout=CONNECT_TIMEOUT
-    )
+    # Ctrl-C). A watch that loses the broker says so and ends instead. BrokerUnavailable if
+    # the broker cannot be used at all.
+    connection = await broker_errors.connect(broker_url, name="filterjob watch")
     lost = asyncio.Event()
     connection.close_callbacks.add(lambda *_: lost.set())
     try:

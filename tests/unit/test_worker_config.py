@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from filterjob_worker.config import WorkerConfig, redact
+from filterjob_worker.config import WorkerConfig, broker_url_problem, redact
 from filterjob_worker.errors import SpecError
 from filterjob_worker.logs import CONTEXT_FIELDS, JsonFormatter, scrub
 from filterjob_worker.topology import RetryPolicy, Topology
@@ -174,10 +174,42 @@ def test_every_problem_is_reported_at_once() -> None:
         ("amqp://user@rabbit:5672/", "amqp://user@rabbit:5672/"),
         ("amqp://rabbit:5672/", "amqp://rabbit:5672/"),
         ("amqp://rabbit", "amqp://rabbit"),
+        # Hosts and ports as written, even ones a connection would reject.
+        ("amqp://user:s3cret@[::1]:5672/", "amqp://user:***@[::1]:5672/"),
+        ("amqp://user:s3cret@rabbit:56x2/", "amqp://user:***@rabbit:56x2/"),
+        ("amqp://user:s3c@ret@rabbit/", "amqp://user:***@rabbit/"),
+        ("amqp://user:s3cret@[::1", "amqp://user:***@[::1"),
+        ("amqp://user:s3/cret@rabbit/", "amqp://user:***@rabbit/"),
+        ("amqp://user:s3#cret@rabbit/", "amqp://user:***@rabbit/"),
     ],
 )
 def test_redact_hides_passwords(url: str, expected: str) -> None:
     assert redact(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("amqp://u:s3cret@rabbit:5672/", None),
+        ("amqps://u:s3cret@[::1]:5671/jobs", None),
+        ("amqp://rabbit/a%2Fb", None),
+        ("http://u:s3cret@rabbit/", "must be an amqp:// or amqps:// URL, got 'http://u:***@rabbit/'"),
+        ("amqp:///vhost", "has no host, got 'amqp:///vhost'"),
+        ("amqp://u:s3cret@rabbit:http/", "has a port that is not a number from 0 to 65535"),
+        ("amqp://u:s3cret@rabbit:99999/", "has a port that is not a number from 0 to 65535"),
+        ("amqp://rabbit/a/b", "names one virtual host after the host"),
+        ("amqp://u:s3cret@[::1", "is not a URL"),
+        # A password with an unencoded / # ? cuts the URL short: named, and still masked.
+        ("amqp://u:s3cr#et@rabbit/", "has a #, got 'amqp://u:***@rabbit/'"),
+        ("amqp://u:12#et@rabbit/", "has a #"),
+        ("amqp://u:s3/cret@rabbit/", "has a port that is not a number"),
+        ("amqp://u:s3?cret@rabbit:5672/", "has a port that is not a number"),
+    ],
+)
+def test_broker_url_problem(url: str, problem: str | None) -> None:
+    found = broker_url_problem(url)
+    assert found == problem if problem is None else (found is not None and found.startswith(problem)), found
+    assert "s3cret" not in (found or "")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from filterjob_worker import __version__, logs
-from filterjob_worker.config import WorkerConfig
+from filterjob_worker.config import INVALID_CONFIG_EXIT, WorkerConfig
 from filterjob_worker.config import __doc__ as CONFIG_DOC
 from filterjob_worker.errors import SpecError
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         print("filterjob-worker: invalid configuration:", file=sys.stderr)
         for problem in e.problems:
             print(f"  - {problem}", file=sys.stderr)
-        return 2
+        return INVALID_CONFIG_EXIT
     logs.configure(config.log_level, worker=config.worker_id)
     return asyncio.run(serve_main(config))
 

@@ -26,19 +26,60 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from filterjob_worker.errors import SpecError
+from filterjob_worker.logs import scrub
 from filterjob_worker.topology import RetryPolicy, Topology
 
 PREFIX = "FILTERJOB_"
+#: The worker's exit code when it rejects its configuration (as ``filterjob``'s ``exits.INVALID``):
+#: restarting it cannot help, so the local supervisor stops the run instead.
+INVALID_CONFIG_EXIT = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ENCODE_HINT = " (a / # ? or @ in the user name or password must be percent-encoded, e.g. / as %2F)"
 
 
 def redact(url: str) -> str:
-    """A URL with its password replaced, safe for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    """A URL with its password replaced, safe for logs (even a URL that does not parse).
+
+    A password holding an unencoded ``/``, ``#`` or ``?`` ends the netloc early for
+    ``urlsplit``; :func:`scrub` reads such a URL as written, up to its last ``@``.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket
+        return scrub(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return scrub(url)
+    # The netloc as written (brackets of an IPv6 host, a port that is not a number): only the password goes.
+    netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def broker_url_problem(url: str) -> str | None:
+    """What is wrong with an AMQP URL, or None: checked before anything connects.
+
+    One check for the worker's ``FILTERJOB_BROKER_URL`` and the ``--broker`` of the
+    ``filterjob`` command, so a URL the command accepts is one its workers accept.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        return f"is not a URL ({e}), got {redact(url)!r}"
+    if parts.scheme not in ("amqp", "amqps"):
+        return f"must be an amqp:// or amqps:// URL, got {redact(url)!r}"
+    if parts.fragment or url.endswith("#"):
+        # Never part of an AMQP URL: a password's "#" that ended the URL early.
+        return f"has a #, got {redact(url)!r}{ENCODE_HINT}"
+    if not parts.hostname:
+        return f"has no host, got {redact(url)!r} (e.g. amqp://USER:PASSWORD@HOST:5672/VHOST)"
+    try:
+        parts.port  # noqa: B018 -- urlsplit checks the port only when asked
+    except ValueError:
+        return f"has a port that is not a number from 0 to 65535, got {redact(url)!r}{ENCODE_HINT}"
+    if "/" in parts.path.removeprefix("/"):
+        # aiormq takes the whole path as the vhost name; a second "/" is a typo far more often than a name.
+        return f"names one virtual host after the host (write a / inside its name as %2F), got {redact(url)!r}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +130,8 @@ class WorkerConfig:
             return value
 
         url = text("BROKER_URL")
-        if url and urlsplit(url).scheme not in ("amqp", "amqps"):
-            problems.append(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL, got {redact(url)!r}")
+        if url and (problem := broker_url_problem(url)) is not None:
+            problems.append(f"{PREFIX}BROKER_URL {problem}")
         queue = text("QUEUE")
         if queue and not queue.endswith(".tasks"):
             problems.append(f"{PREFIX}QUEUE must name a job's task queue (ending in .tasks), got {queue!r}")

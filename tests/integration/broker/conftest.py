@@ -32,6 +32,21 @@ MANAGEMENT_URL = os.environ.get("FILTERJOB_TEST_MANAGEMENT_URL", "http://guest:g
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_seconds=0.2, max_backoff_seconds=1.0)
 
 
+FILTERJOB = str(Path(sys.executable).parent / "filterjob")
+
+
+def filterjob(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The ``filterjob`` command as a user runs it; ``env`` is added to this environment."""
+    return subprocess.run(
+        [FILTERJOB, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,25 @@ from typing import Any
 import aio_pika
 import pytest
 import yaml
+from aio_pika.abc import AbstractIncomingMessage
 
 from filterjob_operator import exits
 from filterjob_operator.local import Listener
-from filterjob_operator.local_broker import BrokerOptions, progress_queue, run_with_broker
-from filterjob_operator.samples import make_samples
+from filterjob_operator.local_broker import (
+    BrokerOptions,
+    declare_progress,
+    fresh_topology,
+    progress_queue,
+    run_with_broker,
+)
+from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import FilterJob, load_job
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
 
-from .conftest import BROKER_URL, free_port
+from .conftest import BROKER_URL, filterjob, free_port
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 
@@ -85,7 +93,7 @@ def outputs(root: Path) -> set[str]:
 
 def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=12, broken=3, size=(120, 90))
-    job = write_job(tmp_path, "cli")
+    job = write_job(tmp_path, unique("cli"))
     result = subprocess.run(
         [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--worker-logs", str(tmp_path / "logs")],
         capture_output=True,
@@ -107,7 +115,7 @@ def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
 
 def test_resume_with_skip_existing(tmp_path: Path) -> None:
     make_samples(tmp_path / "in", count=6, size=(80, 60))
-    job = load_job(write_job(tmp_path, "resume"), local=True)
+    job = load_job(write_job(tmp_path, unique("resume")), local=True)
     options = BrokerOptions(broker_url=BROKER_URL, workers=1)
     first = asyncio.run(run_with_broker(job, options=options))
     assert (first.succeeded, first.failed) == (6, 0)
@@ -122,7 +130,7 @@ def test_resume_with_skip_existing(tmp_path: Path) -> None:
 async def test_killed_local_workers_are_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=80, size=(400, 300))
     job: FilterJob = load_job(
-        write_job(tmp_path, "kill", filters=[{"name": "blur", "radius": 8}, {"name": "sharpen"}]), local=True
+        write_job(tmp_path, unique("kill"), filters=[{"name": "blur", "radius": 8}, {"name": "sharpen"}]), local=True
     )
     ready: asyncio.Queue[Supervisor] = asyncio.Queue()
     progress = Progress()
@@ -296,4 +304,109 @@ def test_watch_refuses_a_broker_url_that_is_not_amqp(tmp_path: Path, url: str) -
         [FILTERJOB, "watch", str(path), "--broker", url], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == exits.INVALID
-    assert "amqp://USER:PASSWORD@HOST:5672/VHOST" in result.stderr
+    # The same check as every other --broker (the workers' own), naming what is wrong.
+    assert "Invalid value for '--broker': the URL " in result.stderr
+    assert f"got {url!r}" in result.stderr
+
+
+def unique(name: str) -> str:
+    """A job name no other test run on the same broker uses at the same time."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def test_workers_that_reject_their_configuration_stop_the_run(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=3, size=(60, 40))
+    job = write_job(tmp_path, unique("badenv"))
+    logs = tmp_path / "logs"
+    result = filterjob(
+        "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress", "--worker-logs", str(logs),
+        env={"FILTERJOB_EXECUTOR": "bogus"},
+    )  # fmt: skip
+    assert result.returncode == exits.INVALID, result.stdout + result.stderr
+    assert (
+        "run stopped: the workers cannot run: filterjob-worker: invalid configuration: "
+        "FILTERJOB_EXECUTOR must be process or thread, got 'bogus'" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    # No worker was restarted: a log holds one complaint at most (a worker stopped with
+    # the run may not have got as far as complaining), not a restart loop's worth.
+    complaints = [log.read_text().count("invalid configuration") for log in sorted(logs.glob("worker-*.log"))]
+    assert max(complaints) == 1, complaints
+
+
+def test_run_says_which_mode_runs_and_where_the_url_came_from(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=2, size=(60, 40))
+    job = write_job(tmp_path, unique("mode"))
+    local = filterjob("run", str(job), "--workers", "1", "--no-progress", env={"FILTERJOB_BROKER_URL": ""})
+    assert local.returncode == 0, local.stderr
+    assert local.stderr.startswith("running locally with 1 processes\n")
+    broker = filterjob("run", str(job), "--workers", "1", "--no-progress", env={"FILTERJOB_BROKER_URL": BROKER_URL})
+    assert broker.returncode == 0, broker.stderr
+    masked = BROKER_URL.replace("guest:guest@", "guest:***@")
+    assert broker.stderr.startswith(
+        f"running through RabbitMQ at {masked} (from FILTERJOB_BROKER_URL) with 1 worker processes\n"
+    )
+    given = filterjob("run", str(job), "--workers", "1", "--no-progress", "--broker", BROKER_URL)
+    assert given.stderr.startswith(f"running through RabbitMQ at {masked} with 1 worker processes\n")
+
+
+def test_redrive_of_a_job_file_runs_its_workers_until_the_tasks_are_done(tmp_path: Path) -> None:
+    made = make_samples(tmp_path / "in", count=3, broken=2, size=(60, 40))
+    name = unique("redrive")
+    job = write_job(tmp_path, name)
+    first = filterjob("run", str(job), "--broker", BROKER_URL, "--workers", "1", "--no-progress")
+    assert first.returncode == exits.FAILED, first.stdout + first.stderr
+    assert "│ failed     │ 2" in first.stdout
+    for path in made.broken:  # the cause, fixed
+        make_image((60, 40), seed=3).save(path, format="PNG")
+
+    again = filterjob("redrive", str(job), "--broker", BROKER_URL, "--workers", "1", "--no-progress")
+    assert again.returncode == exits.OK, again.stdout + again.stderr
+    assert "│ total      │ 2" in again.stdout
+    assert "│ succeeded  │ 2" in again.stdout
+    assert len(outputs(tmp_path / "out")) == len(made.good) + len(made.broken)
+    nothing = filterjob("redrive", str(job), "--broker", BROKER_URL, "--no-progress")
+    assert nothing.returncode == exits.OK, nothing.stderr
+    assert f"no parked tasks in fj.local-test.{name}.local.parked: nothing to re-drive" in nothing.stderr
+
+
+async def ignore(message: AbstractIncomingMessage) -> None:
+    """A consumer that holds its deliveries (returned when it goes)."""
+
+
+async def test_clean_deletes_a_jobs_queues_unless_consumers_are_attached(tmp_path: Path) -> None:
+    job = load_job(write_job(tmp_path, unique("clean"), retry={"maxAttempts": 2}), local=True)
+    topology = topology_of(job)
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel()
+        await fresh_topology(connection, topology)
+        await declare_progress(channel, topology)  # what an interrupted run leaves
+        # A retry queue of an earlier, longer retry policy.
+        await channel.declare_queue(topology.retry_queue(1), durable=True, arguments={"x-queue-type": "quorum"})
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=topology.parked)
+        consumer = await connection.channel()
+        tasks = await consumer.get_queue(topology.tasks)
+        tag = await tasks.consume(ignore)
+
+        refused = await asyncio.to_thread(filterjob, "clean", str(tmp_path / "job.yaml"), "--broker", BROKER_URL)
+        assert refused.returncode == exits.INVALID, refused.stderr
+        assert f"consumers are attached to {topology.tasks} (1)" in refused.stderr
+        assert "--force" in refused.stderr
+        await tasks.cancel(tag)
+
+        cleaned = await asyncio.to_thread(filterjob, "clean", str(tmp_path / "job.yaml"), "--broker", BROKER_URL)
+        assert cleaned.returncode == exits.OK, cleaned.stderr
+        deleted = set(cleaned.stdout.splitlines())
+        assert deleted == {
+            f"deleted queue {topology.tasks} (0 messages)",
+            f"deleted queue {topology.parked} (1 messages)",
+            f"deleted queue {progress_queue(topology)} (0 messages)",
+            f"deleted queue {topology.retry_queue(0)} (0 messages)",
+            f"deleted queue {topology.retry_queue(1)} (0 messages)",
+            f"deleted exchange {topology.events}",
+            f"deleted exchange {topology.dead_letters}",
+        }
+        probe = await connection.channel()
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            await probe.declare_queue(topology.parked, passive=True)

@@ -70,6 +70,9 @@ async def test_parked_tasks_are_listed_then_redriven_and_processed(
     moved = cli("redrive", f"{declared.base}.tasks")
     assert moved.returncode == 0, moved.stderr
     assert f"moved 3 parked tasks back to {declared.tasks}" in moved.stderr
+    # A cluster job's queue: what happens next is said, with the command for a finished job.
+    _, namespace, name, _ = declared.base.split(".")
+    assert f"kubectl annotate fj {name} -n {namespace} filterjob.dev/redrive=$(date +%s) --overwrite" in moved.stderr
 
     await events.wait_for(lambda log: len(log.of("succeeded")) == len(tasks))
     redriven = [e for e in events.of("succeeded") if e.task in broken]
