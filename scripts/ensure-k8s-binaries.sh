@@ -2,6 +2,8 @@
 # Build the control-plane binaries the tests run (kube-apiserver, kube-controller-manager,
 # kube-scheduler and etcd) if they are not built yet, and print where they are as a PATH fragment:
 #   export PATH="$(scripts/ensure-k8s-binaries.sh):$PATH"
+# With --no-build it only prints them if everything is built, and otherwise says what is missing
+# (exit 1): for tests that use the binaries where they are but must not start a long build.
 #
 # Versions are those pinned in tools/k8s/go.mod and tools/k8s/etcd/go.mod (see tools/k8s/README.md);
 # sources come from the Go module proxy and are built with the Go on PATH, never committed. The
@@ -16,6 +18,12 @@ cd "$(dirname "$0")/.."
 source tools/k8s/env.sh
 
 say() { echo "ensure-k8s-binaries: $*" >&2; }
+no_build=false
+case "${1:-}" in
+  "") ;;
+  --no-build) no_build=true ;;
+  *) say "unknown argument '$1'; usage: $0 [--no-build]"; exit 2 ;;
+esac
 command -v go >/dev/null || { say "needs Go on PATH to build the pinned Kubernetes and etcd; install Go $(sed -n 's/^go //p' tools/k8s/go.mod) or newer"; exit 1; }
 
 pinned() {  # pinned GO.MOD MODULE: the version GO.MOD requires MODULE at
@@ -35,9 +43,14 @@ missing() {  # the names in $@ (paths) that are not executable files yet
   for path in "$@"; do [[ -x "$path" ]] || echo "$path"; done
 }
 all_paths=("${k8s_binaries[@]/#/$k8s_dir/}" "$etcd_dir/etcd")
-if [[ -z "$(missing "${all_paths[@]}")" ]]; then
+not_built="$(missing "${all_paths[@]}")"
+if [[ -z "$not_built" ]]; then
   echo "$k8s_dir:$etcd_dir"
   exit 0
+fi
+if $no_build; then
+  say "not built yet: $(echo "$not_built" | tr '\n' ' ')- run scripts/ensure-k8s-binaries.sh to build them"
+  exit 1
 fi
 
 mkdir -p "$k8s_dir" "$etcd_dir"

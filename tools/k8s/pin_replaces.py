@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Any
 
-RELEASE = re.compile(r"^v1\.(\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$")
+RELEASE = re.compile(r"v1\.(\d+\.\d+(?:-[0-9A-Za-z.-]+)?)")
 STAGING = "./staging/src/"
 
 
@@ -26,7 +26,7 @@ class PinError(Exception):
 
 def staging_version(release: str) -> str:
     """v1.37.2 -> v0.37.2: the staging modules are tagged with the same minor and patch."""
-    match = RELEASE.match(release)
+    match = RELEASE.fullmatch(release)
     if match is None:
         raise PinError(f"{release!r} is not a Kubernetes release version like v1.37.2")
     return f"v0.{match.group(1)}"
