@@ -38,9 +38,9 @@ k8s_dir="$FILTERJOB_CACHE/k8s/$k8s_version"
 etcd_dir="$FILTERJOB_CACHE/etcd/$etcd_version"
 k8s_binaries=(kube-apiserver kube-controller-manager kube-scheduler)
 
-missing() {  # the names in $@ (paths) that are not executable files yet
+missing() {  # the paths in $@ that are not executable files yet
   local path
-  for path in "$@"; do [[ -x "$path" ]] || echo "$path"; done
+  for path in "$@"; do [[ -f "$path" && -x "$path" ]] || echo "$path"; done
 }
 all_paths=("${k8s_binaries[@]/#/$k8s_dir/}" "$etcd_dir/etcd")
 not_built="$(missing "${all_paths[@]}")"
@@ -82,7 +82,7 @@ build() {
   # In the background, and waited for, so an interrupt stops the build at once (see cleanup).
   (cd "$module_dir" && exec nice -n 19 go build -p 2 -trimpath -o "$scratch/$output" "$@") &
   builder=$!
-  wait "$builder"
+  wait "$builder" || { builder=""; say "go build failed (see above); nothing was installed"; exit 1; }
   builder=""
   for name in "$scratch"/*; do
     if ! "$name" --version 2>&1 | grep -qxF "$expected"; then
@@ -90,7 +90,7 @@ build() {
       exit 1
     fi
   done
-  for name in "$scratch"/*; do mv -f "$name" "$out_dir/"; done
+  for name in "$scratch"/*; do mv -fT "$name" "$out_dir/${name##*/}"; done
   rm -rf "$scratch"
   scratch=""
 }

@@ -41,6 +41,8 @@ if sys.argv[1:2] != ["build"]:
 args = sys.argv[2:]
 with open(os.environ["FAKE_GO_LOG"], "a") as log:
     log.write(" ".join(args) + "\n")
+if os.environ.get("FAKE_GO_FAIL"):
+    sys.exit("go: k8s.io/kubernetes@v1.37.2: reading https://proxy.invalid/: connection refused")
 flags, packages, rest = {}, [], iter(args)
 for arg in rest:
     if arg in ("-o", "-ldflags", "-p"):
@@ -202,6 +204,15 @@ def test_a_binary_that_does_not_report_the_pinned_version_is_not_installed(build
     assert unstamped.returncode == 1
     assert f"does not report 'Kubernetes {K8S_VERSION}' but: Kubernetes v0.0.0-master" in unstamped.stderr
     assert "Traceback" not in unstamped.stderr
+    assert builds.files() == []
+
+
+def test_a_failed_build_says_so_and_installs_nothing(builds: Builds) -> None:
+    failed = builds.run(FAKE_GO_FAIL="1")
+    assert failed.returncode == 1
+    assert "connection refused" in failed.stderr  # go's own reason comes through
+    assert "go build failed (see above); nothing was installed" in failed.stderr
+    assert len(builds.builds()) == 1, "it went on to build etcd after Kubernetes failed"
     assert builds.files() == []
 
 
