@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+import yaml
 
 from tests.unit.test_k8s_tooling import COMPONENTS, ROOT, TOOLS, required
 
@@ -307,8 +308,8 @@ class Servers:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, argv: list[str]) -> None:
-        log = (self.tmp_path / f"{name}.log").open("wb")
-        self.processes[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        with (self.tmp_path / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+            self.processes[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self, name: str) -> str:
         return (self.tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
@@ -331,9 +332,9 @@ class Servers:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        # Last started first, one at a time: an API server whose etcd is gone is slow to stop.
         for process in reversed(self.processes.values()):
             process.terminate()
-        for process in self.processes.values():
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -407,6 +408,9 @@ def test_control_plane_binaries_serve(tmp_path: Path, servers: Servers) -> None:
             f"--service-account-signing-key-file={key}",
             "--service-account-issuer=https://kubernetes.default.svc",
             "--service-cluster-ip-range=10.96.0.0/24",
+            # Loopback is refused as the address the kubernetes Service endpoints point at; no Pod
+            # here needs that Service, so nothing keeps its endpoints.
+            "--endpoint-reconciler-type=none",
         ],
     )
     # Trusts exactly the certificate the server made for itself, checked against 127.0.0.1.
@@ -418,3 +422,53 @@ def test_control_plane_binaries_serve(tmp_path: Path, servers: Servers) -> None:
     namespaces = json.loads(servers.wait_ok("kube-apiserver", secure, "/api/v1/namespaces", cafile=cafile))
     assert {"default", "kube-system"} <= {item["metadata"]["name"] for item in namespaces["items"]}
     assert get(secure, "/api/v1/namespaces", cafile=cafile)[0] == 403
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "test",
+                        "cluster": {"server": f"https://127.0.0.1:{secure}", "certificate-authority": str(cafile)},
+                    }
+                ],
+                "users": [{"name": "admin", "user": {"token": TOKEN}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+                "current-context": "test",
+            }
+        )
+    )
+    ports = {"kube-scheduler": free_port(), "kube-controller-manager": free_port()}
+    extra = {
+        "kube-scheduler": [],
+        "kube-controller-manager": [
+            f"--service-account-private-key-file={key}",
+            f"--root-ca-file={cafile}",
+            "--use-service-account-credentials=true",
+        ],
+    }
+    for name, port in ports.items():
+        servers.start(
+            name,
+            [
+                binary(name),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={tmp_path / name}",
+                "--leader-elect=false",
+                *extra[name],
+            ],
+        )
+    for name, port in ports.items():
+        assert servers.wait_ok(name, port, "/healthz", cafile=tmp_path / name / f"{name}.crt") == "ok"
+    # The controllers run: the service-account controller gives the default namespace its account.
+    account = servers.wait_ok(
+        "kube-controller-manager", secure, "/api/v1/namespaces/default/serviceaccounts/default", cafile=cafile
+    )
+    assert json.loads(account)["metadata"]["name"] == "default"
