@@ -27,10 +27,20 @@ esac
 command -v go >/dev/null || { say "needs Go on PATH to build the pinned Kubernetes and etcd; install Go $(sed -n 's/^go //p' tools/k8s/go.mod) or newer"; exit 1; }
 
 pinned() {  # pinned GO.MOD MODULE: the version GO.MOD requires MODULE at
-  go mod edit -json "$1" | python3 -c '
+  local json version
+  if ! json="$(go mod edit -json "$1")"; then
+    say "cannot read $1 (go said why, above); restore it from git or pin again with tools/k8s/pin.sh"
+    exit 1
+  fi
+  version="$(python3 -c '
 import json, sys
 mod = json.load(sys.stdin)
-print(next(r["Version"] for r in mod.get("Require") or [] if r["Path"] == sys.argv[1]))' "$2"
+print(next((r["Version"] for r in mod.get("Require") or [] if r["Path"] == sys.argv[1]), ""))' "$2" <<<"$json")"
+  if [[ -z "$version" ]]; then
+    say "$1 pins no $2; restore it from git or pin one with tools/k8s/pin.sh"
+    exit 1
+  fi
+  echo "$version"
 }
 k8s_version="$(pinned tools/k8s/go.mod k8s.io/kubernetes)"
 etcd_version="$(pinned tools/k8s/etcd/go.mod go.etcd.io/etcd/server/v3)"
@@ -108,7 +118,7 @@ if [[ ${#todo[@]} -gt 0 ]]; then
   build tools/k8s "$k8s_dir" "" "Kubernetes $k8s_version" -ldflags "-s -w$stamp" \
     "${todo[@]/#$k8s_dir\//k8s.io/kubernetes/cmd/}"
 fi
-if [[ ! -x "$etcd_dir/etcd" ]]; then
+if [[ -n "$(missing "$etcd_dir/etcd")" ]]; then
   say "building etcd $etcd_version"
   # etcd's own version is a constant of its source; nothing to stamp.
   build tools/k8s/etcd "$etcd_dir" etcd "etcd Version: ${etcd_version#v}" -ldflags "-s -w" go.etcd.io/etcd/server/v3

@@ -102,10 +102,10 @@ class Builds:
     def etcd_dir(self) -> Path:
         return self.cache / "etcd" / ETCD_VERSION
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, script: Path = SCRIPT, **env: str) -> subprocess.Popen[str]:
         # A session of its own, so a test can stop the script and the build it started together.
         process = subprocess.Popen(
-            [str(SCRIPT), *args],
+            [str(script), *args],
             env={**self.env, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -115,8 +115,8 @@ class Builds:
         self.started.append(process)
         return process
 
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        process = self.start(*args, **env)
+    def run(self, *args: str, script: Path = SCRIPT, **env: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(*args, script=script, **env)
         stdout, stderr = process.communicate(timeout=120)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -206,6 +206,27 @@ def test_a_binary_that_does_not_report_the_pinned_version_is_not_installed(build
     assert f"does not report 'Kubernetes {K8S_VERSION}' but: Kubernetes v0.0.0-master" in unstamped.stderr
     assert "Traceback" not in unstamped.stderr
     assert builds.files() == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("example.org/other/v3 v", "tools/k8s/etcd/go.mod pins no go.etcd.io/etcd/server/v3;"),
+        ("example.org/other v", "cannot read tools/k8s/etcd/go.mod (go said why, above);"),  # v3 without /v3
+    ],
+)
+def test_a_damaged_pin_is_named_and_nothing_built(builds: Builds, tmp_path: Path, damage: str, message: str) -> None:
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, repo / "scripts")
+    shutil.copytree(TOOLS, repo / "tools" / "k8s")
+    etcd_mod = repo / "tools" / "k8s" / "etcd" / "go.mod"
+    etcd_mod.write_text(etcd_mod.read_text().replace("go.etcd.io/etcd/server/v3 v", damage))
+    broken = builds.run(script=repo / "scripts" / SCRIPT.name)
+    assert broken.returncode == 1
+    assert f"ensure-k8s-binaries: {message}" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    assert builds.builds() == []
 
 
 def test_a_failed_build_says_so_and_installs_nothing(builds: Builds) -> None:

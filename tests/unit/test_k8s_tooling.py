@@ -118,9 +118,11 @@ def test_the_committed_kubernetes_pin_replaces_each_staging_module_at_the_pinned
     assert sorted(directives(go_mod, "tool")) == [f"k8s.io/kubernetes/cmd/{name}" for name in COMPONENTS]
 
 
-def test_the_committed_etcd_pin_is_a_3_6_server() -> None:
+def test_the_committed_etcd_pin_is_a_server_of_3_6_or_newer() -> None:
     go_mod = TOOLS / "etcd" / "go.mod"
-    assert required(go_mod, "go.etcd.io/etcd/server/v3").startswith("v3.6.")
+    version = required(go_mod, "go.etcd.io/etcd/server/v3")
+    assert re.fullmatch(r"v3\.(\d+)\.\d+", version), version
+    assert int(version.split(".")[1]) >= 6, f"etcd {version} is older than Kubernetes supports"
     assert directives(go_mod, "tool") == ["go.etcd.io/etcd/server/v3"]
     assert not directives(go_mod, "replace")
 

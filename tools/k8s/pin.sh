@@ -41,9 +41,17 @@ case "$what" in
     [[ -f go.mod ]] || init_module filterjob/tools/k8s
     # Only the release's go.mod is fetched here (not its source), to read its replaces and godebug.
     # Queried from outside any module: inside this one, go would first want the old pins resolved.
-    release_mod="$(cd "$scratch" && go list -m -json "k8s.io/kubernetes@$version" | json_field GoMod)"
-    mapfile -t flags < <(go mod edit -json "$release_mod" | python3 "$here/pin_replaces.py" "$version")
-    mapfile -t drops < <(drop_flags)
+    if ! release="$(cd "$scratch" && go list -m -json "k8s.io/kubernetes@$version")"; then
+      echo "pin: no Kubernetes release $version on the module proxy (go said why, above);" \
+        "the releases it has: go list -m -versions k8s.io/kubernetes" >&2
+      exit 2
+    fi
+    release_mod="$(json_field GoMod <<<"$release")"
+    # Through variables, so a refusal of pin_replaces.py stops the script before go.mod is touched.
+    flag_lines="$(go mod edit -json "$release_mod" | python3 "$here/pin_replaces.py" "$version")"
+    drop_lines="$(drop_flags)"
+    mapfile -t flags <<<"$flag_lines"
+    mapfile -t drops < <(printf '%s' "$drop_lines" | grep .)
     [[ ${#drops[@]} -eq 0 ]] || go mod edit "${drops[@]}"
     go mod edit "${flags[@]}" \
       -tool=k8s.io/kubernetes/cmd/kube-apiserver \
