@@ -147,8 +147,18 @@ def run(
             skip_existing=skip_existing,
             log_dir=str(worker_logs) if worker_logs else None,
         )
-        return asyncio.run(run_with_broker(job, options=options, listener=listener))
 
+        async def through_broker() -> RunSummary:
+            # SIGTERM ends the run as Ctrl-C does (asyncio.run turns that into a cancel).
+            main_task = asyncio.current_task()
+            assert main_task is not None
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+            return await run_with_broker(job, options=options, listener=listener)
+
+        return asyncio.run(through_broker())
+
+    # SIGTERM (timeout, CI, kill) ends a run as Ctrl-C does: summary, resume hint, exit 1.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if progress is None:
             summary = execute()
@@ -157,6 +167,10 @@ def run(
                 summary = execute()
     except JobSpecError as e:
         _invalid(console, e)
+    except KeyboardInterrupt:
+        # Interrupted before the first image (while listing): nothing was written.
+        console.print("interrupted before any image was processed", highlight=False)
+        sys.exit(EXIT_FAILED)
     summary.render(Console())
     if not summary.ok:
         sys.exit(EXIT_FAILED)
@@ -384,6 +398,10 @@ def samples_command(directory: Path, count: int, size: tuple[int, int], broken: 
     """Write synthetic sample images into DIRECTORY."""
     made = samples.make_samples(directory, count=count, size=size, broken=broken, seed=seed)
     click.echo(f"wrote {len(made.good)} images and {len(made.broken)} broken files to {directory}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _invalid(console: Console, error: JobSpecError) -> Any:

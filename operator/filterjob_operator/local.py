@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from filterjob_operator import sources
 from filterjob_operator.spec import FilterJob
-from filterjob_operator.summary import RunSummary
+from filterjob_operator.summary import Failure, RunSummary
 from filterjob_worker import processing, storage
 from filterjob_worker.codec import DEFAULT_LIMITS, Limits
 from filterjob_worker.contract import Task
@@ -52,12 +53,21 @@ class LocalOptions:
     limits: Limits = DEFAULT_LIMITS
 
 
+def _prepare_pool_process() -> None:
+    """A pool process ignores Ctrl-C and SIGTERM (a terminal or ``timeout`` signals the
+    whole process group): the main process decides, and lets the image at hand finish,
+    so that what is on disk is what the summary counts."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    processing.prepare_process()
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     # forkserver: no fork of a multi-threaded parent (the progress bar runs a thread).
     context = multiprocessing.get_context("forkserver")
     # "__main__" too: imported once by the forkserver instead of by every worker it forks.
     context.set_forkserver_preload(["__main__", "filterjob_worker.processing"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=processing.prepare_process)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_prepare_pool_process)
 
 
 def run_local(
@@ -74,8 +84,16 @@ def run_local(
         listener.advanced(outcome)
 
     tasks = sources.plan(job, keys)
+    recorded: set[str] = set()
+
+    def record_once(outcome: processing.Outcome | None, task: Task) -> None:
+        # An interrupt can land between counting a task and forgetting it: count it once.
+        if task.task not in recorded:
+            recorded.add(task.task)
+            record(outcome, task)
+
     try:
-        restarts = _drive(tasks, options, record)
+        restarts = _drive(tasks, options, record_once)
     except KeyboardInterrupt:
         summary.interrupted = True
     else:
@@ -89,8 +107,11 @@ def run_local(
 def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tuple[RunSummary, list[str]]:
     """The start every runner shares: list the inputs, announce the total, count the
     skipped ones (``--skip-existing``: their output exists); returns the keys to run."""
-    keys = sources.list_inputs(job)
-    summary = RunSummary(total=len(keys))
+    inputs = sources.scan_inputs(job)
+    keys = inputs.keys
+    summary = RunSummary(total=len(keys), unlisted=[Failure(input=u.path, reason=u.reason) for u in inputs.skipped])
+    if not keys:
+        summary.warnings.append(sources.empty_message(job))
     listener.started(summary.total)
     if not skip_existing:
         return summary, keys
@@ -152,6 +173,14 @@ def _drive(
             pool.shutdown(wait=False, cancel_futures=True)
             pool = _pool(options.workers)
             restarts += 1
+    except KeyboardInterrupt:
+        # Interrupted: start nothing more, but the images the pool already holds finish;
+        # count each one, so every output written is in the summary.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, task in in_flight.items():
+            if not future.cancelled() and future.exception() is None:
+                record(future.result(), task)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

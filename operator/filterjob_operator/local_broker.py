@@ -37,6 +37,8 @@ log = logging.getLogger("filterjob.local")
 REPUBLISH_DELAY = 1.0
 #: Seconds between refreshes of the queue depth shown with the progress bar.
 DEPTH_REFRESH = 1.0
+#: Longest wait, after an interrupt, for the count of the tasks finished meanwhile.
+COUNT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +162,7 @@ async def run_with_broker(
     connection = await aio_pika.connect_robust(
         options.broker_url, client_properties={"connection_name": f"filterjob run {job.key}"}
     )
+    channel: AbstractChannel | None = None
     try:
         channel = await fresh_topology(connection, topology)
         progress = await declare_progress(channel, topology)
@@ -191,10 +194,37 @@ async def run_with_broker(
         await channel.queue_delete(progress_queue(topology))
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
+        await _count_finished(connection, channel, topology, tally)
     finally:
         await connection.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+async def _count_finished(
+    connection: AbstractRobustConnection, consuming: AbstractChannel | None, topology: Topology, tally: _Tally
+) -> None:
+    """After an interrupt, count every task the stopped workers finished.
+
+    Each finished task's event was confirmed into the progress queue before the
+    worker acked it and exited, but deliveries may still be on their way to our
+    consumer: closing its channel returns them to the queue, and reading the queue
+    to the end counts them (distinct task ids, so nothing counts twice).
+    """
+    try:
+        async with asyncio.timeout(COUNT_TIMEOUT):
+            if consuming is not None:
+                await consuming.close()
+            channel = await connection.channel()
+            async with channel:
+                queue = await channel.get_queue(progress_queue(topology))
+                while (message := await queue.get(fail=False)) is not None:
+                    outcome = finished_outcome(message, topology)
+                    if outcome is not None:
+                        tally.finish(outcome)
+                    await message.ack()
+    except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as e:
+        log.warning("could not count the tasks finished at the interrupt (%s); the summary may miss some", e)
 
 
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:

@@ -7,10 +7,12 @@ back at once as a :class:`JobSpecError` whose lines name the field, e.g.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +51,8 @@ def _check_uri(value: str) -> str:
 class Source(_Model):
     uri: str
     include: list[str] = Field(default_factory=list)
+    #: Run without the paths that cannot be listed (each one reported) instead of failing.
+    skip_unreadable: bool = False
 
     _uri = field_validator("uri")(_check_uri)
 
@@ -116,6 +120,35 @@ class FilterJobSpec(_Model):
 
     def pipeline(self) -> Pipeline:
         return Pipeline.parse(self.filters)
+
+    @model_validator(mode="after")
+    def _destination_apart_from_source(self) -> FilterJobSpec:
+        problem = overlap(uri_path(self.source.uri), uri_path(self.destination.uri))
+        if problem is not None:
+            raise ValueError(
+                f"destination.uri {self.destination.uri!r} is {problem} source.uri {self.source.uri!r}: outputs "
+                "would be written among the inputs and could overwrite them; choose a destination outside the source"
+            )
+        return self
+
+
+def uri_path(uri: str) -> str:
+    """The normalized path of a URI, as text: escapes decoded, ``.``/``..``/``//`` and
+    trailing slashes folded (symlinks are for whoever can see the paths)."""
+    path = unquote(urlsplit(uri).path)
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
+
+
+def overlap(source: str, destination: str) -> str | None:
+    """How a destination path overlaps a source path, or None if they are apart."""
+    src, dst = PurePosixPath(source), PurePosixPath(destination)
+    if src == dst:
+        return "the same directory as"
+    if dst.is_relative_to(src):
+        return "inside"
+    if src.is_relative_to(dst):
+        return "containing"
+    return None
 
 
 class Metadata(BaseModel):

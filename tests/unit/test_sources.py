@@ -49,10 +49,15 @@ def test_listing_is_recursive_sorted_and_filtered(job_doc: dict[str, Any], job_d
     assert sources.list_inputs(job) == ["a.png", "b.jpg", "z/y.jpg"]
 
 
-def test_destination_inside_source_is_not_an_input(job_doc: dict[str, Any], tmp_path: Path) -> None:
-    touch(tmp_path, "a.jpg", "out/a.jpg")
-    job = make_job(job_doc, tmp_path, tmp_path / "out")
-    assert sources.list_inputs(job) == ["a.jpg"]
+@pytest.mark.parametrize(("source", "destination"), [("in", "in/out"), ("in/", "in"), ("in", "in/./")])
+def test_a_destination_overlapping_the_source_is_refused(
+    job_doc: dict[str, Any], tmp_path: Path, source: str, destination: str
+) -> None:
+    touch(tmp_path, "in/a.jpg", "in/out/a.jpg")
+    job_doc["spec"]["source"] = {"uri": tmp_path.as_uri() + "/" + source}
+    job_doc["spec"]["destination"] = {"uri": tmp_path.as_uri() + "/" + destination, "format": "same"}
+    with pytest.raises(JobSpecError, match="outputs would be written among the inputs"):
+        parse_job(job_doc)
 
 
 def test_tasks_are_deterministic_and_distinct(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
