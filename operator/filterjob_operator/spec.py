@@ -28,6 +28,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "FilterJob"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _URI_SCHEMES = ("file://", "s3://")
+#: Longest source or destination URI (it also bounds the cost of the CRD's CEL rules).
+MAX_URI_LENGTH = 2048
 
 
 class JobSpecError(SpecError):
@@ -49,7 +51,7 @@ def _check_uri(value: str) -> str:
 
 
 class Source(_Model):
-    uri: str
+    uri: str = Field(max_length=MAX_URI_LENGTH)
     include: list[str] = Field(default_factory=list)
     #: Run without the paths that cannot be listed (each one reported) instead of failing.
     skip_unreadable: bool = False
@@ -58,7 +60,7 @@ class Source(_Model):
 
 
 class Destination(_Model):
-    uri: str
+    uri: str = Field(max_length=MAX_URI_LENGTH)
     format: FormatName = "jpeg"
     quality: int = Field(default=90, ge=1, le=100)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,72 @@ def test_symlinked_destination_folder_cannot_lead_outside(
 def test_missing_source_is_a_spec_error(job_doc: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(JobSpecError, match="is not an existing directory"):
         sources.list_inputs(make_job(job_doc, tmp_path / "nope", tmp_path / "out"))
+
+
+def test_a_source_that_cannot_be_listed_completely_is_refused_naming_each_path(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg")
+    (src / "b.jpg").symlink_to(src / "gone.jpg")
+    os.mkfifo(src / "c.jpg")
+    with pytest.raises(JobSpecError) as caught:
+        sources.list_inputs(make_job(job_doc, src, dst))
+    text = "\n".join(caught.value.problems)
+    assert f"{src / 'b.jpg'}: broken symbolic link" in text
+    assert f"{src / 'c.jpg'}: not a regular file (a FIFO)" in text
+    assert "spec.source.skipUnreadable: true" in text
+
+
+def test_skip_unreadable_runs_without_those_paths_and_reports_each(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg")
+    (src / "b.jpg").symlink_to(src / "gone.jpg")
+    job_doc["spec"]["source"]["skipUnreadable"] = True
+    inputs = sources.scan_inputs(make_job(job_doc, src, dst))
+    assert inputs.keys == ["a.jpg"]
+    assert [(u.path, u.reason.split(" (")[0]) for u in inputs.skipped] == [(str(src / "b.jpg"), "broken symbolic link")]
+
+
+def test_a_destination_that_is_a_symlink_into_the_source_is_refused(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, _ = job_dirs
+    touch(src, "a.jpg")
+    (tmp_path / "link").symlink_to(src / "sub", target_is_directory=True)
+    with pytest.raises(JobSpecError, match="resolves to .*inside spec.source.uri"):
+        sources.list_inputs(make_job(job_doc, src, tmp_path / "link", format="same"))
+
+
+def test_colliding_outputs_onto_the_source_are_refused_as_an_overlap_not_with_format_same_advice(
+    job_doc: dict[str, Any], tmp_path: Path
+) -> None:
+    touch(tmp_path, "a.jpg", "a.png")
+    (tmp_path / "alias").symlink_to(tmp_path)
+    with pytest.raises(JobSpecError) as caught:
+        sources.list_inputs(make_job(job_doc, tmp_path, tmp_path / "alias", format="jpeg"))
+    assert "could overwrite them" in str(caught.value)
+    assert "format: same" not in str(caught.value)
+
+
+def test_an_empty_source_has_a_message_naming_the_source_and_globs(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    job_doc["spec"]["source"]["include"] = ["*.tiff"]
+    job = make_job(job_doc, src, dst)
+    assert sources.list_inputs(job) == []
+    assert sources.empty_message(job) == f"no inputs: nothing in {src.as_uri()}/ matches *.tiff; " + (
+        "check spec.source.uri and spec.source.include"
+    )
+
+
+def test_tasks_carry_the_source_prefix_for_the_workers_check(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg")
+    job = make_job(job_doc, src, dst)
+    assert sources.make_task(job, "a.jpg").source == job.spec.source.uri

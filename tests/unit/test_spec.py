@@ -134,3 +134,34 @@ def test_local_mode_resolves_plain_paths_against_the_job_file(write_job: Any, jo
     # Outside local mode a plain path is not a URI a pod could use.
     with pytest.raises(JobSpecError, match=r"spec\.source\.uri: must be a file:///absolute/path/"):
         load_job(path)
+
+
+@pytest.mark.parametrize(
+    ("source", "destination"),
+    [
+        ("file:///data/in/", "file:///data/in"),
+        ("file:///data/in", "file:///data/in/"),
+        ("file:///data/in/", "file:///data/./in//"),
+        ("file:///data/in/", "file:///data/x/../in/"),
+        ("file:///data/in/", "file:///data%2Fin/"),
+        ("file:///data/in/", "file:///data/in/out/"),
+        ("file:///data/in/", "file:///data/in%2Fout"),
+        ("file:///data/in/sub/", "file:///data/in/"),
+        ("file:///data/in/", "file:///"),
+    ],
+)
+def test_a_destination_overlapping_the_source_is_refused(
+    job_doc: dict[str, Any], source: str, destination: str
+) -> None:
+    job_doc["spec"]["source"]["uri"] = source
+    job_doc["spec"]["destination"]["uri"] = destination
+    with pytest.raises(JobSpecError, match="outputs would be written among the inputs") as caught:
+        parse_job(job_doc)
+    assert caught.value.problems[0].startswith("spec: destination.uri")
+
+
+@pytest.mark.parametrize("destination", ["file:///data/in2/", "file:///data/out/", "file:///data/i/"])
+def test_a_destination_beside_the_source_is_fine(job_doc: dict[str, Any], destination: str) -> None:
+    job_doc["spec"]["source"]["uri"] = "file:///data/in/"
+    job_doc["spec"]["destination"]["uri"] = destination
+    assert parse_job(job_doc).spec.destination.uri == destination

@@ -138,3 +138,16 @@ class TestResume:
 
     def test_a_status_without_a_key_resumes_by_count(self) -> None:
         assert status.resume(self.KEYS, enqueued=3, through=None) == (3, ("d.jpg", "e.jpg"))
+
+
+def test_source_conditions_say_what_was_skipped_and_that_a_source_is_empty() -> None:
+    assert status.source_conditions(skipped=[], empty=None, generation=1, previous=[]) == []
+    skipped = [f"/in/{n}.jpg: broken symbolic link" for n in range(7)]
+    found = status.source_conditions(skipped=skipped, empty="no inputs: nothing", generation=1, previous=[])
+    assert [(c["type"], c["status"], c["reason"]) for c in found] == [
+        ("InputsSkipped", "True", "SkippedUnreadable"),
+        ("SourceEmpty", "True", "NoInputs"),
+    ]
+    assert found[0]["message"].startswith("7 paths could not be listed and were skipped")
+    assert "/in/4.jpg: broken symbolic link; and 2 more" in found[0]["message"]
+    assert found[1]["message"] == "no inputs: nothing"

@@ -501,13 +501,13 @@ def listed_by_the_operator(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     (in this process; a lister Job runs in its own) listed itself all the same."""
     monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     calls: list[str] = []
-    real = sources.list_inputs
+    real = sources.scan_inputs
 
-    def recording(job: Any) -> list[str]:
+    def recording(job: Any) -> sources.Inputs:
         calls.append(job.spec.source.uri)
         return real(job)
 
-    monkeypatch.setattr(sources, "list_inputs", recording)
+    monkeypatch.setattr(sources, "scan_inputs", recording)
     return calls
 
 
