@@ -149,7 +149,8 @@ def test_the_operator_sees_a_source_only_where_its_directory_exists(
 def test_skipped_paths_travel_with_the_last_chunk() -> None:
     skipped = [("/data/in/b.jpg", "broken symbolic link"), ("/data/in/c", "cannot be listed: Permission denied")]
     messages = listing.encode("r", ["a.jpg", "d.jpg"], chunk=1, skipped=skipped)
-    assert "skipped" not in json.loads(messages[0]) and json.loads(messages[-1])["skipped"]
+    assert "skipped" not in json.loads(messages[0])
+    assert json.loads(messages[-1])["skipped"]
     assert listing.decode(reversed(messages)) == listing.Listing(run="r", keys=["a.jpg", "d.jpg"], skipped=skipped)
 
 
@@ -164,9 +165,11 @@ def test_the_lister_names_each_path_it_cannot_list(cluster_job: FilterJob, job_d
     (job_dirs[0] / "gone.jpg").symlink_to(job_dirs[0] / "nowhere.jpg")
     messages, count, error = lister.messages_of(cluster_job, run="r")
     assert count == 0
-    assert error is not None and f"{job_dirs[0] / 'gone.jpg'}: broken symbolic link" in error
+    assert error is not None
+    assert f"{job_dirs[0] / 'gone.jpg'}: broken symbolic link" in error
     found = listing.decode(messages)
-    assert found is not None and found.error == error
+    assert found is not None
+    assert found.error == error
 
 
 def test_the_lister_reports_what_skip_unreadable_left_out(cluster_job: FilterJob, job_dirs: tuple[Path, Path]) -> None:

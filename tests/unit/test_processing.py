@@ -222,7 +222,8 @@ def test_a_task_aimed_at_its_own_input_fails_and_leaves_the_input_untouched(tmp_
     before = photo.read_bytes()
     outcome = processing.process(make_task(photo, photo, output=OutputFormat(format="same")))
     assert not outcome.ok
-    assert outcome.reason is not None and "it is the input itself" in outcome.reason
+    assert outcome.reason is not None
+    assert "it is the input itself" in outcome.reason
     assert photo.read_bytes() == before
 
 
@@ -231,5 +232,6 @@ def test_a_task_writing_below_its_source_fails_and_writes_nothing(tmp_path: Path
     task = dataclasses.replace(make_task(photo, inside), source=storage.to_uri(photo.parent))
     outcome = processing.process(task)
     assert not outcome.ok
-    assert outcome.reason is not None and "inside the source" in outcome.reason
+    assert outcome.reason is not None
+    assert "inside the source" in outcome.reason
     assert not inside.exists()

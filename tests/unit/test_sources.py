@@ -161,7 +161,7 @@ def test_a_destination_that_is_a_symlink_into_the_source_is_refused(
     src, _ = job_dirs
     touch(src, "a.jpg")
     (tmp_path / "link").symlink_to(src / "sub", target_is_directory=True)
-    with pytest.raises(JobSpecError, match="resolves to .*inside spec.source.uri"):
+    with pytest.raises(JobSpecError, match=r"resolves to .*inside spec\.source\.uri"):
         sources.list_inputs(make_job(job_doc, src, tmp_path / "link", format="same"))
 
 
