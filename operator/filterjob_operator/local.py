@@ -8,6 +8,7 @@ the tasks it held, and the pool is replaced.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -54,11 +55,10 @@ class LocalOptions:
 
 
 def _prepare_pool_process() -> None:
-    """A pool process ignores Ctrl-C and SIGTERM (a terminal or ``timeout`` signals the
-    whole process group): the main process decides, and lets the image at hand finish,
-    so that what is on disk is what the summary counts."""
+    """A pool process ignores Ctrl-C (a terminal sends it to the whole process group): the
+    main process decides, and lets the image at hand finish, so that what is on disk is
+    what the summary counts. SIGTERM still ends it: the pool itself stops its processes so."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     processing.prepare_process()
 
 
@@ -93,9 +93,12 @@ def run_local(
             record(outcome, task)
 
     try:
-        restarts = _drive(tasks, options, record_once)
+        restarts = _drive(tasks, options, record_once, since_ns=time.time_ns())
     except KeyboardInterrupt:
         summary.interrupted = True
+        # A process killed while writing (SIGTERM to the whole group) leaves a temporary file.
+        with contextlib.suppress(OSError):
+            storage.remove_temp_files(job.spec.destination.uri)
     else:
         if restarts:
             # A killed process can leave a hidden temporary file behind (never a partial output).
@@ -126,9 +129,18 @@ def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tup
 
 
 def _drive(
-    tasks: Iterator[Task], options: LocalOptions, record: Callable[[processing.Outcome | None, Task], None]
+    tasks: Iterator[Task],
+    options: LocalOptions,
+    record: Callable[[processing.Outcome | None, Task], None],
+    *,
+    since_ns: int,
 ) -> int:
-    """Run every task; returns how often the pool had to be replaced."""
+    """Run every task; returns how often the pool had to be replaced.
+
+    Interrupted (``KeyboardInterrupt``), it starts nothing more, waits for the tasks the
+    pool holds, and records each one that wrote its output (``since_ns``: the run's start)
+    before raising again.
+    """
     limit = options.workers * IN_FLIGHT_PER_WORKER
     pool = _pool(options.workers)
     in_flight: dict[Future[processing.Outcome], Task] = {}
@@ -177,12 +189,27 @@ def _drive(
         # Interrupted: start nothing more, but the images the pool already holds finish;
         # count each one, so every output written is in the summary.
         pool.shutdown(wait=True, cancel_futures=True)
-        for future, task in in_flight.items():
-            if not future.cancelled() and future.exception() is None:
-                record(future.result(), task)
+        _record_finished(in_flight, record, since_ns=since_ns)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_finished(
+    in_flight: dict[Future[processing.Outcome], Task],
+    record: Callable[[processing.Outcome | None, Task], None],
+    *,
+    since_ns: int,
+) -> None:
+    """Record the tasks of a stopped pool that wrote their output."""
+    for future, task in in_flight.items():
+        if future.cancelled():
+            continue
+        if future.exception() is None:
+            record(future.result(), task)
+        elif storage.written_since(task.output, since_ns):
+            # Its process was killed after the output was in place (writes are atomic).
+            record(processing.Outcome.of(task), task)
 
 
 def _died(task: Task) -> processing.Outcome:

@@ -127,6 +127,15 @@ def exists(uri: str) -> bool:
     return to_path(uri).is_file()
 
 
+def written_since(uri: str, since_ns: int) -> bool:
+    """Whether the object exists and was last written at or after ``since_ns`` (epoch ns)."""
+    try:
+        st = to_path(uri).stat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_mtime_ns >= since_ns
+
+
 @dataclass(frozen=True)
 class Unlisted:
     """A path below a prefix that could not be listed, or that is no readable file."""
