@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,48 @@ async def test_watch_prints_events_live(tmp_path: Path) -> None:
     finally:
         watcher.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(watcher.wait(), 30) == 0
+
+
+def _written(root: Path) -> int:
+    return len(outputs(root))
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)], ids=str
+)
+def test_an_interrupted_broker_run_counts_every_output_it_wrote(
+    tmp_path: Path, sig: signal.Signals, group: bool
+) -> None:
+    made = make_samples(tmp_path / "in", count=120, size=(480, 360))
+    job = write_job(
+        tmp_path, f"interrupted-{sig.name.lower()}-{group}".lower(), filters=[{"name": "blur", "radius": 6}]
+    )
+    process = subprocess.Popen(
+        [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _written(tmp_path / "out") < 4:
+            assert time.monotonic() < deadline, "no outputs appeared"
+            assert process.poll() is None, process.communicate()[0]
+            time.sleep(0.02)  # polling a condition with a deadline
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, output
+    assert "rerun with --skip-existing" in output
+    assert "Traceback" not in output
+    found = re.search(r"succeeded\s*│\s*(\d+)", output)
+    assert found is not None, output
+    assert int(found.group(1)) < len(made.good), "the run ended before the interrupt"
+    assert int(found.group(1)) == _written(tmp_path / "out"), output
