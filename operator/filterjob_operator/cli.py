@@ -124,7 +124,13 @@ def run(
     broker: str | None,
     worker_logs: Path | None,
 ) -> None:
-    """Run the FilterJob in JOB_FILE on this machine."""
+    """Run the FilterJob in JOB_FILE on this machine.
+
+    Ctrl-C or SIGTERM stops the run: images in progress finish and the summary counts
+    every output written (exit 1; --skip-existing resumes). A source that cannot be
+    listed completely stops the run before any image (exit 2) unless the job sets
+    spec.source.skipUnreadable: true; then the summary lists each skipped path.
+    """
     console = Console(stderr=True)
     try:
         job = load_job(job_file, local=True)
