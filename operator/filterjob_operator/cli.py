@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.progress import Task as ProgressTask
 from rich.text import Text
 
-from filterjob_operator import exits, samples
+from filterjob_operator import exits, samples, sources
 from filterjob_operator.local import Listener, LocalOptions, run_local
 from filterjob_operator.spec import JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
@@ -326,6 +326,8 @@ def validate(job_file: Path, local: bool) -> None:
     console = Console(stderr=True)
     try:
         job = load_job(job_file, local=local)
+        if local:  # the paths are this machine's: a symlink may lead the destination into the source
+            sources.refuse_overlap(job)
     except JobSpecError as e:
         _invalid(console, e)
     click.echo(f"{job_file}: valid FilterJob {job.key} with {len(job.spec.filters)} filter steps")

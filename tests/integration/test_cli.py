@@ -291,3 +291,15 @@ def test_skip_unreadable_reports_a_directory_it_may_not_read(nobody_dir: Path) -
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["2", f"{locked}: cannot be listed: Permission denied"]
+
+
+def test_validate_local_refuses_a_destination_linked_into_the_source(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    job = write_local_job(tmp_path)
+    doc = yaml.safe_load(job.read_text())
+    doc["spec"]["destination"]["uri"] = "link/out"
+    job.write_text(yaml.safe_dump(doc))
+    result = filterjob("validate", "--local", str(job))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "outputs would be written among the inputs" in result.stderr

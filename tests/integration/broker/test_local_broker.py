@@ -209,3 +209,19 @@ def test_an_interrupted_broker_run_counts_every_output_it_wrote(
     assert found is not None, output
     assert int(found.group(1)) < len(made.good), "the run ended before the interrupt"
     assert int(found.group(1)) == _written(tmp_path / "out"), output
+
+
+def test_a_source_that_cannot_be_listed_completely_exits_two_with_the_broker_too(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=2, size=(20, 15))
+    (tmp_path / "in" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    job = write_job(tmp_path, "unlisted")
+    result = subprocess.run(
+        [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{tmp_path / 'in' / 'gone.jpg'}: broken symbolic link" in result.stderr
+    assert not (tmp_path / "out").exists()
