@@ -441,3 +441,10 @@ def test_a_worker_never_writes_below_the_source_even_through_a_symlink(tmp_path:
     storage.refuse_overwriting_inputs(
         uri(tmp_path / "elsewhere" / "a.jpg"), input_uri=uri(tmp_path / "in" / "a.jpg"), source_uri=uri(tmp_path / "in")
     )
+
+
+def test_a_task_whose_source_is_not_a_local_path_fails_the_task_not_the_worker(tmp_path: Path) -> None:
+    with pytest.raises(PermanentTaskError, match="cannot check where"):
+        storage.refuse_overwriting_inputs(
+            uri(tmp_path / "out.jpg"), input_uri=uri(tmp_path / "a.jpg"), source_uri="s3://bucket/in/"
+        )

@@ -103,8 +103,8 @@ def refuse_overwriting_inputs(output_uri: str, *, input_uri: str, source_uri: st
         protected = [to_path(input_uri).resolve()]
         if source_uri is not None:
             protected.append(to_path(source_uri).resolve())
-    except (OSError, RuntimeError) as e:
-        raise PermanentTaskError(f"cannot resolve {output_uri}: {e}") from e
+    except (OSError, RuntimeError, SpecError) as e:
+        raise PermanentTaskError(f"cannot check where {output_uri} would be written: {e}") from e
     if output == protected[0]:
         raise PermanentTaskError(f"refusing to write {output_uri}: it is the input itself")
     if len(protected) > 1 and output.is_relative_to(protected[1]):
