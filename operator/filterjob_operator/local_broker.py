@@ -26,6 +26,7 @@ from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
+from filterjob_worker import storage
 from filterjob_worker.contract import Event
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.processing import Outcome
@@ -153,6 +154,7 @@ async def run_with_broker(
     """Run ``job`` through the broker; returns the same summary as local mode."""
     listener = listener or Listener()
     start = time.perf_counter()
+    started_ns = time.time_ns()
     summary, to_run = begin_run(job, listener, skip_existing=options.skip_existing)
     topology = topology_of(job)
     tally = _Tally(job, summary, listener)
@@ -195,6 +197,7 @@ async def run_with_broker(
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
         await _count_finished(connection, channel, topology, tally)
+        _count_written(job, tally, since_ns=started_ns)
     finally:
         await connection.close()
     summary.seconds = time.perf_counter() - start
@@ -225,6 +228,17 @@ async def _count_finished(
                     await message.ack()
     except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as e:
         log.warning("could not count the tasks finished at the interrupt (%s); the summary may miss some", e)
+
+
+def _count_written(job: FilterJob, tally: _Tally, *, since_ns: int) -> None:
+    """Count the unfinished tasks whose output this run wrote all the same (a worker
+    stopped between its atomic write and its event): the summary matches the disk."""
+    for task_id, key in tally.keys.items():
+        if task_id in tally.finished:
+            continue
+        task = sources.make_task(job, key)
+        if storage.written_since(task.output, since_ns):
+            tally.finish(Outcome.of(task))
 
 
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:

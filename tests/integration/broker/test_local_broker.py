@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ import aio_pika
 import pytest
 import yaml
 
+from filterjob_operator import sources
 from filterjob_operator.local import Listener
-from filterjob_operator.local_broker import BrokerOptions, progress_queue, run_with_broker
+from filterjob_operator.local_broker import BrokerOptions, _count_written, _Tally, progress_queue, run_with_broker
 from filterjob_operator.samples import make_samples
 from filterjob_operator.spec import FilterJob, load_job
+from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of
+from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import delete
 
@@ -178,7 +182,10 @@ def test_an_interrupted_broker_run_counts_every_output_it_wrote(
 ) -> None:
     made = make_samples(tmp_path / "in", count=120, size=(480, 360))
     job = write_job(
-        tmp_path, f"interrupted-{sig.name.lower()}-{group}".lower(), filters=[{"name": "blur", "radius": 6}]
+        # A name of its own: workers of another run on the same broker never take its tasks.
+        tmp_path,
+        f"interrupted-{sig.name}-{group}-{uuid.uuid4().hex[:8]}".lower(),
+        filters=[{"name": "blur", "radius": 6}],
     )
     process = subprocess.Popen(
         [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress"],
@@ -225,3 +232,25 @@ def test_a_source_that_cannot_be_listed_completely_exits_two_with_the_broker_too
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{tmp_path / 'in' / 'gone.jpg'}: broken symbolic link" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_written_without_an_event_still_count_after_an_interrupt(tmp_path: Path) -> None:
+    """A worker stopped between its atomic write and its event: the output is counted,
+    an output left by an earlier run is not."""
+    make_samples(tmp_path / "in", count=3, size=(20, 15))
+    job = load_job(write_job(tmp_path, "written"), local=True)
+    summary = RunSummary(total=3)
+    tally = _Tally(job, summary, Listener())
+    keys = sources.list_inputs(job)
+    for key in keys:
+        tally.expect(sources.task_id(job, key), key)
+    tasks = [sources.make_task(job, key) for key in keys]
+    old = storage.to_path(tasks[0].output)
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"from an earlier run")
+    since = time.time_ns()
+    os.utime(old, ns=(since - 10**9, since - 10**9))
+    storage.write_atomic(tasks[1].output, b"written by this run")
+    _count_written(job, tally, since_ns=since)
+    assert (summary.succeeded, summary.done) == (1, 1)
+    assert summary.failures == []
