@@ -206,6 +206,11 @@ def run(
     Exit codes: 0 every image written, 1 some failed or the run was interrupted,
     2 invalid job, command line or worker configuration, 3 the broker cannot be
     reached or refused us (FILTERJOB_CONNECT_TIMEOUT: seconds to wait for it, 10).
+
+    Ctrl-C or SIGTERM stops the run: images in progress finish and the summary counts
+    every output written (exit 1; --skip-existing resumes). A source that cannot be
+    listed completely stops the run before any image (exit 2) unless the job sets
+    spec.source.skipUnreadable: true; then the summary lists each skipped path.
     """
     console = Console(stderr=True)
     try:
@@ -239,6 +244,8 @@ def run(
         return _broker_run(broker, lambda: run_with_broker(job, options=options, listener=listener), stopped)
 
     stopped: list[tuple[int, str]] = []
+    # SIGTERM (timeout, CI, kill) ends a run as Ctrl-C does: summary, resume hint, exit 1.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if progress is None:
             summary = execute()
@@ -247,6 +254,10 @@ def run(
                 summary = execute()
     except JobSpecError as e:
         _invalid(console, e)
+    except KeyboardInterrupt:
+        # Interrupted before the first image (while listing): nothing was written.
+        console.print("interrupted before any image was processed", highlight=False)
+        sys.exit(EXIT_FAILED)
     _finish(console, summary, stopped)
 
 
@@ -263,6 +274,10 @@ def _broker_run(url: str, run: Callable[[], Awaitable[RunSummary]], stopped: lis
 
 
 async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
+    # SIGTERM ends the run as Ctrl-C does (asyncio.run turns that into a cancel).
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     return await run()
 
 
@@ -701,6 +716,8 @@ def validate(job_file: Path, local: bool) -> None:
     console = Console(stderr=True)
     try:
         job = load_job(job_file, local=local)
+        if local:  # the paths are this machine's: a symlink may lead the destination into the source
+            sources.refuse_overlap(job)
     except JobSpecError as e:
         _invalid(console, e)
     click.echo(f"{job_file}: valid FilterJob {job.key} with {len(job.spec.filters)} filter steps")
@@ -781,6 +798,10 @@ def samples_command(directory: Path, count: int, size: tuple[int, int], broken: 
     """Write synthetic sample images into DIRECTORY."""
     made = samples.make_samples(directory, count=count, size=size, broken=broken, seed=seed)
     click.echo(f"wrote {len(made.good)} images and {len(made.broken)} broken files to {directory}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _invalid(console: Console, error: JobSpecError) -> Any:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from filterjob_operator import kubetypes, podpolicy
-from filterjob_operator.spec import API_VERSION, GROUP, KIND, VERSION
+from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_URI_LENGTH, VERSION
+from filterjob_operator.status import SHOWN_SKIPPED
 from filterjob_worker.catalog import CATALOG, FilterDef
 from filterjob_worker.codec import FORMAT_ALIASES, FORMATS
 from filterjob_worker.params import NumberParam, Param
@@ -277,6 +278,7 @@ def spec_schema() -> Schema:
                     "uri": {
                         "type": "string",
                         "pattern": _URI_PATTERN,
+                        "maxLength": MAX_URI_LENGTH,
                         "description": "Prefix of the inputs: file:///path/ (a volume mounted in the workers).",
                     },
                     "include": {
@@ -285,13 +287,27 @@ def spec_schema() -> Schema:
                         "description": "Globs selecting inputs (key or file name, any case). "
                         "Default: common image extensions.",
                     },
+                    "skipUnreadable": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "false: a source that cannot be listed completely (a directory that "
+                        "cannot be read or vanishes, a broken symlink, a symlink loop, a FIFO, socket or device "
+                        "among the inputs) fails the job (reason InvalidSource, naming the paths). true: run "
+                        "without those paths; each is reported (status.skippedPaths, an InputsSkipped condition "
+                        "and an Event).",
+                    },
                 },
                 required=["uri"],
             ),
             "destination": _obj(
                 "Where outputs go: the same relative key below this prefix.",
                 {
-                    "uri": {"type": "string", "pattern": _URI_PATTERN, "description": "Prefix of the outputs."},
+                    "uri": {
+                        "type": "string",
+                        "pattern": _URI_PATTERN,
+                        "maxLength": MAX_URI_LENGTH,
+                        "description": "Prefix of the outputs; neither the source, nor inside it, nor containing it.",
+                    },
                     "format": {
                         "type": "string",
                         "enum": [*FORMATS, *FORMAT_ALIASES],
@@ -396,7 +412,22 @@ def spec_schema() -> Schema:
             },
         },
         required=["source", "destination", "filters"],
+        extra={"x-kubernetes-validations": [DESTINATION_APART_FROM_SOURCE]},
     )
+
+
+def _with_slash(field: str) -> str:
+    return f"({field}.endsWith('/') ? {field} : {field} + '/')"
+
+
+#: The textual half of "outputs never go among the inputs" (the operator and the workers
+#: check again with symlinks resolved, where they see the paths).
+DESTINATION_APART_FROM_SOURCE = {
+    "rule": f"!{_with_slash('self.destination.uri')}.startsWith({_with_slash('self.source.uri')}) && "
+    f"!{_with_slash('self.source.uri')}.startsWith({_with_slash('self.destination.uri')})",
+    "message": "destination.uri must not be source.uri, inside it, or contain it: outputs would be written among "
+    "the inputs and could overwrite them; choose a destination outside the source",
+}
 
 
 def status_schema() -> Schema:
@@ -432,6 +463,19 @@ def status_schema() -> Schema:
                 "description": "Base name of the job's RabbitMQ queues (fj.<namespace>.<name>.<uid8>): "
                 "<base>.tasks, <base>.retry.<n>, <base>.parked; e.g. for filterjob parked.",
             },
+            "skipped": {**count, "description": "Paths below the source skipped (spec.source.skipUnreadable)."},
+            "skippedPaths": {
+                "type": "array",
+                "maxItems": SHOWN_SKIPPED,
+                "description": "The first skipped paths with their reasons (status.skipped counts them all).",
+                "items": _obj(
+                    "A path left out of the job.",
+                    {
+                        "path": {"type": "string", "description": "The path, as the lister saw it."},
+                        "reason": {"type": "string", "description": "Why it could not be listed."},
+                    },
+                ),
+            },
             "enqueuedThrough": {
                 "type": "string",
                 "description": "The last input key enqueued (inputs are enqueued in key order): "
@@ -446,7 +490,8 @@ def status_schema() -> Schema:
             "completionTime": {"type": "string", "format": "date-time", "description": "When the job finished."},
             "conditions": {
                 "type": "array",
-                "description": "Ready, Complete, Failed, Suspended (Kubernetes API conventions).",
+                "description": "Ready, Complete, Failed, Suspended; InputsSkipped and SourceEmpty when they apply "
+                "(Kubernetes API conventions).",
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
                 "items": _obj(

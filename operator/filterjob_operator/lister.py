@@ -1,14 +1,14 @@
 """``filterjob list-inputs``: what a lister Job runs (see ``builders.lister``).
 
 It reads the FilterJob from ``FILTERJOB_JOB``, lists the source as the operator
-would (``sources.list_inputs``) and replaces the job's listing in its
+would (``sources.scan_inputs``) and replaces the job's listing in its
 ``<base>.inputs`` queue with the result, every message confirmed by the broker.
 
-A source that cannot be listed (missing, outputs that would collide) is a fact
-about the job, not a failure of the lister: it publishes the error, which the
-operator turns into the job's ``Failed`` phase, and exits 0, so the Job does not
-retry what cannot change. Anything else (the broker unreachable, an I/O error)
-exits non-zero, and the Job retries it.
+A source that cannot be listed (missing, a path that cannot be read, outputs that
+would collide) is a fact about the job, not a failure of the lister: it publishes
+the error, naming the paths at fault, which the operator turns into the job's
+``Failed`` phase, and exits 0, so the Job does not retry what cannot change.
+Anything else (the broker unreachable) exits non-zero, and the Job retries it.
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ class Result:
 def messages_of(job: FilterJob, *, run: str) -> tuple[list[bytes], int, str | None]:
     """The listing messages of the job's source: (messages, keys, error)."""
     try:
-        keys = sources.list_inputs(job)
+        inputs = sources.scan_inputs(job)
     except JobSpecError as e:
         error = "; ".join(e.problems)
         return [listing.encode_error(run, error)], 0, error
-    return listing.encode(run, keys), len(keys), None
+    skipped = [(u.path, u.reason) for u in inputs.skipped]
+    return listing.encode(run, inputs.keys, skipped=skipped), len(inputs.keys), None
 
 
 async def list_inputs(job: FilterJob, broker_url: str) -> Result:

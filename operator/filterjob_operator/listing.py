@@ -6,9 +6,11 @@ job's frozen listing, for every later operator start. Messages are JSON:
 
 - a chunk: ``{"v": 1, "run": "<id>", "seq": i, "keys": [...], "last": bool}``, keys
   sorted across chunks, ``seq`` from 0, ``last`` on the final one (an empty listing
-  is one chunk with no keys);
+  is one chunk with no keys); the final chunk also carries ``"skipped": [[path,
+  reason], ...]``, the paths left out under ``spec.source.skipUnreadable``;
 - or an error: ``{"v": 1, "run": "<id>", "error": "<message>"}`` when the source
-  cannot be listed (missing, outputs that would collide).
+  cannot be listed (missing, unreadable paths, outputs that would collide), naming
+  the paths at fault.
 
 ``run`` tells apart the attempts of a lister: a restarted lister purges the queue
 first, but messages delivered to a reader at that moment survive the purge, so a
@@ -39,9 +41,13 @@ class Listing:
     run: str
     keys: list[str] = field(default_factory=list)
     error: str | None = None
+    #: ``(path, reason)`` of each path skipped under ``spec.source.skipUnreadable``.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def encode(run: str, keys: Sequence[str], *, chunk: int = CHUNK_KEYS) -> list[bytes]:
+def encode(
+    run: str, keys: Sequence[str], *, chunk: int = CHUNK_KEYS, skipped: Sequence[tuple[str, str]] = ()
+) -> list[bytes]:
     """The messages of a listing, in order."""
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
@@ -54,6 +60,7 @@ def encode(run: str, keys: Sequence[str], *, chunk: int = CHUNK_KEYS) -> list[by
                 "seq": n,
                 "keys": list(keys[n * chunk : (n + 1) * chunk]),
                 "last": n == count - 1,
+                **({"skipped": [list(s) for s in skipped]} if n == count - 1 and skipped else {}),
             }
         )
         for n in range(count)
@@ -73,6 +80,7 @@ class _Run:
     chunks: dict[int, list[str]] = field(default_factory=dict)
     last: int | None = None
     error: str | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def complete(self) -> bool:
         return self.error is not None or (self.last is not None and all(n in self.chunks for n in range(self.last + 1)))
@@ -103,9 +111,13 @@ class Reader:
         seq, keys, last = value.get("seq"), value.get("keys"), value.get("last")
         if not isinstance(seq, int) or seq < 0 or not isinstance(keys, list) or not isinstance(last, bool):
             raise ListingError(f"a chunk needs seq, keys and last: {body[:100]!r}")
+        skipped = value.get("skipped", [])
+        if not isinstance(skipped, list) or not all(isinstance(s, list) and len(s) == 2 for s in skipped):
+            raise ListingError(f"skipped must be a list of [path, reason]: {body[:100]!r}")
         run.chunks[seq] = [str(k) for k in keys]
         if last:
             run.last = seq
+            run.skipped = [(str(path), str(reason)) for path, reason in skipped]
 
     @property
     def listing(self) -> Listing | None:
@@ -118,7 +130,8 @@ class Reader:
         if run.error is not None:
             return Listing(run=name, error=run.error)
         assert run.last is not None
-        return Listing(run=name, keys=[key for n in range(run.last + 1) for key in run.chunks[n]])
+        keys = [key for n in range(run.last + 1) for key in run.chunks[n]]
+        return Listing(run=name, keys=keys, skipped=run.skipped)
 
 
 def decode(bodies: Iterable[bytes]) -> Listing | None:

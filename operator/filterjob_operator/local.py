@@ -8,8 +8,10 @@ the tasks it held, and the pool is replaced.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from filterjob_operator import sources
 from filterjob_operator.spec import FilterJob
-from filterjob_operator.summary import RunSummary
+from filterjob_operator.summary import Failure, RunSummary
 from filterjob_worker import processing, storage
 from filterjob_worker.codec import DEFAULT_LIMITS, Limits
 from filterjob_worker.contract import Task
@@ -52,12 +54,20 @@ class LocalOptions:
     limits: Limits = DEFAULT_LIMITS
 
 
+def _prepare_pool_process() -> None:
+    """A pool process ignores Ctrl-C (a terminal sends it to the whole process group): the
+    main process decides, and lets the image at hand finish, so that what is on disk is
+    what the summary counts. SIGTERM still ends it: the pool itself stops its processes so."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    processing.prepare_process()
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     # forkserver: no fork of a multi-threaded parent (the progress bar runs a thread).
     context = multiprocessing.get_context("forkserver")
     # "__main__" too: imported once by the forkserver instead of by every worker it forks.
     context.set_forkserver_preload(["__main__", "filterjob_worker.processing"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=processing.prepare_process)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_prepare_pool_process)
 
 
 def run_local(
@@ -74,10 +84,21 @@ def run_local(
         listener.advanced(outcome)
 
     tasks = sources.plan(job, keys)
+    recorded: set[str] = set()
+
+    def record_once(outcome: processing.Outcome | None, task: Task) -> None:
+        # An interrupt can land between counting a task and forgetting it: count it once.
+        if task.task not in recorded:
+            recorded.add(task.task)
+            record(outcome, task)
+
     try:
-        restarts = _drive(tasks, options, record)
+        restarts = _drive(tasks, options, record_once, since_ns=time.time_ns())
     except KeyboardInterrupt:
         summary.interrupted = True
+        # A process killed while writing (SIGTERM to the whole group) leaves a temporary file.
+        with contextlib.suppress(OSError):
+            storage.remove_temp_files(job.spec.destination.uri)
     else:
         if restarts:
             # A killed process can leave a hidden temporary file behind (never a partial output).
@@ -89,8 +110,15 @@ def run_local(
 def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tuple[RunSummary, list[str]]:
     """The start every runner shares: list the inputs, announce the total, count the
     skipped ones (``--skip-existing``: their output exists); returns the keys to run."""
-    keys = sources.list_inputs(job)
-    summary = RunSummary(total=len(keys), destination=job.spec.destination.uri)
+    inputs = sources.scan_inputs(job)
+    keys = inputs.keys
+    summary = RunSummary(
+        total=len(keys),
+        destination=job.spec.destination.uri,
+        unlisted=[Failure(input=u.path, reason=u.reason) for u in inputs.skipped],
+    )
+    if not keys:
+        summary.warnings.append(sources.empty_message(job))
     listener.started(summary.total)
     if not skip_existing:
         return summary, keys
@@ -105,9 +133,18 @@ def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tup
 
 
 def _drive(
-    tasks: Iterator[Task], options: LocalOptions, record: Callable[[processing.Outcome | None, Task], None]
+    tasks: Iterator[Task],
+    options: LocalOptions,
+    record: Callable[[processing.Outcome | None, Task], None],
+    *,
+    since_ns: int,
 ) -> int:
-    """Run every task; returns how often the pool had to be replaced."""
+    """Run every task; returns how often the pool had to be replaced.
+
+    Interrupted (``KeyboardInterrupt``), it starts nothing more, waits for the tasks the
+    pool holds, and records each one that wrote its output (``since_ns``: the run's start)
+    before raising again.
+    """
     limit = options.workers * IN_FLIGHT_PER_WORKER
     pool = _pool(options.workers)
     in_flight: dict[Future[processing.Outcome], Task] = {}
@@ -152,8 +189,31 @@ def _drive(
             pool.shutdown(wait=False, cancel_futures=True)
             pool = _pool(options.workers)
             restarts += 1
+    except KeyboardInterrupt:
+        # Interrupted: start nothing more, but the images the pool already holds finish;
+        # count each one, so every output written is in the summary.
+        pool.shutdown(wait=True, cancel_futures=True)
+        _record_finished(in_flight, record, since_ns=since_ns)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_finished(
+    in_flight: dict[Future[processing.Outcome], Task],
+    record: Callable[[processing.Outcome | None, Task], None],
+    *,
+    since_ns: int,
+) -> None:
+    """Record the tasks of a stopped pool that wrote their output."""
+    for future, task in in_flight.items():
+        if future.cancelled():
+            continue
+        if future.exception() is None:
+            record(future.result(), task)
+        elif storage.written_since(task.output, since_ns):
+            # Its process was killed after the output was in place (writes are atomic).
+            record(processing.Outcome.of(task), task)
 
 
 def _died(task: Task) -> processing.Outcome:

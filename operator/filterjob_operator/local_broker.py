@@ -29,6 +29,7 @@ from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import GaveUp, Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
+from filterjob_worker import storage
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.processing import Outcome
@@ -42,6 +43,8 @@ REPUBLISH_DELAY = 1.0
 DEPTH_REFRESH = 1.0
 #: Seconds an interrupted run spends telling watchers that it ended.
 ANNOUNCE_TIMEOUT = 2.0
+#: Longest wait, after an interrupt, for the count of the tasks finished meanwhile.
+COUNT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,10 +171,13 @@ async def run_with_broker(
     """
     listener = listener or Listener()
     start = time.perf_counter()
+    started_ns = time.time_ns()
     topology = topology_of(job)
     # First: a wrong URL or password is one message, before any listing or worker.
     connection = await broker_errors.connect_robust(options.broker_url, name=f"filterjob run {job.key}")
     summary = RunSummary()
+    tally: _Tally | None = None
+    channel: AbstractChannel | None = None
     try:
         summary, to_run = begin_run(job, listener, skip_existing=options.skip_existing)
         with broker_errors.translated(options.broker_url):
@@ -186,6 +192,9 @@ async def run_with_broker(
         await announce_finished(connection, topology, job, summary)
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
+        if tally is not None:
+            await _count_finished(connection, channel, topology, tally)
+            _count_written(job, tally, since_ns=started_ns)
         # Best effort: watchers stop on it; an interrupted run must still end quickly.
         with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
             await asyncio.wait_for(announce_finished(connection, topology, job, summary), ANNOUNCE_TIMEOUT)
@@ -227,9 +236,12 @@ async def redrive_with_broker(
     """
     listener = listener or Listener()
     start = time.perf_counter()
+    started_ns = time.time_ns()
     topology = topology_of(job)
     connection = await broker_errors.connect_robust(options.broker_url, name=f"filterjob redrive {job.key}")
     summary = RunSummary()
+    tally: _Tally | None = None
+    channel: AbstractChannel | None = None
     try:
         with broker_errors.translated(options.broker_url):
             channel = await connection.channel(publisher_confirms=True)
@@ -250,6 +262,9 @@ async def redrive_with_broker(
             await channel.queue_delete(progress_queue(topology))
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
+        if tally is not None:
+            await _count_finished(connection, channel, topology, tally)
+            _count_written(job, tally, since_ns=started_ns)
     finally:
         await connection.close()
     summary.seconds = time.perf_counter() - start
@@ -311,6 +326,43 @@ async def _follow(
 async def _enqueue_and_wait(enqueue: Callable[[], Awaitable[None]], tally: _Tally) -> None:
     await enqueue()
     await tally.done.wait()
+
+
+async def _count_finished(
+    connection: AbstractRobustConnection, consuming: AbstractChannel | None, topology: Topology, tally: _Tally
+) -> None:
+    """After an interrupt, count every task the stopped workers finished.
+
+    Each finished task's event was confirmed into the progress queue before the
+    worker acked it and exited, but deliveries may still be on their way to our
+    consumer: closing its channel returns them to the queue, and reading the queue
+    to the end counts them (distinct task ids, so nothing counts twice).
+    """
+    try:
+        async with asyncio.timeout(COUNT_TIMEOUT):
+            if consuming is not None:
+                await consuming.close()
+            channel = await connection.channel()
+            async with channel:
+                queue = await channel.get_queue(progress_queue(topology))
+                while (message := await queue.get(fail=False)) is not None:
+                    outcome = finished_outcome(message, topology)
+                    if outcome is not None:
+                        tally.finish(outcome)
+                    await message.ack()
+    except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as e:
+        log.warning("could not count the tasks finished at the interrupt (%s); the summary may miss some", e)
+
+
+def _count_written(job: FilterJob, tally: _Tally, *, since_ns: int) -> None:
+    """Count the unfinished tasks whose output this run wrote all the same (a worker
+    stopped between its atomic write and its event): the summary matches the disk."""
+    for task_id, key in tally.keys.items():
+        if task_id in tally.finished:
+            continue
+        task = sources.make_task(job, key)
+        if storage.written_since(task.output, since_ns):
+            tally.finish(Outcome.of(task))
 
 
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:

@@ -25,6 +25,7 @@ from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import GROUP, FilterJob, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
+from filterjob_worker import storage
 from filterjob_worker.topology import declare
 
 log = logging.getLogger("filterjob.operator")
@@ -61,6 +62,8 @@ class Reconciler:
         self.namespace = str(body.metadata.namespace)
         self.name = str(body.metadata.name)
         self.generation = body.metadata.get("generation")
+        #: What the listing found (skipped paths, an empty source), kept in every status patch.
+        self.source_conditions: list[dict[str, Any]] = []
 
     @property
     def observed(self) -> Mapping[str, Any]:
@@ -209,7 +212,8 @@ class Reconciler:
             return True
         if listed is None:
             return False  # stopped while waiting for the lister Job
-        keys = listed
+        keys = listed.keys
+        self.source_conditions = self._report_source(job, listed)
         already, remaining = status.resume(
             keys, enqueued=int(self.observed.get("enqueued") or 0), through=self.observed.get("enqueuedThrough")
         )
@@ -217,6 +221,9 @@ class Reconciler:
         resumed = not remaining
         await self.patch(
             total=total,
+            skipped=len(listed.skipped),
+            skippedPaths=[{"path": u.path, "reason": u.reason} for u in listed.skipped[: status.SHOWN_SKIPPED]],
+            conditions=[*self._conditions_besides_source(), *self.source_conditions],
             phase=status.SUSPENDED if job.spec.suspend else (status.RUNNING if resumed else status.ENQUEUING),
             startTime=self.observed.get("startTime") or status.now_iso(),
             observedGeneration=self.generation,
@@ -226,10 +233,27 @@ class Reconciler:
             return False  # stopped while enqueueing; the next daemon run resumes from the cursor
         return await self._follow(job, connection, channel, management, total=total)
 
+    def _report_source(self, job: FilterJob, listed: sources.Inputs) -> list[dict[str, Any]]:
+        """Events and conditions for what the listing found: skipped paths, an empty source."""
+        previous = list(self.observed.get("conditions") or [])
+        found = status.source_conditions(
+            skipped=[str(u) for u in listed.skipped],
+            empty=sources.empty_message(job) if not listed.keys else None,
+            generation=self.generation,
+            previous=previous,
+        )
+        for c in found:
+            log.warning("job %s/%s: %s", self.namespace, self.name, c["message"])
+            kopf.warn(self.body, reason=c["reason"], message=c["message"])
+        return found
+
+    def _conditions_besides_source(self) -> list[dict[str, Any]]:
+        return [c for c in self.observed.get("conditions") or [] if c.get("type") not in status.SOURCE_CONDITIONS]
+
     def _broker_secret(self, job: FilterJob) -> str:
         return job.spec.broker.secret_ref.name if job.spec.broker else self.s.settings.broker_secret
 
-    async def _list(self, job: FilterJob, connection: AbstractRobustConnection) -> list[str] | None:
+    async def _list(self, job: FilterJob, connection: AbstractRobustConnection) -> sources.Inputs | None:
         """The job's inputs, sorted; None if stopped first. Raises ``JobSpecError`` for a bad source.
 
         A listing stored in the broker by a lister Job is the job's for good: a restarted
@@ -242,10 +266,10 @@ class Reconciler:
             return _keys(stored)
         mode = self.s.settings.list_inputs
         if mode == "operator" or (mode == "auto" and await asyncio.to_thread(sources.visible, job)):
-            return await asyncio.to_thread(sources.list_inputs, job)
+            return await asyncio.to_thread(sources.scan_inputs, job)
         return await self._run_lister(job, connection)
 
-    async def _run_lister(self, job: FilterJob, connection: AbstractRobustConnection) -> list[str] | None:
+    async def _run_lister(self, job: FilterJob, connection: AbstractRobustConnection) -> sources.Inputs | None:
         name = lister_name(job)
         if job.spec.suspend:  # a suspended job runs no pods, not even its lister
             await self.patch(phase=status.SUSPENDED, observedGeneration=self.generation)
@@ -409,7 +433,8 @@ class Reconciler:
                         f"{result.succeeded + result.failed} of {total} tasks done",
                         generation=self.generation,
                         previous=previous,
-                    )
+                    ),
+                    *self.source_conditions,
                 ],
             )
             if await self.stopped.wait(self.s.settings.status_interval):
@@ -450,6 +475,7 @@ class Reconciler:
                 status.condition(
                     "Failed", phase == status.FAILED, phase, message, generation=self.generation, previous=previous
                 ),
+                *self.source_conditions,
             ],
         )
         if phase == status.SUCCEEDED:
@@ -474,8 +500,9 @@ class Reconciler:
         return True
 
 
-def _keys(found: listing.Listing) -> list[str]:
-    """The keys of a lister's listing, or its error as the job's."""
+def _keys(found: listing.Listing) -> sources.Inputs:
+    """The inputs of a lister's listing, or its error as the job's."""
     if found.error is not None:
         raise JobSpecError(found.error)
-    return sorted(found.keys)
+    skipped = [storage.Unlisted(path=path, reason=reason) for path, reason in found.skipped]
+    return sources.Inputs(keys=sorted(found.keys), skipped=skipped)

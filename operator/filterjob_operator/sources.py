@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
-from filterjob_operator.spec import FilterJob, JobSpecError
+from filterjob_operator.spec import FilterJob, JobSpecError, overlap
 from filterjob_worker import storage
 from filterjob_worker.contract import Task
 from filterjob_worker.errors import SpecError
@@ -30,16 +31,76 @@ def matches(key: str, include: Sequence[str]) -> bool:
     return any(fnmatchcase(lowered, p.lower()) or fnmatchcase(name, p.lower()) for p in patterns)
 
 
+#: Unlisted paths named one by one in an error or a summary; the rest are counted.
+SHOWN_UNLISTED = 20
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A job's inputs: the keys to run, and the paths skipped (``skipUnreadable``) with why."""
+
+    keys: list[str] = field(default_factory=list)
+    skipped: list[storage.Unlisted] = field(default_factory=list)
+
+
+def scan_inputs(job: FilterJob) -> Inputs:
+    """Every selected input key, sorted, and what was skipped.
+
+    Refuses (``JobSpecError``) a destination that overlaps the source, outputs that
+    would collide, and, unless ``spec.source.skipUnreadable``, a source that cannot be
+    listed completely: a job never runs on fewer inputs than its source holds.
+    """
+    spec = job.spec
+    refuse_overlap(job)
+    try:
+        found = storage.scan(
+            spec.source.uri, exclude=spec.destination.uri, select=lambda k: matches(k, spec.source.include)
+        )
+    except SpecError as e:
+        raise JobSpecError([f"spec.source.uri: {p}" for p in e.problems]) from e
+    if found.unlisted and not spec.source.skip_unreadable:
+        shown = [f"spec.source.uri: {u}" for u in found.unlisted[:SHOWN_UNLISTED]]
+        more = len(found.unlisted) - SHOWN_UNLISTED
+        if more > 0:
+            shown.append(f"spec.source.uri: … and {more} more paths that cannot be listed")
+        shown.append(
+            "spec.source: the source cannot be listed completely; fix the paths above (permissions, "
+            "links, special files) or set spec.source.skipUnreadable: true to run without them"
+        )
+        raise JobSpecError(shown)
+    _refuse_collisions(found.keys, job)
+    return Inputs(keys=found.keys, skipped=found.unlisted)
+
+
 def list_inputs(job: FilterJob) -> list[str]:
-    """Every selected input key, sorted; refuses jobs whose outputs would collide."""
+    """The keys of :func:`scan_inputs`."""
+    return scan_inputs(job).keys
+
+
+def refuse_overlap(job: FilterJob) -> None:
+    """Refuse a destination that is, contains or lies inside the source, as found on this
+    machine: symlinks followed, so a link into the source is caught too (the spec model
+    refuses the textual cases already, before any path is looked at)."""
     spec = job.spec
     try:
-        listed = storage.list_keys(spec.source.uri, exclude=spec.destination.uri)
-        keys = [k for k in listed if matches(k, spec.source.include)]
-    except SpecError as e:
-        raise JobSpecError(f"spec.source.uri: {e}") from e
-    _refuse_collisions(keys, job)
-    return keys
+        source = storage.to_path(spec.source.uri).resolve()
+        destination = storage.to_path(spec.destination.uri).resolve()
+    except (SpecError, OSError, RuntimeError):
+        return  # not a path of this machine (or a loop): the worker checks again before writing
+    problem = overlap(str(source), str(destination))
+    if problem is not None:
+        raise JobSpecError(
+            f"spec.destination.uri: {spec.destination.uri} resolves to {destination}, {problem} "
+            f"spec.source.uri {spec.source.uri} (resolved {source}): outputs would be written among the "
+            "inputs and could overwrite them; choose a destination outside the source"
+        )
+
+
+def empty_message(job: FilterJob) -> str:
+    """What to say about a source in which nothing was selected."""
+    include = job.spec.source.include
+    globs = ", ".join(include) if include else f"the default image extensions ({', '.join(DEFAULT_INCLUDE)})"
+    return f"no inputs: nothing in {job.spec.source.uri} matches {globs}; check spec.source.uri and spec.source.include"
 
 
 def visible(job: FilterJob) -> bool:
@@ -109,6 +170,7 @@ def make_task(job: FilterJob, key: str) -> Task:
         output=output_uri,
         filters=tuple(spec.filters),
         format=fmt,
+        source=spec.source.uri,
     )
 
 

@@ -7,10 +7,12 @@ back at once as a :class:`JobSpecError` whose lines name the field, e.g.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -38,6 +40,8 @@ _URI_SCHEMES = ("file://", "s3://")
 #: A FilterJob is a few KiB; the Kubernetes API refuses objects above about 1.5 MiB.
 MAX_JOB_BYTES = 1024 * 1024
 _LOCAL_HINT = " (a plain path is a local job's: use `filterjob run`, or `filterjob validate --local`)"
+#: Longest source or destination URI (it also bounds the cost of the CRD's CEL rules).
+MAX_URI_LENGTH = 2048
 
 
 class JobSpecError(SpecError):
@@ -59,14 +63,16 @@ def _check_uri(value: str) -> str:
 
 
 class Source(_Model):
-    uri: str
+    uri: str = Field(max_length=MAX_URI_LENGTH)
     include: list[str] = Field(default_factory=list)
+    #: Run without the paths that cannot be listed (each one reported) instead of failing.
+    skip_unreadable: bool = False
 
     _uri = field_validator("uri")(_check_uri)
 
 
 class Destination(_Model):
-    uri: str
+    uri: str = Field(max_length=MAX_URI_LENGTH)
     format: FormatName = "jpeg"
     quality: int = Field(default=90, ge=1, le=100)
 
@@ -156,6 +162,35 @@ class FilterJobSpec(_Model):
 
     def pipeline(self) -> Pipeline:
         return Pipeline.parse(self.filters)
+
+    @model_validator(mode="after")
+    def _destination_apart_from_source(self) -> FilterJobSpec:
+        problem = overlap(uri_path(self.source.uri), uri_path(self.destination.uri))
+        if problem is not None:
+            raise ValueError(
+                f"destination.uri {self.destination.uri!r} is {problem} source.uri {self.source.uri!r}: outputs "
+                "would be written among the inputs and could overwrite them; choose a destination outside the source"
+            )
+        return self
+
+
+def uri_path(uri: str) -> str:
+    """The normalized path of a URI, as text: escapes decoded, ``.``/``..``/``//`` and
+    trailing slashes folded (symlinks are for whoever can see the paths)."""
+    path = unquote(urlsplit(uri).path)
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
+
+
+def overlap(source: str, destination: str) -> str | None:
+    """How a destination path overlaps a source path, or None if they are apart."""
+    src, dst = PurePosixPath(source), PurePosixPath(destination)
+    if src == dst:
+        return "the same directory as"
+    if dst.is_relative_to(src):
+        return "inside"
+    if src.is_relative_to(dst):
+        return "containing"
+    return None
 
 
 class Metadata(BaseModel):

@@ -188,6 +188,29 @@ def never_declared(observed: Mapping[str, Any], *, broker_reasons: Sequence[str]
     return ready is not None and ready.get("reason") in broker_reasons
 
 
+#: Conditions about what the listing found; present (status True) only when they apply.
+SOURCE_EMPTY, INPUTS_SKIPPED = "SourceEmpty", "InputsSkipped"
+SOURCE_CONDITIONS = (SOURCE_EMPTY, INPUTS_SKIPPED)
+#: Skipped paths named in ``status.skippedPaths``; ``status.skipped`` counts them all.
+SHOWN_SKIPPED = 20
+
+
+def source_conditions(
+    *, skipped: Sequence[str], empty: str | None, generation: int | None, previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``InputsSkipped`` (paths left out under ``skipUnreadable``) and ``SourceEmpty``, when they apply."""
+    found = []
+    if skipped:
+        shown = "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        message = f"{len(skipped)} paths could not be listed and were skipped (spec.source.skipUnreadable): {shown}"
+        found.append(
+            condition(INPUTS_SKIPPED, True, "SkippedUnreadable", message, generation=generation, previous=previous)
+        )
+    if empty is not None:
+        found.append(condition(SOURCE_EMPTY, True, "NoInputs", empty, generation=generation, previous=previous))
+    return found
+
+
 def resume(keys: Sequence[str], *, enqueued: int, through: str | None) -> tuple[int, Sequence[str]]:
     """After a restart: how many tasks were enqueued already, and the (sorted) keys still to enqueue.
 

@@ -42,6 +42,10 @@ class RunSummary:
     interrupted: bool = False
     #: Where the outputs go (the job's destination URI).
     destination: str = ""
+    #: Paths left out of the job (``skipUnreadable``), each with its reason.
+    unlisted: list[Failure] = field(default_factory=list)
+    #: Things to tell the user that are no failure (an empty source).
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, outcome: Outcome | None, key: str) -> None:
         """Count one task: ``None`` means skipped because its output exists."""
@@ -77,6 +81,8 @@ class RunSummary:
         if self.skipped:
             table.add_row("skipped (output exists)", str(self.skipped))
         table.add_row("failed", f"[red]{self.failed}[/]" if self.failed else "0")
+        if self.unlisted:
+            table.add_row("skipped (cannot be listed)", f"[yellow]{len(self.unlisted)}[/]")
         if self.interrupted:
             table.add_row("interrupted", f"{self.total - self.done} not processed; rerun with --skip-existing")
         table.add_row("wall time", f"{self.seconds:.2f} s")
@@ -85,6 +91,13 @@ class RunSummary:
         if self.destination:
             table.add_row("outputs in", escape(_shown(self.destination)))
         console.print(table)
+        for warning in self.warnings:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        # Every one of them: the user chose to run without them and needs the whole list.
+        for skipped in self.unlisted:
+            console.print(
+                f"[yellow]skipped[/] {escape(skipped.input)}: {escape(skipped.reason)}", highlight=False, soft_wrap=True
+            )
         for failure in sorted(self.failures, key=lambda f: f.input)[:SHOWN_FAILURES]:
             console.print(f"[red]failed[/] {escape(failure.input)}: {escape(failure.reason)}", soft_wrap=True)
         if self.failed > SHOWN_FAILURES:

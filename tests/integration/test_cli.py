@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from filterjob_operator.samples import make_samples
 from filterjob_worker.catalog import CATALOG
+from filterjob_worker.storage import TEMP_SUFFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTERJOB = shutil.which("filterjob", path=str(Path(sys.executable).parent)) or "filterjob"
+DROP_TO_NOBODY = [shutil.which("setpriv") or "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def filterjob(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -106,3 +116,217 @@ def test_samples_rejects_bad_sizes(tmp_path: Path, args: list[str], message: str
     result = filterjob("samples", str(tmp_path), *args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+# --- data safety: sources that cannot be listed, outputs among the inputs, interrupts ----
+
+
+def write_local_job(root: Path, **source: Any) -> Path:
+    doc = {
+        "apiVersion": "filterjob.dev/v1alpha1",
+        "kind": "FilterJob",
+        "metadata": {"name": "safety"},
+        "spec": {
+            "source": {"uri": "in", **source},
+            "destination": {"uri": "out", "format": "jpeg"},
+            "filters": [{"name": "grayscale"}],
+        },
+    }
+    path = root / "job.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A directory owned by ``nobody``: tests run as root, which no permission stops."""
+    path = Path(tempfile.mkdtemp(prefix="filterjob-nobody-"))
+    path.chmod(0o755)
+    yield path
+    for child in [path, *path.rglob("*")]:
+        if not child.is_symlink():
+            child.chmod(0o755)
+    shutil.rmtree(path)
+
+
+def as_nobody(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``filterjob ARGS`` run as ``nobody`` (privileges dropped) in ROOT, which it then owns."""
+    nobody = pwd.getpwnam("nobody")
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root)}
+    return subprocess.run(
+        [*DROP_TO_NOBODY, FILTERJOB, *args], capture_output=True, text=True, cwd=root, env=env, timeout=120, check=False
+    )
+
+
+def test_an_unreadable_source_exits_two_naming_it(nobody_dir: Path) -> None:
+    make_samples(nobody_dir / "in", count=2, size=(20, 15))
+    job = write_local_job(nobody_dir)
+    (nobody_dir / "in").chmod(0)
+    result = as_nobody(nobody_dir, "run", str(job), "--no-progress")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{nobody_dir / 'in'}: cannot be listed: Permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (nobody_dir / "out").exists()
+
+
+def test_an_unreadable_subdirectory_fails_the_run_naming_it(nobody_dir: Path) -> None:
+    make_samples(nobody_dir / "in", count=4, size=(20, 15))
+    locked = nobody_dir / "in" / "locked"
+    make_samples(locked, count=2, size=(20, 15), seed=1)
+    locked.chmod(0)
+    result = as_nobody(nobody_dir, "run", str(write_local_job(nobody_dir)), "--no-progress")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{locked}: cannot be listed: Permission denied" in result.stderr
+    assert "spec.source.skipUnreadable: true" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (nobody_dir / "out").exists()
+
+
+def test_with_skip_unreadable_each_skipped_path_is_in_the_summary(tmp_path: Path) -> None:
+    # Root reads any directory, so what cannot be listed here is a dangling link and a FIFO.
+    made = make_samples(tmp_path / "in", count=3, size=(20, 15))
+    (tmp_path / "in" / "2019").symlink_to(tmp_path / "unmounted")
+    os.mkfifo(tmp_path / "in" / "pipe.jpg")
+    result = filterjob("run", str(write_local_job(tmp_path, skipUnreadable=True)), "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"skipped \(cannot be listed\)\s*│\s*2\b", result.stdout), result.stdout
+    assert f"skipped {tmp_path / 'in' / '2019'}: broken symbolic link" in result.stdout
+    assert f"skipped {tmp_path / 'in' / 'pipe.jpg'}: not a regular file (a FIFO)" in result.stdout
+    assert re.search(rf"succeeded\s*│\s*{len(made.good)}\b", result.stdout), result.stdout
+    assert written(tmp_path / "out") == len(made.good)
+
+
+def test_broken_links_and_special_files_among_the_inputs_exit_two(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=2, size=(20, 15))
+    (tmp_path / "in" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "in" / "loop").symlink_to(tmp_path / "in")
+    os.mkfifo(tmp_path / "in" / "pipe.jpg")
+    result = filterjob("run", str(write_local_job(tmp_path)), "--no-progress")
+    assert result.returncode == 2, result.stdout + result.stderr
+    for path, reason in [("gone.jpg", "broken symbolic link"), ("loop", "symbolic link loop"), ("pipe.jpg", "FIFO")]:
+        assert re.search(rf"{re.escape(str(tmp_path / 'in' / path))}: [^\n]*{reason}", result.stderr), result.stderr
+
+
+def test_an_empty_source_is_a_warning_with_exit_zero(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no images here")
+    result = filterjob("run", str(write_local_job(tmp_path)), "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning: no inputs: nothing in" in result.stdout
+    assert "check spec.source.uri and spec.source.include" in result.stdout
+
+
+@pytest.mark.parametrize("destination", ["in", "in/", "./in", "in/out", "link-to-in", "link-to-in/sub"])
+def test_a_destination_among_the_inputs_is_refused_and_the_inputs_stay_as_they_were(
+    tmp_path: Path, destination: str
+) -> None:
+    made = make_samples(tmp_path / "in", count=3, size=(20, 15))
+    (tmp_path / "link-to-in").symlink_to(tmp_path / "in")
+    before = {p: p.read_bytes() for p in made.good}
+    job = write_local_job(tmp_path)
+    doc = yaml.safe_load(job.read_text())
+    doc["spec"]["destination"] = {"uri": destination, "format": "same"}
+    job.write_text(yaml.safe_dump(doc))
+    result = filterjob("run", str(job), "--no-progress")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "outputs would be written among the inputs and could overwrite them" in result.stderr
+    assert {p: p.read_bytes() for p in made.good} == before
+    assert sorted(p.name for p in (tmp_path / "in").rglob("*") if p.is_file()) == sorted(p.name for p in made.good)
+
+
+def written(out: Path) -> int:
+    return sum(1 for p in out.rglob("*.jpg") if p.is_file())
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.02)  # polling a condition with a deadline
+
+
+def interrupted_run(tmp_path: Path, sig: signal.Signals, *, group: bool, args: Sequence[str] = ()) -> tuple[str, int]:
+    """Start a run, signal it once some outputs exist; its output and the outputs on disk."""
+    made = make_samples(tmp_path / "in", count=150, size=(480, 360))
+    job = write_local_job(tmp_path)
+    doc = yaml.safe_load(job.read_text())
+    doc["spec"]["filters"] = [{"name": "blur", "radius": 6}, {"name": "sharpen"}]
+    job.write_text(yaml.safe_dump(doc))
+    process = subprocess.Popen(
+        [FILTERJOB, "run", str(job), "--no-progress", "--workers", "2", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: written(tmp_path / "out") >= 4, timeout=60, message="some outputs")
+        if group:
+            os.killpg(process.pid, sig)  # as a terminal's Ctrl-C, or `timeout`, signals the whole group
+        else:
+            process.send_signal(sig)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, output
+    assert "rerun with --skip-existing" in output
+    assert "Traceback" not in output
+    assert not list((tmp_path / "out").rglob(f"*{TEMP_SUFFIX}"))
+    found = re.search(r"succeeded\s*│\s*(\d+)", output)
+    assert found is not None, output
+    assert int(found.group(1)) < len(made.good), "the run ended before the interrupt"
+    return output, written(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGTERM, True)]
+)
+def test_an_interrupted_run_counts_every_output_it_wrote(tmp_path: Path, sig: signal.Signals, group: bool) -> None:
+    output, on_disk = interrupted_run(tmp_path, sig, group=group)
+    found = re.search(r"succeeded\s*│\s*(\d+)", output)
+    assert found is not None
+    assert int(found.group(1)) == on_disk, output
+
+
+def test_skip_unreadable_reports_a_directory_it_may_not_read(nobody_dir: Path) -> None:
+    """The listing as ``nobody`` (the run itself needs a process pool, which this machine's
+    Python cannot start with dropped privileges): the locked directory is reported, not lost."""
+    make_samples(nobody_dir / "in", count=2, size=(20, 15))
+    locked = nobody_dir / "in" / "locked"
+    make_samples(locked, count=2, size=(20, 15), seed=1)
+    job = write_local_job(nobody_dir, skipUnreadable=True)
+    locked.chmod(0)
+    script = (
+        "import sys; from pathlib import Path; from filterjob_operator import sources, spec; "
+        "found = sources.scan_inputs(spec.load_job(Path(sys.argv[1]), local=True)); "
+        "print(len(found.keys)); [print(u) for u in found.skipped]"
+    )
+    nobody = pwd.getpwnam("nobody")
+    for path in [nobody_dir, *nobody_dir.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    result = subprocess.run(
+        [*DROP_TO_NOBODY, sys.executable, "-c", script, str(job)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["2", f"{locked}: cannot be listed: Permission denied"]
+
+
+def test_validate_local_refuses_a_destination_linked_into_the_source(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    job = write_local_job(tmp_path)
+    doc = yaml.safe_load(job.read_text())
+    doc["spec"]["destination"]["uri"] = "link/out"
+    job.write_text(yaml.safe_dump(doc))
+    result = filterjob("validate", "--local", str(job))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "outputs would be written among the inputs" in result.stderr

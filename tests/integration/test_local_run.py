@@ -101,3 +101,26 @@ def test_a_killed_worker_process_loses_nothing(job_doc: dict[str, Any], job_dirs
     assert summary.ok, summary.failures
     assert summary.succeeded == 24
     assert len(outputs(dst)) == len(made.good)
+
+
+class RemoveOnStart(Listener):
+    """Deletes an input after the listing and before any image is read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def started(self, total: int) -> None:
+        self.path.unlink()
+
+
+def test_an_input_that_vanishes_after_the_listing_is_reported_as_failed(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    make_samples(src, count=3, size=(32, 24))
+    gone = src / "img-00000.jpg"
+    summary = run_local(local_job(job_doc, src, dst), options=LocalOptions(workers=1), listener=RemoveOnStart(gone))
+    assert (summary.total, summary.succeeded, summary.failed) == (3, 2, 1)
+    assert summary.failures[0].input == "img-00000.jpg"
+    assert summary.failures[0].reason.startswith("InputNotFound: cannot read")
+    assert not summary.ok

@@ -182,3 +182,16 @@ def test_job_finished_round_trips_and_is_not_a_task_event() -> None:
         JobFinished.from_json(b'{"event": "succeeded", "job": "a/b"}')
     with pytest.raises(MalformedTask):
         JobFinished.from_json(b"\xff")
+
+
+def test_the_source_prefix_travels_with_a_task_and_is_optional() -> None:
+    task = make_task(source="file:///data/in/")
+    assert json.loads(task.to_json())["source"] == "file:///data/in/"
+    assert Task.from_json(task.to_json()) == task
+    assert Task.from_json(body()).source is None  # tasks enqueued before the field existed
+
+
+@pytest.mark.parametrize("bad", ["", 3, ["file:///data/in/"]])
+def test_a_malformed_source_prefix_is_refused(bad: Any) -> None:
+    with pytest.raises(MalformedTask, match="field 'source'"):
+        Task.from_json(body(source=bad))

@@ -410,3 +410,34 @@ def test_the_crd_takes_every_output_format_the_model_takes() -> None:
     assert {"jpg", "JPEG", "PNG"} <= set(enum)
     for value in enum:
         assert Destination(uri="file:///out/", format=value).format in FORMATS
+
+
+OVERLAP = "destination.uri must not be source.uri, inside it, or contain it"
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "refused"),
+    [
+        ("file:///data/in/", "file:///data/in/", True),
+        ("file:///data/in/", "file:///data/in", True),
+        ("file:///data/in", "file:///data/in/", True),
+        ("file:///data/in/", "file:///data/in/out/", True),
+        ("file:///data/in/sub", "file:///data/in/", True),
+        ("file:///data/in/", "file:///data/in2/", False),
+        ("file:///data/in2", "file:///data/in", False),
+        ("file:///data/in/", "file:///data/out/", False),
+    ],
+)
+def test_a_destination_overlapping_the_source_is_rejected_by_the_api(
+    job: dict[str, Any], source: str, destination: str, refused: bool
+) -> None:
+    job["spec"]["source"]["uri"] = source
+    job["spec"]["destination"]["uri"] = destination
+    assert (OVERLAP in " ".join(problems(job))) is refused
+
+
+def test_skip_unreadable_is_part_of_the_api(job: dict[str, Any]) -> None:
+    job["spec"]["source"]["skipUnreadable"] = True
+    assert problems(job) == []
+    job["spec"]["source"]["skipUnreadable"] = "yes"
+    assert problems(job) == ["spec.source.skipUnreadable: 'yes' is not of type 'boolean'"]

@@ -144,3 +144,41 @@ def test_the_operator_sees_a_source_only_where_its_directory_exists(
     assert sources.visible(cluster_job)
     job_dirs[0].rmdir()
     assert not sources.visible(cluster_job)
+
+
+def test_skipped_paths_travel_with_the_last_chunk() -> None:
+    skipped = [("/data/in/b.jpg", "broken symbolic link"), ("/data/in/c", "cannot be listed: Permission denied")]
+    messages = listing.encode("r", ["a.jpg", "d.jpg"], chunk=1, skipped=skipped)
+    assert "skipped" not in json.loads(messages[0])
+    assert json.loads(messages[-1])["skipped"]
+    assert listing.decode(reversed(messages)) == listing.Listing(run="r", keys=["a.jpg", "d.jpg"], skipped=skipped)
+
+
+def test_a_malformed_skipped_list_is_not_a_listing() -> None:
+    body = json.dumps({"v": 1, "run": "r", "seq": 0, "keys": [], "last": True, "skipped": ["x"]}).encode()
+    with pytest.raises(listing.ListingError, match="skipped must be a list"):
+        listing.decode([body])
+
+
+def test_the_lister_names_each_path_it_cannot_list(cluster_job: FilterJob, job_dirs: tuple[Path, Path]) -> None:
+    make_samples(job_dirs[0], count=2, size=(8, 6))
+    (job_dirs[0] / "gone.jpg").symlink_to(job_dirs[0] / "nowhere.jpg")
+    messages, count, error = lister.messages_of(cluster_job, run="r")
+    assert count == 0
+    assert error is not None
+    assert f"{job_dirs[0] / 'gone.jpg'}: broken symbolic link" in error
+    found = listing.decode(messages)
+    assert found is not None
+    assert found.error == error
+
+
+def test_the_lister_reports_what_skip_unreadable_left_out(cluster_job: FilterJob, job_dirs: tuple[Path, Path]) -> None:
+    make_samples(job_dirs[0], count=2, size=(8, 6))
+    (job_dirs[0] / "gone.jpg").symlink_to(job_dirs[0] / "nowhere.jpg")
+    document = job_document(cluster_job)
+    document["spec"]["source"]["skipUnreadable"] = True
+    messages, count, error = lister.messages_of(parse_job(document), run="r")
+    assert (count, error) == (2, None)
+    found = listing.decode(messages)
+    assert found is not None
+    assert [path for path, _ in found.skipped] == [str(job_dirs[0] / "gone.jpg")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Mapping
 from pathlib import Path
@@ -215,3 +216,22 @@ def test_execute_raises_for_an_unwritable_same_format(tmp_path: Path) -> None:
     with pytest.raises(InvalidImage, match="cannot write PPM images"):
         processing.execute(make_task(src, out, output=OutputFormat(format="same")))
     assert not out.exists()
+
+
+def test_a_task_aimed_at_its_own_input_fails_and_leaves_the_input_untouched(tmp_path: Path, photo: Path) -> None:
+    before = photo.read_bytes()
+    outcome = processing.process(make_task(photo, photo, output=OutputFormat(format="same")))
+    assert not outcome.ok
+    assert outcome.reason is not None
+    assert "it is the input itself" in outcome.reason
+    assert photo.read_bytes() == before
+
+
+def test_a_task_writing_below_its_source_fails_and_writes_nothing(tmp_path: Path, photo: Path) -> None:
+    inside = photo.parent / "sub" / "out.jpg"
+    task = dataclasses.replace(make_task(photo, inside), source=storage.to_uri(photo.parent))
+    outcome = processing.process(task)
+    assert not outcome.ok
+    assert outcome.reason is not None
+    assert "inside the source" in outcome.reason
+    assert not inside.exists()

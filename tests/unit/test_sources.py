@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,15 @@ def test_listing_is_recursive_sorted_and_filtered(job_doc: dict[str, Any], job_d
     assert sources.list_inputs(job) == ["a.png", "b.jpg", "z/y.jpg"]
 
 
-def test_destination_inside_source_is_not_an_input(job_doc: dict[str, Any], tmp_path: Path) -> None:
-    touch(tmp_path, "a.jpg", "out/a.jpg")
-    job = make_job(job_doc, tmp_path, tmp_path / "out")
-    assert sources.list_inputs(job) == ["a.jpg"]
+@pytest.mark.parametrize(("source", "destination"), [("in", "in/out"), ("in/", "in"), ("in", "in/./")])
+def test_a_destination_overlapping_the_source_is_refused(
+    job_doc: dict[str, Any], tmp_path: Path, source: str, destination: str
+) -> None:
+    touch(tmp_path, "in/a.jpg", "in/out/a.jpg")
+    job_doc["spec"]["source"] = {"uri": tmp_path.as_uri() + "/" + source}
+    job_doc["spec"]["destination"] = {"uri": tmp_path.as_uri() + "/" + destination, "format": "same"}
+    with pytest.raises(JobSpecError, match="outputs would be written among the inputs"):
+        parse_job(job_doc)
 
 
 def test_tasks_are_deterministic_and_distinct(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
@@ -133,3 +139,72 @@ def test_missing_source_is_a_spec_error(job_doc: dict[str, Any], tmp_path: Path)
 )
 def test_input_key_is_the_path_below_the_source(uri: str, key: str) -> None:
     assert sources.input_key("file:///data/in/", uri) == key
+
+
+def test_a_source_that_cannot_be_listed_completely_is_refused_naming_each_path(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg")
+    (src / "b.jpg").symlink_to(src / "gone.jpg")
+    os.mkfifo(src / "c.jpg")
+    with pytest.raises(JobSpecError) as caught:
+        sources.list_inputs(make_job(job_doc, src, dst))
+    text = "\n".join(caught.value.problems)
+    assert f"{src / 'b.jpg'}: broken symbolic link" in text
+    assert f"{src / 'c.jpg'}: not a regular file (a FIFO)" in text
+    assert "spec.source.skipUnreadable: true" in text
+
+
+def test_skip_unreadable_runs_without_those_paths_and_reports_each(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg")
+    (src / "b.jpg").symlink_to(src / "gone.jpg")
+    job_doc["spec"]["source"]["skipUnreadable"] = True
+    inputs = sources.scan_inputs(make_job(job_doc, src, dst))
+    assert inputs.keys == ["a.jpg"]
+    assert [(u.path, u.reason.split(" (")[0]) for u in inputs.skipped] == [(str(src / "b.jpg"), "broken symbolic link")]
+
+
+def test_a_destination_that_is_a_symlink_into_the_source_is_refused(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, _ = job_dirs
+    touch(src, "a.jpg")
+    (tmp_path / "link").symlink_to(src / "sub", target_is_directory=True)
+    with pytest.raises(JobSpecError, match=r"resolves to .*inside spec\.source\.uri"):
+        sources.list_inputs(make_job(job_doc, src, tmp_path / "link", format="same"))
+
+
+def test_colliding_outputs_onto_the_source_are_refused_as_an_overlap_not_with_format_same_advice(
+    job_doc: dict[str, Any], tmp_path: Path
+) -> None:
+    touch(tmp_path, "a.jpg", "a.png")
+    (tmp_path / "alias").symlink_to(tmp_path)
+    with pytest.raises(JobSpecError) as caught:
+        sources.list_inputs(make_job(job_doc, tmp_path, tmp_path / "alias", format="jpeg"))
+    assert "could overwrite them" in str(caught.value)
+    assert "format: same" not in str(caught.value)
+
+
+def test_an_empty_source_has_a_message_naming_the_source_and_globs(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    job_doc["spec"]["source"]["include"] = ["*.tiff"]
+    job = make_job(job_doc, src, dst)
+    assert sources.list_inputs(job) == []
+    assert sources.empty_message(job) == f"no inputs: nothing in {src.as_uri()}/ matches *.tiff; " + (
+        "check spec.source.uri and spec.source.include"
+    )
+
+
+def test_tasks_carry_the_source_prefix_for_the_workers_check(
+    job_doc: dict[str, Any], job_dirs: tuple[Path, Path]
+) -> None:
+    src, dst = job_dirs
+    touch(src, "a.jpg")
+    job = make_job(job_doc, src, dst)
+    assert sources.make_task(job, "a.jpg").source == job.spec.source.uri

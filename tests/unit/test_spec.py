@@ -202,3 +202,34 @@ def test_plain_paths_in_a_cluster_job_hint_at_local_mode(tmp_path: Path, job_doc
         load_job(path)
     assert err.value.problems[0].endswith("use `filterjob run`, or `filterjob validate --local`)")
     assert load_job(path, local=True).spec.source.uri.endswith("/samples/in/")
+
+
+@pytest.mark.parametrize(
+    ("source", "destination"),
+    [
+        ("file:///data/in/", "file:///data/in"),
+        ("file:///data/in", "file:///data/in/"),
+        ("file:///data/in/", "file:///data/./in//"),
+        ("file:///data/in/", "file:///data/x/../in/"),
+        ("file:///data/in/", "file:///data%2Fin/"),
+        ("file:///data/in/", "file:///data/in/out/"),
+        ("file:///data/in/", "file:///data/in%2Fout"),
+        ("file:///data/in/sub/", "file:///data/in/"),
+        ("file:///data/in/", "file:///"),
+    ],
+)
+def test_a_destination_overlapping_the_source_is_refused(
+    job_doc: dict[str, Any], source: str, destination: str
+) -> None:
+    job_doc["spec"]["source"]["uri"] = source
+    job_doc["spec"]["destination"]["uri"] = destination
+    with pytest.raises(JobSpecError, match="outputs would be written among the inputs") as caught:
+        parse_job(job_doc)
+    assert caught.value.problems[0].startswith("spec: destination.uri")
+
+
+@pytest.mark.parametrize("destination", ["file:///data/in2/", "file:///data/out/", "file:///data/i/"])
+def test_a_destination_beside_the_source_is_fine(job_doc: dict[str, Any], destination: str) -> None:
+    job_doc["spec"]["source"]["uri"] = "file:///data/in/"
+    job_doc["spec"]["destination"]["uri"] = destination
+    assert parse_job(job_doc).spec.destination.uri == destination

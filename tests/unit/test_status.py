@@ -165,3 +165,16 @@ def _ready(reason: str) -> dict[str, Any]:
 )
 def test_a_job_that_never_reached_its_broker_has_no_queues(observed: dict[str, Any], never: bool) -> None:
     assert status.never_declared(observed, broker_reasons=BROKER_REASONS) is never
+
+
+def test_source_conditions_say_what_was_skipped_and_that_a_source_is_empty() -> None:
+    assert status.source_conditions(skipped=[], empty=None, generation=1, previous=[]) == []
+    skipped = [f"/in/{n}.jpg: broken symbolic link" for n in range(7)]
+    found = status.source_conditions(skipped=skipped, empty="no inputs: nothing", generation=1, previous=[])
+    assert [(c["type"], c["status"], c["reason"]) for c in found] == [
+        ("InputsSkipped", "True", "SkippedUnreadable"),
+        ("SourceEmpty", "True", "NoInputs"),
+    ]
+    assert found[0]["message"].startswith("7 paths could not be listed and were skipped")
+    assert "/in/4.jpg: broken symbolic link; and 2 more" in found[0]["message"]
+    assert found[1]["message"] == "no inputs: nothing"

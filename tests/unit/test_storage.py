@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -331,3 +332,119 @@ def test_joined_uris_work_with_read_and_write(tmp_path: Path) -> None:
     storage.write_atomic(target, b"data")
     assert storage.read_bytes(target) == b"data"
     assert list(storage.list_keys(uri(tmp_path))) == ["sub dir/ünï #1.jpg"]
+
+
+# --- scan: nothing left out silently -----------------------------------------------------
+
+
+def reasons(found: storage.Scan, root: Path) -> dict[str, str]:
+    return {Path(u.path).relative_to(root).as_posix(): u.reason for u in found.unlisted}
+
+
+def test_scan_reports_broken_links_loops_and_special_files(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg", "sub/b.jpg")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "loop-a.jpg").symlink_to(tmp_path / "loop-b.jpg")
+    (tmp_path / "loop-b.jpg").symlink_to(tmp_path / "loop-a.jpg")
+    (tmp_path / "sub" / "up").symlink_to(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    found = storage.scan(uri(tmp_path))
+    assert found.keys == ["a.jpg", "sub/b.jpg"]
+    got = reasons(found, tmp_path)
+    assert set(got) == {"dangling.jpg", "loop-a.jpg", "loop-b.jpg", "sub/up", "pipe.jpg"}
+    assert got["dangling.jpg"].startswith("broken symbolic link")
+    assert got["loop-a.jpg"] == "symbolic link loop"
+    assert got["sub/up"].startswith("symbolic link loop")
+    assert got["pipe.jpg"].startswith("not a regular file (a FIFO)")
+
+
+def test_scan_reports_sockets_and_devices_that_are_selected(tmp_path: Path) -> None:
+    import socket  # noqa: PLC0415
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s.jpg"))
+        (tmp_path / "null.jpg").symlink_to("/dev/null")
+        found = storage.scan(uri(tmp_path))
+    got = reasons(found, tmp_path)
+    assert got["s.jpg"].startswith("not a regular file (a socket)")
+    assert got["null.jpg"].startswith("not a regular file (a device)")
+
+
+def test_scan_ignores_special_files_that_are_not_selected_but_never_a_broken_link(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg")
+    os.mkfifo(tmp_path / "notes.fifo")
+    # A dangling link may have stood for a directory of inputs: reported whatever its name.
+    (tmp_path / "2019").symlink_to(tmp_path / "unmounted")
+    found = storage.scan(uri(tmp_path), select=lambda key: key.endswith(".jpg"))
+    assert found.keys == ["a.jpg"]
+    assert set(reasons(found, tmp_path)) == {"2019"}
+
+
+def test_scan_follows_symlinked_directories(tmp_path: Path) -> None:
+    touch(tmp_path, "elsewhere/x.jpg", "src/a.jpg")
+    (tmp_path / "src" / "more").symlink_to(tmp_path / "elsewhere")
+    found = storage.scan(uri(tmp_path / "src"))
+    assert (found.keys, found.unlisted) == (["a.jpg", "more/x.jpg"], [])
+
+
+def test_scan_reports_a_directory_that_vanishes_while_listed(tmp_path: Path) -> None:
+    touch(tmp_path, "0.jpg", "later/b.jpg")
+
+    def remove_later(key: str) -> bool:
+        # Called for 0.jpg while the root is listed, before the walk enters later/.
+        shutil.rmtree(tmp_path / "later", ignore_errors=True)
+        return True
+
+    found = storage.scan(uri(tmp_path), select=remove_later)
+    assert found.keys == ["0.jpg"]
+    assert reasons(found, tmp_path) == {"later": "vanished while listing (No such file or directory)"}
+
+
+def test_scan_reports_a_file_that_vanishes_while_listed(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg", "b.jpg")
+
+    def remove_the_other(key: str) -> bool:
+        for name in ("a.jpg", "b.jpg"):
+            if name != key:
+                (tmp_path / name).unlink(missing_ok=True)
+        return True
+
+    found = storage.scan(uri(tmp_path), select=remove_the_other)
+    assert len(found.keys) == 1
+    assert list(reasons(found, tmp_path).values()) == ["vanished while listing (No such file or directory)"]
+
+
+def test_list_keys_refuses_a_source_it_cannot_list_completely(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "gone.jpg")
+    with pytest.raises(SpecError, match=r"b\.jpg: broken symbolic link"):
+        list(storage.list_keys(uri(tmp_path)))
+
+
+# --- refuse_overwriting_inputs ------------------------------------------------------------
+
+
+def test_a_worker_never_writes_onto_its_input(tmp_path: Path) -> None:
+    touch(tmp_path, "in/a.jpg")
+    target = uri(tmp_path / "in" / "a.jpg")
+    with pytest.raises(PermanentTaskError, match="it is the input itself"):
+        storage.refuse_overwriting_inputs(target, input_uri=target, source_uri=None)
+
+
+def test_a_worker_never_writes_below_the_source_even_through_a_symlink(tmp_path: Path) -> None:
+    touch(tmp_path, "in/a.jpg", "in/b.jpg")
+    (tmp_path / "out").symlink_to(tmp_path / "in")
+    with pytest.raises(PermanentTaskError, match="inside the source"):
+        storage.refuse_overwriting_inputs(
+            uri(tmp_path / "out" / "b.jpg"), input_uri=uri(tmp_path / "in" / "a.jpg"), source_uri=uri(tmp_path / "in")
+        )
+    storage.refuse_overwriting_inputs(
+        uri(tmp_path / "elsewhere" / "a.jpg"), input_uri=uri(tmp_path / "in" / "a.jpg"), source_uri=uri(tmp_path / "in")
+    )
+
+
+def test_a_task_whose_source_is_not_a_local_path_fails_the_task_not_the_worker(tmp_path: Path) -> None:
+    with pytest.raises(PermanentTaskError, match="cannot check where"):
+        storage.refuse_overwriting_inputs(
+            uri(tmp_path / "out.jpg"), input_uri=uri(tmp_path / "a.jpg"), source_uri="s3://bucket/in/"
+        )

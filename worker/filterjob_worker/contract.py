@@ -30,8 +30,11 @@ class Task:
     output: str
     filters: tuple[Mapping[str, Any], ...]
     format: OutputFormat = field(default_factory=OutputFormat)
+    #: The job's source prefix (optional in the contract): a worker never writes below it.
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"source": self.source} if self.source is not None else {}
         return {
             "v": VERSION,
             "job": self.job,
@@ -41,6 +44,7 @@ class Task:
             "output": self.output,
             "filters": [dict(f) for f in self.filters],
             "format": {"format": self.format.format, "quality": self.format.quality},
+            **extra,
         }
 
     def to_json(self) -> bytes:
@@ -78,6 +82,9 @@ class Task:
             output = OutputFormat(**fmt)
         except (TypeError, SpecError) as e:
             raise MalformedTask(f"field 'format': {e}") from e
+        source = data.get("source")
+        if source is not None and (not isinstance(source, str) or not source):
+            raise MalformedTask(f"field 'source' must be a non-empty string when given, got {source!r}")
         return cls(
             job=strings["job"],
             job_uid=strings["jobUid"],
@@ -86,6 +93,7 @@ class Task:
             output=strings["output"],
             filters=tuple(filters),
             format=output,
+            source=source,
         )
 
 

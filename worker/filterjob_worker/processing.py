@@ -72,6 +72,7 @@ def execute(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> int:
         encoded = codec.encode(decoded, image, task.format)
     except (OSError, ValueError) as e:
         raise PermanentTaskError(f"cannot encode output: {e}") from e
+    storage.refuse_overwriting_inputs(task.output, input_uri=task.input, source_uri=task.source)
     storage.write_atomic(task.output, encoded)
     return len(encoded)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,10 +19,12 @@ import pytest
 import yaml
 from aio_pika.abc import AbstractIncomingMessage
 
-from filterjob_operator import exits
+from filterjob_operator import exits, sources
 from filterjob_operator.local import Listener
 from filterjob_operator.local_broker import (
     BrokerOptions,
+    _count_written,
+    _Tally,
     declare_progress,
     fresh_topology,
     progress_queue,
@@ -28,8 +32,10 @@ from filterjob_operator.local_broker import (
 )
 from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import FilterJob, load_job
+from filterjob_operator.summary import RunSummary
 from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of
+from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
 
@@ -410,3 +416,89 @@ async def test_clean_deletes_a_jobs_queues_unless_consumers_are_attached(tmp_pat
         probe = await connection.channel()
         with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
             await probe.declare_queue(topology.parked, passive=True)
+
+
+def _written(root: Path) -> int:
+    return len(outputs(root))
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)], ids=str
+)
+def test_an_interrupted_broker_run_counts_every_output_it_wrote(
+    tmp_path: Path, sig: signal.Signals, group: bool
+) -> None:
+    made = make_samples(tmp_path / "in", count=120, size=(480, 360))
+    job = write_job(
+        # A name of its own: workers of another run on the same broker never take its tasks.
+        tmp_path,
+        f"interrupted-{sig.name}-{group}-{uuid.uuid4().hex[:8]}".lower(),
+        filters=[{"name": "blur", "radius": 6}],
+    )
+    process = subprocess.Popen(
+        [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _written(tmp_path / "out") < 4:
+            assert time.monotonic() < deadline, "no outputs appeared"
+            assert process.poll() is None, process.communicate()[0]
+            time.sleep(0.02)  # polling a condition with a deadline
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, output
+    assert "rerun with --skip-existing" in output
+    assert "Traceback" not in output
+    found = re.search(r"succeeded\s*│\s*(\d+)", output)
+    assert found is not None, output
+    assert int(found.group(1)) < len(made.good), "the run ended before the interrupt"
+    assert int(found.group(1)) == _written(tmp_path / "out"), output
+
+
+def test_a_source_that_cannot_be_listed_completely_exits_two_with_the_broker_too(tmp_path: Path) -> None:
+    make_samples(tmp_path / "in", count=2, size=(20, 15))
+    (tmp_path / "in" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    job = write_job(tmp_path, "unlisted")
+    result = subprocess.run(
+        [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{tmp_path / 'in' / 'gone.jpg'}: broken symbolic link" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_written_without_an_event_still_count_after_an_interrupt(tmp_path: Path) -> None:
+    """A worker stopped between its atomic write and its event: the output is counted,
+    an output left by an earlier run is not."""
+    make_samples(tmp_path / "in", count=3, size=(20, 15))
+    job = load_job(write_job(tmp_path, "written"), local=True)
+    summary = RunSummary(total=3)
+    tally = _Tally(job, summary, Listener())
+    keys = sources.list_inputs(job)
+    for key in keys:
+        tally.expect(sources.task_id(job, key), key)
+    tasks = [sources.make_task(job, key) for key in keys]
+    old = storage.to_path(tasks[0].output)
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"from an earlier run")
+    since = time.time_ns()
+    os.utime(old, ns=(since - 10**9, since - 10**9))
+    storage.write_atomic(tasks[1].output, b"written by this run")
+    _count_written(job, tally, since_ns=since)
+    assert (summary.succeeded, summary.done) == (1, 1)
+    assert summary.failures == []

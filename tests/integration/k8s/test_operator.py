@@ -680,13 +680,13 @@ def listed_by_the_operator(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     (in this process; a lister Job runs in its own) listed itself all the same."""
     monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     calls: list[str] = []
-    real = sources.list_inputs
+    real = sources.scan_inputs
 
-    def recording(job: Any) -> list[str]:
+    def recording(job: Any) -> sources.Inputs:
         calls.append(job.spec.source.uri)
         return real(job)
 
-    monkeypatch.setattr(sources, "list_inputs", recording)
+    monkeypatch.setattr(sources, "scan_inputs", recording)
     return calls
 
 
@@ -796,6 +796,70 @@ def test_a_source_the_lister_job_cannot_list_fails_the_job(
         job = cluster.wait_for_object(FILTERJOBS, NS, "nowhere", phase_is("Succeeded"), timeout=90)
     assert (job["status"]["total"], job["status"]["succeeded"], job["status"]["redriven"]) == (4, 4, "source-fixed")
     assert png_outputs(tmp_path / "out") == {p.relative_to(missing).with_suffix(".png").as_posix() for p in made.good}
+    assert listed_by_the_operator == []
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_a_source_the_operator_cannot_list_completely_fails_the_job_naming_the_path(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=3, size=(16, 12))
+    (tmp_path / "in" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    create(k8s_api, job_body("partial", tmp_path / "in", tmp_path / "out"), created)
+    with cluster.run_operator(HANDLERS):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "partial", phase_is("Failed"), timeout=30)
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidSource")
+    assert f"{tmp_path / 'in' / 'gone.jpg'}: broken symbolic link" in failed["message"]
+    assert "spec.source.skipUnreadable" in failed["message"]
+    assert cluster.get(DEPLOYMENTS, NS, "partial-workers") is None
+
+
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_an_empty_source_ends_with_a_source_empty_condition(
+    cluster: RunningCluster, k8s_api: K8sApi, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no images")
+    create(k8s_api, job_body("empty", tmp_path / "in", tmp_path / "out"), created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "empty", phase_is("Succeeded"), timeout=60)
+        wait_for_event(cluster, "NoInputs")
+    empty = next(c for c in job["status"]["conditions"] if c["type"] == "SourceEmpty")
+    assert (empty["status"], empty["reason"]) == ("True", "NoInputs")
+    assert "no inputs: nothing in" in empty["message"]
+    assert job["status"]["total"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubeconfig", "operator_env")
+def test_skip_unreadable_through_a_lister_job_reports_each_skipped_path(
+    cluster: RunningCluster,
+    k8s_api: K8sApi,
+    kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    listed_by_the_operator: list[str],
+) -> None:
+    made = make_samples(tmp_path / "in", count=3, size=(24, 18))
+    (tmp_path / "in" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    body = job_body("skipping", tmp_path / "in", tmp_path / "out")
+    body["spec"]["source"]["skipUnreadable"] = True
+    body["spec"]["autoscaling"] = {"maxReplicas": 1, "scaleDownDelaySeconds": 0}
+    create(k8s_api, body, created)
+    with cluster.run_operator(HANDLERS, timeout=60):
+        job = cluster.wait_for_object(FILTERJOBS, NS, "skipping", phase_is("Succeeded", "Failed"), timeout=90)
+        wait_for_event(cluster, "SkippedUnreadable")
+    state = job["status"]
+    assert (state["phase"], state["total"], state["succeeded"], state["skipped"]) == ("Succeeded", 3, 3, 1)
+    assert state["skippedPaths"][0]["path"] == str(tmp_path / "in" / "gone.jpg")
+    assert state["skippedPaths"][0]["reason"].startswith("broken symbolic link")
+    skipped = next(c for c in state["conditions"] if c["type"] == "InputsSkipped")
+    assert (skipped["status"], skipped["reason"]) == ("True", "SkippedUnreadable")
+    assert str(tmp_path / "in" / "gone.jpg") in skipped["message"]
+    assert png_outputs(tmp_path / "out") == {
+        p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in made.good
+    }
     assert listed_by_the_operator == []
 
 
