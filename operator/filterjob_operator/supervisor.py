@@ -101,7 +101,8 @@ class Supervisor:
         self._keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.replicas)]
 
     async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
-        env = {**self.env, "FILTERJOB_WORKER_ID": f"local-{slot}"}
+        # FILTERJOB_PARENT_PID: a worker drains and exits if this process dies without stopping it.
+        env = {**self.env, "FILTERJOB_WORKER_ID": f"local-{slot}", "FILTERJOB_PARENT_PID": str(os.getpid())}
         return await asyncio.create_subprocess_exec(
             *self.command, env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )

@@ -122,5 +122,5 @@ def test_an_input_that_vanishes_after_the_listing_is_reported_as_failed(
     summary = run_local(local_job(job_doc, src, dst), options=LocalOptions(workers=1), listener=RemoveOnStart(gone))
     assert (summary.total, summary.succeeded, summary.failed) == (3, 2, 1)
     assert summary.failures[0].input == "img-00000.jpg"
-    assert summary.failures[0].reason.startswith("InputNotFound: cannot read")
+    assert summary.failures[0].reason.startswith("input missing: cannot read")
     assert not summary.ok

@@ -284,3 +284,11 @@ def test_json_formatter_through_a_logger(caplog: pytest.LogCaptureFixture) -> No
         logger.info("attempt %d", 3, extra={"task": "t", "attempt": 3, "worker": "w", "job": "ns/j"})
     out = json.loads(JsonFormatter().format(caplog.records[-1]))
     assert out == {**out, "msg": "attempt 3", "task": "t", "attempt": 3, "worker": "w", "job": "ns/j"}
+
+
+def test_the_parent_pid_is_local_modes_only() -> None:
+    required = {"FILTERJOB_BROKER_URL": "amqp://h/", "FILTERJOB_QUEUE": "fj.a.b.c.tasks"}
+    assert WorkerConfig.from_env(required).parent_pid is None
+    assert WorkerConfig.from_env({**required, "FILTERJOB_PARENT_PID": "4242"}).parent_pid == 4242
+    with pytest.raises(SpecError, match="FILTERJOB_PARENT_PID must be an integer"):
+        WorkerConfig.from_env({**required, "FILTERJOB_PARENT_PID": "me"})

@@ -14,6 +14,7 @@
 | ``FILTERJOB_GRACE_SECONDS`` | time to finish in-flight images on SIGTERM | 25 |
 | ``FILTERJOB_EXECUTOR`` | ``thread`` or ``process`` pool for the CPU work | thread |
 | ``FILTERJOB_WORKER_ID`` | name in logs and events | hostname-pid |
+| ``FILTERJOB_PARENT_PID`` | local mode: drain and exit when this process (the supervisor) dies | unset |
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class WorkerConfig:
     # in throughput (bench/executor_bench.py) without IPC or orphaned children.
     executor: Literal["process", "thread"] = "thread"
     worker_id: str = ""
+    #: Local mode: the supervising ``filterjob run`` process; the worker must not outlive it.
+    parent_pid: int | None = None
 
     @property
     def topology(self) -> Topology:
@@ -155,6 +158,7 @@ class WorkerConfig:
         executor = text("EXECUTOR", "thread")
         if executor not in ("process", "thread"):
             problems.append(f"{PREFIX}EXECUTOR must be process or thread, got {executor!r}")
+        parent = int(number("PARENT_PID", 0, 0, 2**22)) or None
         if problems:
             raise SpecError(problems)
         return cls(
@@ -168,4 +172,5 @@ class WorkerConfig:
             grace_seconds=grace,
             executor="process" if executor == "process" else "thread",
             worker_id=text("WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"),
+            parent_pid=parent,
         )

@@ -8,7 +8,7 @@ import multiprocessing
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from filterjob_worker import http, logs, processing
+from filterjob_worker import http, logs, parent, processing
 from filterjob_worker.config import WorkerConfig, redact
 from filterjob_worker.consumer import Consumer
 from filterjob_worker.health import Health, LoopLagProbe
@@ -39,6 +39,8 @@ async def serve(config: WorkerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.parent_pid is not None:
+        parent.stop_with_parent(config.parent_pid)
     runner = await http.start(health, metrics, config.health_port)
     probe = LoopLagProbe(health)
     probe.start()

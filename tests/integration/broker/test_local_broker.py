@@ -115,7 +115,9 @@ def test_run_with_broker_from_the_command_line(tmp_path: Path) -> None:
     # The workers were the real entrypoint, logging JSON to the requested files.
     logs = sorted((tmp_path / "logs").glob("worker-*.log"))
     assert len(logs) == 2
-    assert all('"msg": "consuming ' in log.read_text() for log in logs)
+    # Each wrote JSON lines; which of them got as far as consuming before 12 images were done is luck.
+    assert all(line.startswith("{") for log in logs for line in log.read_text().splitlines())
+    assert any('"msg": "consuming ' in log.read_text() for log in logs)
     assert "guest:guest" not in "".join(log.read_text() for log in logs)
 
 

@@ -37,7 +37,16 @@ from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADE
 from filterjob_worker.storage import to_path
 from filterjob_worker.topology import Topology, declare, delete
 
-from .conftest import FAST_RETRY, MANAGEMENT_URL, EventLog, WorkerFactory, WorkerProcess, make_tasks, publish
+from .conftest import (
+    BROKER_URL,
+    FAST_RETRY,
+    MANAGEMENT_URL,
+    EventLog,
+    WorkerFactory,
+    WorkerProcess,
+    make_tasks,
+    publish,
+)
 
 #: A pipeline that takes a noticeable time per image (scaled by the image size).
 BLUR = {"name": "blur", "radius": 30}
@@ -608,3 +617,46 @@ def test_help_prints_the_variable_table() -> None:
     assert "usage: filterjob-worker" in result.stdout
     for variable in VARIABLES:
         assert f"``{variable}``" in result.stdout
+
+
+async def test_a_local_worker_drains_and_exits_when_its_supervisor_is_killed(declared: Topology) -> None:
+    """FILTERJOB_PARENT_PID: a SIGKILLed ``filterjob run`` leaves no worker consuming for ever."""
+    # A stand-in parent that starts a real worker the way the supervisor does; the worker
+    # inherits its stderr, so that pipe reaches end-of-file only once the worker has exited.
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import os, subprocess, sys\n"
+        "env = {**os.environ, 'FILTERJOB_PARENT_PID': str(os.getpid())}\n"
+        "subprocess.Popen([sys.executable, '-m', 'filterjob_worker'], env=env, stdin=subprocess.DEVNULL)\n"
+        "sys.stdin.read()\n",
+        env={
+            **os.environ,
+            "FILTERJOB_BROKER_URL": BROKER_URL,
+            "FILTERJOB_QUEUE": declared.tasks,
+            "FILTERJOB_HEALTH_PORT": "0",
+        },
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert parent.stderr is not None
+    said: list[str] = []
+
+    async def until(text: str) -> None:
+        assert parent.stderr is not None
+        while line := (await parent.stderr.readline()).decode():
+            said.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"the worker ended without saying {text!r}: {''.join(said)[-2000:]}")
+
+    await asyncio.wait_for(until('"msg": "consuming '), 30)
+    parent.kill()  # its wait() would also wait for the pipe the worker holds: not awaited here
+    try:
+        await asyncio.wait_for(until('"msg": "worker stopped"'), 30)
+        assert any("signal received, draining" in line for line in said)
+        # End of file: the worker has gone, not only logged its last line.
+        assert await asyncio.wait_for(parent.stderr.read(), 30) == b""
+    finally:
+        if parent.stderr.at_eof():
+            await parent.wait()
