@@ -157,6 +157,59 @@ class WorkersFailed(Exception):
         self.summary = summary
 
 
+class _Session:
+    """One run through the broker: its connection, its summary and what an interrupt does.
+
+    An interrupt (Ctrl-C, SIGTERM as a cancel) counts what the stopped workers finished
+    and wrote, and tells watchers the run ended; the summary is returned either way.
+    """
+
+    def __init__(self, job: FilterJob, connection: AbstractRobustConnection) -> None:
+        self.job = job
+        self.topology = topology_of(job)
+        self.connection = connection
+        self.summary = RunSummary()
+        self.tally: _Tally | None = None
+        self.channel: AbstractChannel | None = None
+        self._start = time.perf_counter()
+        self._started_ns = time.time_ns()
+
+    @classmethod
+    async def open(cls, job: FilterJob, options: BrokerOptions, *, name: str) -> _Session:
+        # First: a wrong URL or password is one message, before any listing or worker.
+        return cls(job, await broker_errors.connect_robust(options.broker_url, name=f"filterjob {name} {job.key}"))
+
+    def count(self, summary: RunSummary, listener: Listener, tasks: dict[str, str]) -> _Tally:
+        """Count ``tasks`` (task id → input key) into ``summary``."""
+        self.summary = summary
+        self.tally = _Tally(self.job, summary, listener)
+        for task_id, key in tasks.items():
+            self.tally.expect(task_id, key)
+        return self.tally
+
+    async def __aenter__(self) -> _Session:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
+        interrupted = kind is not None and issubclass(kind, KeyboardInterrupt | asyncio.CancelledError)
+        try:
+            if interrupted:
+                self.summary.interrupted = True
+                if self.tally is not None:
+                    await _count_finished(self.connection, self.channel, self.topology, self.tally)
+                    _count_written(self.job, self.tally, since_ns=self._started_ns)
+                # Best effort: watchers stop on it; an interrupted run must still end quickly.
+                with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+                    await asyncio.wait_for(self.announce(), ANNOUNCE_TIMEOUT)
+        finally:
+            await self.connection.close()
+            self.summary.seconds = time.perf_counter() - self._start
+        return interrupted
+
+    async def announce(self) -> None:
+        await announce_finished(self.connection, self.topology, self.job, self.summary)
+
+
 async def run_with_broker(
     job: FilterJob,
     *,
@@ -170,38 +223,19 @@ async def run_with_broker(
     reached or refuses us, and :class:`WorkersFailed` if the workers cannot run.
     """
     listener = listener or Listener()
-    start = time.perf_counter()
-    started_ns = time.time_ns()
-    topology = topology_of(job)
-    # First: a wrong URL or password is one message, before any listing or worker.
-    connection = await broker_errors.connect_robust(options.broker_url, name=f"filterjob run {job.key}")
-    summary = RunSummary()
-    tally: _Tally | None = None
-    channel: AbstractChannel | None = None
-    try:
+    session = await _Session.open(job, options, name="run")
+    async with session:
         summary, to_run = begin_run(job, listener, skip_existing=options.skip_existing)
+        session.summary = summary
         with broker_errors.translated(options.broker_url):
-            channel = await fresh_topology(connection, topology)
-            progress = await declare_progress(channel, topology)
+            session.channel = channel = await fresh_topology(session.connection, session.topology)
+            progress = await declare_progress(channel, session.topology)
             await progress.purge()
-        tally = _Tally(job, summary, listener)
-        for key in to_run:
-            tally.expect(sources.task_id(job, key), key)
-        enqueue = functools.partial(_enqueue, connection, job, to_run, tally)
+        tally = session.count(summary, listener, {sources.task_id(job, key): key for key in to_run})
+        enqueue = functools.partial(_enqueue, session.connection, job, to_run, tally)
         await _follow(channel, progress, job, options, listener, tally, enqueue, supervisor_ready)
-        await announce_finished(connection, topology, job, summary)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        summary.interrupted = True
-        if tally is not None:
-            await _count_finished(connection, channel, topology, tally)
-            _count_written(job, tally, since_ns=started_ns)
-        # Best effort: watchers stop on it; an interrupted run must still end quickly.
-        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(announce_finished(connection, topology, job, summary), ANNOUNCE_TIMEOUT)
-    finally:
-        await connection.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+        await session.announce()
+    return session.summary
 
 
 async def announce_finished(
@@ -235,40 +269,25 @@ async def redrive_with_broker(
     broker cannot be reached or the job has no queues (it never ran, or they were cleaned).
     """
     listener = listener or Listener()
-    start = time.perf_counter()
-    started_ns = time.time_ns()
-    topology = topology_of(job)
-    connection = await broker_errors.connect_robust(options.broker_url, name=f"filterjob redrive {job.key}")
-    summary = RunSummary()
-    tally: _Tally | None = None
-    channel: AbstractChannel | None = None
-    try:
+    session = await _Session.open(job, options, name="redrive")
+    topology = session.topology
+    async with session:
         with broker_errors.translated(options.broker_url):
-            channel = await connection.channel(publisher_confirms=True)
+            session.channel = channel = await session.connection.channel(publisher_confirms=True)
             await channel.get_queue(topology.parked, ensure=True)  # no queues: say so before declaring any
             # Bound before the tasks move, so no task can finish unseen.
             progress = await declare_progress(channel, topology)
             await progress.purge()
-            moved = await broker.redrive(connection, topology)
-        summary = RunSummary(total=len(moved))
+            moved = await broker.redrive(session.connection, topology)
         listener.started(len(moved))
-        tally = _Tally(job, summary, listener)
-        for parked in moved:
-            tally.expect(parked.task, parked.input.removeprefix(job.spec.source.uri) or parked.task)
+        keys = {parked.task: parked.input.removeprefix(job.spec.source.uri) or parked.task for parked in moved}
+        tally = session.count(RunSummary(total=len(moved)), listener, keys)
         if moved:
             await _follow(channel, progress, job, options, listener, tally, functools.partial(_enqueued, tally), None)
-            await announce_finished(connection, topology, job, summary)
+            await session.announce()
         else:
             await channel.queue_delete(progress_queue(topology))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        summary.interrupted = True
-        if tally is not None:
-            await _count_finished(connection, channel, topology, tally)
-            _count_written(job, tally, since_ns=started_ns)
-    finally:
-        await connection.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return session.summary
 
 
 async def _enqueued(tally: _Tally) -> None:
