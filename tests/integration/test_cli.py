@@ -11,8 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import yaml
 
 from filterjob_operator.samples import make_samples
 from filterjob_worker.catalog import CATALOG
-from filterjob_worker.storage import TEMP_SUFFIX
+from tests.helpers import runs
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTERJOB = shutil.which("filterjob", path=str(Path(sys.executable).parent)) or "filterjob"
@@ -240,14 +239,6 @@ def written(out: Path) -> int:
     return sum(1 for p in out.rglob("*.jpg") if p.is_file())
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.02)  # polling a condition with a deadline
-
-
 def interrupted_run(tmp_path: Path, sig: signal.Signals, *, group: bool, args: Sequence[str] = ()) -> tuple[str, int]:
     """Start a run, signal it once some outputs exist; its output and the outputs on disk."""
     made = make_samples(tmp_path / "in", count=150, size=(480, 360))
@@ -255,31 +246,10 @@ def interrupted_run(tmp_path: Path, sig: signal.Signals, *, group: bool, args: S
     doc = yaml.safe_load(job.read_text())
     doc["spec"]["filters"] = [{"name": "blur", "radius": 6}, {"name": "sharpen"}]
     job.write_text(yaml.safe_dump(doc))
-    process = subprocess.Popen(
-        [FILTERJOB, "run", str(job), "--no-progress", "--workers", "2", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        wait_for(lambda: written(tmp_path / "out") >= 4, timeout=60, message="some outputs")
-        if group:
-            os.killpg(process.pid, sig)  # as a terminal's Ctrl-C, or `timeout`, signals the whole group
-        else:
-            process.send_signal(sig)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 1, output
-    assert "rerun with --skip-existing" in output
-    assert "Traceback" not in output
-    assert not list((tmp_path / "out").rglob(f"*{TEMP_SUFFIX}"))
-    found = re.search(r"succeeded\s*│\s*(\d+)", output)
-    assert found is not None, output
-    assert int(found.group(1)) < len(made.good), "the run ended before the interrupt"
+    argv = [FILTERJOB, "run", str(job), "--no-progress", "--workers", "2", *args]
+    output = runs.interrupted_run(argv, lambda: written(tmp_path / "out"), sig, group=group, timeout=60)
+    assert runs.no_temporary_files(tmp_path / "out")
+    assert runs.succeeded(output) < len(made.good), "the run ended before the interrupt"
     return output, written(tmp_path / "out")
 
 
@@ -288,9 +258,7 @@ def interrupted_run(tmp_path: Path, sig: signal.Signals, *, group: bool, args: S
 )
 def test_an_interrupted_run_counts_every_output_it_wrote(tmp_path: Path, sig: signal.Signals, group: bool) -> None:
     output, on_disk = interrupted_run(tmp_path, sig, group=group)
-    found = re.search(r"succeeded\s*│\s*(\d+)", output)
-    assert found is not None
-    assert int(found.group(1)) == on_disk, output
+    assert runs.succeeded(output) == on_disk, output
 
 
 def test_skip_unreadable_reports_a_directory_it_may_not_read(nobody_dir: Path) -> None:

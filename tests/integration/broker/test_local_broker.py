@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
+from tests.helpers import runs
 
 from .conftest import BROKER_URL, filterjob, free_port
 
@@ -437,35 +437,10 @@ def test_an_interrupted_broker_run_counts_every_output_it_wrote(
         f"interrupted-{sig.name}-{group}-{uuid.uuid4().hex[:8]}".lower(),
         filters=[{"name": "blur", "radius": 6}],
     )
-    process = subprocess.Popen(
-        [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while _written(tmp_path / "out") < 4:
-            assert time.monotonic() < deadline, "no outputs appeared"
-            assert process.poll() is None, process.communicate()[0]
-            time.sleep(0.02)  # polling a condition with a deadline
-        if group:
-            os.killpg(process.pid, sig)
-        else:
-            process.send_signal(sig)
-        output, _ = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 1, output
-    assert "rerun with --skip-existing" in output
-    assert "Traceback" not in output
-    found = re.search(r"succeeded\s*│\s*(\d+)", output)
-    assert found is not None, output
-    assert int(found.group(1)) < len(made.good), "the run ended before the interrupt"
-    assert int(found.group(1)) == _written(tmp_path / "out"), output
+    argv = [FILTERJOB, "run", str(job), "--broker", BROKER_URL, "--workers", "2", "--no-progress"]
+    output = runs.interrupted_run(argv, lambda: _written(tmp_path / "out"), sig, group=group)
+    assert runs.succeeded(output) < len(made.good), "the run ended before the interrupt"
+    assert runs.succeeded(output) == _written(tmp_path / "out"), output
 
 
 def test_a_source_that_cannot_be_listed_completely_exits_two_with_the_broker_too(tmp_path: Path) -> None:
