@@ -127,6 +127,19 @@ def describe(error: BaseException, url: str, *, timeout: float | None = None) ->
     return None
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether the broker was not reached at all (network, DNS, TLS, a silent port), as
+    opposed to reached and refusing (login, vhost, permissions)."""
+    for cause in _chain(error):
+        if isinstance(cause, amqp.AMQPError) and not isinstance(cause, amqp.AMQPConnectionError):
+            return False  # the broker answered: it refused
+        if isinstance(cause, amqp.ProbableAuthenticationError | amqp.AuthenticationError | amqp.ConnectionNotAllowed):
+            return False
+        if isinstance(cause, OSError | TimeoutError) and not isinstance(cause, amqp.AMQPConnectionError):
+            return True
+    return False
+
+
 def _port(url: str) -> int:
     parts = urlsplit(url)
     return parts.port or (5671 if parts.scheme == "amqps" else 5672)

@@ -7,17 +7,12 @@ refuses or cannot be reached all end as :class:`BrokerUnavailable`, whose ``reas
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
-from filterjob_operator import broker
+from filterjob_operator import broker, broker_errors
 from filterjob_operator.kube import Kube, KubeError
+from filterjob_worker.config import broker_url_problem
 
-#: Seconds a first connection attempt may take before the broker counts as unreachable.
-CONNECT_TIMEOUT = 10.0
-_SCHEMES = ("amqp", "amqps")
 #: The reasons of :class:`BrokerUnavailable`, as conditions show them.
 REASONS = ("BrokerSecretMissing", "BrokerSecretInvalid", "BrokerSecretUnreadable", "BrokerRefused", "BrokerUnreachable")
 
@@ -31,28 +26,11 @@ class BrokerUnavailable(Exception):
         self.message = message
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
-
-
 def check_url(url: str, where: str) -> str:
-    """``url`` if it is an ``amqp(s)://host/...`` URL; a robust connection retries a bad one forever."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is no number
-    except ValueError as e:
-        raise BrokerUnavailable("BrokerSecretInvalid", f"{where}: url is not a valid URL ({e})") from None
-    if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise BrokerUnavailable(
-            "BrokerSecretInvalid", f"{where}: url must be amqp://user:password@host:5672/vhost, got {redacted(url)!r}"
-        )
+    """``url`` if it is an ``amqp(s)://host/...`` URL (the workers' own check); a robust
+    connection would retry a bad one forever."""
+    if (problem := broker_url_problem(url)) is not None:
+        raise BrokerUnavailable("BrokerSecretInvalid", f"{where}: url {problem}")
     return url
 
 
@@ -81,27 +59,23 @@ async def urls(kube: Kube, namespace: str, name: str) -> tuple[str, str]:
     return url, secret.get("managementUrl") or broker.management_url_for(url)
 
 
-def _refused(url: str, secret: str, error: BaseException) -> BrokerUnavailable:
-    detail = str(error) or type(error).__name__
-    where = f"the broker {redacted(url)} of Secret {secret}"
-    if isinstance(error, aio_pika.exceptions.ProbableAuthenticationError):
-        return BrokerUnavailable("BrokerRefused", f"{where} refused the credentials: {detail}")
-    if isinstance(error, OSError | TimeoutError):
-        return BrokerUnavailable("BrokerUnreachable", f"{where} cannot be reached: {detail}")
-    return BrokerUnavailable("BrokerRefused", f"{where} refused the connection (does the vhost exist?): {detail}")
+def _unavailable(error: broker_errors.BrokerUnavailable, secret: str) -> BrokerUnavailable:
+    """The command line's one-line message, with a condition reason: is it the network or the broker?"""
+    reason = "BrokerUnreachable" if broker_errors.unreachable(error) else "BrokerRefused"
+    return BrokerUnavailable(reason, f"Secret {secret}: {error}")
 
 
 async def connect(url: str, *, secret: str, name: str) -> AbstractRobustConnection:
     """A robust connection (it reconnects by itself once it stood); the first attempt must succeed."""
     try:
-        return await aio_pika.connect_robust(url, timeout=CONNECT_TIMEOUT, client_properties={"connection_name": name})
-    except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, ValueError) as e:
-        raise _refused(url, secret, e) from None
+        return await broker_errors.connect_robust(url, name=name)
+    except broker_errors.BrokerUnavailable as e:
+        raise _unavailable(e, secret) from None
 
 
 async def connect_once(url: str, *, secret: str) -> AbstractConnection:
     """A plain connection, for one short task."""
     try:
-        return await aio_pika.connect(url, timeout=CONNECT_TIMEOUT)
-    except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, ValueError) as e:
-        raise _refused(url, secret, e) from None
+        return await broker_errors.connect(url, name="filterjob operator")
+    except broker_errors.BrokerUnavailable as e:
+        raise _unavailable(e, secret) from None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 
 import aiormq.exceptions
+import aiormq.exceptions as amqp
 import pytest
 
-from filterjob_operator.broker_errors import CONNECT_TIMEOUT, connect_timeout, describe
+from filterjob_operator.broker_errors import CONNECT_TIMEOUT, connect_timeout, describe, unreachable
 
 URL = "amqp://app:s3cret@rabbit.example:5672/jobs"
 
@@ -62,3 +63,15 @@ def test_a_connect_timeout_that_is_not_a_positive_number_is_named(value: str) ->
         ValueError, match=f"FILTERJOB_CONNECT_TIMEOUT must be a positive number of seconds, got '{value}'"
     ):
         connect_timeout({"FILTERJOB_CONNECT_TIMEOUT": value})
+
+
+def test_unreachable_tells_the_network_from_a_refusal() -> None:
+    def chained(outer: BaseException, cause: BaseException) -> BaseException:
+        outer.__cause__ = cause
+        return outer
+
+    assert unreachable(chained(amqp.AMQPConnectionError("failed"), ConnectionRefusedError(111, "refused")))
+    assert unreachable(socket.gaierror(-2, "Name or service not known"))
+    assert unreachable(TimeoutError())
+    assert not unreachable(amqp.ProbableAuthenticationError("ACCESS_REFUSED"))
+    assert not unreachable(amqp.ChannelAccessRefused("ACCESS_REFUSED - access to exchange"))

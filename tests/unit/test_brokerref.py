@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filterjob_operator.brokerref import BrokerUnavailable, check_url, redacted
-
-
-def test_redacted_hides_only_the_password() -> None:
-    assert redacted("amqp://fj:s3cr%2Ft@rabbit:5672/jobs") == "amqp://fj:***@rabbit:5672/jobs"
-    assert redacted("amqp://rabbit/") == "amqp://rabbit/"
+from filterjob_operator.brokerref import BrokerUnavailable, check_url
 
 
 @pytest.mark.parametrize("url", ["amqp://u:p@rabbit:5672/", "amqps://rabbit/vhost", "amqp://127.0.0.1"])

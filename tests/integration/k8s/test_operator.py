@@ -291,9 +291,13 @@ def events_with(cluster: RunningCluster, reason: str) -> list[dict[str, Any]]:
     [
         (None, "BrokerSecretMissing", "the broker Secret photos/broker does not exist"),
         ({"uri": BROKER_URL}, "BrokerSecretInvalid", "the broker Secret photos/broker has no key url"),
-        ({"url": "rabbitmq:5672"}, "BrokerSecretInvalid", "url must be amqp://user:password@host:5672/vhost"),
-        ({"url": BROKER_URL.replace("guest@", "wrong-password@")}, "BrokerRefused", "refused the credentials"),
-        ({"url": "amqp://guest:guest@127.0.0.1:1/"}, "BrokerUnreachable", "cannot be reached"),
+        ({"url": "rabbitmq:5672"}, "BrokerSecretInvalid", "url must be an amqp:// or amqps:// URL"),
+        (
+            {"url": BROKER_URL.replace("guest@", "wrong-password@")},
+            "BrokerRefused",
+            "refused the login of user 'guest'",
+        ),
+        ({"url": "amqp://guest:guest@127.0.0.1:1/"}, "BrokerUnreachable", "connection refused by 127.0.0.1:1"),
     ],
     ids=["missing", "no-url", "not-amqp", "refused", "unreachable"],
 )
