@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import aiormq.exceptions
-import aiormq.exceptions as amqp
 import pytest
 
 from filterjob_operator.broker_errors import CONNECT_TIMEOUT, connect_timeout, describe, unreachable
@@ -70,8 +69,8 @@ def test_unreachable_tells_the_network_from_a_refusal() -> None:
         outer.__cause__ = cause
         return outer
 
-    assert unreachable(chained(amqp.AMQPConnectionError("failed"), ConnectionRefusedError(111, "refused")))
+    assert unreachable(chained(aiormq.exceptions.AMQPConnectionError("failed"), ConnectionRefusedError(111, "refused")))
     assert unreachable(socket.gaierror(-2, "Name or service not known"))
     assert unreachable(TimeoutError())
-    assert not unreachable(amqp.ProbableAuthenticationError("ACCESS_REFUSED"))
-    assert not unreachable(amqp.ChannelAccessRefused("ACCESS_REFUSED - access to exchange"))
+    assert not unreachable(aiormq.exceptions.ProbableAuthenticationError("ACCESS_REFUSED"))
+    assert not unreachable(aiormq.exceptions.ChannelAccessRefused("ACCESS_REFUSED - access to exchange"))
