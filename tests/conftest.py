@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 
 JOB: dict[str, Any] = {
     "apiVersion": "filterjob.dev/v1alpha1",
@@ -43,3 +45,18 @@ def write_job(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real Kubernetes control plane on loopback, started once per session (tests/helpers/controlplane.py).
+
+    Builds the pinned binaries first if they are missing (scripts/ensure-k8s-binaries.sh: minutes on
+    a fresh machine, well under a second once built). Everything is stopped at the end of the session.
+    """
+    try:
+        plane = ControlPlane.start(tmp_path_factory.mktemp("control-plane"), binaries=Binaries.ensure())
+    except ControlPlaneError as error:
+        pytest.fail(str(error), pytrace=False)
+    with plane:
+        yield plane

@@ -181,9 +181,9 @@ def wait_gone(pid: int, binary: str, timeout: float) -> bool:
 def get(url_port: int, path: str, context: ssl.SSLContext | None) -> tuple[int, str]:
     """GET ``path`` from 127.0.0.1:PORT (HTTPS with ``context``, else HTTP); (0, why) if it does not answer."""
     connection = (
-        http.client.HTTPSConnection("127.0.0.1", url_port, context=context, timeout=5)
+        http.client.HTTPSConnection("127.0.0.1", url_port, context=context, timeout=2)
         if context
-        else http.client.HTTPConnection("127.0.0.1", url_port, timeout=5)
+        else http.client.HTTPConnection("127.0.0.1", url_port, timeout=2)
     )
     try:
         connection.request("GET", path)
@@ -315,7 +315,8 @@ class ControlPlane:
         while pending:
             for name, spec in list(pending.items()):
                 component = self.components[name]
-                if spec.ready(component.port):
+                # Exited first: whoever else holds a port it could not bind may never answer a probe.
+                if component.running() and spec.ready(component.port):
                     del pending[name]
                     continue
                 if not component.running():
