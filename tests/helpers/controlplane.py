@@ -595,34 +595,46 @@ class ControlPlane:
 
     # -- the audit log -----------------------------------------------------------------------
 
-    def audit_events(self) -> list[dict[str, Any]]:
-        """Every audit event written so far (one JSON object a line; a line being written is skipped)."""
+    def audit_offset(self) -> int:
+        """Where the audit log ends now: pass it as ``since`` to see only what a test did after it."""
         try:
-            text = self.audit_log.read_text()
+            return self.audit_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def audit_events(self, *, since: int = 0) -> list[dict[str, Any]]:
+        """The audit events written after offset ``since`` (one JSON object a line; one being written
+        is left for the next read)."""
+        try:
+            with self.audit_log.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode()
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
-    def await_audit(self, match: Callable[[dict[str, Any]], bool], *, timeout: float = 30.0) -> dict[str, Any]:
-        """The first audit event ``match`` accepts, waiting for the log to get it (it is written as the
-        response goes out, so a client can see its answer a moment before the event is on disk)."""
+    def await_audit(
+        self, match: Callable[[dict[str, Any]], bool], *, since: int = 0, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first audit event after ``since`` that ``match`` accepts, waiting for the log to get it (it
+        is written as the response goes out, so a client can see its answer just before)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = next((event for event in self.audit_events() if match(event)), None)
+            found = next((event for event in self.audit_events(since=since) if match(event)), None)
             if found is not None:
                 return found
             if time.monotonic() > deadline:
                 raise AssertionError(f"no audit event in {self.audit_log} matched within {timeout:.0f} s")
             time.sleep(0.1)
 
-    def api_usage(self, user: str, *, decision: str | None = None) -> set[tuple[str, str, str, str]]:
+    def api_usage(self, user: str, *, since: int = 0, decision: str | None = None) -> set[tuple[str, str, str, str]]:
         """What ``user`` called, as (verb, apiGroup, resource, subresource); "" for the core group or none.
 
         Requests to non-resource URLs (``/version``, discovery) are left out; ``decision`` ("allow" or
-        "forbid") keeps only requests the authorizer decided so.
+        "forbid") keeps only requests the authorizer decided so; ``since`` as in ``audit_events``.
         """
         usage = set()
-        for event in self.audit_events():
+        for event in self.audit_events(since=since):
             target = event.get("objectRef")
             if event.get("user", {}).get("username") != user or not target:
                 continue
@@ -669,6 +681,15 @@ def dev_up(directory: Path) -> int:
     running = ControlPlane.attach(directory)
     if running and all(c.running() for c in running.components.values()) and len(running.components) == 4:
         print(f"the control plane in {directory} is already running at {running.server}")
+        state = json.loads(running.state_file.read_text())
+        kubelet = state.get("kubelet")
+        if not (kubelet and alive(kubelet["pid"], kubelet["binary"])):  # died, or only there now
+            try:
+                state["kubelet"] = start_kubelet_if_there(running)
+            except ControlPlaneError as error:
+                print(f"dev-cluster: {error}", file=sys.stderr)
+                return 1
+            running.state_file.write_text(json.dumps(state, indent=2))
         print(f"export KUBECONFIG={running.kubeconfig}")
         return 0
     if running:  # left over from a crash or a reboot: stop what remains, start again on the same data
