@@ -400,8 +400,9 @@ class ControlPlane:
                 f"--listen-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-cluster=filterjob-test=http://127.0.0.1:{peer}",
-                # Throwaway data on a shared disk: an fsync per write would make every test wait.
-                "--unsafe-no-fsync=true",
+                # Test data is throwaway and an fsync per write would make every test wait on a shared
+                # disk; a person's cluster (detached) keeps its data through a power loss instead.
+                f"--unsafe-no-fsync={str(not self.detached).lower()}",
             ]
 
         def ready(port: int) -> bool:
