@@ -567,6 +567,15 @@ class ControlPlane:
         path.chmod(0o600)
         return path
 
+    def node_kubeconfig(self, path: Path, node: str) -> Path:
+        """A kubeconfig with the identity of ``node``'s kubelet (``system:node:NODE`` in ``system:nodes``).
+
+        The Node authorizer and NodeRestriction let it create and update its own Node and Lease,
+        read and write the status of pods bound to it, read the Secrets, ConfigMaps and claims
+        those pods use and ask for their ServiceAccounts' tokens (bound to the pod); nothing more.
+        """
+        return self.write_kubeconfig(path, user=f"system:node:{node}", groups=("system:nodes",))
+
     def api_client(self, *, token: str | None = None) -> kubernetes.client.ApiClient:
         """A ``kubernetes`` client for this API server, as the admin or with a bearer ``token``."""
         configuration = kubernetes.client.Configuration()

@@ -295,7 +295,7 @@ def test_the_scheduler_binds_a_pod_to_a_ready_node_registered_with_a_node_identi
     core.create_namespaced_pod(namespace, {**pod_template(namespace, {}, node), "metadata": {"name": "p"}})
 
     # The kubelet's own identity, which the Node authorizer and NodeRestriction limit to its node.
-    kubeconfig = control_plane.write_kubeconfig(tmp_path / "node", user=f"system:node:{node}", groups=("system:nodes",))
+    kubeconfig = control_plane.node_kubeconfig(tmp_path / "node", node)
     with kubernetes.config.new_client_from_config(str(kubeconfig)) as client:
         as_node = kubernetes.client.CoreV1Api(client)
         as_node.create_node({"metadata": {"name": node, "labels": {"filterjob.dev/test-node": node}}})
