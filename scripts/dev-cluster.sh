@@ -32,13 +32,13 @@ case "${1:-}" in
       touch "$state/rabbitmq-started"  # so that `down` stops it again, and only then
     fi
     scripts/ensure-helm.sh >/dev/null
-    exec "$python" -m tests.helpers.controlplane up --dir "$state"
+    exec "$python" -m tests.helpers.devcluster up --dir "$state"
     ;;
   down)
     [[ $# -eq 1 ]] || { say "$usage"; exit 2; }
     started_rabbitmq=false
     [[ -e $state/rabbitmq-started ]] && started_rabbitmq=true
-    "$python" -m tests.helpers.controlplane down --dir "$state"
+    "$python" -m tests.helpers.devcluster down --dir "$state"
     # Left by an `up` that failed before it recorded anything: nothing runs from it any more.
     if [[ -e $state/rabbitmq-started ]]; then rm -rf "$state"; fi
     if $started_rabbitmq && port_open 5672; then
@@ -49,7 +49,7 @@ case "${1:-}" in
   status)
     [[ $# -eq 1 ]] || { say "$usage"; exit 2; }
     status=0
-    "$python" -m tests.helpers.controlplane status --dir "$state" || status=$?
+    "$python" -m tests.helpers.devcluster status --dir "$state" || status=$?
     if port_open 5672; then echo "rabbitmq                 running      port 5672"; else echo "rabbitmq                 not running"; fi
     exit "$status"
     ;;
