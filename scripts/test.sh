@@ -10,6 +10,9 @@ python3 -m venv .venv
 
 scripts/ensure-rabbitmq.sh
 scripts/ensure-helm.sh >/dev/null  # helm (and kubectl) into .venv/bin for the chart tests
+# kube-apiserver, -controller-manager, -scheduler and etcd for the control-plane tests: built from
+# the Go module proxy the first time (10-15 minutes on 2 cores), then well under a second.
+scripts/ensure-k8s-binaries.sh >/dev/null
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 
 JOB: dict[str, Any] = {
     "apiVersion": "filterjob.dev/v1alpha1",
@@ -43,3 +45,37 @@ def write_job(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
         return path
 
     return write
+
+
+#: What building the control-plane binaries gave: their folders, or why there are none.
+BINARIES = pytest.StashKey["Binaries | ControlPlaneError"]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control-plane binaries before the first test, if a selected test needs them.
+
+    Here and not in the fixture: on a fresh machine the build takes 10-15 minutes, more than a
+    test's timeout; once built this takes well under a second (scripts/ensure-k8s-binaries.sh).
+    """
+    if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            session.config.stash[BINARIES] = Binaries.ensure()
+        except ControlPlaneError as error:
+            session.config.stash[BINARIES] = error
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real Kubernetes control plane on loopback, started once per session (tests/helpers/controlplane.py).
+
+    Everything is stopped at the end of the session (and killed with the session if it is killed).
+    """
+    binaries = request.config.stash.get(BINARIES, None) or Binaries.ensure()
+    try:
+        if isinstance(binaries, ControlPlaneError):
+            raise binaries
+        plane = ControlPlane.start(tmp_path_factory.mktemp("control-plane"), binaries=binaries)
+    except ControlPlaneError as error:
+        pytest.fail(str(error), pytrace=False)
+    with plane:
+        yield plane

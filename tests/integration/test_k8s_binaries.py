@@ -9,23 +9,19 @@ test_control_plane_binaries_serve, on the real build where one is there (it neve
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import kubernetes.client
 import pytest
-import yaml
 
+from tests.helpers.controlplane import ControlPlane
 from tests.unit.test_k8s_tooling import COMPONENTS, ROOT, TOOLS, required
 
 SCRIPT = ROOT / "scripts" / "ensure-k8s-binaries.sh"
@@ -296,80 +292,6 @@ def test_a_second_run_waits_for_the_first_build_instead_of_building_twice(builds
     assert builds.files() == all_binaries(builds)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-TOKEN = "admin-token"
-
-
-def get(port: int, path: str, *, cafile: Path | None = None, token: str = "") -> tuple[int, str]:
-    """GET from a server on loopback: plain HTTP, or HTTPS trusting only `cafile`, with a bearer token."""
-    connection = (
-        http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=cafile), timeout=5)
-        if cafile
-        else http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    )
-    try:
-        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
-        answer = connection.getresponse()
-        return answer.status, answer.read().decode(errors="replace")
-    finally:
-        connection.close()
-
-
-class Servers:
-    """Processes started from the built binaries, each logging to a file; all stopped at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: list[str]) -> None:
-        with (self.tmp_path / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
-            self.processes[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-
-    def log(self, name: str) -> str:
-        return (self.tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def wait_ok(self, name: str, port: int, path: str, *, cafile: Path | None = None) -> str:
-        """Poll a health endpoint until it answers 200 (a server says "ready" no other way)."""
-        deadline = time.monotonic() + 120
-        while True:
-            if self.processes[name].poll() is not None:
-                pytest.fail(f"{name} exited with {self.processes[name].returncode}:\n{self.log(name)}")
-            try:
-                # The server writes its self-signed certificate before it listens: until then, no file.
-                status, body = get(port, path, cafile=cafile, token=TOKEN if cafile else "")
-            except (OSError, ssl.SSLError):
-                status, body = 0, "(no connection)"
-            if status == 200:
-                return body
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} {path} did not answer 200 within 120 s: {status} {body}\n{self.log(name)}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        # Last started first, one at a time: an API server whose etcd is gone is slow to stop.
-        for process in reversed(self.processes.values()):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    running = Servers(tmp_path)
-    yield running
-    running.stop()
-
-
 def built_binaries() -> str:
     """The folders of the real build; the test is skipped, not a build started, where there is none."""
     found = subprocess.run([str(SCRIPT), "--no-build"], capture_output=True, text=True, check=False)
@@ -379,7 +301,9 @@ def built_binaries() -> str:
 
 
 @pytest.mark.slow
-def test_control_plane_binaries_serve(tmp_path: Path, servers: Servers) -> None:
+def test_control_plane_binaries_serve(control_plane: ControlPlane) -> None:
+    # The binaries report the pinned versions, and the control plane the tests share (started from
+    # them by tests/helpers/controlplane.py) serves as that version: charts check kubeVersion.
     path = built_binaries()
 
     def binary(name: str) -> str:
@@ -392,104 +316,10 @@ def test_control_plane_binaries_serve(tmp_path: Path, servers: Servers) -> None:
     etcd_version = subprocess.check_output([binary("etcd"), "--version"], text=True)
     assert f"etcd Version: {ETCD_VERSION.removeprefix('v')}\n" in etcd_version
 
-    client, peer = free_port(), free_port()
-    servers.start(
+    with control_plane.api_client() as client:
+        version = kubernetes.client.VersionApi(client).get_code()
+    assert (version.git_version, version.major, version.minor) == (K8S_VERSION, "1", K8S_VERSION.split(".")[1])
+    assert {name for name, c in control_plane.components.items() if c.binary.startswith(tuple(path.split(":")))} == {
+        *COMPONENTS,
         "etcd",
-        [
-            binary("etcd"),
-            "--name=test",
-            f"--data-dir={tmp_path / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{client}",
-            f"--advertise-client-urls=http://127.0.0.1:{client}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=test=http://127.0.0.1:{peer}",
-        ],
-    )
-    assert json.loads(servers.wait_ok("etcd", client, "/health"))["health"] == "true"
-
-    key, tokens, certs = tmp_path / "sa.key", tmp_path / "tokens.csv", tmp_path / "certs"
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl makes the service-account key"
-    subprocess.run([openssl, "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    tokens.write_text(f"{TOKEN},admin,admin,system:masters\n")
-    secure = free_port()
-    servers.start(
-        "kube-apiserver",
-        [
-            binary("kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={secure}",
-            f"--cert-dir={certs}",  # no --tls-cert-file: it makes a self-signed one here
-            "--authorization-mode=RBAC",
-            f"--token-auth-file={tokens}",
-            f"--service-account-key-file={key}",
-            f"--service-account-signing-key-file={key}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            # Loopback is refused as the address the kubernetes Service endpoints point at; no Pod
-            # here needs that Service, so nothing keeps its endpoints.
-            "--endpoint-reconciler-type=none",
-        ],
-    )
-    # Trusts exactly the certificate the server made for itself, checked against 127.0.0.1.
-    cafile = certs / "apiserver.crt"
-    assert servers.wait_ok("kube-apiserver", secure, "/readyz", cafile=cafile) == "ok"
-    version = json.loads(servers.wait_ok("kube-apiserver", secure, "/version", cafile=cafile))
-    assert (version["gitVersion"], version["major"], version["minor"]) == (K8S_VERSION, "1", K8S_VERSION.split(".")[1])
-    # RBAC is on: the token's user may list namespaces, an anonymous request may not.
-    namespaces = json.loads(servers.wait_ok("kube-apiserver", secure, "/api/v1/namespaces", cafile=cafile))
-    assert {"default", "kube-system"} <= {item["metadata"]["name"] for item in namespaces["items"]}
-    assert get(secure, "/api/v1/namespaces", cafile=cafile)[0] == 403
-
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "test",
-                        "cluster": {"server": f"https://127.0.0.1:{secure}", "certificate-authority": str(cafile)},
-                    }
-                ],
-                "users": [{"name": "admin", "user": {"token": TOKEN}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-                "current-context": "test",
-            }
-        )
-    )
-    ports = {"kube-scheduler": free_port(), "kube-controller-manager": free_port()}
-    extra = {
-        "kube-scheduler": [],
-        "kube-controller-manager": [
-            f"--service-account-private-key-file={key}",
-            f"--root-ca-file={cafile}",
-            "--use-service-account-credentials=true",
-        ],
     }
-    for name, port in ports.items():
-        servers.start(
-            name,
-            [
-                binary(name),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={tmp_path / name}",
-                "--leader-elect=false",
-                *extra[name],
-            ],
-        )
-    for name, port in ports.items():
-        assert servers.wait_ok(name, port, "/healthz", cafile=tmp_path / name / f"{name}.crt") == "ok"
-    # The controllers run: the service-account controller gives the default namespace its account.
-    account = servers.wait_ok(
-        "kube-controller-manager", secure, "/api/v1/namespaces/default/serviceaccounts/default", cafile=cafile
-    )
-    assert json.loads(account)["metadata"]["name"] == "default"

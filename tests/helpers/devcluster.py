@@ -1,0 +1,156 @@
+"""The tests' control plane in the background, for a person: ``python -m tests.helpers.devcluster up|down|status``.
+
+``scripts/dev-cluster.sh`` calls it (after making sure RabbitMQ, helm and kubectl are there). ``up``
+starts the control plane of tests/helpers/controlplane.py detached, under ``--dir`` (pids, ports,
+certificates, etcd data, logs), then the kubelet harness if tests/helpers/kubelet.py exists, and
+prints ``export KUBECONFIG=...`` last. ``down`` stops what ``up`` started and removes the folder.
+Both are idempotent; ``up`` after a crash or a reboot starts again on the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+
+from tests.helpers.controlplane import (
+    ROOT,
+    Binaries,
+    ControlPlane,
+    ControlPlaneError,
+    alive,
+    stop_process_group,
+    wait_gone,
+)
+
+#: The harness that plays the kubelet (tests/helpers/kubelet.py), started beside the control plane
+#: when it is there; it registers this node.
+DEV_NODE = "dev-node"
+
+
+def start_kubelet_if_there(plane: ControlPlane) -> dict[str, Any] | None:
+    """HOOK for the kubelet harness: start ``python -m tests.helpers.kubelet`` if that module exists.
+
+    It runs as the admin (``admin.kubeconfig``); its pod logs go to ``DIR/pods``. Returns what
+    ``down`` needs to stop it, or None when the module is not there yet.
+    """
+    if importlib.util.find_spec("tests.helpers.kubelet") is None:
+        return None
+    log = plane.logs / "kubelet.log"
+    argv = [sys.executable, "-m", "tests.helpers.kubelet", "--kubeconfig", str(plane.kubeconfig), "--node", DEV_NODE]
+    argv += ["--log-dir", str(plane.directory / "pods")]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    with plane.api_client() as client:
+        core = kubernetes.client.CoreV1Api(client)
+        while not any(node.metadata and node.metadata.name == DEV_NODE for node in core.list_node().items):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise ControlPlaneError(f"the kubelet harness did not register node {DEV_NODE}:\n{tail}")
+            time.sleep(0.2)
+    return {"binary": sys.executable, "pid": process.pid, "log": str(log)}
+
+
+def dev_up(directory: Path) -> int:
+    running = ControlPlane.attach(directory)
+    if running and all(c.running() for c in running.components.values()) and len(running.components) == 4:
+        print(f"the control plane in {directory} is already running at {running.server}")
+        state = json.loads(running.state_file.read_text())
+        kubelet = state.get("kubelet")
+        if not (kubelet and alive(kubelet["pid"], kubelet["binary"])):  # died, or only there now
+            try:
+                state["kubelet"] = start_kubelet_if_there(running)
+            except ControlPlaneError as error:
+                print(f"dev-cluster: {error}", file=sys.stderr)
+                return 1
+            running.state_file.write_text(json.dumps(state, indent=2))
+        print(f"export KUBECONFIG={running.kubeconfig}")
+        return 0
+    if running:  # left over from a crash or a reboot: stop what remains, start again on the same data
+        dev_down(directory, purge=False)
+    try:
+        plane = ControlPlane.start(directory, binaries=Binaries.ensure(), detached=True)
+        kubelet = start_kubelet_if_there(plane)
+    except ControlPlaneError as error:
+        print(f"dev-cluster: {error}", file=sys.stderr)
+        return 1
+    if kubelet:
+        state = json.loads(plane.state_file.read_text())
+        state["kubelet"] = kubelet
+        plane.state_file.write_text(json.dumps(state, indent=2))
+    print(f"control plane running at {plane.server} (logs in {plane.logs}, audit log {plane.audit_log})")
+    if kubelet:
+        print(f"node {DEV_NODE} registered by the kubelet harness (pod logs in {plane.directory / 'pods'})")
+    else:
+        print("no kubelet harness (tests/helpers/kubelet.py) yet: pods stay Pending")
+    print(f"export KUBECONFIG={plane.kubeconfig}")
+    return 0
+
+
+def dev_down(directory: Path, *, purge: bool = True) -> int:
+    plane = ControlPlane.attach(directory)
+    if plane is None:
+        print(f"no control plane recorded in {directory}; nothing to stop")
+        return 0
+    state = json.loads(plane.state_file.read_text())
+    kubelet = state.get("kubelet")
+    if kubelet:
+        stop_process_group(
+            kubelet["pid"], kubelet["binary"], wait=lambda t: wait_gone(kubelet["pid"], kubelet["binary"], t)
+        )
+    plane.stop()
+    if purge:  # a dev cluster is throwaway: its data, certificates and logs go with it
+        shutil.rmtree(directory)
+        print(f"stopped the control plane and removed {directory}")
+    return 0
+
+
+def dev_status(directory: Path) -> int:
+    plane = ControlPlane.attach(directory)
+    if plane is None:
+        print(f"no control plane recorded in {directory} (scripts/dev-cluster.sh up starts one)")
+        return 1
+    healthy = True
+    for name, component in plane.components.items():
+        state = "running" if component.running() else "not running"
+        healthy &= component.running()
+        print(f"{name:24} {state:12} pid {component.pid:<8} port {component.port}  log {component.log}")
+    kubelet = json.loads(plane.state_file.read_text()).get("kubelet")
+    if kubelet:
+        up = alive(kubelet["pid"], kubelet["binary"])
+        healthy &= up
+        print(f"{'kubelet harness':24} {'running' if up else 'not running':12} pid {kubelet['pid']:<8}")
+    if healthy:
+        print(f"export KUBECONFIG={plane.kubeconfig}")
+    return 0 if healthy else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.helpers.devcluster",
+        description="Run the tests' Kubernetes control plane in the background (scripts/dev-cluster.sh).",
+    )
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".dev-cluster", help="state folder (default: .dev-cluster)")
+    args = parser.parse_args(argv)
+    directory: Path = args.dir.resolve()
+    if args.command == "up":
+        return dev_up(directory)
+    if args.command == "down":
+        return dev_down(directory)
+    return dev_status(directory)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
