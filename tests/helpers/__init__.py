@@ -1,1 +1,5 @@
-"""Helpers shared by the test layers: real processes and signals (runs.py), a real Kubernetes control plane (controlplane.py) and its PKI."""
+"""Helpers shared by the test layers.
+
+Real processes and signals (runs.py), a real Kubernetes control plane (controlplane.py)
+and its PKI (pki.py), waits that follow a watch (watching.py), the dev cluster (devcluster.py).
+"""
