@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,9 @@ from tests.helpers import runs
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTERJOB = shutil.which("filterjob", path=str(Path(sys.executable).parent)) or "filterjob"
-DROP_TO_NOBODY = [shutil.which("setpriv") or "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+#: Root without the capabilities that override file permissions: a mode-000 directory it owns
+#: is then refused as any user's would be, while the checkout and its venv stay readable.
+WITHOUT_DAC = [shutil.which("setpriv") or "/usr/bin/setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 def filterjob(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -137,50 +137,44 @@ def write_local_job(root: Path, **source: Any) -> Path:
 
 
 @pytest.fixture
-def nobody_dir() -> Iterator[Path]:
-    """A directory owned by ``nobody``: tests run as root, which no permission stops."""
-    path = Path(tempfile.mkdtemp(prefix="filterjob-nobody-"))
-    path.chmod(0o755)
-    yield path
-    for child in [path, *path.rglob("*")]:
-        if not child.is_symlink():
+def locked_dir(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, whose mode-000 directories are opened again at teardown."""
+    yield tmp_path
+    for child in [tmp_path, *tmp_path.rglob("*")]:
+        if child.is_dir() and not child.is_symlink():
             child.chmod(0o755)
-    shutil.rmtree(path)
 
 
-def as_nobody(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``filterjob ARGS`` run as ``nobody`` (privileges dropped) in ROOT, which it then owns."""
-    nobody = pwd.getpwnam("nobody")
-    for path in [root, *root.rglob("*")]:
-        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+def without_dac(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``filterjob ARGS`` in ROOT, as root but subject to file permissions (tests run as root)."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root)}
     return subprocess.run(
-        [*DROP_TO_NOBODY, FILTERJOB, *args], capture_output=True, text=True, cwd=root, env=env, timeout=120, check=False
+        [*WITHOUT_DAC, FILTERJOB, *args], capture_output=True, text=True, cwd=root, env=env, timeout=120, check=False
     )
 
 
-def test_an_unreadable_source_exits_two_naming_it(nobody_dir: Path) -> None:
-    make_samples(nobody_dir / "in", count=2, size=(20, 15))
-    job = write_local_job(nobody_dir)
-    (nobody_dir / "in").chmod(0)
-    result = as_nobody(nobody_dir, "run", str(job), "--no-progress")
+def test_an_unreadable_source_exits_two_naming_it(locked_dir: Path) -> None:
+    make_samples(locked_dir / "in", count=2, size=(20, 15))
+    job = write_local_job(locked_dir)
+    (locked_dir / "in").chmod(0)
+    result = without_dac(locked_dir, "run", str(job), "--no-progress")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{nobody_dir / 'in'}: cannot be listed: Permission denied" in result.stderr
+    assert f"{locked_dir / 'in'}: cannot be listed: Permission denied" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (nobody_dir / "out").exists()
+    assert not (locked_dir / "out").exists()
 
 
-def test_an_unreadable_subdirectory_fails_the_run_naming_it(nobody_dir: Path) -> None:
-    make_samples(nobody_dir / "in", count=4, size=(20, 15))
-    locked = nobody_dir / "in" / "locked"
+def test_an_unreadable_subdirectory_fails_the_run_naming_it(locked_dir: Path) -> None:
+    make_samples(locked_dir / "in", count=4, size=(20, 15))
+    locked = locked_dir / "in" / "locked"
     make_samples(locked, count=2, size=(20, 15), seed=1)
     locked.chmod(0)
-    result = as_nobody(nobody_dir, "run", str(write_local_job(nobody_dir)), "--no-progress")
+    result = without_dac(locked_dir, "run", str(write_local_job(locked_dir)), "--no-progress")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{locked}: cannot be listed: Permission denied" in result.stderr
     assert "spec.source.skipUnreadable: true" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (nobody_dir / "out").exists()
+    assert not (locked_dir / "out").exists()
 
 
 def test_with_skip_unreadable_each_skipped_path_is_in_the_summary(tmp_path: Path) -> None:
@@ -261,31 +255,17 @@ def test_an_interrupted_run_counts_every_output_it_wrote(tmp_path: Path, sig: si
     assert runs.succeeded(output) == on_disk, output
 
 
-def test_skip_unreadable_reports_a_directory_it_may_not_read(nobody_dir: Path) -> None:
-    """The listing as ``nobody`` (the run itself needs a process pool, which this machine's
-    Python cannot start with dropped privileges): the locked directory is reported, not lost."""
-    make_samples(nobody_dir / "in", count=2, size=(20, 15))
-    locked = nobody_dir / "in" / "locked"
+def test_skip_unreadable_reports_a_directory_it_may_not_read(locked_dir: Path) -> None:
+    made = make_samples(locked_dir / "in", count=2, size=(20, 15))
+    locked = locked_dir / "in" / "locked"
     make_samples(locked, count=2, size=(20, 15), seed=1)
-    job = write_local_job(nobody_dir, skipUnreadable=True)
+    job = write_local_job(locked_dir, skipUnreadable=True)
     locked.chmod(0)
-    script = (
-        "import sys; from pathlib import Path; from filterjob_operator import sources, spec; "
-        "found = sources.scan_inputs(spec.load_job(Path(sys.argv[1]), local=True)); "
-        "print(len(found.keys)); [print(u) for u in found.skipped]"
-    )
-    nobody = pwd.getpwnam("nobody")
-    for path in [nobody_dir, *nobody_dir.rglob("*")]:
-        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
-    result = subprocess.run(
-        [*DROP_TO_NOBODY, sys.executable, "-c", script, str(job)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["2", f"{locked}: cannot be listed: Permission denied"]
+    result = without_dac(locked_dir, "run", str(job), "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"skipped {locked}: cannot be listed: Permission denied" in result.stdout
+    assert re.search(r"skipped \(cannot be listed\)\s*│\s*1\b", result.stdout), result.stdout
+    assert runs.succeeded(result.stdout) == len(made.good) == written(locked_dir / "out")
 
 
 def test_validate_local_refuses_a_destination_linked_into_the_source(tmp_path: Path) -> None:
