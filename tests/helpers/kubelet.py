@@ -70,7 +70,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from . import kubelet_status
-from .kubelet_config import decode_secret
+from .kubelet_config import TOKEN_SECONDS, decode_secret
 from .kubelet_pod import PodWorker, RunningPod
 
 __all__ = ["Kubelet", "RunningPod"]
@@ -121,7 +121,7 @@ class ApiLookup:
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
             "spec": {
-                "expirationSeconds": 3600,
+                "expirationSeconds": TOKEN_SECONDS,
                 "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid},
             },
         }
@@ -243,6 +243,22 @@ class Kubelet:
                 raise ProcessLookupError(f"pod {namespace}/{name} runs no process on node {self.node_name}")
             self.note(f"{namespace}/{name}: signal {signal.Signals(sig).name} to pid {worker.proc.pid} (by the test)")
             os.killpg(worker.proc.pid, sig)
+
+    def wait_for_pods(
+        self, namespace: str, count: int, *, prefix: str = "", ready: bool = True, timeout: float = 60
+    ) -> list[RunningPod]:
+        """Wait until exactly ``count`` pods of ``namespace`` (named ``prefix...``) run here, all ready
+        unless ``ready=False``; they are returned."""
+
+        def settled(kubelet: Kubelet) -> tuple[list[RunningPod]] | None:
+            pods = [p for p in kubelet.pods(namespace) if p.name.startswith(prefix)]
+            if len(pods) == count and all(p.state == "running" and (p.ready or not ready) for p in pods):
+                return (pods,)  # truthy even with no pods
+            return None
+
+        found = self.wait_for(settled, timeout=timeout, message=f"{count} pods {prefix}* in {namespace}")
+        assert found is not None
+        return found[0]
 
     def wait_for(self, predicate: Callable[[Kubelet], T], *, timeout: float = 60, message: str = "condition") -> T:
         """Wait until ``predicate(kubelet)`` is truthy, re-checked at every change; its value."""

@@ -273,9 +273,12 @@ def _host_path(pod: Body, volume: Body, lookup: Lookup) -> str | None:
     if (claim.get("status") or {}).get("phase") != "Bound" or not bound:
         raise MountPending(f'persistentvolumeclaim "{claim_name}" is not bound yet')
     pv = lookup.volume(bound)
-    host = ((pv or {}).get("spec") or {}).get("hostPath")
+    spec = (pv or {}).get("spec") or {}
+    host = spec.get("hostPath") or spec.get("local")
     if not host:
-        raise MountRefused(f"volume {volume['name']}: PV {bound} is not a hostPath volume (process mode needs one)")
+        raise MountRefused(
+            f"volume {volume['name']}: PV {bound} is not a hostPath or local volume (process mode needs one)"
+        )
     return str(host["path"])
 
 
@@ -322,7 +325,9 @@ def prepare_volumes(pod: Body, container: Body, lookup: Lookup, pod_dir: Path) -
     pod means. ``emptyDir`` (a fresh folder per pod, removed with it) and ``configMap``/``secret``
     volumes (their keys written as files) live below the pod's folder; their mountPath is not
     honoured, the process finds the folder in ``KUBELET_VOLUME_<NAME>`` (name upper-cased, other
-    characters ``_``). Other volume types are refused.
+    characters ``_``). A ``projected`` volume is written the same way, except the one the
+    ServiceAccount admission plugin mounts at :data:`SERVICE_ACCOUNT_DIR` (see
+    :func:`service_account`). Claims may also be bound to ``local`` PVs. Other volume types are refused.
     """
     namespace = pod["metadata"]["namespace"]
     volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
@@ -334,8 +339,10 @@ def prepare_volumes(pod: Body, container: Body, lookup: Lookup, pod_dir: Path) -
         host = _host_path(pod, volume, lookup)
         if host is not None:
             kind = (volume.get("hostPath") or {}).get("type") or ""
-            if kind in ("DirectoryOrCreate", "") and "persistentVolumeClaim" not in volume:
-                Path(host).mkdir(parents=True, exist_ok=True)
+            if not Path(host).exists() and kind in ("DirectoryOrCreate", "") and "hostPath" in volume:
+                Path(host).mkdir(parents=True)  # as a container runtime makes a missing bind-mount source
+            elif not Path(host).exists() and kind == "FileOrCreate":
+                Path(host).touch()
             elif not Path(host).exists():
                 raise MountRefused(f"volume {volume['name']}: host path {host} does not exist")
             wanted = os.path.normpath(os.path.join(host, mount.get("subPath") or ""))
@@ -363,6 +370,10 @@ def prepare_volumes(pod: Body, container: Body, lookup: Lookup, pod_dir: Path) -
             raise MountRefused(f"volume {volume['name']}: {other} volumes are not supported by the process kubelet")
         env[_env_name(volume["name"])] = str(folder)
     return env
+
+
+#: How long a pod's token is valid; the pod worker writes a new one after 80 % of it, as the kubelet does.
+TOKEN_SECONDS = 3600
 
 
 def service_account(pod: Body, lookup: Lookup, pod_dir: Path, *, server: str, ca_file: str | None) -> dict[str, str]:

@@ -8,12 +8,14 @@ on deletion stops the process and finishes the deletion. Every change is written
 worker: a watch event for its pod, its process exiting (a reaper thread blocked in ``waitid``) or the
 harness stopping.
 
-Probes (``readinessProbe``, ``livenessProbe``; ``httpGet`` to 127.0.0.1 on the mapped port,
+Probes (``startupProbe``, ``readinessProbe``, ``livenessProbe``; ``httpGet`` to 127.0.0.1 on the mapped port,
 ``tcpSocket``, ``exec``) follow ``initialDelaySeconds``, ``periodSeconds`` (10), ``timeoutSeconds``
-(1), ``failureThreshold`` (3) and ``successThreshold`` (1). Without a readiness probe a running
-container is ready. ``failureThreshold`` failed liveness probes in a row kill the container
-(SIGTERM, SIGKILL to its process group after the grace period), which then restarts per policy.
-Not done: startup probes, init and sidecar containers, containers after the first.
+(1), ``failureThreshold`` (3) and ``successThreshold`` (1). Readiness and liveness probes start once
+the startup probe succeeded (``started``). Without a readiness probe a running container is ready.
+``failureThreshold`` failed liveness (or startup) probes in a row kill the container (SIGTERM,
+SIGKILL to its process group after the grace period), which then restarts per policy. A running
+pod's ServiceAccount token is renewed after 80 % of its lifetime. Not done: init and sidecar
+containers, containers after the first (they are ignored), resources and security contexts.
 """
 
 from __future__ import annotations
@@ -300,6 +302,7 @@ class PodWorker(threading.Thread):
             self.container.pid = proc.pid
             self.container.state = running(timestamp())
             self.container.ready = not self.container_spec.get("readinessProbe")
+            self.container.started = not self.container_spec.get("startupProbe")
             self.phase = "Running"
         threading.Thread(target=self._reap, args=(proc,), name=f"reaper {proc.pid}", daemon=True).start()
         self._write_status()
@@ -312,6 +315,18 @@ class PodWorker(threading.Thread):
         with self._changing():
             if self.proc is proc:
                 self.exited = True
+
+    def _rotate_token(self) -> float:
+        """Write a fresh ServiceAccount token for the running pod; when the next one is due."""
+        try:
+            kubelet = self.kubelet
+            config.service_account(
+                self.pod, kubelet.lookup, self.pod_dir, server=kubelet.server, ca_file=kubelet.ca_file
+            )
+        except Exception as e:  # the API server may be away for a while: the old token still works
+            log.warning("%s/%s: token not renewed (%s); retrying", self.namespace, self.pod_name, e)
+            return time.monotonic() + 10
+        return time.monotonic() + 0.8 * config.TOKEN_SECONDS
 
     def _run_container(self, prepared: dict[str, str]) -> int:
         """Start the container (retrying a configuration that fails) and supervise it; its exit code."""
@@ -328,29 +343,35 @@ class PodWorker(threading.Thread):
         started = time.monotonic()
         probes = {
             kind: _Probe(spec, due=started + float(spec.get("initialDelaySeconds") or 0))
-            for kind in ("readinessProbe", "livenessProbe")
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe")
             if (spec := self.container_spec.get(kind))
         }
+        token_due = started + 0.8 * config.TOKEN_SECONDS if "KUBELET_SERVICEACCOUNT_DIR" in prepared else math.inf
         while not self.exited:
             now = time.monotonic()
+            if now >= token_due:
+                token_due = self._rotate_token()
             for kind, probe in probes.items():
-                if now < probe.due:
+                if now < probe.due or (kind == "startupProbe") == self.container.started:
                     continue
                 ok = self._probe(probe.spec)
                 probe.due = time.monotonic() + probe.period
                 probe.successes, probe.failures = (probe.successes + 1, 0) if ok else (0, probe.failures + 1)
                 if kind == "readinessProbe":
                     self._readiness(probe)
+                elif kind == "startupProbe" and ok:
+                    with self._changing():
+                        self.container.started = True
+                    self._write_status()
                 elif probe.failures >= probe.failure_threshold:
-                    self._report("Unhealthy", f"Liveness probe failed {probe.failures} times")
-                    self._report(
-                        "Killing",
-                        f"Container {self.container.name} failed liveness probe, will be restarted",
-                        kind="Normal",
-                    )
+                    what = "Liveness" if kind == "livenessProbe" else "Startup"
+                    self._report("Unhealthy", f"{what} probe failed {probe.failures} times")
+                    restart = f"Container {self.container.name} failed {what.lower()} probe, will be restarted"
+                    self._report("Killing", restart, kind="Normal")
                     grace = probe.spec.get("terminationGracePeriodSeconds")
                     return self._terminate(self._grace() if grace is None else float(grace))
-            self._wait(min((p.due for p in probes.values()), default=math.inf))
+            due = [p.due for k, p in probes.items() if (k == "startupProbe") != self.container.started]
+            self._wait(min([*due, token_due]))
         return self._collect()
 
     def _readiness(self, probe: _Probe) -> None:

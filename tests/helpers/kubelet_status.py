@@ -65,6 +65,8 @@ class ContainerRecord:
     last_state: Body = dataclasses.field(default_factory=dict)
     restart_count: int = 0
     ready: bool = False
+    #: Whether the startup probe (if any) succeeded for the running process.
+    started: bool = False
     #: The process id while one runs.
     pid: int | None = None
 
@@ -76,7 +78,7 @@ class ContainerRecord:
             "imageID": "",
             **({"containerID": f"process://{self.pid}"} if running_now and self.pid else {}),
             "ready": self.ready and running_now,
-            "started": running_now,
+            "started": self.started and running_now,
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
