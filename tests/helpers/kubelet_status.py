@@ -131,7 +131,6 @@ def pod_status(
             now,
         ),
         "containerStatuses": [container.status()],
-        "qosClass": "BestEffort",
     }
     status["message"] = message or None
     return status

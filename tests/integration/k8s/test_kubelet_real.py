@@ -7,6 +7,7 @@ logic is the real kube-controller-manager's; the harness only runs the pods boun
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -16,17 +17,25 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import kubernetes.client
 import kubernetes.config
 import pytest
 import yaml
 from kubernetes.watch.watch import iter_resp_lines
 
+from filterjob_operator.builders import deployment as deployment_builder
+from filterjob_operator.settings import Settings
+from filterjob_operator.spec import parse_job
+from filterjob_operator.workerenv import topology_of
+from filterjob_worker.topology import Topology, declare, delete
 from tests.helpers.kubelet import Kubelet, raw
+from tests.integration.broker.conftest import BROKER_URL
 from tests.integration.test_k8s_binaries import Servers, built_binaries, free_port, get
 
 Body = dict[str, Any]
@@ -682,3 +691,63 @@ def test_the_module_entry_runs_until_sigterm_and_removes_its_node(plane: Plane, 
         process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_the_operators_worker_deployment_runs_and_gets_ready(
+    api: Api, kubelet: Kubelet, ns: str, tmp_path: Path
+) -> None:
+    """The worker Deployment the operator builds (named health port, FILTERJOB_HEALTH_PORT=8080, /tmp
+    emptyDir, locked-down security context) runs as ``filterjob-worker`` processes on the real broker."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    job = parse_job(
+        {
+            "apiVersion": "filterjob.dev/v1alpha1",
+            "kind": "FilterJob",
+            "metadata": {"name": "thumbs", "namespace": ns, "uid": str(uuid.uuid4())},
+            "spec": {
+                "source": {"uri": src.as_uri() + "/"},
+                "destination": {"uri": dst.as_uri() + "/", "format": "png"},
+                "filters": [{"name": "grayscale"}],
+                "broker": {"secretRef": {"name": "rabbitmq"}},
+            },
+        }
+    )
+    topology = topology_of(job)
+    asyncio.run(declare_topology(topology))
+    try:
+        api.core.create_namespaced_secret(ns, {"metadata": {"name": "rabbitmq"}, "stringData": {"url": BROKER_URL}})
+        manifest = deployment_builder.build(
+            job, settings=Settings(worker_grace_seconds=3), replicas=2, broker_secret="rabbitmq"
+        )
+        del manifest["metadata"]["ownerReferences"]  # no FilterJob here: the garbage collector would remove it
+        api.apps.create_namespaced_deployment(ns, manifest)
+        name = manifest["metadata"]["name"]
+        wait_object(
+            api.apps.list_namespaced_deployment,
+            ns,
+            name,
+            lambda d: (d or {}).get("status", {}).get("availableReplicas") == 2,
+            timeout=90,
+        )
+        pods = kubelet.wait_for_pods(ns, 2, prefix=name)
+        assert len({p.health_port for p in pods}) == 2
+        for pod in pods:
+            assert pod.health_port is not None
+            assert get(pod.health_port, "/readyz")[0] == 200
+            lines = [json.loads(line) for line in pod.log().splitlines() if line.startswith("{")]
+            consuming = [line for line in lines if line.get("msg", "").startswith("consuming")]
+            assert consuming, pod.log()
+            assert consuming[0]["worker"] == pod.name  # FILTERJOB_WORKER_ID from the pod's metadata.name
+            assert consuming[0]["queue"] == topology.tasks
+        api.apps.delete_namespaced_deployment(name, ns)
+        kubelet.wait_for(lambda k: not k.pods(ns), message="the workers gone", timeout=60)
+    finally:
+        asyncio.run(declare_topology(topology, remove=True))
+
+
+async def declare_topology(topology: Topology, *, remove: bool = False) -> None:
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel()
+        await (delete if remove else declare)(channel, topology)
