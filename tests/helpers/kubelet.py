@@ -18,7 +18,8 @@ SIGKILL after ``deletionGracePeriodSeconds`` (else ``terminationGracePeriodSecon
 the final status is written and the Pod deleted with ``gracePeriodSeconds=0`` and its uid as a
 precondition, as the kubelet finishes a deletion. A Pod removed outright has its process killed.
 :meth:`Kubelet.stop` stops every process (grace at most ``teardown_grace``) and deletes the Node
-(its Lease goes with it); the Pods left in the API are the pod GC controller's.
+(its Lease goes with it) -- or, where its node identity may not (the Node authorizer allows a kubelet
+no deletion of its Node), marks it not Ready; the Pods left in the API are the pod GC controller's.
 
 Images are not pulled: ``refuse_image`` (a callback from the image name to a pull error, or None
 to "pull" it; settable while running) makes a container wait with ``ErrImagePull`` and
@@ -181,6 +182,8 @@ class Kubelet:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._response: urllib3.BaseHTTPResponse | None = None
+        #: Watch connections opened so far (a dropped one is opened again).
+        self.watches = 0
 
     # ----------------------------------------------------------------------------------------------
     # Lifecycle.
@@ -210,8 +213,7 @@ class Kubelet:
             thread.join(timeout=self.teardown_grace + 30)
             if thread.is_alive():
                 self.errors.append(RuntimeError(f"{thread.name} did not stop"))
-        with contextlib.suppress(ApiException):
-            self.core.delete_node(self.node_name)
+        self._deregister()
         if self._own_api:
             self.api.close()  # type: ignore[no-untyped-call]
 
@@ -243,6 +245,12 @@ class Kubelet:
                 raise ProcessLookupError(f"pod {namespace}/{name} runs no process on node {self.node_name}")
             self.note(f"{namespace}/{name}: signal {signal.Signals(sig).name} to pid {worker.proc.pid} (by the test)")
             os.killpg(worker.proc.pid, sig)
+
+    def drop_watch(self) -> None:
+        """Break the pod watch's connection, as the API server or the network may (it is resumed)."""
+        response = self._response
+        if response is not None:
+            response.shutdown()
 
     def wait_for_pods(
         self, namespace: str, count: int, *, prefix: str = "", ready: bool = True, timeout: float = 60
@@ -392,6 +400,22 @@ class Kubelet:
                 raise
             coordination.replace_namespaced_lease(self.node_name, kubelet_status.NODE_LEASE_NAMESPACE, lease)
 
+    def _deregister(self) -> None:
+        """Delete the Node (its Lease goes with it). A node identity may not delete its Node: then
+        it is marked not Ready (reason ``KubeletStopped``), so nothing is scheduled on it."""
+        try:
+            self.core.delete_node(self.node_name)
+            return
+        except ApiException as e:
+            if e.status == 404:
+                return
+            if e.status != 403:
+                log.warning("node %s not removed: %s", self.node_name, e)
+                return
+        status = kubelet_status.node_status(**self.resources, ready=False)
+        with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError):
+            self.core.patch_node_status(self.node_name, {"status": status})
+
     def _heartbeat(self) -> None:
         status = kubelet_status.node_status(**self.resources)
         self.core.patch_node_status(self.node_name, {"status": status})
@@ -458,7 +482,10 @@ class Kubelet:
                     timeout_seconds=300,
                     _preload_content=False,
                 )
-                self._response = response
+                with self.changed:
+                    self._response = response
+                    self.watches += 1
+                    self.changed.notify_all()
                 if self._stop.is_set():
                     break
                 for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]

@@ -155,8 +155,8 @@ def node(name: str, *, cpu: str, memory: str, pods: int) -> Body:
     }
 
 
-def node_status(*, cpu: str, memory: str, pods: int) -> Body:
-    """Ready, no pressure, a heartbeat of now; capacity and allocatable alike."""
+def node_status(*, cpu: str, memory: str, pods: int, ready: bool = True) -> Body:
+    """Ready (or stopped), no pressure, a heartbeat of now; capacity and allocatable alike."""
     now = timestamp()
     resources = {"cpu": cpu, "memory": memory, "pods": str(pods), "ephemeral-storage": "100Gi"}
 
@@ -177,7 +177,9 @@ def node_status(*, cpu: str, memory: str, pods: int) -> Body:
             condition("MemoryPressure", False, "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
             condition("DiskPressure", False, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
             condition("PIDPressure", False, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            condition("Ready", True, "KubeletReady", "kubelet is posting ready status (process harness)"),
+            condition("Ready", True, "KubeletReady", "kubelet is posting ready status (process harness)")
+            if ready
+            else condition("Ready", False, "KubeletStopped", "the process kubelet harness stopped"),
         ],
         "addresses": [{"type": "InternalIP", "address": POD_IP}, {"type": "Hostname", "address": "localhost"}],
         "nodeInfo": {

@@ -192,6 +192,8 @@ def kubelet(plane: Plane, api: Api, tmp_path_factory: pytest.TempPathFactory) ->
         wait_object(api.core.list_node, None, NODE, lambda n: n is not None and node_ready(n))
         yield k
     assert not k.errors, k.errors
+    # A node identity may not delete its Node: the harness marks it not Ready instead.
+    assert condition(raw(api.core.read_node, NODE), "Ready") == "False"
 
 
 @pytest.fixture
@@ -751,3 +753,29 @@ async def declare_topology(topology: Topology, *, remove: bool = False) -> None:
     async with connection:
         channel = await connection.channel()
         await (delete if remove else declare)(channel, topology)
+
+
+def test_on_failure_restarts_in_place_until_the_container_succeeds(
+    api: Api, kubelet: Kubelet, ns: str, tmp_path: Path
+) -> None:
+    tries = tmp_path / "tries"
+    script = (
+        "import sys; f = open(sys.argv[1], 'a+'); f.write('x'); f.seek(0); sys.exit(0 if len(f.read()) == 2 else 1)"
+    )
+    container = {"name": "c", "image": "python:test", "command": ["python", "-c", script, str(tries)]}
+    api.core.create_namespaced_pod(ns, pod_manifest("again", container, restartPolicy="OnFailure"))
+    pod = wait_pod(api, ns, "again", lambda p: p["status"].get("phase") == "Succeeded")
+    assert tries.read_text() == "xx"
+    status = container_status(pod)
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert status["state"]["terminated"]["exitCode"] == 0
+
+
+def test_the_pod_watch_resumes_after_its_connection_breaks(api: Api, kubelet: Kubelet, ns: str) -> None:
+    opened = kubelet.watches
+    kubelet.drop_watch()
+    kubelet.wait_for(lambda k: k.watches > opened, message="the watch opened again")
+    container = {"name": "c", "image": "python:test", "command": ["python", "-c", "pass"]}
+    api.core.create_namespaced_pod(ns, pod_manifest("after", container, restartPolicy="Never"))
+    wait_pod(api, ns, "after", lambda p: p["status"].get("phase") == "Succeeded")
