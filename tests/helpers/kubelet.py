@@ -513,6 +513,8 @@ class Kubelet:
             finally:
                 done, self._response = self._response, None
                 if done is not None:
+                    # Closed, not handed back: a watch cut mid-chunk would leave its rest to the next request.
+                    done.close()
                     done.release_conn()
 
 

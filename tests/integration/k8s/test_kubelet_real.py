@@ -246,6 +246,7 @@ def wait_object(
                 if predicate(current):
                     break
         finally:
+            response.close()  # not back to the pool: a watch left mid-stream would poison the next request
             response.release_conn()
     return current
 
@@ -663,36 +664,28 @@ def test_the_node_stays_ready_past_the_node_monitor_grace_period(api: Api, kubel
 
 
 def test_the_module_entry_runs_until_sigterm_and_removes_its_node(plane: Plane, api: Api, tmp_path: Path) -> None:
-    node = "entry-node"
-    tokens = plane.logs.tmp_path / "tokens.csv"
-    del tokens  # the node token is for NODE only: the entry point runs with the admin's kubeconfig
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.helpers.kubelet",
-            "--kubeconfig",
-            str(plane.admin_kubeconfig),
-            "--node",
-            node,
-            "--log-dir",
-            str(tmp_path),
-        ],
-        cwd=Path(__file__).parents[3],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    node = "entry-node"  # with the admin's kubeconfig, which may delete the Node at the end
+    log = tmp_path / "kubelet.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tests.helpers.kubelet"),
+                *("--kubeconfig", str(plane.admin_kubeconfig), "--node", node, "--log-dir", str(tmp_path / "pods")),
+            ],
+            cwd=Path(__file__).parents[3],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_object(api.core.list_node, None, node, lambda n: n is not None and node_ready(n))
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=60) == 0, log.read_text()
         assert wait_object(api.core.list_node, None, node, lambda n: n is None) is None
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
+            process.wait()
+            pytest.fail(f"the kubelet did not stop on SIGTERM:\n{log.read_text()[-5000:]}")
 
 
 def test_the_operators_worker_deployment_runs_and_gets_ready(
