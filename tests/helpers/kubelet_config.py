@@ -4,6 +4,9 @@ Everything here reads the API (Secrets, ConfigMaps, claims, volumes, tokens) thr
 :class:`Lookup` and writes only below the pod's own folder; problems are raised as the errors the
 kubelet reports, so the pod worker can put them in the container's status:
 
+* :class:`StartError` -- the container is ``Terminated`` with exit code 128 and reason
+  ``StartError``, as when a runtime cannot exec the command; ``restartPolicy`` decides what next
+  (a Job's ``Never`` pod fails);
 * :class:`ConfigError` -- the container stays ``Waiting`` with reason
   ``CreateContainerConfigError`` (a missing Secret/ConfigMap or key that is not ``optional``, an
   unsupported ``fieldRef``, no ``command``); retried with back-off, so creating the Secret later
@@ -56,6 +59,10 @@ _FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 class ConfigError(Exception):
     """The container cannot be configured yet: ``CreateContainerConfigError``."""
+
+
+class StartError(Exception):
+    """The process cannot be started (no such executable): the container ends with ``StartError``."""
 
 
 class MountPending(Exception):
@@ -241,7 +248,7 @@ def executable(command: str, path: str) -> str:
         return str(local)
     found = shutil.which(command, path=path)
     if found is None:
-        raise ConfigError(f'exec: "{command}": executable file not found in {BIN_DIR} or $PATH')
+        raise StartError(f'exec: "{command}": executable file not found in {BIN_DIR} or $PATH')
     return found
 
 

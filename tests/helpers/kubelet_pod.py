@@ -221,7 +221,9 @@ class PodWorker(threading.Thread):
         delay = self.backoff or first
         self.backoff = min(delay * 2, longest)
         self._set_state(waiting(reason, message))
-        self._wait(time.monotonic() + delay)
+        until = time.monotonic() + delay
+        while time.monotonic() < until:  # any change wakes the wait: only the pod's own end shortens it
+            self._wait(until)
 
     def _set_state(self, state: Body) -> None:
         with self._changing():
@@ -337,9 +339,20 @@ class PodWorker(threading.Thread):
             except config.ConfigError as e:
                 self._report("Failed", f"Error: {e}")
                 self._back_off("CreateContainerConfigError", str(e))
-            except OSError as e:
-                self._report("Failed", f"Error: failed to start the process: {e}")
-                self._back_off("RunContainerError", f"failed to start the process: {e}")
+            except (config.StartError, OSError) as e:
+                # As a runtime that cannot exec the command: the container ends, the policy decides.
+                self._report("Failed", f"Error: {e}")
+                when = timestamp()
+                with self._changing():
+                    if self.starts:
+                        self.container.restart_count += 1
+                    self.starts += 1
+                    self.started_at = time.monotonic()
+                    self.container.state = terminated(
+                        128, started_at=when, finished_at=when, reason="StartError", message=str(e)
+                    )
+                    self.phase = "Running" if self.phase == "Pending" else self.phase
+                return 128
         started = time.monotonic()
         probes = {
             kind: _Probe(spec, due=started + float(spec.get("initialDelaySeconds") or 0))
@@ -483,6 +496,7 @@ class PodWorker(threading.Thread):
         delay = self.backoff or first
         message = f"back-off {delay:g}s restarting failed container={self.container.name} pod={self.pod_name}"
         self._report("BackOff", "Back-off restarting failed container")
+        self.kubelet.note(f"{self.namespace}/{self.pod_name}: {message}")
         self._back_off("CrashLoopBackOff", message)
         return True
 

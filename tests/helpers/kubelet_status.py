@@ -41,18 +41,22 @@ def running(started_at: str) -> Body:
     return {"running": {"startedAt": started_at}}
 
 
-def terminated(returncode: int, *, started_at: str, finished_at: str, container_id: str) -> Body:
+def terminated(
+    returncode: int, *, started_at: str, finished_at: str, container_id: str = "", reason: str = "", message: str = ""
+) -> Body:
     """A finished process as a container runtime reports it: killed by signal N is exit code 128 + N."""
     code = 128 - returncode if returncode < 0 else returncode
-    return {
-        "terminated": {
-            "exitCode": code,
-            "reason": "Completed" if code == 0 else "Error",
-            "startedAt": started_at,
-            "finishedAt": finished_at,
-            "containerID": container_id,
-        }
+    state: Body = {
+        "exitCode": code,
+        "reason": reason or ("Completed" if code == 0 else "Error"),
+        "startedAt": started_at,
+        "finishedAt": finished_at,
     }
+    if container_id:
+        state["containerID"] = container_id
+    if message:
+        state["message"] = message
+    return {"terminated": state}
 
 
 @dataclasses.dataclass

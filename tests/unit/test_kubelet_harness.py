@@ -143,7 +143,7 @@ def test_command_expands_args_and_finds_this_venvs_scripts() -> None:
     assert argv == [str(config.BIN_DIR / "python"), "-c", "pass"]
     with pytest.raises(config.ConfigError, match="has no command"):
         config.command_line({"args": ["x"]}, {})
-    with pytest.raises(config.ConfigError, match='exec: "no-such-tool": executable file not found'):
+    with pytest.raises(config.StartError, match='exec: "no-such-tool": executable file not found'):
         config.command_line({"command": ["no-such-tool"]}, {"PATH": "/nonexistent"})
 
 

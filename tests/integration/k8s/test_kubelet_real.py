@@ -772,3 +772,23 @@ def test_the_pod_watch_resumes_after_its_connection_breaks(api: Api, kubelet: Ku
     container = {"name": "c", "image": "python:test", "command": ["python", "-c", "pass"]}
     api.core.create_namespaced_pod(ns, pod_manifest("after", container, restartPolicy="Never"))
     wait_pod(api, ns, "after", lambda p: p["status"].get("phase") == "Succeeded")
+
+
+def test_a_crash_looping_container_backs_off_doubling_up_to_the_cap(api: Api, kubelet: Kubelet, ns: str) -> None:
+    container = {"name": "c", "image": "python:test", "command": ["python", "-c", "raise SystemExit(2)"]}
+    api.core.create_namespaced_pod(ns, pod_manifest("loop", container))
+    pod = wait_pod(api, ns, "loop", lambda p: container_status(p).get("restartCount", 0) >= 5)
+    assert pod["status"]["phase"] == "Running"  # as a kubelet shows a crash-looping pod
+    delays = [n.split("back-off ")[1].split("s ")[0] for n in kubelet.notes if n.startswith(f"{ns}/loop: back-off")]
+    assert delays[:6] == ["0.2", "0.4", "0.8", "1.6", "2", "2"][: len(delays[:6])]
+    assert len(delays) >= 5
+    assert container_status(pod)["lastState"]["terminated"]["exitCode"] == 2
+
+
+def test_a_command_that_cannot_run_fails_a_never_pod_with_start_error(api: Api, kubelet: Kubelet, ns: str) -> None:
+    container = {"name": "c", "image": "python:test", "command": ["no-such-command-here"]}
+    api.core.create_namespaced_pod(ns, pod_manifest("noexec", container, restartPolicy="Never"))
+    pod = wait_pod(api, ns, "noexec", lambda p: p["status"].get("phase") == "Failed")
+    terminated = container_status(pod)["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (128, "StartError")
+    assert 'exec: "no-such-command-here": executable file not found' in terminated["message"]
