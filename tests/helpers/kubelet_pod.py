@@ -122,6 +122,7 @@ class PodWorker(threading.Thread):
         self.gone = False
         self.stopping = False
         self.deleting_since: float | None = None
+        self.stopping_since: float | None = None
         self.backoff = 0.0
         self.started_at = 0.0
         self.starts = 0
@@ -141,6 +142,7 @@ class PodWorker(threading.Thread):
 
     def stop(self) -> None:
         self.stopping = True
+        self.stopping_since = time.monotonic()
 
     def snapshot(self) -> RunningPod:
         kind, detail = next(iter(self.container.state.items()), ("waiting", {"reason": ""}))
@@ -450,6 +452,8 @@ class PodWorker(threading.Thread):
         while not self.exited:
             if self.deleting_since is not None and not self.stopping:
                 deadline = min(deadline, self.deleting_since + self._grace())  # a shorter grace on a second delete
+            if self.stopping_since is not None:
+                deadline = min(deadline, self.stopping_since + self.kubelet.teardown_grace)
             if not killed and time.monotonic() >= deadline:
                 self.kubelet.note(f"{self.namespace}/{self.pod_name}: grace period over, SIGKILL to pid {proc.pid}")
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -510,12 +514,12 @@ class PodWorker(threading.Thread):
             else:
                 self._report("Killing", f"Stopping container {self.container.name}", kind="Normal")
                 self._terminate(max(0.0, self.deleting_since + self._grace() - time.monotonic()))  # type: ignore[operator]
-            if self.phase not in ("Succeeded", "Failed"):
-                with self._changing():
-                    code = (self.container.state.get("terminated") or {}).get("exitCode", 1)
-                    self.phase = "Succeeded" if code == 0 else "Failed"
         if self.gone or self.stopping:
             return
+        if self.phase not in ("Succeeded", "Failed"):  # a deleted pod ends terminal, as on a kubelet
+            with self._changing():
+                code = (self.container.state.get("terminated") or {}).get("exitCode", 1)
+                self.phase = "Succeeded" if code == 0 else "Failed"
         self._write_status()
         self.kubelet.delete_pod(self.pod)
 

@@ -36,7 +36,7 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology, declare, delete
 from tests.helpers.kubelet import Kubelet, raw
 from tests.integration.broker.conftest import BROKER_URL
-from tests.integration.test_k8s_binaries import Servers, built_binaries, free_port, get
+from tests.integration.test_k8s_binaries import Servers, built_binaries, free_port, get, session_alive
 
 Body = dict[str, Any]
 PODAPP = Path(__file__).with_name("podapp.py")
@@ -792,3 +792,33 @@ def test_a_command_that_cannot_run_fails_a_never_pod_with_start_error(api: Api, 
     terminated = container_status(pod)["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (128, "StartError")
     assert 'exec: "no-such-command-here": executable file not found' in terminated["message"]
+
+
+def test_no_process_outlives_the_harness(plane: Plane, api: Api, ns: str, tmp_path: Path) -> None:
+    """Stopping the harness ends every pod's whole process group, even one that ignores SIGTERM."""
+    pids = tmp_path / "pids"
+    script = (
+        "import os, signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " child = subprocess.Popen(['sleep', '600']);"
+        " open(sys.argv[1] + '.tmp', 'w').write(f'{os.getpid()} {child.pid}');"
+        " os.rename(sys.argv[1] + '.tmp', sys.argv[1]);"
+        " time.sleep(600)"
+    )
+    container = {
+        "name": "c",
+        "image": "python:test",
+        "command": ["python", "-c", script, str(pids)],
+        "readinessProbe": {"exec": {"command": ["test", "-s", str(pids)]}, "periodSeconds": 1},
+    }
+    node = "short-lived-node"
+    with Kubelet(plane.admin_kubeconfig, node, log_dir=tmp_path / "pods", teardown_grace=1) as short:
+        wait_object(api.core.list_node, None, node, lambda n: n is not None and node_ready(n))
+        api.core.create_namespaced_pod(
+            ns, pod_manifest("orphan", container, nodeName=node, terminationGracePeriodSeconds=60)
+        )
+        wait_pod(api, ns, "orphan", lambda p: condition(p, "Ready") == "True")
+        leader, child = map(int, pids.read_text().split())
+        assert session_alive(leader)
+    assert not short.errors
+    assert child != leader
+    assert not session_alive(leader), "a process of the pod's session (its child too) outlived the harness"
