@@ -33,14 +33,15 @@ reaches the API server through ``KUBERNETES_SERVICE_HOST``/``PORT`` (loopback) o
 pod on its mapped port (``RunningPod.health_port``); Endpoints/EndpointSlices list 127.0.0.1 with
 the container port, not the mapped one.
 
-For tests: :meth:`Kubelet.pods`/:meth:`Kubelet.pod` (pid, health URL, log), :meth:`Kubelet.kill`
-and :meth:`Kubelet.wait_for`, which waits on a condition notified at every change (a watch event,
-a process exit, a probe result, a status write), never by sleeping::
+For tests: :meth:`Kubelet.pods`/:meth:`Kubelet.pod` (pid, health URL, log), :meth:`Kubelet.kill`,
+:meth:`Kubelet.drop_watch` (a network fault), ``notes`` (what the harness did, in order) and
+:meth:`Kubelet.wait_for`/:meth:`Kubelet.wait_for_pods`, which wait on a condition notified at every
+change (a watch event, a process exit, a probe result, a status write), never by sleeping::
 
     with Kubelet(kubeconfig, "node-1", log_dir=tmp_path / "pods") as kubelet:
         apps.create_namespaced_deployment("ns", manifest)
-        pods = kubelet.wait_for(lambda k: len([p for p in k.pods("ns") if p.ready]) == 2 and k.pods("ns"))
-        kubelet.kill("ns", pods[0].name)                      # SIGKILL: the process crashes
+        pods = kubelet.wait_for_pods("ns", 2, prefix="web-")   # running and ready
+        kubelet.kill("ns", pods[0].name)                       # SIGKILL: the process crashes
 
 ``python -m tests.helpers.kubelet --kubeconfig PATH --node NAME [--log-dir DIR]`` runs it in the
 foreground until SIGTERM or SIGINT.
