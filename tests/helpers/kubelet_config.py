@@ -23,7 +23,8 @@ the Service variables of the ``kubernetes`` Service (``KUBERNETES_SERVICE_HOST=1
 ``KUBERNETES_SERVICE_PORT``/``_HTTPS`` and ``KUBERNETES_PORT*`` = the API server's loopback port),
 then the harness's own (``KUBECONFIG``, ``KUBELET_VOLUME_<NAME>``, ``KUBELET_PORT_<N>``), then
 ``envFrom`` (Secret/ConfigMap, with ``prefix``), then ``env`` (``value`` with ``$(VAR)`` expanded
-from what came before; ``secretKeyRef``, ``configMapKeyRef``, ``fieldRef``), last the health port
+from what came before; ``secretKeyRef``, ``configMapKeyRef``, ``fieldRef``, ``resourceFieldRef``
+of ``limits``/``requests`` ``cpu``, ``memory``, ``ephemeral-storage``), last the health port
 variable, which always wins (see :class:`Ports`).
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -42,6 +44,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import yaml
+from kubernetes.utils import parse_quantity
 
 from .kubelet_status import POD_IP
 
@@ -190,7 +193,27 @@ def _key_ref(lookup: Lookup, kind: str, namespace: str, ref: Body) -> str | None
     raise ConfigError(f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}")
 
 
-def container_env(pod: Body, container: Body, lookup: Lookup, before: Mapping[str, str]) -> dict[str, str]:
+def resource_value(container: Body, ref: Body, allocatable: Mapping[str, str]) -> str:
+    """A ``resourceFieldRef`` as the kubelet resolves it: ``ceil(value / divisor)``, an unset limit
+    being the node's allocatable amount and an unset request 0."""
+    kind, _, name = str(ref.get("resource", "")).partition(".")
+    if kind not in ("limits", "requests") or name not in ("cpu", "memory", "ephemeral-storage"):
+        raise ConfigError(f"resourceFieldRef {ref.get('resource')!r} is not supported by the process kubelet")
+    amount = ((container.get("resources") or {}).get(kind) or {}).get(name)
+    if amount is None:
+        amount = allocatable.get(name, "0") if kind == "limits" else "0"
+    value = parse_quantity(str(amount)) / parse_quantity(str(ref.get("divisor") or "1"))  # type: ignore[no-untyped-call]
+    return str(math.ceil(value))
+
+
+def container_env(
+    pod: Body,
+    container: Body,
+    lookup: Lookup,
+    before: Mapping[str, str],
+    *,
+    allocatable: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """``before``, then ``envFrom``, then ``env``: the container's environment as the kubelet builds it."""
     namespace = pod["metadata"]["namespace"]
     env = dict(before)
@@ -212,6 +235,8 @@ def container_env(pod: Body, container: Body, lookup: Lookup, before: Mapping[st
             value = _key_ref(lookup, "ConfigMap", namespace, source["configMapKeyRef"])
         elif "fieldRef" in source:
             value = field_value(pod, source["fieldRef"]["fieldPath"])
+        elif "resourceFieldRef" in source:
+            value = resource_value(container, source["resourceFieldRef"], allocatable or {})
         else:
             raise ConfigError(f"env {name}: {sorted(source)} is not supported by the process kubelet")
         if value is not None:
@@ -250,6 +275,17 @@ def executable(command: str, path: str) -> str:
     if found is None:
         raise StartError(f'exec: "{command}": executable file not found in {BIN_DIR} or $PATH')
     return found
+
+
+def working_dir(container: Body, default: Path) -> Path:
+    """The container's ``workingDir``, which must exist on the host (a runtime would make it in the
+    image; here a process would write its relative paths somewhere else); else ``default``."""
+    wanted = container.get("workingDir")
+    if not wanted:
+        return default
+    if not Path(wanted).is_dir():
+        raise StartError(f"workingDir {wanted} is not a folder on this host (processes run on the host filesystem)")
+    return Path(wanted)
 
 
 def command_line(container: Body, env: Mapping[str, str]) -> list[str]:

@@ -15,7 +15,8 @@ the startup probe succeeded (``started``). Without a readiness probe a running c
 ``failureThreshold`` failed liveness (or startup) probes in a row kill the container (SIGTERM,
 SIGKILL to its process group after the grace period), which then restarts per policy. A running
 pod's ServiceAccount token is renewed after 80 % of its lifetime. Not done: init and sidecar
-containers, containers after the first (they are ignored), resources and security contexts.
+containers and containers after the first (not run; a ``ContainersIgnored`` warning event names
+them), resource limits and security contexts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -206,6 +208,10 @@ class PodWorker(threading.Thread):
         if self.phase in ("Succeeded", "Failed"):
             self._park()  # finished before this harness saw it
         self.pod_dir.mkdir(parents=True, exist_ok=True)
+        spec = self.spec
+        ignored = [c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])[1:]]
+        if ignored:
+            self._report("ContainersIgnored", f"only the first container runs in process mode; not run: {ignored}")
         self._write_status()
         prepared = self._prepare()
         while True:
@@ -280,11 +286,11 @@ class PodWorker(threading.Thread):
             taken = self.kubelet.taken_ports()
         ports = config.Ports.allocate(self.container_spec, taken)
         env = config.base_env(self.pod_name, self.kubelet.server) | prepared | ports.env()
-        env = config.container_env(self.pod, self.container_spec, self.kubelet.lookup, env)
+        allocatable = {key: str(value) for key, value in self.kubelet.resources.items()}
+        env = config.container_env(self.pod, self.container_spec, self.kubelet.lookup, env, allocatable=allocatable)
         env[config.HEALTH_PORT_ENV] = str(ports.health)
         argv = config.command_line(self.container_spec, env)
-        working_dir = self.container_spec.get("workingDir")
-        cwd = Path(working_dir) if working_dir and Path(working_dir).is_dir() else self.pod_dir
+        cwd = config.working_dir(self.container_spec, self.pod_dir)
         with self.log_path.open("ab") as output:
             output.write(f"# kubelet: starting {self.pod_name} (start {self.starts + 1}): {' '.join(argv)}\n".encode())
             output.flush()
@@ -408,7 +414,17 @@ class PodWorker(threading.Thread):
         port = self.ports.of(probe, self.container_spec)
         if "httpGet" in probe and port is not None:
             action = probe["httpGet"]
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            connection = (
+                # As the kubelet: HTTPS probes do not verify the certificate.
+                http.client.HTTPSConnection(
+                    "127.0.0.1",
+                    port,
+                    timeout=timeout,
+                    context=ssl._create_unverified_context(),  # noqa: S323
+                )
+                if str(action.get("scheme", "HTTP")).upper() == "HTTPS"
+                else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            )
             try:
                 headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
                 connection.request("GET", action.get("path") or "/", headers=headers)

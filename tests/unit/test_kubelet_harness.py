@@ -107,7 +107,7 @@ def test_env_in_the_kubelets_order_with_optional_sources() -> None:
         ({"secretKeyRef": {"name": "gone", "key": "k"}}, 'secret "gone" not found'),
         ({"configMapKeyRef": {"name": "gone", "key": "k"}}, 'configmap "gone" not found'),
         ({"secretKeyRef": {"name": "s", "key": "other"}}, "couldn't find key other in Secret ns/s"),
-        ({"resourceFieldRef": {"resource": "limits.cpu"}}, r"env V: \['resourceFieldRef'\] is not supported"),
+        ({"downwardAPI": {}}, r"env V: \['downwardAPI'\] is not supported"),
     ],
 )
 def test_a_missing_required_source_is_a_config_error(source: Body, message: str) -> None:
@@ -280,3 +280,30 @@ def test_a_finished_pod_is_not_ready() -> None:
 
 def test_secrets_are_decoded() -> None:
     assert config.decode_secret({"data": {"k": base64.b64encode(b"v").decode()}}) == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("ref", "value"),
+    [
+        ({"resource": "limits.cpu"}, "2"),  # 1500m rounded up to whole cores
+        ({"resource": "limits.cpu", "divisor": "1m"}, "1500"),
+        ({"resource": "requests.memory", "divisor": "1Mi"}, "64"),
+        ({"resource": "limits.memory"}, str(16 * 2**30)),  # unset: the node's allocatable
+        ({"resource": "requests.cpu"}, "0"),  # unset: none
+    ],
+)
+def test_resource_field_refs(ref: Body, value: str) -> None:
+    container = {"resources": {"limits": {"cpu": "1500m"}, "requests": {"memory": "64Mi"}}}
+    assert config.resource_value(container, ref, {"cpu": "8", "memory": "16Gi"}) == value
+
+
+def test_an_unknown_resource_field_ref_is_a_config_error() -> None:
+    with pytest.raises(config.ConfigError, match=r"resourceFieldRef 'limits\.nvidia\.com/gpu' is not supported"):
+        config.resource_value({}, {"resource": "limits.nvidia.com/gpu"}, {})
+
+
+def test_a_working_dir_must_exist_on_the_host(tmp_path: Path) -> None:
+    assert config.working_dir({}, tmp_path) == tmp_path
+    assert config.working_dir({"workingDir": str(tmp_path)}, Path("/x")) == tmp_path
+    with pytest.raises(config.StartError, match=r"workingDir /no/such/dir is not a folder on this host"):
+        config.working_dir({"workingDir": "/no/such/dir"}, tmp_path)

@@ -3,7 +3,8 @@
 Listens on ``$FILTERJOB_HEALTH_PORT`` (the harness's mapped port). ``/healthz`` answers 500 while
 the file ``$PODAPP_DEAD_FILE`` exists (a liveness failure on demand). On SIGTERM it prints
 ``podapp: SIGTERM`` and exits 0, or with ``PODAPP_ON_TERM=ignore`` keeps running (only SIGKILL
-ends it). At start it prints one JSON line: its pid and the variables named in ``$PODAPP_PRINT``.
+ends it). With ``PODAPP_CERT`` (a PEM file with a certificate and its key) it serves HTTPS. At
+start it prints one JSON line: its pid and the variables named in ``$PODAPP_PRINT``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.server
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -32,6 +34,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["FILTERJOB_HEALTH_PORT"])), Handler)
+    if os.environ.get("PODAPP_CERT"):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(os.environ["PODAPP_CERT"])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     wanted = [name for name in os.environ.get("PODAPP_PRINT", "").split(",") if name]
     print(json.dumps({"pid": os.getpid(), "env": {name: os.environ.get(name) for name in wanted}}), flush=True)
 

@@ -26,6 +26,7 @@ import aio_pika
 import kubernetes.client
 import kubernetes.config
 import pytest
+import trustme
 import yaml
 from kubernetes.watch.watch import iter_resp_lines
 
@@ -822,3 +823,20 @@ def test_no_process_outlives_the_harness(plane: Plane, api: Api, ns: str, tmp_pa
     assert not short.errors
     assert child != leader
     assert not session_alive(leader), "a process of the pod's session (its child too) outlived the harness"
+
+
+def test_an_https_probe_and_a_second_container_that_is_named_as_not_run(
+    api: Api, kubelet: Kubelet, ns: str, tmp_path: Path
+) -> None:
+    cert = tmp_path / "server.pem"
+    trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(cert))
+    readiness = {"httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"}, "periodSeconds": 1}
+    app = app_container(env=[{"name": "PODAPP_CERT", "value": str(cert)}], readinessProbe=readiness)
+    sidecar = {"name": "sidecar", "image": "proxy:1", "command": ["sleep", "600"]}
+    manifest = pod_manifest("tls", app)
+    manifest["spec"]["containers"].append(sidecar)
+    api.core.create_namespaced_pod(ns, manifest)
+    wait_pod(api, ns, "tls", lambda p: condition(p, "Ready") == "True")
+    events = raw(api.core.list_namespaced_event, ns, field_selector="involvedObject.name=tls")["items"]
+    ignored = [e["message"] for e in events if e["reason"] == "ContainersIgnored"]
+    assert ignored == ["only the first container runs in process mode; not run: ['sidecar']"]
