@@ -11,8 +11,8 @@ kubelet reports, so the pod worker can put them in the container's status:
   ``CreateContainerConfigError`` (a missing Secret/ConfigMap or key that is not ``optional``, an
   unsupported ``fieldRef``, no ``command``); retried with back-off, so creating the Secret later
   starts the pod, as on a kubelet;
-* :class:`MountPending` -- ``ContainerCreating`` (a claim not bound yet, no ServiceAccount yet);
-  retried with back-off;
+* :class:`MountPending` -- ``ContainerCreating`` (a claim not bound yet, a Secret or ConfigMap
+  volume's source missing, no ServiceAccount yet) with a ``FailedMount`` event; retried with back-off;
 * :class:`MountRefused` -- ``ContainerCreating`` for good, with a ``FailedMount`` event: a mount
   that process mode cannot honour (see :func:`prepare_volumes`). The pod spec cannot change, so
   it waits for its deletion.
@@ -402,12 +402,18 @@ def prepare_volumes(pod: Body, container: Body, lookup: Lookup, pod_dir: Path) -
         elif "projected" in volume:
             if os.path.normpath(mount["mountPath"]) == SERVICE_ACCOUNT_DIR:
                 continue  # the ServiceAccount's token, CA and namespace: see service_account()
-            _write_projected(pod, folder, volume["projected"], lookup)
+            try:
+                _write_projected(pod, folder, volume["projected"], lookup)
+            except ConfigError as e:
+                raise MountPending(f'MountVolume.SetUp failed for volume "{volume["name"]}" : {e}') from e
         elif "configMap" in volume or "secret" in volume:
             kind, ref = ("ConfigMap", volume["configMap"]) if "configMap" in volume else ("Secret", volume["secret"])
             name = ref.get("name") or ref.get("secretName")
-            data = _source(lookup, kind, namespace, name, optional=bool(ref.get("optional")))
-            _write_files(folder, data or {}, ref.get("items"))
+            try:  # a source missing is a mount that waits (ContainerCreating), as on a kubelet
+                data = _source(lookup, kind, namespace, name, optional=bool(ref.get("optional")))
+                _write_files(folder, data or {}, ref.get("items"))
+            except ConfigError as e:
+                raise MountPending(f'MountVolume.SetUp failed for volume "{volume["name"]}" : {e}') from e
         else:
             other = sorted(set(volume) - {"name"})
             raise MountRefused(f"volume {volume['name']}: {other} volumes are not supported by the process kubelet")

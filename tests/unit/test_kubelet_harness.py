@@ -307,3 +307,15 @@ def test_a_working_dir_must_exist_on_the_host(tmp_path: Path) -> None:
     assert config.working_dir({"workingDir": str(tmp_path)}, Path("/x")) == tmp_path
     with pytest.raises(config.StartError, match=r"workingDir /no/such/dir is not a folder on this host"):
         config.working_dir({"workingDir": "/no/such/dir"}, tmp_path)
+
+
+def test_a_missing_secret_volume_waits_as_a_mount(tmp_path: Path) -> None:
+    spec = pod(volumes=[{"name": "creds", "secret": {"secretName": "later"}}])
+    with pytest.raises(
+        config.MountPending, match=r'MountVolume\.SetUp failed for volume "creds" : secret "later" not found'
+    ):
+        config.prepare_volumes(spec, mounts(("creds", "/creds")), FakeLookup(), tmp_path)
+    spec = pod(volumes=[{"name": "creds", "secret": {"secretName": "later", "optional": True}}])
+    assert config.prepare_volumes(spec, mounts(("creds", "/creds")), FakeLookup(), tmp_path) == {
+        "KUBELET_VOLUME_CREDS": str(tmp_path / "volumes" / "creds")
+    }
