@@ -72,7 +72,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from . import kubelet_status
-from .kubelet_config import TOKEN_SECONDS, decode_secret
+from .kubelet_config import TOKEN_SECONDS, ConfigError, decode_secret
 from .kubelet_pod import PodWorker, RunningPod
 
 __all__ = ["Kubelet", "RunningPod"]
@@ -89,6 +89,14 @@ def raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
     return answer
 
 
+def _refusal(error: ApiException) -> Exception:
+    """A refused or failed read as the container's configuration problem (retried with back-off)."""
+    with contextlib.suppress(ValueError, TypeError):
+        message = json.loads(error.body or "")["message"]
+        return ConfigError(f"{error.status}: {message}")
+    return ConfigError(f"the API server answered {error.status} {error.reason}")
+
+
 class ApiLookup:
     """What pods reference, read from the API server (None for what does not exist)."""
 
@@ -101,7 +109,7 @@ class ApiLookup:
         except ApiException as e:
             if e.status == 404:
                 return None
-            raise
+            raise _refusal(e) from e
         return found
 
     def secret(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -132,7 +140,7 @@ class ApiLookup:
         except ApiException as e:
             if e.status == 404:
                 return None
-            raise
+            raise _refusal(e) from e
         return str(answer["status"]["token"])
 
 

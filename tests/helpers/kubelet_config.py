@@ -460,7 +460,10 @@ def service_account(pod: Body, lookup: Lookup, pod_dir: Path, *, server: str, ca
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "token").write_text(token)
     (folder / "namespace").write_text(namespace)
-    root = lookup.config_map(namespace, "kube-root-ca.crt") or {}
+    try:
+        root = lookup.config_map(namespace, "kube-root-ca.crt") or {}
+    except ConfigError:  # not readable (the Node authorizer allows it only to pods that mount it)
+        root = {}
     if "ca.crt" in root:
         (folder / "ca.crt").write_text(root["ca.crt"])
     elif ca_file:

@@ -38,6 +38,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
 from . import kubelet_config as config
 from .kubelet_status import ContainerRecord, pod_status, running, terminated, timestamp, waiting
 
@@ -276,6 +279,8 @@ class PodWorker(threading.Thread):
             except config.ConfigError as e:
                 self._report("Failed", f"Error: {e}")
                 self._back_off("CreateContainerConfigError", str(e))
+            except (ApiException, urllib3.exceptions.HTTPError) as e:  # the API server away: try again
+                self._back_off("ContainerCreating", f"cannot reach the API server: {e}")
             else:
                 self.backoff = 0.0
                 return env
@@ -347,6 +352,8 @@ class PodWorker(threading.Thread):
             except config.ConfigError as e:
                 self._report("Failed", f"Error: {e}")
                 self._back_off("CreateContainerConfigError", str(e))
+            except (ApiException, urllib3.exceptions.HTTPError) as e:
+                self._back_off("CreateContainerConfigError", f"cannot reach the API server: {e}")
             except (config.StartError, OSError) as e:
                 # As a runtime that cannot exec the command: the container ends, the policy decides.
                 self._report("Failed", f"Error: {e}")
