@@ -189,7 +189,7 @@ def overlap(source: str, destination: str) -> str | None:
     if dst.is_relative_to(src):
         return "inside"
     if src.is_relative_to(dst):
-        return "containing"
+        return "a parent of"
     return None
 
 
