@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import http.client
 import json
 import os
 import secrets
-import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,6 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 import trustme
-import yaml
 from kubernetes.watch.watch import iter_resp_lines
 
 from filterjob_operator.builders import deployment as deployment_builder
@@ -35,130 +35,48 @@ from filterjob_operator.settings import Settings
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.controlplane import ControlPlane
 from tests.helpers.kubelet import Kubelet, raw
 from tests.integration.broker.conftest import BROKER_URL
-from tests.integration.test_k8s_binaries import Servers, built_binaries, free_port, get, session_alive
+from tests.integration.test_k8s_binaries import session_alive
 
 Body = dict[str, Any]
 PODAPP = Path(__file__).with_name("podapp.py")
 NODE = "harness-node"
-ADMIN_TOKEN = "admin-token"
-NODE_TOKEN = "node-token"
 
 
 # --------------------------------------------------------------------------------------------------
-# A minimal control plane, to be replaced by the shared ``control_plane`` fixture (tests/helpers/controlplane.py).
+# The shared control plane, seen as the admin and as this harness's node.
 
 
 @dataclasses.dataclass(frozen=True)
 class Plane:
     admin_kubeconfig: Path
     node_kubeconfig: Path
-    logs: Servers
-
-
-def _kubeconfig(path: Path, server: str, cafile: Path, token: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": str(cafile)}}],
-                "users": [{"name": "user", "user": {"token": token}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "user"}}],
-                "current-context": "test",
-            }
-        )
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    path = built_binaries()
-    tmp = tmp_path_factory.mktemp("plane")
-    servers = Servers(tmp)
+def plane(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Plane:
+    node = control_plane.node_kubeconfig(tmp_path_factory.mktemp("node") / "kubeconfig", NODE)
+    return Plane(admin_kubeconfig=control_plane.kubeconfig, node_kubeconfig=node)
 
-    def binary(name: str) -> str:
-        found = shutil.which(name, path=path)
-        assert found, name
-        return found
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    """GET from a pod's mapped port on loopback."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        client, peer = free_port(), free_port()
-        servers.start(
-            "etcd",
-            [
-                binary("etcd"),
-                "--name=test",
-                f"--data-dir={tmp / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{client}",
-                f"--advertise-client-urls=http://127.0.0.1:{client}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=test=http://127.0.0.1:{peer}",
-            ],
-        )
-        servers.wait_ok("etcd", client, "/health")
-        key, tokens, certs = tmp / "sa.key", tmp / "tokens.csv", tmp / "certs"
-        openssl = shutil.which("openssl")
-        assert openssl, "openssl makes the service-account key"
-        subprocess.run([openssl, "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-        tokens.write_text(
-            f"{ADMIN_TOKEN},admin,admin,system:masters\n{NODE_TOKEN},system:node:{NODE},node,system:nodes\n"
-        )
-        secure = free_port()
-        servers.start(
-            "kube-apiserver",
-            [
-                binary("kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{client}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={secure}",
-                f"--cert-dir={certs}",
-                "--authorization-mode=Node,RBAC",
-                "--enable-admission-plugins=NodeRestriction",
-                f"--token-auth-file={tokens}",
-                f"--service-account-key-file={key}",
-                f"--service-account-signing-key-file={key}",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--endpoint-reconciler-type=none",
-            ],
-        )
-        cafile = certs / "apiserver.crt"
-        servers.wait_ok("kube-apiserver", secure, "/readyz", cafile=cafile)
-        server = f"https://127.0.0.1:{secure}"
-        admin = _kubeconfig(tmp / "admin.kubeconfig", server, cafile, ADMIN_TOKEN)
-        extra = {
-            "kube-scheduler": [],
-            "kube-controller-manager": [
-                f"--service-account-private-key-file={key}",
-                f"--root-ca-file={cafile}",
-                "--use-service-account-credentials=true",
-            ],
-        }
-        for name, flags in extra.items():
-            port = free_port()
-            servers.start(
-                name,
-                [
-                    binary(name),
-                    f"--kubeconfig={admin}",
-                    f"--authentication-kubeconfig={admin}",
-                    f"--authorization-kubeconfig={admin}",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={port}",
-                    f"--cert-dir={tmp / name}",
-                    "--leader-elect=false",
-                    *flags,
-                ],
-            )
-            servers.wait_ok(name, port, "/healthz", cafile=tmp / name / f"{name}.crt")
-        yield Plane(admin, _kubeconfig(tmp / "node.kubeconfig", server, cafile, NODE_TOKEN), servers)
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode(errors="replace")
     finally:
-        servers.stop()
+        connection.close()
 
 
 # --------------------------------------------------------------------------------------------------
