@@ -208,10 +208,13 @@ class Kube:
         self.api.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
 
-def tool(control_plane: ControlPlane, name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def tool(
+    control_plane: ControlPlane, name: str, *args: str | Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``helm``/``kubectl`` (from scripts/ensure-helm.sh) against ``control_plane`` as its admin."""
     return subprocess.run(
         [BIN / name, *map(str, args), "--kubeconfig", str(control_plane.kubeconfig)],
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
