@@ -39,10 +39,39 @@ from tests.integration.broker.conftest import BROKER_URL
 from .conftest import K8sApi
 from .emulator import DEPLOYMENTS, FILTERJOBS, ClusterEmulator, RunningCluster
 from .kubelet import Kubelet
-from .test_operator import HANDLERS, NS, create, job_body, phase_is, png_outputs
+from .realcluster import HANDLERS
+from .test_operator import phase_is, png_outputs
 
 T = TypeVar("T")
 FILTERJOB = Path(sys.executable).parent / "filterjob"
+
+
+NS = "photos"
+
+
+def job_body(name: str, src: Path, dst: Path, **spec: Any) -> dict[str, Any]:
+    """A FilterJob in NS (as test_operator.py made them on the emulator)."""
+    return {
+        "apiVersion": "filterjob.dev/v1alpha1",
+        "kind": "FilterJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "source": {"uri": src.as_uri() + "/"},
+            "destination": {"uri": dst.as_uri() + "/", "format": "png"},
+            "filters": [{"name": "thumbnail", "width": 48, "height": 48}, {"name": "grayscale"}],
+            "retry": {"maxAttempts": 2, "backoffSeconds": 0.2},
+            "broker": {"secretRef": {"name": "rabbitmq"}},
+            **spec,
+        },
+    }
+
+
+def create(k8s_api: K8sApi, body: dict[str, Any], created: list[dict[str, Any]]) -> dict[str, Any]:
+    stored: dict[str, Any] = k8s_api.custom.create_namespaced_custom_object(
+        "filterjob.dev", "v1alpha1", NS, "filterjobs", body
+    )
+    created.append(stored)
+    return stored
 
 
 def free_port() -> int:
