@@ -178,3 +178,76 @@ def test_source_conditions_say_what_was_skipped_and_that_a_source_is_empty() -> 
     assert found[0]["message"].startswith("7 paths could not be listed and were skipped")
     assert "/in/4.jpg: broken symbolic link; and 2 more" in found[0]["message"]
     assert found[1]["message"] == "no inputs: nothing"
+
+
+def pod(name: str, created: str, **status_: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "creationTimestamp": created}, "status": {"phase": "Pending", **status_}}
+
+
+def waiting(reason: str, message: str | None = None, restarts: int = 0) -> dict[str, Any]:
+    state = {"reason": reason, **({"message": message} if message else {})}
+    return {"name": "lister", "restartCount": restarts, "state": {"waiting": state}}
+
+
+PULL = waiting("ImagePullBackOff", 'Back-off pulling image "registry.example/nope:1"')
+UNSCHEDULABLE = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/1 nodes are available: 1 Insufficient memory.",
+}
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([], None),  # no pod yet: nothing to say
+        ([pod("p", "t1", containerStatuses=[waiting("ContainerCreating")])], None),  # on its way
+        ([pod("p", "t1")], None),  # not scheduled yet, nor refused
+        (
+            [pod("p", "t1", containerStatuses=[PULL])],
+            'pod p: ImagePullBackOff: Back-off pulling image "registry.example/nope:1"',
+        ),
+        (
+            [pod("p", "t1", containerStatuses=[waiting("CreateContainerConfigError", 'secret "rabbit" not found')])],
+            'pod p: CreateContainerConfigError: secret "rabbit" not found',
+        ),
+        ([pod("p", "t1", containerStatuses=[waiting("ErrImagePull")])], "pod p: ErrImagePull"),
+        ([pod("p", "t1", conditions=[UNSCHEDULABLE])], f"pod p: Unschedulable: {UNSCHEDULABLE['message']}"),
+        # An init container stuck first.
+        (
+            [pod("p", "t1", initContainerStatuses=[PULL], containerStatuses=[waiting("PodInitializing")])],
+            'pod p: ImagePullBackOff: Back-off pulling image "registry.example/nope:1"',
+        ),
+        # The newest pod speaks.
+        (
+            [
+                pod("old", "2026-01-01T00:00:00Z", containerStatuses=[PULL]),
+                pod("new", "2026-01-01T00:01:00Z", containerStatuses=[waiting("ErrImagePull")]),
+            ],
+            "pod new: ErrImagePull",
+        ),
+        # Started: running, or restarted after a crash (the Job's retries handle that), or done.
+        ([pod("p", "t1", containerStatuses=[waiting("CrashLoopBackOff", "back-off 10s", restarts=2)])], None),
+        ([pod("p", "t1", containerStatuses=[{"name": "lister", "restartCount": 0, "state": {"running": {}}}])], None),
+        (
+            [pod("a", "t1", containerStatuses=[PULL]), {**pod("b", "t2"), "status": {"phase": "Running"}}],
+            None,
+        ),
+    ],
+)
+def test_why_the_lister_pod_has_not_started(pods: list[dict[str, Any]], expected: str | None) -> None:
+    assert status.lister_not_started(pods, previous=None) == expected
+
+
+def test_the_last_reason_stands_while_no_pod_says_otherwise() -> None:
+    """At the deadline the Job controller deletes the stuck pod: the reason seen before stays,
+    for the failure's message."""
+    before = "pod p: ImagePullBackOff"
+    deleted = pod("p", "t1", containerStatuses=[{"name": "lister", "state": {"terminated": {"exitCode": 137}}}])
+    deleted["metadata"]["deletionTimestamp"] = "t2"
+    assert status.lister_not_started([deleted], previous=before) == before
+    assert status.lister_not_started([], previous=before) == before
+    assert status.lister_not_started([pod("q", "t3", containerStatuses=[PULL])], previous=before).startswith("pod q:")
+    running = {**pod("q", "t3"), "status": {"phase": "Running"}}
+    assert status.lister_not_started([running], previous=before) is None
