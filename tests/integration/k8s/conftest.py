@@ -1,4 +1,6 @@
-"""Fixtures for tests against the in-process Kubernetes API emulator (see emulator.py).
+"""Fixtures for the Kubernetes tests: the real control plane's (realcluster.py) and the emulator's (emulator.py).
+
+The emulator's, until every test on it is ported:
 
 Usage::
 
@@ -23,6 +25,17 @@ import pytest
 
 from .emulator import RunningCluster
 from .kubelet import Kubelet
+
+# The real control plane's fixtures (see realcluster.py); the ones below are the emulator's.
+from .realcluster import (  # noqa: F401 -- fixtures, found by pytest by name
+    broker_secret,
+    cluster_api,
+    cluster_kubelet,
+    cluster_namespace,
+    filterjob_operator,
+    kube,
+    operator_release,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,432 @@
+"""Fixtures for tests against the real control plane (``control_plane``, tests/helpers/controlplane.py).
+
+The k8s conftest imports them, so every test module here can ask for them by name::
+
+    def test_something(cluster_api, cluster_namespace, broker_secret, cluster_kubelet, filterjob_operator):
+        cluster_api.custom.create_namespaced_custom_object(GROUP, VERSION, cluster_namespace, "filterjobs", body)
+        with filterjob_operator.run():                     # kopf in a KopfRunner thread, as the operator's account
+            wait_for_list(cluster_api.apps.list_namespaced_deployment, ..., namespace=cluster_namespace)
+        used = filterjob_operator.api_usage()              # what it called since the fixture started, audited
+        assert used <= filterjob_operator.release.granted(cluster_api)
+
+- ``operator_release`` (session): ``helm install`` of ``charts/filterjob`` as release ``filterjob`` into
+  ``filterjob-system``: the CRD, the operator's ServiceAccount and its RBAC come from the chart. The
+  chart's operator Deployment stays Pending (a nodeSelector no node has, a chart value), so it never
+  competes with the operator a test runs; :func:`install_release` installs other releases (e.g.
+  ``watchNamespaces``) the same way.
+- ``filterjob_operator`` (function): a TokenRequest token of the release's ServiceAccount in a
+  kubeconfig (made the default for kopf and the ``kubernetes`` client), and two ways to run the operator
+  with it, so the real RBAC authorizer decides each of its calls (a missing rule is a 403):
+  ``run()`` (kopf's ``KopfRunner`` in a thread of this process: monkeypatches and env reach it) and
+  ``spawn()`` (``filterjob operator`` as a subprocess with ``KUBECONFIG``: for SIGKILL).
+- ``cluster_namespace`` (function): a fresh namespace, deleted after the test; FilterJobs left in it lose
+  their finalizer first (no operator may be running to remove it), so the namespace controller
+  finalizes it without waiting for one. ``broker_secret`` adds the broker Secret ``rabbitmq``
+  (``url`` = the test broker on 127.0.0.1:5672; pods share loopback, so worker pods reach it too).
+- ``cluster_kubelet`` (function): the kubelet harness (tests/helpers/kubelet.py) as node ``NODE``, with
+  the admin's client so that it deletes its Node when it stops (a node identity may not): without
+  this fixture no node exists and pods stay Pending ("nothing consumes"). Pod logs go to
+  ``<tmp_path>/pods/<namespace>.<pod>.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import kopf
+import kubernetes.client
+import kubernetes.config
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+
+from tests.helpers.controlplane import ControlPlane
+from tests.helpers.kubelet import Kubelet
+from tests.helpers.watching import named, wait_for_list
+from tests.integration.broker.conftest import BROKER_URL
+
+ROOT = Path(__file__).resolve().parents[3]
+BIN = ROOT / ".venv" / "bin"
+CHART = ROOT / "charts" / "filterjob"
+HANDLERS = ROOT / "operator" / "filterjob_operator" / "handlers.py"
+GROUP, VERSION, PLURAL = "filterjob.dev", "v1alpha1", "filterjobs"
+RELEASE, RELEASE_NAMESPACE = "filterjob", "filterjob-system"
+NODE = "filterjob-node"
+#: A node label no node has: the chart's own operator Deployment stays Pending.
+NEVER_SCHEDULED = {"filterjob.dev/never-scheduled": "true"}
+#: An RBAC permission as the audit log names a request: (verb, apiGroup, resource, subresource).
+Permission = tuple[str, str, str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterApi:
+    """The ``kubernetes`` client as the cluster's admin, with the API groups the tests use."""
+
+    client: kubernetes.client.ApiClient
+    custom: kubernetes.client.CustomObjectsApi
+    apps: kubernetes.client.AppsV1Api
+    core: kubernetes.client.CoreV1Api
+    batch: kubernetes.client.BatchV1Api
+    autoscaling: kubernetes.client.AutoscalingV2Api
+    rbac: kubernetes.client.RbacAuthorizationV1Api
+    extensions: kubernetes.client.ApiextensionsV1Api
+
+    @classmethod
+    def bind(cls, client: kubernetes.client.ApiClient) -> ClusterApi:
+        return cls(
+            client=client,
+            custom=kubernetes.client.CustomObjectsApi(client),
+            apps=kubernetes.client.AppsV1Api(client),
+            core=kubernetes.client.CoreV1Api(client),
+            batch=kubernetes.client.BatchV1Api(client),
+            autoscaling=kubernetes.client.AutoscalingV2Api(client),
+            rbac=kubernetes.client.RbacAuthorizationV1Api(client),
+            extensions=kubernetes.client.ApiextensionsV1Api(client),
+        )
+
+
+#: Kinds ``Kube`` waits for and reads, by their list call's name and whether they are custom objects.
+KINDS = {
+    "filterjobs": "custom",
+    "deployments": "apps",
+    "replicasets": "apps",
+    "jobs": "batch",
+    "horizontalpodautoscalers": "autoscaling",
+    "pods": "core",
+    "events": "core",
+    "secrets": "core",
+    "persistentvolumeclaims": "core",
+}
+LIST_CALLS = {
+    "deployments": "list_namespaced_deployment",
+    "replicasets": "list_namespaced_replica_set",
+    "jobs": "list_namespaced_job",
+    "horizontalpodautoscalers": "list_namespaced_horizontal_pod_autoscaler",
+    "pods": "list_namespaced_pod",
+    "events": "list_namespaced_event",
+    "secrets": "list_namespaced_secret",
+    "persistentvolumeclaims": "list_namespaced_persistent_volume_claim",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Kube:
+    """One namespace of the real cluster, as the admin: read objects as plain dicts, wait on watches.
+
+    ``kind`` is a resource's plural (a key of ``KINDS``). Waits follow a watch (never a timer) until
+    the predicate holds; a predicate that raises ``KeyError`` (no ``status`` yet) does not hold yet.
+    """
+
+    api: ClusterApi
+    namespace: str
+
+    def _call(self, kind: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+        if KINDS[kind] == "custom":
+            args = {"group": GROUP, "version": VERSION, "plural": PLURAL}
+            return self.api.custom.list_namespaced_custom_object, {**args, "namespace": self.namespace}
+        return getattr(getattr(self.api, KINDS[kind]), LIST_CALLS[kind]), {"namespace": self.namespace}
+
+    def plain(self, item: Any) -> dict[str, Any]:
+        found: dict[str, Any] = item if isinstance(item, dict) else self.api.client.sanitize_for_serialization(item)
+        return found
+
+    def list(self, kind: str, **selection: Any) -> list[dict[str, Any]]:
+        call, args = self._call(kind)
+        listing = call(**args, **selection)
+        items = listing["items"] if isinstance(listing, dict) else listing.items
+        return [self.plain(item) for item in items]
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        found = self.list(kind, **named(name))
+        return found[0] if found else None
+
+    def wait(
+        self, kind: str, name: str, predicate: Callable[[dict[str, Any]], bool] = bool, *, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """The object ``name`` once it exists and ``predicate`` holds for it."""
+        seen: list[dict[str, Any]] = []
+
+        def holds(items: list[Any]) -> bool:
+            seen[:] = [self.plain(item) for item in items]
+            try:
+                return bool(seen) and predicate(seen[0])
+            except KeyError:
+                return False
+
+        call, args = self._call(kind)
+        wait_for_list(call, holds, timeout=timeout, what=f"{kind} {self.namespace}/{name}", **args, **named(name))
+        return seen[0]
+
+    def wait_all(
+        self, kind: str, condition: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 60.0, **selection: Any
+    ) -> list[dict[str, Any]]:
+        """The objects of ``kind`` (``selection``: label/field selectors) once ``condition`` holds for them."""
+        seen: list[dict[str, Any]] = []
+
+        def holds(items: list[Any]) -> bool:
+            seen[:] = [self.plain(item) for item in items]
+            try:
+                return condition(seen)
+            except KeyError:
+                return False
+
+        call, args = self._call(kind)
+        wait_for_list(call, holds, timeout=timeout, what=f"{kind} in {self.namespace}", **args, **selection)
+        return seen
+
+    def gone(self, kind: str, name: str, *, timeout: float = 60.0) -> None:
+        """Wait until ``name`` no longer exists."""
+        call, args = self._call(kind)
+        wait_for_list(call, lambda items: not items, timeout=timeout, what=f"{kind} {name} gone", **args, **named(name))
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        return [e for e in self.list("events") if e.get("reason") == reason]
+
+    def wait_for_event(self, reason: str, *, timeout: float = 60.0) -> list[dict[str, Any]]:
+        return self.wait_all("events", lambda events: any(e.get("reason") == reason for e in events), timeout=timeout)
+
+    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        stored: dict[str, Any] = self.api.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return stored
+
+    def patch_job(self, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch a FilterJob, as ``kubectl patch fj NAME --type merge`` does."""
+        self.api.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
+    def delete_job(self, name: str) -> None:
+        self.api.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+
+def tool(control_plane: ControlPlane, name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``helm``/``kubectl`` (from scripts/ensure-helm.sh) against ``control_plane`` as its admin."""
+    return subprocess.run(
+        [BIN / name, *map(str, args), "--kubeconfig", str(control_plane.kubeconfig)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def rule_permissions(rules: Sequence[Any]) -> set[Permission]:
+    """What RBAC rules grant, as (verb, apiGroup, resource, subresource)."""
+    granted: set[Permission] = set()
+    for rule in rules:
+        for group, resource, verb in itertools.product(rule.api_groups or [], rule.resources or [], rule.verbs):
+            name, _, subresource = resource.partition("/")
+            granted.add((verb, group, name, subresource))
+    return granted
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """An installed release of the chart: its namespace and the operator's ServiceAccount."""
+
+    name: str
+    namespace: str
+    service_account: str
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+    def granted(self, api: ClusterApi) -> set[Permission]:
+        """What the RBAC bound to its ServiceAccount grants, read from the API server."""
+
+        def bound(binding: Any) -> bool:
+            return any(
+                (s.kind, s.name, s.namespace) == ("ServiceAccount", self.service_account, self.namespace)
+                for s in binding.subjects or []
+            )
+
+        granted: set[Permission] = set()
+        for binding in api.rbac.list_cluster_role_binding().items:
+            if bound(binding):
+                granted |= rule_permissions(api.rbac.read_cluster_role(binding.role_ref.name).rules)
+        for binding in api.rbac.list_role_binding_for_all_namespaces().items:
+            if bound(binding):
+                namespace = binding.metadata.namespace
+                if binding.role_ref.kind == "ClusterRole":
+                    granted |= rule_permissions(api.rbac.read_cluster_role(binding.role_ref.name).rules)
+                else:
+                    granted |= rule_permissions(api.rbac.read_namespaced_role(binding.role_ref.name, namespace).rules)
+        return granted
+
+
+def install_release(
+    control_plane: ControlPlane, name: str, namespace: str, values: dict[str, Any], directory: Path
+) -> Release:
+    """``helm install`` the chart with ``values`` (the operator Deployment kept Pending), waiting for nothing."""
+    values_file = directory / f"{name}-values.yaml"
+    operator = {"nodeSelector": NEVER_SCHEDULED, **values.pop("operator", {})}
+    values_file.write_text(yaml.safe_dump({**values, "operator": operator}))
+    installed = tool(
+        control_plane, "helm", "install", name, CHART, "--namespace", namespace, "--create-namespace", "-f", values_file
+    )
+    assert installed.returncode == 0, f"helm install {name} failed:\n{installed.stderr}"
+    account = name if RELEASE in name else f"{name}-{RELEASE}"  # the chart's fullname
+    return Release(name, namespace, account)
+
+
+@pytest.fixture(scope="session")
+def cluster_api(control_plane: ControlPlane) -> Iterator[ClusterApi]:
+    """The admin's ``kubernetes`` client for the test's own calls (user ``kubernetes-admin``)."""
+    with control_plane.api_client() as client:
+        yield ClusterApi.bind(client)
+
+
+@pytest.fixture(scope="session")
+def operator_release(
+    control_plane: ControlPlane, cluster_api: ClusterApi, tmp_path_factory: pytest.TempPathFactory
+) -> Release:
+    """The chart installed once per session (CRD established before the first test uses it)."""
+    release = install_release(control_plane, RELEASE, RELEASE_NAMESPACE, {}, tmp_path_factory.mktemp("helm"))
+
+    def established(found: list[Any]) -> bool:
+        conditions = (found[0].status.conditions or []) if found else []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    crd = f"{PLURAL}.{GROUP}"
+    wait_for_list(cluster_api.extensions.list_custom_resource_definition, established, what=crd, **named(crd))
+    return release
+
+
+@pytest.fixture
+def cluster_namespace(cluster_api: ClusterApi) -> Iterator[str]:
+    """A fresh namespace with its ``default`` ServiceAccount; deleted after the test (not waited for)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster_api.core.create_namespace({"metadata": {"name": name}})
+    wait_for_list(
+        cluster_api.core.list_namespaced_service_account,
+        bool,
+        what="the default ServiceAccount",
+        namespace=name,
+        **named("default"),
+    )
+    yield name
+    with contextlib.suppress(kubernetes.client.ApiException):  # no CRD: no FilterJobs either
+        for job in cluster_api.custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
+            if job["metadata"].get("finalizers"):
+                with contextlib.suppress(kubernetes.client.ApiException):
+                    cluster_api.custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, name, PLURAL, job["metadata"]["name"], {"metadata": {"finalizers": None}}
+                    )
+    cluster_api.core.delete_namespace(name)
+
+
+@pytest.fixture
+def kube(cluster_api: ClusterApi, cluster_namespace: str) -> Kube:
+    """The test's namespace as the admin (see :class:`Kube`)."""
+    return Kube(cluster_api, cluster_namespace)
+
+
+@pytest.fixture
+def broker_secret(cluster_api: ClusterApi, cluster_namespace: str) -> str:
+    """The Secret ``rabbitmq`` (key ``url``: the test broker) in the test's namespace; its name."""
+    cluster_api.core.create_namespaced_secret(
+        cluster_namespace, {"metadata": {"name": "rabbitmq"}, "stringData": {"url": BROKER_URL}}
+    )
+    return "rabbitmq"
+
+
+@pytest.fixture
+def cluster_kubelet(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Kubelet]:
+    """The kubelet harness as node ``NODE``: pods bound to it run as local processes."""
+    client = control_plane.api_client()
+    try:
+        with Kubelet(client, NODE, log_dir=tmp_path / "pods", restart_backoff=(0.2, 4.0)) as running:
+            yield running
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    assert not running.errors, f"the kubelet harness failed: {running.errors!r}"
+
+
+class FilterJobOperator:
+    """The operator with a token of ``release``'s ServiceAccount: ``run()`` in a thread, ``spawn()`` a process."""
+
+    def __init__(self, control_plane: ControlPlane, release: Release, kubeconfig: Path) -> None:
+        self.control_plane = control_plane
+        self.release = release
+        self.kubeconfig = kubeconfig
+        #: Where the audit log stood when the fixture started: ``api_usage`` counts from here.
+        self.since = control_plane.audit_offset()
+
+    @contextlib.contextmanager
+    def run(
+        self, *, args: Sequence[str] = ("--all-namespaces", "--standalone", "--verbose"), timeout: float = 30
+    ) -> Iterator[KopfRunner]:
+        """``kopf run ARGS handlers.py`` in a ``KopfRunner`` thread, logged in by kopf's own
+        ``login_via_client`` from ``KUBECONFIG`` (the token), as ``filterjob operator`` logs in.
+
+        A fresh registry each time, so the handlers never leak into kopf's process-wide default
+        one, which is restored afterwards. Output, exit code and exception are on the runner after.
+        """
+        previous = kopf.get_default_registry()
+        registry = kopf.OperatorRegistry()
+        kopf.on.login(registry=registry)(kopf.login_via_client)
+        try:
+            with KopfRunner(["run", *args, str(HANDLERS)], registry=registry, timeout=timeout) as runner:
+                yield runner
+        finally:
+            kopf.set_default_registry(previous)
+
+    def spawn(self, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """``filterjob operator ARGS`` as a process of its own session, output to ``log``.
+
+        The caller stops it (``terminate``/``kill``, then ``wait``). Its liveness endpoint is on a
+        free loopback port, so several can run one after another without a port clash.
+        """
+        environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **(env or {})}
+        with log.open("ab") as output:
+            return subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("filterjob")),
+                    "operator",
+                    "--liveness=http://127.0.0.1:0/healthz",
+                    *args,
+                ],
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def api_usage(self, *, decision: str | None = None) -> set[Permission]:
+        """What the operator's user called since the fixture started, from the audit log."""
+        return self.control_plane.api_usage(self.release.user, since=self.since, decision=decision)
+
+
+@pytest.fixture
+def filterjob_operator(
+    control_plane: ControlPlane, operator_release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> FilterJobOperator:
+    """The operator of ``operator_release``, with a fresh TokenRequest token of its ServiceAccount.
+
+    Its kubeconfig is made the default: ``KUBECONFIG``, the client's default path (read from
+    ``KUBECONFIG`` once at import) and the client's process-wide default configuration, which
+    kopf's login overwrites, are restored after the test.
+    """
+    return operator_for(control_plane, operator_release, tmp_path, monkeypatch)
+
+
+def operator_for(
+    control_plane: ControlPlane, release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> FilterJobOperator:
+    """A :class:`FilterJobOperator` of any installed ``release`` (see ``filterjob_operator``)."""
+    token = control_plane.token_for(release.namespace, release.service_account)
+    path = control_plane.write_kubeconfig(tmp_path / f"{release.name}.kubeconfig", token=token)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.setattr(kubernetes.client.Configuration, "_default", kubernetes.client.Configuration._default)
+    return FilterJobOperator(control_plane, release, path)
