@@ -332,8 +332,9 @@ class Reconciler:
                 f"the lister Job {name} has not started: {why}; it fails"
                 f" {self.s.settings.lister_deadline}s after it began (FILTERJOB_LISTER_DEADLINE)"
             )
-            log.warning("job %s/%s: %s", self.namespace, self.name, message)
-            kopf.warn(self.body, reason=reason, message=message)
+            if previous is None:  # once: a pull that keeps failing alternates ErrImagePull and ImagePullBackOff
+                log.warning("job %s/%s: %s", self.namespace, self.name, message)
+                kopf.warn(self.body, reason=reason, message=message)
         previous_conditions = list(self.observed.get("conditions") or [])
         await self.patch(
             conditions=[
