@@ -1,9 +1,10 @@
 """The CRD: generated from the catalog, valid, and rejecting bad jobs with clear messages.
 
-The Kubernetes emulator used in integration tests does not enforce schemas, so the
-schema is checked here with a JSON Schema validator (OpenAPI v3 structural schemas
-are draft-4 compatible) and every CEL rule is evaluated with a CEL implementation,
-values typed as the API server types them (``number`` fields are doubles).
+The real API server enforces the CRD too (tests/integration/k8s/test_crd_server.py: kubectl
+apply refused with these messages); here, fast and without a cluster, the schema is checked
+with a JSON Schema validator (OpenAPI v3 structural schemas are draft-4 compatible) and every
+CEL rule is evaluated with a CEL implementation (cel-python), values typed as the API server
+types them (``number`` fields are doubles), case by case.
 """
 
 from __future__ import annotations

@@ -67,9 +67,9 @@ app.kubernetes.io/part-of: filterjob
 {{- end }}
 
 {{/*
-RBAC: exactly the (apiGroup, resource, verb) triples the operator uses; the list is
-recorded by the operator's integration tests (tests/integration/k8s/operator-api-usage.json),
-and a chart test keeps these rules equal to it.
+RBAC: exactly the (apiGroup, resource, verb) triples the operator uses. The operator's
+integration tests (tests/integration/k8s/test_operator.py) run it as this ServiceAccount on a
+real API server and check, from its audit log, that it used every rule and nothing else.
 */}}
 
 {{/* Rules on namespaced resources: a ClusterRole watching every namespace, a Role per watched namespace otherwise. */}}

@@ -2,12 +2,13 @@
 
 The k8s conftest imports them, so every test module here can ask for them by name::
 
-    def test_something(cluster_api, cluster_namespace, broker_secret, cluster_kubelet, filterjob_operator):
-        cluster_api.custom.create_namespaced_custom_object(GROUP, VERSION, cluster_namespace, "filterjobs", body)
+    def test_something(kube, broker_secret, cluster_kubelet, filterjob_operator):
+        kube.create_job(body)                              # in kube.namespace, fresh for the test
         with filterjob_operator.run():                     # kopf in a KopfRunner thread, as the operator's account
-            wait_for_list(cluster_api.apps.list_namespaced_deployment, ..., namespace=cluster_namespace)
+            kube.wait("deployments", "thumbs-workers", lambda d: d["spec"]["replicas"] == 2)
+        process = filterjob_operator.spawn(log=tmp_path / "operator.log")   # or as a process, to SIGKILL
         used = filterjob_operator.api_usage()              # what it called since the fixture started, audited
-        assert used <= filterjob_operator.release.granted(cluster_api)
+        assert used <= filterjob_operator.release.granted(kube.api)
 
 - ``operator_release`` (session): ``helm install`` of ``charts/filterjob`` as release ``filterjob`` into
   ``filterjob-system``: the CRD, the operator's ServiceAccount and its RBAC come from the chart. The
@@ -19,6 +20,9 @@ The k8s conftest imports them, so every test module here can ask for them by nam
   with it, so the real RBAC authorizer decides each of its calls (a missing rule is a 403):
   ``run()`` (kopf's ``KopfRunner`` in a thread of this process: monkeypatches and env reach it) and
   ``spawn()`` (``filterjob operator`` as a subprocess with ``KUBECONFIG``: for SIGKILL).
+- ``kube`` (function): :class:`Kube`, the test's namespace as the admin (``cluster_api``): objects as
+  plain dicts, waits that follow a watch (``wait``, ``wait_all``, ``gone``, ``wait_for_event``), FilterJob
+  create/patch/delete.
 - ``cluster_namespace`` (function): a fresh namespace, deleted after the test; FilterJobs left in it lose
   their finalizer first (no operator may be running to remove it), so the namespace controller
   finalizes it without waiting for one. ``broker_secret`` adds the broker Secret ``rabbitmq``
@@ -208,10 +212,13 @@ class Kube:
         self.api.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
 
-def tool(control_plane: ControlPlane, name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def tool(
+    control_plane: ControlPlane, name: str, *args: str | Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``helm``/``kubectl`` (from scripts/ensure-helm.sh) against ``control_plane`` as its admin."""
     return subprocess.run(
         [BIN / name, *map(str, args), "--kubeconfig", str(control_plane.kubeconfig)],
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -935,6 +936,26 @@ def test_skip_unreadable_through_a_lister_job_reports_each_skipped_path(
         p.relative_to(tmp_path / "in").with_suffix(".png").as_posix() for p in made.good
     }
     assert listed_by_the_operator == []
+
+
+@pytest.mark.usefixtures("operator_env")
+def test_the_operator_runs_as_a_process_with_its_service_accounts_kubeconfig(
+    kube: Kube, filterjob_operator: FilterJobOperator, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=4, size=(16, 12))
+    create(kube, job_body("spawned", kube.namespace, tmp_path / "in", tmp_path / "out"), created)
+    process = filterjob_operator.spawn(log=tmp_path / "operator.log")
+    try:
+        job = kube.wait("filterjobs", "spawned", lambda o: o["status"].get("enqueued") == 4, timeout=60)
+        kube.wait("deployments", "spawned-workers")
+    finally:
+        process.kill()  # SIGKILL: what the fault tests do to it
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert job["status"]["total"] == 4
+    log = (tmp_path / "operator.log").read_text()
+    assert "Initial authentication has finished" in log  # logged in with the kubeconfig's token
+    assert "Forbidden" not in log
 
 
 def test_the_chart_grants_exactly_what_the_operator_used(kube: Kube, operator_release: Release) -> None:
