@@ -124,7 +124,7 @@ def operator_process(
 
 class BrokerThread:
     """An event loop in a thread of its own for broker connections that outlive one call (deliveries
-    held unacked), usable from synchronous tests that block on the emulator."""
+    held unacked), usable from synchronous tests that block on the API server."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
