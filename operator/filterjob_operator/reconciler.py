@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -321,7 +322,7 @@ class Reconciler:
         except KubeError as e:  # a diagnosis only: the Job's deadline still ends the wait
             log.warning("job %s/%s: cannot read the pods of the lister Job %s: %s", self.namespace, self.name, name, e)
             return previous
-        why = status.lister_not_started(pods, previous=previous)
+        why = status.lister_not_started(pods, previous=previous, now=datetime.now(UTC))
         if why == previous:
             return why
         if why is None:

@@ -56,6 +56,8 @@ def nothing_refused(filterjob_operator: FilterJobOperator) -> Iterator[None]:
     yield
     refused = filterjob_operator.api_usage(decision="forbid")
     assert not refused, f"the API server refused the operator (403): {sorted(refused)}"
+    # The chart's rule for it is used: the lister's pods are read, as the chart's ServiceAccount.
+    assert ("list", "", "pods", "") in filterjob_operator.api_usage(decision="allow")
 
 
 def condition(job: dict[str, Any], kind: str) -> dict[str, Any]:
