@@ -732,11 +732,21 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str) -
     import kopf  # noqa: PLC0415 (see _LAZY)
 
     from filterjob_operator import handlers  # noqa: F401, PLC0415 -- registers the handlers
+    from filterjob_operator.settings import Settings  # noqa: PLC0415
     from filterjob_worker import logs  # noqa: PLC0415
 
     logs.configure("INFO")
     if namespaces and all_namespaces:
         raise click.UsageError("give --namespace or --all-namespaces, not both")
+    try:
+        # Read here too, so a bad setting stops the operator with its name, instead of kopf
+        # retrying the startup handler every minute for ever.
+        Settings.from_env()
+    except ValueError as e:
+        Console(stderr=True).print(
+            f"[red]invalid operator setting:[/] {escape(str(e))}", highlight=False, soft_wrap=True
+        )
+        sys.exit(exits.INVALID)
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,

@@ -144,6 +144,14 @@ class Kube:
                 return f"{condition.reason or 'Failed'}: {condition.message or 'the Job failed'}"
         return None
 
+    async def job_pods(self, namespace: str, name: str) -> list[Manifest]:
+        """The pods of a batch/v1 Job (by the label its controller sets), as the API returns them."""
+        found = await self._call(
+            self.core.list_namespaced_pod, namespace, label_selector=f"batch.kubernetes.io/job-name={name}"
+        )
+        pods = self.api.sanitize_for_serialization(found.items)  # type: ignore[no-untyped-call]
+        return [pod for pod in pods if isinstance(pod, dict)]
+
     async def workers(self, namespace: str, name: str) -> Workers | None:
         deployment = await self._read(self.apps.read_namespaced_deployment, namespace, name)
         if deployment is None:

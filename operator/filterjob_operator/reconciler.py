@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -20,7 +21,7 @@ from aio_pika.abc import AbstractRobustConnection
 from filterjob_operator import broker, brokerref, listing, sources, status
 from filterjob_operator.builders import deployment, hpa, lister
 from filterjob_operator.builders.common import lister_name, workers_name
-from filterjob_operator.kube import Kube
+from filterjob_operator.kube import Kube, KubeError
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import GROUP, FilterJob, JobSpecError, parse_job
@@ -295,15 +296,56 @@ class Reconciler:
             log.info("job %s/%s: created the lister Job %s", self.namespace, self.name, name)
             kopf.info(self.body, reason="Listing", message=f"created the lister Job {name}")
         interval = self.s.settings.status_interval
+        not_started: str | None = None
         async with broker.ListingWatch(connection, topology_of(job)) as watch:
             while not self.stopped:
                 failure = await self.s.kube.job_failure(self.namespace, name)
+                if failure is None:
+                    not_started = await self._lister_not_started(name, message, not_started)
                 # After a failure, one more interval for a listing on its way from an earlier attempt.
                 if (found := await watch.next(interval)) is not None:
                     return _keys(found)
                 if failure is not None:
-                    raise ListerFailed(f"the lister Job {name} failed without a listing: {failure}")
+                    waited = f" (its pod never started: {not_started})" if not_started else ""
+                    raise ListerFailed(f"the lister Job {name} failed without a listing: {failure}{waited}")
         return None
+
+    async def _lister_not_started(self, name: str, listing: str, previous: str | None) -> str | None:
+        """Say in the ``Ready`` condition why the lister's pod has not started, if it is stuck; the reason.
+
+        The Job's deadline ends the wait; until then, the user sees why (an image that cannot be
+        pulled, a missing Secret, no node that fits) without looking at pods. Back to ``Listing``
+        once the pod starts.
+        """
+        try:
+            pods = await self.s.kube.job_pods(self.namespace, name)
+        except KubeError as e:  # a diagnosis only: the Job's deadline still ends the wait
+            log.warning("job %s/%s: cannot read the pods of the lister Job %s: %s", self.namespace, self.name, name, e)
+            return previous
+        why = status.lister_not_started(pods, previous=previous, now=datetime.now(UTC))
+        if why == previous:
+            return why
+        if why is None:
+            reason, message = "Listing", listing
+        else:
+            reason = "ListerNotStarted"
+            message = (
+                f"the lister Job {name} has not started: {why}; it fails"
+                f" {self.s.settings.lister_deadline}s after it began (FILTERJOB_LISTER_DEADLINE)"
+            )
+            if previous is None:  # once: a pull that keeps failing alternates ErrImagePull and ImagePullBackOff
+                log.warning("job %s/%s: %s", self.namespace, self.name, message)
+                kopf.warn(self.body, reason=reason, message=message)
+        previous_conditions = list(self.observed.get("conditions") or [])
+        await self.patch(
+            conditions=[
+                *(c for c in previous_conditions if c.get("type") != "Ready"),
+                status.condition(
+                    "Ready", False, reason, message, generation=self.generation, previous=previous_conditions
+                ),
+            ]
+        )
+        return why
 
     async def _ensure_workers(self, job: FilterJob, *, replicas: int) -> None:
         secret = self._broker_secret(job)

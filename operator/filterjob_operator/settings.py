@@ -12,6 +12,7 @@
 | ``FILTERJOB_WORKER_RESOURCES`` | worker resources (JSON) if a job names none | ``DEFAULT_WORKER_RESOURCES`` |
 | ``FILTERJOB_LIST_INPUTS`` | who lists ``file://`` sources: ``auto``, ``operator`` or ``job`` | auto |
 | ``FILTERJOB_FINALIZER_TIMEOUT`` | seconds a deleted job retries removing its queues before it goes without | 300 |
+| ``FILTERJOB_LISTER_DEADLINE`` | seconds a lister Job may run (``activeDeadlineSeconds``) before it fails | 600 |
 
 ``FILTERJOB_LIST_INPUTS``: ``operator`` lists every source in the operator's own filesystem,
 ``job`` always runs a lister Job in the job's namespace (with the job's volumes), ``auto``
@@ -76,6 +77,19 @@ def _seconds(name: str, text: str | None, default: float) -> float:
     return value
 
 
+def _deadline(name: str, text: str | None, default: int) -> int:
+    """A whole number of seconds >= 1 (Kubernetes' ``activeDeadlineSeconds`` takes nothing else)."""
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of seconds, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 second, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     worker_image: str = DEFAULT_IMAGE
@@ -91,6 +105,10 @@ class Settings:
     #: How long a deleted job retries removing its queues (broker or Secret gone) before its
     #: finalizer is removed anyway, with a Warning naming the queues left behind.
     finalizer_timeout: float = 300.0
+    #: How long a lister Job may run, its pods' start included: a pod that never starts (an
+    #: image that cannot be pulled, a missing Secret, no node that fits) fails it then, and the
+    #: job with it, instead of leaving it ``Pending`` for ever.
+    lister_deadline: int = 600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,4 +126,5 @@ class Settings:
                 name.strip() for name in env.get("FILTERJOB_IMAGE_PULL_SECRETS", "").split(",") if name.strip()
             ),
             finalizer_timeout=_seconds("FILTERJOB_FINALIZER_TIMEOUT", env.get("FILTERJOB_FINALIZER_TIMEOUT"), 300.0),
+            lister_deadline=_deadline("FILTERJOB_LISTER_DEADLINE", env.get("FILTERJOB_LISTER_DEADLINE"), 600),
         )

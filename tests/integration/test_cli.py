@@ -278,3 +278,23 @@ def test_validate_local_refuses_a_destination_linked_into_the_source(tmp_path: P
     result = filterjob("validate", "--local", str(job))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "outputs would be written among the inputs" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("FILTERJOB_LISTER_DEADLINE", "0"), ("FILTERJOB_FINALIZER_TIMEOUT", "soon")]
+)
+def test_a_bad_operator_setting_exits_two_naming_it(tmp_path: Path, variable: str, value: str) -> None:
+    """Before, kopf retried its startup handler every minute for ever, with a traceback each time."""
+    env = {**os.environ, variable: value, "KUBECONFIG": str(tmp_path / "none")}
+    done = subprocess.run(
+        [FILTERJOB, "operator", "--liveness", "http://127.0.0.1:0/healthz"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"invalid operator setting: {variable} must be" in done.stderr
+    assert repr(value) in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

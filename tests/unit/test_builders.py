@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -149,6 +150,16 @@ def test_lister_job_is_valid_owned_and_runs_once_with_a_few_retries(job: FilterJ
     # Never selected by the worker Deployment.
     labels = manifest["spec"]["template"]["metadata"]["labels"]
     assert not common.selector(job).items() <= labels.items()
+
+
+def test_lister_job_fails_at_the_operators_deadline(job: FilterJob) -> None:
+    """A lister pod that never starts must not keep its FilterJob Pending: the Job controller
+    fails the Job at ``activeDeadlineSeconds``, start-up included."""
+    assert lister.build(job, settings=SETTINGS, broker_secret="rabbit")["spec"]["activeDeadlineSeconds"] == 600
+    short = dataclasses.replace(SETTINGS, lister_deadline=30)
+    manifest = lister.build(job, settings=short, broker_secret="rabbit")
+    assert manifest["spec"]["activeDeadlineSeconds"] == 30
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
 
 
 def test_lister_pod_is_locked_down_like_the_workers_and_sees_their_volumes(job: FilterJob) -> None:

@@ -29,6 +29,7 @@ def test_every_variable_is_read() -> None:
             "FILTERJOB_LIST_INPUTS": "job",
             "FILTERJOB_IMAGE_PULL_SECRETS": "regcred, mirror,",
             "FILTERJOB_FINALIZER_TIMEOUT": "42.5",
+            "FILTERJOB_LISTER_DEADLINE": "120",
         }
     )
     assert settings == Settings(
@@ -42,6 +43,7 @@ def test_every_variable_is_read() -> None:
         list_inputs="job",
         image_pull_secrets=("regcred", "mirror"),
         finalizer_timeout=42.5,
+        lister_deadline=120,
     )
 
 
@@ -51,6 +53,19 @@ def test_the_finalizer_timeout_defaults_to_five_minutes_and_must_be_seconds() ->
     for bad in ("soon", "-1", "nan", "inf"):
         with pytest.raises(ValueError, match="FILTERJOB_FINALIZER_TIMEOUT must be"):
             Settings.from_env({"FILTERJOB_FINALIZER_TIMEOUT": bad})
+
+
+def test_the_lister_deadline_defaults_to_ten_minutes_and_must_be_whole_seconds() -> None:
+    assert Settings.from_env({}).lister_deadline == 600
+    assert Settings.from_env({"FILTERJOB_LISTER_DEADLINE": " 1 "}).lister_deadline == 1
+    for bad, problem in [
+        ("soon", "a whole number"),
+        ("2.5", "a whole number"),
+        ("0", "at least 1"),
+        ("-5", "at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=f"FILTERJOB_LISTER_DEADLINE must be {problem}"):
+            Settings.from_env({"FILTERJOB_LISTER_DEADLINE": bad})
 
 
 @pytest.mark.parametrize(("text", "expected"), [("auto", "auto"), ("Operator", "operator"), ("", "auto")])

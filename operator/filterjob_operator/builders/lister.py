@@ -4,6 +4,11 @@ A ``file://`` source lives on the job's volumes, in the job's namespace; an oper
 elsewhere cannot mount them. The lister runs ``filterjob list-inputs`` in a pod like
 a worker's (same image, volumes, locked-down security context, broker URL from the
 broker Secret) and publishes the listing to the job's ``<base>.inputs`` queue.
+
+``activeDeadlineSeconds`` (``FILTERJOB_LISTER_DEADLINE``) bounds the whole Job, its pods'
+start included: a pod that never starts (an image that cannot be pulled, a missing Secret,
+no node that fits) makes the Job controller fail it with ``DeadlineExceeded``, and the job
+ends ``Failed`` rather than ``Pending`` for ever.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest
         "metadata": meta,
         "spec": {
             "backoffLimit": BACKOFF_LIMIT,
+            "activeDeadlineSeconds": settings.lister_deadline,
             "template": {
                 "metadata": pod_metadata(job, meta["labels"]),
                 "spec": pod_spec(

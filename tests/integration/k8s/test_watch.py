@@ -1,4 +1,5 @@
-"""``filterjob watch NAMESPACE/NAME``: a cluster job, read from the emulated API, followed on the real broker."""
+"""``filterjob watch NAMESPACE/NAME``: a cluster job, read from the real API server as a ServiceAccount
+with only ``get`` on FilterJobs (the real RBAC authorizer decides), followed on the real broker."""
 
 from __future__ import annotations
 
@@ -10,43 +11,88 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import kmock
 import pytest
 
 from filterjob_operator import exits
 from filterjob_worker.contract import CONTENT_TYPE, Event
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.controlplane import ControlPlane
 from tests.integration.broker.conftest import BROKER_URL, free_port
 
-from .conftest import K8sApi
-from .emulator import FILTERJOBS, GROUP, KUBECONFIG_TOKEN, PLURAL, VERSION, RunningCluster
+from .realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
-NS = "photos"
+#: What a user who only follows jobs may do: read one FilterJob.
+READER_RULES = [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get"]}]
 
 
-def create_job(k8s_api: K8sApi, name: str, src: Path) -> dict[str, Any]:
-    body = {
-        "apiVersion": "filterjob.dev/v1alpha1",
-        "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "source": {"uri": src.as_uri() + "/"},
-            "destination": {"uri": (src.parent / "out").as_uri() + "/"},
-            "filters": [{"name": "grayscale"}],
-        },
-    }
-    created: dict[str, Any] = k8s_api.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
-    return created
+def create_job(kube: Kube, name: str, src: Path) -> dict[str, Any]:
+    return kube.create_job(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "FilterJob",
+            "metadata": {"name": name},
+            "spec": {
+                "source": {"uri": src.as_uri() + "/"},
+                "destination": {"uri": (src.parent / "out").as_uri() + "/"},
+                "filters": [{"name": "grayscale"}],
+            },
+        }
+    )
 
 
-def set_status(k8s_api: K8sApi, name: str, status: dict[str, Any]) -> None:
-    k8s_api.custom.patch_namespaced_custom_object_status(GROUP, VERSION, NS, PLURAL, name, {"status": status})
+def set_status(kube: Kube, name: str, status: dict[str, Any]) -> None:
+    kube.api.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, kube.namespace, PLURAL, name, {"status": status}
+    )
 
 
 def topology_of(job: dict[str, Any]) -> Topology:
     meta = job["metadata"]
     return Topology.for_job(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+
+
+class Account:
+    """A ServiceAccount of the test's namespace, with a kubeconfig holding a TokenRequest token."""
+
+    def __init__(self, control_plane: ControlPlane, kube: Kube, name: str, kubeconfig: Path) -> None:
+        self.control_plane = control_plane
+        self.user = f"system:serviceaccount:{kube.namespace}:{name}"
+        core = kube.api.core
+        core.create_namespaced_service_account(kube.namespace, {"metadata": {"name": name}})
+        self.kubeconfig = control_plane.write_kubeconfig(
+            kubeconfig, token=control_plane.token_for(kube.namespace, name)
+        )
+        #: The audit log's end before the account did anything.
+        self.since = control_plane.audit_offset()
+
+    def grant(self, api: ClusterApi, namespace: str, rules: list[dict[str, Any]]) -> None:
+        """A Role with ``rules``, bound to this account (RBAC applies it at once)."""
+        name = self.user.rsplit(":", 1)[1]
+        api.rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+        api.rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            },
+        )
+
+    def used(self) -> set[tuple[str, str, str, str]]:
+        """What the account called (its audit events are written as the answers go out: wait for one)."""
+        self.control_plane.await_audit(
+            lambda event: event.get("user", {}).get("username") == self.user, since=self.since
+        )
+        return self.control_plane.api_usage(self.user, since=self.since)
+
+
+@pytest.fixture
+def reader(control_plane: ControlPlane, kube: Kube, operator_release: Release, tmp_path: Path) -> Account:
+    """A ServiceAccount that may only ``get`` FilterJobs in the test's namespace (the CRD is the chart's)."""
+    account = Account(control_plane, kube, "job-reader", tmp_path / "reader.kubeconfig")
+    account.grant(kube.api, kube.namespace, READER_RULES)
+    return account
 
 
 @pytest.fixture
@@ -74,21 +120,22 @@ async def one_line_failure(watcher: asyncio.subprocess.Process) -> str:
 
 
 async def test_watch_follows_a_cluster_job_until_it_finishes(
-    cluster: RunningCluster, k8s_api: K8sApi, kubeconfig: Path, tmp_path: Path, channel: aio_pika.abc.AbstractChannel
+    kube: Kube, reader: Account, tmp_path: Path, channel: aio_pika.abc.AbstractChannel
 ) -> None:
-    job = create_job(k8s_api, "thumbs", tmp_path / "in")
-    set_status(k8s_api, "thumbs", {"phase": "Running", "total": 3, "succeeded": 0, "failed": 0})
+    ns = kube.namespace
+    job = create_job(kube, "thumbs", tmp_path / "in")
+    set_status(kube, "thumbs", {"phase": "Running", "total": 3, "succeeded": 0, "failed": 0})
     # The job's queues, as the operator declares them: named after the FilterJob's uid.
     topology = topology_of(job)
     await declare(channel, topology)
     try:
-        watcher = await start_watch(f"{NS}/thumbs", kubeconfig)
+        watcher = await start_watch(f"{ns}/thumbs", reader.kubeconfig)
         assert watcher.stderr is not None
         assert watcher.stdout is not None
-        assert b"watching photos/thumbs" in await asyncio.wait_for(watcher.stderr.readline(), 30)
+        assert f"watching {ns}/thumbs".encode() in await asyncio.wait_for(watcher.stderr.readline(), 30)
         event = Event(
             kind="succeeded",
-            job=f"{NS}/thumbs",
+            job=f"{ns}/thumbs",
             task="t1",
             input=(tmp_path / "in" / "trip" / "a.jpg").as_uri(),
             output=(tmp_path / "out" / "trip" / "a.jpg").as_uri(),
@@ -100,56 +147,58 @@ async def test_watch_follows_a_cluster_job_until_it_finishes(
         line = (await asyncio.wait_for(watcher.stdout.readline(), 30)).decode()
         assert line.startswith("succeeded trip/a.jpg (attempt 1, w0)"), line
 
-        set_status(k8s_api, "thumbs", {"phase": "Succeeded", "total": 3, "succeeded": 2, "failed": 1})
+        set_status(kube, "thumbs", {"phase": "Succeeded", "total": 3, "succeeded": 2, "failed": 1})
         stdout, _ = await asyncio.wait_for(watcher.communicate(), 30)
         assert watcher.returncode == exits.OK
-        assert "finished  photos/thumbs: Succeeded, 2 succeeded, 1 failed of 3" in stdout.decode()
+        assert f"finished  {ns}/thumbs: Succeeded, 2 succeeded, 1 failed of 3" in stdout.decode()
     finally:
         await delete(channel, topology)
-    # Read-only on the cluster: the watcher only ever got the FilterJob.
-    assert cluster.call(lambda em: em.rbac_usage(token=KUBECONFIG_TOKEN)) == {(GROUP, PLURAL, "get")}
+    # Read-only on the cluster: the watcher only ever got the FilterJob, and was allowed to.
+    assert reader.used() == {("get", GROUP, PLURAL, "")}
 
 
-async def test_watch_of_a_finished_cluster_job_prints_its_counts(
-    k8s_api: K8sApi, kubeconfig: Path, tmp_path: Path
-) -> None:
-    create_job(k8s_api, "done", tmp_path / "in")
-    set_status(k8s_api, "done", {"phase": "Failed", "total": 4, "succeeded": 1, "failed": 3})
-    watcher = await start_watch(f"{NS}/done", kubeconfig)
+async def test_watch_of_a_finished_cluster_job_prints_its_counts(kube: Kube, reader: Account, tmp_path: Path) -> None:
+    create_job(kube, "done", tmp_path / "in")
+    set_status(kube, "done", {"phase": "Failed", "total": 4, "succeeded": 1, "failed": 3})
+    watcher = await start_watch(f"{kube.namespace}/done", reader.kubeconfig)
     stdout, _ = await asyncio.wait_for(watcher.communicate(), 30)
     assert watcher.returncode == exits.OK
-    assert "finished  photos/done: Failed, 1 succeeded, 3 failed of 4" in stdout.decode()
+    assert f"finished  {kube.namespace}/done: Failed, 1 succeeded, 3 failed of 4" in stdout.decode()
 
 
 async def test_watch_of_a_cluster_job_without_queues_declares_nothing(
-    k8s_api: K8sApi, kubeconfig: Path, tmp_path: Path, channel: aio_pika.abc.AbstractChannel
+    kube: Kube, reader: Account, tmp_path: Path, channel: aio_pika.abc.AbstractChannel
 ) -> None:
-    job = create_job(k8s_api, "unstarted", tmp_path / "in")
-    watcher = await start_watch(f"{NS}/unstarted", kubeconfig)
+    job = create_job(kube, "unstarted", tmp_path / "in")
+    watcher = await start_watch(f"{kube.namespace}/unstarted", reader.kubeconfig)
     message = await one_line_failure(watcher)
     assert watcher.returncode == exits.BROKER
-    assert "no such job photos/unstarted" in message
+    assert f"no such job {kube.namespace}/unstarted" in message
     assert "has it started?" in message
     with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
         await channel.get_exchange(topology_of(job).events, ensure=True)
 
 
-async def test_watch_of_a_missing_cluster_job_is_one_line(k8s_api: K8sApi, kubeconfig: Path) -> None:
-    watcher = await start_watch(f"{NS}/nope", kubeconfig)
+async def test_watch_of_a_missing_cluster_job_is_one_line(kube: Kube, reader: Account) -> None:
+    watcher = await start_watch(f"{kube.namespace}/nope", reader.kubeconfig)
     message = await one_line_failure(watcher)
     assert watcher.returncode == exits.CLUSTER
-    assert "no FilterJob photos/nope" in message
+    assert f"no FilterJob {kube.namespace}/nope" in message
 
 
-async def test_watch_refused_by_the_api_is_one_line(
-    cluster: RunningCluster, k8s_api: K8sApi, kubeconfig: Path, tmp_path: Path
+async def test_watch_refused_by_rbac_is_one_line(
+    control_plane: ControlPlane, kube: Kube, operator_release: Release, tmp_path: Path
 ) -> None:
-    create_job(k8s_api, "secret", tmp_path / "in")
-    cluster.call(lambda em: em[kmock.method.GET, FILTERJOBS] << 403, copy_result=False)
-    watcher = await start_watch(f"{NS}/secret", kubeconfig)
+    """A ServiceAccount without ``get`` on FilterJobs: the real authorizer answers 403."""
+    create_job(kube, "secret", tmp_path / "in")
+    stranger = Account(control_plane, kube, "stranger", tmp_path / "stranger.kubeconfig")
+    watcher = await start_watch(f"{kube.namespace}/secret", stranger.kubeconfig)
     message = await one_line_failure(watcher)
     assert watcher.returncode == exits.CLUSTER
     assert "403" in message
+    assert control_plane.api_usage(stranger.user, since=stranger.since, decision="forbid") == {
+        ("get", GROUP, PLURAL, "")
+    }
 
 
 @pytest.mark.parametrize("problem", ["no kubeconfig", "unreachable API"])
@@ -161,6 +210,6 @@ async def test_watch_without_a_cluster_is_one_line(tmp_path: Path, problem: str)
             f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
             "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
         )
-    watcher = await start_watch(f"{NS}/any", kubeconfig)
+    watcher = await start_watch("photos/any", kubeconfig)
     await one_line_failure(watcher)
     assert watcher.returncode == exits.CLUSTER
