@@ -55,7 +55,7 @@ def images_volume(name: str) -> tuple[str, dict[str, Any]]:
 
 
 def test_apply_runs_to_succeeded_on_a_real_cluster() -> None:
-    kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    kubernetes.config.load_kube_config(os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     api = kubernetes.client.CustomObjectsApi()
     namespace = os.environ.get("FILTERJOB_E2E_NAMESPACE", "default")
     name = f"e2e-{uuid.uuid4().hex[:6]}"
