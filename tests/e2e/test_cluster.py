@@ -1,22 +1,35 @@
-"""Apply -> Succeeded on a real cluster (kind, k3d, ...). Opt-in, skipped otherwise.
+"""Apply -> Succeeded on a real cluster (kind, k3d, the dev cluster, ...). Opt-in, skipped otherwise.
 
-Prerequisites: the operator running against the cluster (``filterjob operator`` with the
-CRD applied from ``filterjob crd``), a RabbitMQ reachable from the cluster, the broker Secret ``filterjob-broker``
-in the test namespace, and a ReadWriteMany PVC ``FILTERJOB_E2E_PVC`` mounted by the
-operator and the workers at ``/data`` with images under ``/data/in``. Then:
+Prerequisites: the operator installed on the cluster (README "Installing on a cluster"), a
+RabbitMQ reachable from the cluster, the broker Secret ``filterjob-broker`` in the test namespace,
+and the images, in one of two ways:
+
+* a ReadWriteMany PVC ``FILTERJOB_E2E_PVC`` (default ``photos``) mounted by the workers at
+  ``/data``, with images under ``/data/in``::
 
     FILTERJOB_E2E=1 KUBECONFIG=~/.kube/config FILTERJOB_E2E_NAMESPACE=photos \\
         FILTERJOB_E2E_PVC=photos .venv/bin/pytest tests/e2e -m e2e
+
+* a folder of the node's own, ``FILTERJOB_E2E_HOST_PATH``, mounted as a hostPath volume at
+  that same path, with images under ``<folder>/in``: the dev cluster (scripts/dev-cluster.sh,
+  whose pods see this machine's files), where the outputs are also checked on disk::
+
+    FILTERJOB_E2E=1 KUBECONFIG=$PWD/.dev-cluster/admin.kubeconfig FILTERJOB_E2E_NAMESPACE=photos \\
+        FILTERJOB_E2E_HOST_PATH=/tmp/filterjob-dev .venv/bin/pytest tests/e2e -m e2e
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
+
+from tests.helpers.watching import named, wait_for_list
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,36 +39,52 @@ pytestmark = [
     ),
 ]
 
+DONE = ("Succeeded", "Failed")
+
+
+def images_volume(name: str) -> tuple[str, dict[str, Any]]:
+    """Where the images are inside the pods, and the workers' volume and mount that put them there."""
+    host_path = os.environ.get("FILTERJOB_E2E_HOST_PATH")
+    if host_path:
+        volume: dict[str, Any] = {"name": "data", "hostPath": {"path": host_path, "type": "Directory"}}
+        mount = host_path.rstrip("/")
+    else:
+        pvc = os.environ.get("FILTERJOB_E2E_PVC", "photos")
+        volume, mount = {"name": "data", "persistentVolumeClaim": {"claimName": pvc}}, "/data"
+    return mount, {"volumes": [volume], "volumeMounts": [{"name": "data", "mountPath": mount}]}
+
 
 def test_apply_runs_to_succeeded_on_a_real_cluster() -> None:
-    kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    kubernetes.config.load_kube_config(os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     api = kubernetes.client.CustomObjectsApi()
     namespace = os.environ.get("FILTERJOB_E2E_NAMESPACE", "default")
     name = f"e2e-{uuid.uuid4().hex[:6]}"
-    pvc = os.environ.get("FILTERJOB_E2E_PVC", "photos")
+    mount, workers = images_volume(name)
     body = {
         "apiVersion": "filterjob.dev/v1alpha1",
         "kind": "FilterJob",
         "metadata": {"name": name},
         "spec": {
-            "source": {"uri": "file:///data/in/"},
-            "destination": {"uri": f"file:///data/out/{name}/", "format": "jpeg"},
+            "source": {"uri": f"file://{mount}/in/"},
+            "destination": {"uri": f"file://{mount}/out/{name}/", "format": "jpeg"},
             "filters": [{"name": "thumbnail", "width": 256, "height": 256}, {"name": "sepia"}],
-            "workers": {
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": pvc}}],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-            },
+            "workers": workers,
             "ttlSecondsAfterFinished": 600,
         },
     }
     api.create_namespaced_custom_object("filterjob.dev", "v1alpha1", namespace, "filterjobs", body)
-    deadline = time.monotonic() + 600
-    status: dict[str, object] = {}
-    while time.monotonic() < deadline:  # a real cluster: poll the API as kubectl wait does
-        job = api.get_namespaced_custom_object("filterjob.dev", "v1alpha1", namespace, "filterjobs", name)
-        status = job.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed"):
-            break
-        time.sleep(2)
-    assert status.get("phase") == "Succeeded", status
-    assert status["succeeded"] + status["failed"] == status["total"]  # type: ignore[operator]
+    listing = functools.partial(api.list_namespaced_custom_object, "filterjob.dev", "v1alpha1", namespace, "filterjobs")
+    (job,) = wait_for_list(
+        listing,
+        lambda jobs: any((j.get("status") or {}).get("phase") in DONE for j in jobs),
+        timeout=600,
+        what=f"FilterJob {namespace}/{name} to finish",
+        **named(name),
+    )
+    status = job["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["succeeded"] + status["failed"] == status["total"]
+    assert status["total"] > 0, "no images in the source: put some there first (filterjob samples)"
+    if os.environ.get("FILTERJOB_E2E_HOST_PATH"):  # this machine's folder: the outputs are on disk
+        written = [p for p in (Path(mount) / "out" / name).rglob("*") if p.is_file()]
+        assert len(written) == status["succeeded"], written

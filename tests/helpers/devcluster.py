@@ -3,13 +3,17 @@
 ``scripts/dev-cluster.sh`` calls it (after making sure RabbitMQ, helm and kubectl are there). ``up``
 starts the control plane of tests/helpers/controlplane.py detached, under ``--dir`` (pids, ports,
 certificates, etcd data, logs), then the kubelet harness if tests/helpers/kubelet.py exists, and
-prints ``export KUBECONFIG=...`` last. ``down`` stops what ``up`` started and removes the folder.
+prints ``export KUBECONFIG=...`` last. ``down`` deletes the FilterJobs first (the operator's
+finalizer removes their queues from RabbitMQ, which outlives the cluster), then stops what ``up``
+started and removes the folder.
 Both are idempotent; ``up`` after a crash or a reboot starts again on the same data.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib.util
 import json
 import shutil
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes.client
+import urllib3
 
 from tests.helpers.controlplane import (
     ROOT,
@@ -30,10 +35,13 @@ from tests.helpers.controlplane import (
     stop_process_group,
     wait_gone,
 )
+from tests.helpers.watching import wait_for_list
 
 #: The harness that plays the kubelet (tests/helpers/kubelet.py), started beside the control plane
 #: when it is there; it registers this node.
 DEV_NODE = "dev-node"
+#: How long ``down`` waits for the operator's finalizers to remove the deleted FilterJobs' queues.
+FINALIZER_WAIT = 30.0
 
 
 def start_kubelet_if_there(plane: ControlPlane) -> dict[str, Any] | None:
@@ -98,11 +106,50 @@ def dev_up(directory: Path) -> int:
     return 0
 
 
+def delete_filterjobs(plane: ControlPlane, *, timeout: float = FINALIZER_WAIT) -> list[str]:
+    """Delete every FilterJob and wait for them to go; the ones still there after ``timeout``.
+
+    Their queues are on a RabbitMQ that outlives the cluster, and only the operator's finalizer
+    removes them; after ``down`` nobody could. A cluster without the CRD has nothing to delete.
+    """
+    with plane.api_client() as client:
+        custom = kubernetes.client.CustomObjectsApi(client)
+        listing = functools.partial(custom.list_cluster_custom_object, "filterjob.dev", "v1alpha1", "filterjobs")
+        try:
+            jobs = listing()["items"]
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return []
+            raise
+        for job in jobs:
+            meta = job["metadata"]
+            with contextlib.suppress(kubernetes.client.ApiException):  # gone meanwhile
+                custom.delete_namespaced_custom_object(
+                    "filterjob.dev", "v1alpha1", meta["namespace"], "filterjobs", meta["name"]
+                )
+        try:
+            wait_for_list(listing, lambda left: not left, timeout=timeout, what="the FilterJobs' deletion")
+        except AssertionError:
+            return sorted(f"{j['metadata']['namespace']}/{j['metadata']['name']}" for j in listing()["items"])
+    return []
+
+
 def dev_down(directory: Path, *, purge: bool = True) -> int:
     plane = ControlPlane.attach(directory)
     if plane is None:
         print(f"no control plane recorded in {directory}; nothing to stop")
         return 0
+    if purge and all(c.running() for c in plane.components.values()):
+        try:
+            left = delete_filterjobs(plane)
+        except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError) as error:
+            left = [f"(the API server did not answer: {error})"]
+        if left:
+            print(
+                f"dev-cluster: FilterJobs not removed within {FINALIZER_WAIT:.0f} s (is the operator running?): "
+                f"{', '.join(left)}; their queues (fj.NAMESPACE.NAME.*) stay on the broker",
+                file=sys.stderr,
+            )
     state = json.loads(plane.state_file.read_text())
     kubelet = state.get("kubelet")
     if kubelet:

@@ -33,6 +33,7 @@ from filterjob_operator.spec import parse_job
 from filterjob_worker import __version__
 from tests import quickstart
 from tests.conftest import JOB
+from tests.helpers.kubelet_config import expand
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "filterjob"
@@ -131,9 +132,10 @@ def env_of(container: Object) -> dict[str, str]:
 
 
 def cli_params(container: Object) -> dict[str, Any]:
-    """The container's command line as the real ``filterjob`` CLI parses it."""
+    """The container's command line as the real ``filterjob`` CLI parses it, after the kubelet's
+    ``$(VAR)`` expansion from the container's env."""
     assert container["command"] == ["filterjob"]
-    name, *args = container["args"]
+    name, *args = [expand(arg, env_of(container)) for arg in container["args"]]
     command = cli.main.commands[name]
     params: dict[str, Any] = command.make_context(name, list(args)).params
     return params
@@ -215,6 +217,10 @@ def test_default_install_runs_one_locked_down_operator_for_every_namespace(chart
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert params["liveness"] == f"http://0.0.0.0:{ports['health']}/healthz"
+    # A runtime that maps ports (the dev cluster's process kubelet sets FILTERJOB_HEALTH_PORT) moves
+    # the listener with the probe; a fixed port there failed the liveness probe every minute.
+    mapped = {**container, "env": [*container["env"], {"name": "FILTERJOB_HEALTH_PORT", "value": "31234"}]}
+    assert cli_params(mapped)["liveness"] == "http://0.0.0.0:31234/healthz"
     # The chart's environment is what the operator reads, and its defaults are the operator's.
     assert Settings.from_env(env_of(container)) == Settings()
     service = one(objects, "Service")
