@@ -53,6 +53,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
+from tests.helpers.brokerclean import delete_namespace_topology
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.kubelet import Kubelet
 from tests.helpers.watching import named, wait_for_list
@@ -330,6 +331,7 @@ def cluster_namespace(cluster_api: ClusterApi) -> Iterator[str]:
                         GROUP, VERSION, name, PLURAL, job["metadata"]["name"], {"metadata": {"finalizers": None}}
                     )
     cluster_api.core.delete_namespace(name)
+    delete_namespace_topology(name)
 
 
 @pytest.fixture
