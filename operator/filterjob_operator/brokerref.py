@@ -59,6 +59,34 @@ async def urls(kube: Kube, namespace: str, name: str) -> tuple[str, str]:
     return url, secret.get("managementUrl") or broker.management_url_for(url)
 
 
+class RememberedUrls:
+    """The broker URLs last read from each Secret, for the finalizer.
+
+    Deleting a namespace deletes its Secrets at once, while its FilterJobs wait for their
+    finalizers: without a copy of the URL the operator could no longer reach the broker to
+    delete their queues. The copy lives in memory only, so an operator restarted after the
+    Secret went falls back to the finalizer timeout and its Warning.
+    """
+
+    def __init__(self) -> None:
+        self._urls: dict[tuple[str, str], tuple[str, str]] = {}
+
+    async def read(self, kube: Kube, namespace: str, name: str) -> tuple[str, str]:
+        """:func:`urls`, remembered."""
+        found = await urls(kube, namespace, name)
+        self._urls[namespace, name] = found
+        return found
+
+    async def read_or_remembered(self, kube: Kube, namespace: str, name: str) -> tuple[str, str]:
+        """:func:`urls`, or the last ones read if the Secret is gone."""
+        try:
+            return await self.read(kube, namespace, name)
+        except BrokerUnavailable as e:
+            if e.reason != "BrokerSecretMissing" or (namespace, name) not in self._urls:
+                raise
+            return self._urls[namespace, name]
+
+
 def _unavailable(error: broker_errors.BrokerUnavailable, secret: str) -> BrokerUnavailable:
     """The command line's one-line message, with a condition reason: is it the network or the broker?"""
     reason = "BrokerUnreachable" if broker_errors.unreachable(error) else "BrokerRefused"

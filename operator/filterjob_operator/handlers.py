@@ -68,7 +68,9 @@ async def remove_queues(body: kopf.Body, memo: kopf.Memo, runtime: datetime.time
     topology = topology_of(job)
     secret_name = job.spec.broker.secret_ref.name if job.spec.broker else services.settings.broker_secret
     try:
-        url, _management = await brokerref.urls(services.kube, job.metadata.namespace, secret_name)
+        url, _management = await services.broker_urls.read_or_remembered(
+            services.kube, job.metadata.namespace, secret_name
+        )
         connection = await brokerref.connect_once(url, secret=f"{job.metadata.namespace}/{secret_name}")
         async with connection:
             await delete(await connection.channel(), topology)

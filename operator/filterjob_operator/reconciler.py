@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ class Services:
     settings: Settings
     kube: Kube
     metrics: OperatorMetrics
+    broker_urls: brokerref.RememberedUrls = field(default_factory=brokerref.RememberedUrls)
 
 
 class Reconciler:
@@ -166,7 +167,7 @@ class Reconciler:
     async def _broker(self, job: FilterJob) -> tuple[str, str]:
         """The broker's URLs from the job's Secret; raises ``kopf.TemporaryError`` (a retry) if unusable."""
         try:
-            return await brokerref.urls(self.s.kube, self.namespace, self._broker_secret(job))
+            return await self.s.broker_urls.read(self.s.kube, self.namespace, self._broker_secret(job))
         except brokerref.BrokerUnavailable as e:
             raise await self._unavailable(e) from None
 

@@ -9,6 +9,7 @@ connections without ever answering them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from urllib.parse import quote, unquote, urlsplit
 
@@ -19,11 +20,12 @@ MANAGEMENT_URL = os.environ.get("FILTERJOB_TEST_MANAGEMENT_URL", "http://guest:g
 
 async def _delete_prefixed(prefix: str, vhost: str) -> list[str]:
     parts = urlsplit(MANAGEMENT_URL)
-    auth = aiohttp.BasicAuth(unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+    credentials = f"{unquote(parts.username or 'guest')}:{unquote(parts.password or 'guest')}"
+    headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
     base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}/api/"
     encoded = quote(vhost, safe="")
     deleted = []
-    async with aiohttp.ClientSession(base, auth=auth, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(base, headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as session:
         for kind in ("queues", "exchanges"):
             async with session.get(f"{kind}/{encoded}", params={"columns": "name"}) as response:
                 response.raise_for_status()

@@ -358,12 +358,15 @@ def test_deleting_a_job_whose_broker_is_gone_does_not_hang(
     topology = topology_of(parse_job(stored))
     with filterjob_operator.run(timeout=60):
         kube.wait("filterjobs", "orphan", lambda o: o.get("status", {}).get("enqueued") == 3, timeout=30)
-        if gone == "secret":
-            kube.api.core.delete_namespaced_secret("rabbitmq", kube.namespace)
-        else:  # a broker nobody answers at any more (loopback, a closed port)
-            kube.api.core.patch_namespaced_secret(
-                "rabbitmq", kube.namespace, {"stringData": {"url": "amqp://u:p@127.0.0.1:1/"}}
-            )
+    # Gone while no operator ran: the one that deletes the job never read the Secret (one that
+    # had read it uses what it read: test_deleting_its_namespace_takes_a_jobs_queues_with_it).
+    if gone == "secret":
+        kube.api.core.delete_namespaced_secret("rabbitmq", kube.namespace)
+    else:  # a broker nobody answers at any more (loopback, a closed port)
+        kube.api.core.patch_namespaced_secret(
+            "rabbitmq", kube.namespace, {"stringData": {"url": "amqp://u:p@127.0.0.1:1/"}}
+        )
+    with filterjob_operator.run(timeout=60):
         kube.delete_job("orphan")
         kube.gone("filterjobs", "orphan", timeout=30)
         kube.wait_for_event("QueuesLeftBehind")
@@ -372,6 +375,24 @@ def test_deleting_a_job_whose_broker_is_gone_does_not_hang(
     for name in (topology.tasks, topology.parked, topology.inputs):
         assert name in warning["message"]
     assert queue_exists(topology.tasks)  # left behind, as the Warning says (the fixture removes them)
+
+
+@pytest.mark.usefixtures("operator_env")
+def test_deleting_its_namespace_takes_a_jobs_queues_with_it(
+    kube: Kube, filterjob_operator: FilterJobOperator, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    """The namespace controller deletes the broker Secret at once and the job only after its
+    finalizer: the operator still reaches the broker with the URL it read before."""
+    make_samples(tmp_path / "in", count=3, size=(16, 12))
+    stored = create(kube, job_body("doomed", kube.namespace, tmp_path / "in", tmp_path / "out"), created)
+    topology = topology_of(parse_job(stored))
+    with filterjob_operator.run(timeout=60):
+        kube.wait("filterjobs", "doomed", lambda o: o.get("status", {}).get("enqueued") == 3, timeout=30)
+        kube.api.core.delete_namespace(kube.namespace)
+        kube.gone("secrets", "rabbitmq", timeout=30)
+        kube.gone("filterjobs", "doomed", timeout=30)
+    for name in (topology.tasks, topology.parked, topology.inputs):
+        assert not queue_exists(name), name
 
 
 #: Pod overrides a real cluster needs (see podpolicy for what they may not do).
