@@ -40,6 +40,8 @@ FINISHED_CHECKS = 6
 #: Changing this annotation's value asks the operator to move the job's parked tasks back
 #: to its task queue (and, if the job has finished, to run it again).
 REDRIVE_ANNOTATION = f"{GROUP}/redrive"
+#: The ``Ready`` reason of a job whose lister Job's pod has not started (see ``status.lister_not_started``).
+LISTER_NOT_STARTED = "ListerNotStarted"
 #: A job whose broker (or its Secret) cannot be used tries again after this many status intervals.
 BROKER_RETRY_INTERVALS = 2
 
@@ -225,7 +227,7 @@ class Reconciler:
             total=total,
             skipped=len(listed.skipped),
             skippedPaths=[{"path": u.path, "reason": u.reason} for u in listed.skipped[: status.SHOWN_SKIPPED]],
-            conditions=[*self._conditions_besides_source(), *self.source_conditions],
+            conditions=[*self._listed(self._conditions_besides_source(), total), *self.source_conditions],
             phase=status.SUSPENDED if job.spec.suspend else (status.RUNNING if resumed else status.ENQUEUING),
             startTime=self.observed.get("startTime") or status.now_iso(),
             observedGeneration=self.generation,
@@ -248,6 +250,17 @@ class Reconciler:
             log.warning("job %s/%s: %s", self.namespace, self.name, c["message"])
             kopf.warn(self.body, reason=c["reason"], message=c["message"])
         return found
+
+    def _listed(self, conditions: list[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+        """The conditions once listed: no longer waiting for the lister (nor for its pod to start)."""
+        return [
+            status.condition(
+                "Ready", False, "Listed", f"{total} inputs listed", generation=self.generation, previous=conditions
+            )
+            if c.get("type") == "Ready" and c.get("reason") in ("Listing", LISTER_NOT_STARTED)
+            else c
+            for c in conditions
+        ]
 
     def _conditions_besides_source(self) -> list[dict[str, Any]]:
         return [c for c in self.observed.get("conditions") or [] if c.get("type") not in status.SOURCE_CONDITIONS]
@@ -329,7 +342,7 @@ class Reconciler:
         if why is None:
             reason, message = "Listing", listing
         else:
-            reason = "ListerNotStarted"
+            reason = LISTER_NOT_STARTED
             message = (
                 f"the lister Job {name} has not started: {why}; it fails"
                 f" {self.s.settings.lister_deadline}s after it began (FILTERJOB_LISTER_DEADLINE)"
