@@ -314,14 +314,14 @@ class Reconciler:
         async with broker.ListingWatch(connection, topology_of(job)) as watch:
             while not self.stopped:
                 failure = await self.s.kube.job_failure(self.namespace, name)
-                if failure is None:
-                    not_started = await self._lister_not_started(name, message, not_started)
                 # After a failure, one more interval for a listing on its way from an earlier attempt.
                 if (found := await watch.next(interval)) is not None:
                     return _keys(found)
                 if failure is not None:
                     waited = f" (its pod never started: {not_started})" if not_started else ""
                     raise ListerFailed(f"the lister Job {name} failed without a listing: {failure}{waited}")
+                # After an interval without a listing: the pod had its time to appear and start.
+                not_started = await self._lister_not_started(name, message, not_started)
         return None
 
     async def _lister_not_started(self, name: str, listing: str, previous: str | None) -> str | None:
