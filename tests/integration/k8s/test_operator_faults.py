@@ -40,6 +40,7 @@ from tests.helpers.kubelet import Kubelet
 from tests.integration.broker.conftest import BROKER_URL
 
 from .realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube
+from .test_lister import remove_filterjobs
 from .test_operator import container_restarts, job_body, phase_is, png_outputs
 
 T = TypeVar("T")
@@ -192,10 +193,11 @@ async def ready_now(queue: str) -> int:
 
 
 @pytest.fixture
-def jobs() -> Iterator[list[dict[str, Any]]]:
-    """FilterJobs created by the test; their queues (and event taps) are removed afterwards."""
+def jobs(kube: Kube) -> Iterator[list[dict[str, Any]]]:
+    """FilterJobs created by the test; they, their queues (and event taps) are removed afterwards."""
     bodies: list[dict[str, Any]] = []
     yield bodies
+    remove_filterjobs(kube)
 
     async def forget(topology: Topology) -> None:
         connection = await aio_pika.connect(BROKER_URL)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tests.helpers.controlplane import ControlPlane
 from tests.integration.broker.conftest import BROKER_URL, free_port
 
 from .realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release
+from .test_lister import remove_filterjobs
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 #: What a user who only follows jobs may do: read one FilterJob.
@@ -85,6 +86,12 @@ class Account:
             lambda event: event.get("user", {}).get("username") == self.user, since=self.since
         )
         return self.control_plane.api_usage(self.user, since=self.since)
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left(kube: Kube) -> Iterator[None]:
+    yield
+    remove_filterjobs(kube)
 
 
 @pytest.fixture
