@@ -39,7 +39,11 @@ class DevCluster:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "FILTERJOB_DEV_CLUSTER": str(self.state)}
-        return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+        # The RabbitMQ here is every test's, and other tests restart it: `up` in such a gap starts
+        # it, and `down` would then stop it under everyone else.
+        (self.state / "rabbitmq-started").unlink(missing_ok=True)
+        return done
 
     def shell(self, *argv: str, stdin: str | None = None) -> str:
         """A command as the README runs it after ``up``: KUBECONFIG exported, .venv/bin on PATH."""
