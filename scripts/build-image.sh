@@ -88,7 +88,11 @@ case "$base" in
       trap 'rm -rf "$root"' EXIT
       debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         bookworm "$root" http://deb.debian.org/debian >&2
-      tar -C "$root" -c . | "${run[@]}" import - "$base" >&2
+      # The environment the python image has (an imported tree has none): the standard PATH
+      # and a UTF-8 locale, which Debian's C.UTF-8 provides without any locale package.
+      tar -C "$root" -c . | "${run[@]}" import \
+        --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        --change "ENV LANG=C.UTF-8" - "$base" >&2
       rm -rf "$root"
       trap - EXIT
     fi
