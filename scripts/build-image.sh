@@ -103,6 +103,7 @@ esac
 # each time from the cache, so it holds exactly the lock's wheels and this tree's wheel.
 scripts/make-wheelhouse.sh wheelhouse
 
+previous=$("${run[@]}" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 echo "build-image: building $image on $base with $engine" >&2
 "${run[@]}" build "${limits[@]}" --network host \
   --build-arg "PYTHON_IMAGE=$base" \
@@ -111,5 +112,11 @@ echo "build-image: building $image on $base with $engine" >&2
   --tag "$image" --file Dockerfile . >&2
 
 size=$("${run[@]}" image inspect --format '{{.Size}}' "$image")
+# The image the tag named before (another revision) would stay behind untagged at every
+# build; it goes unless a container still uses it. Its layers, shared with this one, stay.
+current=$("${run[@]}" image inspect --format '{{.Id}}' "$image")
+if [[ -n $previous && $previous != "$current" ]]; then
+  "${run[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "build-image: $image, $((size / 1000000)) MB, built in $((SECONDS - started)) s" >&2
 echo "$image"

@@ -62,11 +62,11 @@ for platform in "$@"; do
 done
 # The project's own wheel, from a copy of the files it is built from (a build in place would
 # leave build/ and *.egg-info behind, and pick up an editable install's egg-info). Its files
-# are dated at the last commit, so the same tree gives the same wheel, byte for byte, and a
-# rebuild of the image reuses its cached layers.
+# get one fixed date (1980-01-01, the earliest a zip holds), so the same sources give the same
+# wheel, byte for byte, whatever the commit, and a rebuild of the image reuses its cached layers.
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 tar -C "$root" --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.py[cod]' \
   -c pyproject.toml README.md operator worker | tar -C "$src" -x
-SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 315532800) \
+SOURCE_DATE_EPOCH=315532800 \
   "$python" -m pip wheel --quiet --no-input --disable-pip-version-check --no-deps --wheel-dir "$dest" "$src" >&2
