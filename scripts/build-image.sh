@@ -103,12 +103,16 @@ esac
 # each time from the cache, so it holds exactly the lock's wheels and this tree's wheel.
 scripts/make-wheelhouse.sh wheelhouse
 
+# The labels are given here too, not only as build arguments: podman's layer cache takes the
+# Dockerfile's LABEL step as it was written, so a cached step would keep an older revision.
 previous=$("${run[@]}" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 echo "build-image: building $image on $base with $engine" >&2
 "${run[@]}" build "${limits[@]}" --network host \
   --build-arg "PYTHON_IMAGE=$base" \
   --build-arg "VERSION=$version" \
   --build-arg "REVISION=$revision" \
+  --label "org.opencontainers.image.version=$version" \
+  --label "org.opencontainers.image.revision=$revision" \
   --tag "$image" --file Dockerfile . >&2
 
 size=$("${run[@]}" image inspect --format '{{.Size}}' "$image")
