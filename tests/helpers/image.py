@@ -92,9 +92,8 @@ def security_args(pod: Manifest, container: Manifest) -> list[str]:
         args += ["--user", f"{int(user)}:{int(group)}" if group is not None else str(int(user))]
     elif group is not None:
         raise ImageError("runAsGroup without runAsUser: podman cannot set only the group")
-    for extra in [pod["fsGroup"]] if "fsGroup" in pod else []:
-        args += ["--group-add", str(int(extra))]
-    for extra in pod.get("supplementalGroups", []):
+    groups = [pod["fsGroup"]] if "fsGroup" in pod else []
+    for extra in [*groups, *pod.get("supplementalGroups", [])]:
         args += ["--group-add", str(int(extra))]
     seccomp = _merged(pod, container, "seccompProfile") or {"type": "RuntimeDefault"}
     if seccomp.get("type") == "Unconfined":
