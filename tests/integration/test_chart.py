@@ -573,8 +573,8 @@ def test_the_quickstart_operator_mounts_the_claim_where_the_job_reads(quickstart
 
 def test_the_quickstart_operator_and_workers_run_the_loaded_image(quickstart_install: list[Object]) -> None:
     container = operator_container(quickstart_install)
-    (build,) = {" ".join(c) for c in quickstart.find(["docker", "build"])}
-    built = quickstart.option(build.split(), "-t", "--tag")
+    (build,) = {" ".join(c) for c in quickstart.find(["scripts/build-image.sh"])}
+    built = quickstart.option(build.split(), "--tag")
     assert container["image"] == built
     assert container["imagePullPolicy"] == "Never"
     env = env_of(container)
