@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import devimage
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 
 JOB: dict[str, Any] = {
@@ -79,3 +80,18 @@ def control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         pytest.fail(str(error), pytrace=False)
     with plane:
         yield plane
+
+
+@pytest.fixture(scope="session")
+def filterjob_image() -> str:
+    """The project's image in podman's local storage (tests/helpers/devimage.py), built once.
+
+    Container-mode tests need podman and runc; without them they are skipped with the reason.
+    """
+
+    if not devimage.podman_available():
+        pytest.skip("podman and runc are not installed (apt-get install podman runc)")
+    try:
+        return devimage.image_reference()
+    except devimage.ImageError as error:
+        pytest.fail(str(error), pytrace=False)

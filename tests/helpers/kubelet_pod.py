@@ -352,7 +352,7 @@ class PodWorker(threading.Thread):
             taken = self.kubelet.taken_ports()
         ports = config.Ports.allocate(self.container_spec, taken)
         if self.kubelet.runtime == "podman":
-            self._started(self._start_container(ports), ports)
+            self._record_start(self._start_container(ports), ports)
             return
         env = config.base_env(self.pod_name, self.kubelet.server) | prepared | ports.env()
         allocatable = {key: str(value) for key, value in self.kubelet.resources.items()}
@@ -372,9 +372,9 @@ class PodWorker(threading.Thread):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: all of it goes when the pod goes
             )
-        self._started(proc, ports)
+        self._record_start(proc, ports)
 
-    def _started(self, proc: subprocess.Popen[bytes], ports: config.Ports) -> None:
+    def _record_start(self, proc: subprocess.Popen[bytes], ports: config.Ports) -> None:
         with self._changing():
             self.proc, self.exited, self.ports = proc, False, ports
             if self.starts:
