@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import devimage
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
+from tests.helpers.image import ImageError, built_image
 
 JOB: dict[str, Any] = {
     "apiVersion": "filterjob.dev/v1alpha1",
@@ -50,6 +50,8 @@ def write_job(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
 
 #: What building the control-plane binaries gave: their folders, or why there are none.
 BINARIES = pytest.StashKey["Binaries | ControlPlaneError"]()
+#: What building the image gave: its reference, or why there is none.
+IMAGE = pytest.StashKey["str | ImageError"]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -63,6 +65,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             session.config.stash[BINARIES] = Binaries.ensure()
         except ControlPlaneError as error:
             session.config.stash[BINARIES] = error
+    # The image too (scripts/build-image.sh): a cold build makes its base and downloads its
+    # wheels, minutes on a fresh machine; a warm one reuses every layer in seconds.
+    if any("filterjob_image" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            session.config.stash[IMAGE] = built_image()
+        except ImageError as error:
+            session.config.stash[IMAGE] = error
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +92,15 @@ def control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="session")
-def filterjob_image() -> str:
-    """The project's image in podman's local storage (tests/helpers/devimage.py), built once.
-
-    Container-mode tests need podman and runc; without them they are skipped with the reason.
-    """
-
-    if not devimage.podman_available():
-        pytest.skip("podman and runc are not installed (apt-get install podman runc)")
-    try:
-        return devimage.image_reference()
-    except devimage.ImageError as error:
-        pytest.fail(str(error), pytrace=False)
+def filterjob_image(request: pytest.FixtureRequest) -> str:
+    """The filterjob image, built by scripts/build-image.sh once per session: its reference (e.g.
+    localhost/filterjob:0.1.0). Run it with tests/helpers/image.py's ``run_args``."""
+    image = request.config.stash.get(IMAGE, None)
+    if image is None:
+        try:
+            image = built_image()
+        except ImageError as error:
+            image = error
+    if isinstance(image, ImageError):
+        pytest.fail(str(image), pytrace=False)
+    return image

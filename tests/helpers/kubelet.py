@@ -186,6 +186,8 @@ class Kubelet:
         self.refuse_image = refuse_image
         #: ``process`` (the first container as a local process) or ``podman`` (a container of its image).
         self.runtime = runtime
+        #: The label value of this harness's containers (``kubelet_podman.NODE_LABEL``).
+        self.instance = kubelet_podman.instance(node_name, self.log_dir)
         self.resources: dict[str, Any] = {"cpu": cpu, "memory": memory, "pods": max_pods}
         #: Notified at every change the harness sees or makes; :meth:`wait_for` waits on it.
         self.changed = threading.Condition(threading.RLock())
@@ -207,7 +209,7 @@ class Kubelet:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.runtime == "podman":  # a harness of this node killed before it stopped its containers
-            kubelet_podman.remove_node_containers(self.node_name)
+            kubelet_podman.remove_node_containers(self.instance)
         self._register()
         resource_version = self._relist()
         for target, args in ((self._renew, ()), (self._watch, (resource_version,))):

@@ -322,7 +322,7 @@ class PodWorker(threading.Thread):
             container=self.container_spec,
             image=self.container.image,
             name=name,
-            node=kubelet.node_name,
+            node=kubelet.instance,
             env=env,
             mounts=self.mounts,
             env_file=env_file,

@@ -39,6 +39,7 @@ What a Pod spec becomes (the kubelet's and CRI's meaning, as far as podman can g
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -57,8 +58,15 @@ Body = dict[str, Any]
 
 PODMAN = ("podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs")
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
-#: The label every container of a harness carries: its node (stale ones are removed at start).
+#: The label every container of a harness carries: :func:`instance` (stale ones are removed at start).
 NODE_LABEL = "filterjob.dev/kubelet-node"
+
+
+def instance(node: str, log_dir: Path) -> str:
+    """Which harness a container is of: its node and its log folder (two clusters may both have a
+    ``dev-node``; a harness restarted on the same folder is the same one)."""
+    digest = hashlib.sha256(str(log_dir.resolve()).encode()).hexdigest()[:10]
+    return f"{node}.{digest}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,9 +371,9 @@ def remove(name: str) -> None:
     _podman("rm", "--force", "--ignore", "--time", "0", name)
 
 
-def remove_node_containers(node: str) -> None:
-    """Remove every container of ``node``'s harness (left by one that was killed)."""
-    done = _podman("ps", "--all", "--quiet", "--filter", f"label={NODE_LABEL}={node}")
+def remove_node_containers(harness: str) -> None:
+    """Remove every container of the harness ``harness`` (:func:`instance`; left by one that was killed)."""
+    done = _podman("ps", "--all", "--quiet", "--filter", f"label={NODE_LABEL}={harness}")
     names = done.stdout.split()
     if names:
         _podman("rm", "--force", "--time", "0", *names)

@@ -1,14 +1,16 @@
 """What the image runs, without a container engine.
 
-The module builds the image's virtualenv the way the Dockerfile's builder stage does:
-the build context (the files `.dockerignore` lets through), the builder's COPY
-instructions, then the same script, into a clean virtualenv of the base interpreter.
+The module builds the image's virtualenv the way the image build does: the wheelhouse
+(scripts/make-wheelhouse.sh, as scripts/build-image.sh makes it), the build context (the
+files `.dockerignore` lets through), the builder's COPY instructions, then the same
+script, into a clean virtualenv of the base interpreter.
 The commands then run with the final stage's environment (ENV) and nothing of ours.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +50,18 @@ class Image:
 
 
 def build_context(dest: Path) -> None:
+    """The files of the build context, with a wheelhouse made as scripts/build-image.sh makes it."""
+    wheels = subprocess.run(
+        [str(ROOT / "scripts" / "make-wheelhouse.sh"), str(dest / "wheelhouse")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert wheels.returncode == 0, wheels.stderr
     for rel in DockerIgnore.read().context():
+        if rel.startswith("wheelhouse/"):  # this tree's own wheelhouse, if any, may be stale
+            continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
 
@@ -79,7 +92,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     home.mkdir()
     # The builder's RUN line (test_dockerfile.py checks it is exactly this).
     build = subprocess.run(
-        [str(workdir / "scripts" / "build-wheel-venv.sh"), str(venv)],
+        [str(workdir / "scripts" / "build-wheel-venv.sh"), str(venv), "wheelhouse"],
         cwd=workdir,
         env=os.environ | {"PYTHON": sys.executable},  # venv makes a clean one from the base interpreter
         capture_output=True,
@@ -130,6 +143,15 @@ def test_the_entrypoints_answer(image: Image, command: list[str], expected: list
     for text in expected:
         assert text in result.stdout
     assert shutil.which(command[0], path=image.env()["PATH"]) == str(image.venv / "bin" / command[0])
+
+
+def test_the_virtualenv_has_only_the_locked_packages_and_no_pip(image: Image) -> None:
+    installed = image.run("python", "-c", "import importlib.metadata as m; print(*(d.name for d in m.distributions()))")
+    assert installed.returncode == 0, installed.stderr
+    names = {name.lower().replace("_", "-") for name in installed.stdout.split()}
+    locked = set(re.findall(r"^([a-z0-9][a-z0-9._-]*)==", (ROOT / "requirements.lock").read_text(), re.MULTILINE))
+    assert names == {*locked, "filterjob"}
+    assert "No module named pip" in image.run("python", "-m", "pip", "--version").stderr
 
 
 def test_every_module_imports_with_the_declared_dependencies(image: Image) -> None:

@@ -23,7 +23,11 @@ from tests.dockerfile import ROOT, Dockerfile, DockerIgnore
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 IMAGE_VENV = "/opt/filterjob"
-BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|pip3?|gcc|g\+\+|make|build-essential|python3?-dev)\b")
+#: Installing anything, or a compiler. (Removing the base image's pip is what the final stage does.)
+BUILD_TOOLS = re.compile(
+    r"\b(apt-get|apt|apk|dpkg|gcc|g\+\+|make|build-essential|python3?-dev)\b"
+    r"|-m ensurepip|\bpip3?(\.\d+)? (install|download)\b"
+)
 
 
 def hadolint(dockerfile: Path | str) -> list[dict[str, Any]]:
@@ -81,8 +85,13 @@ def test_both_stages_use_one_pinned_slim_python(dockerfile: Dockerfile) -> None:
 def test_the_builder_runs_the_tested_script_and_the_image_keeps_only_its_virtualenv(dockerfile: Dockerfile) -> None:
     builder = dockerfile.stage("builder")
     # tests/integration/test_wheel.py runs exactly this script, with the same COPY steps.
-    assert [run.value for run in builder.all("RUN")] == [f"scripts/build-wheel-venv.sh {IMAGE_VENV}"]
-    assert any(copy.value.split()[0] == "scripts/build-wheel-venv.sh" for copy in builder.all("COPY"))
+    assert [run.value for run in builder.all("RUN")] == [f"scripts/build-wheel-venv.sh {IMAGE_VENV} wheelhouse"]
+    # The lock and the wheelhouse (scripts/make-wheelhouse.sh) are what it installs from.
+    assert [copy.value.split()[0] for copy in builder.all("COPY")] == [
+        "requirements.lock",
+        "wheelhouse/",
+        "scripts/build-wheel-venv.sh",
+    ]
     assert [copy.value for copy in dockerfile.final.all("COPY")] == [f"--from=builder {IMAGE_VENV} {IMAGE_VENV}"]
 
 
@@ -92,6 +101,14 @@ def test_the_final_stage_installs_nothing_and_has_no_healthcheck(dockerfile: Doc
     for run in runs:
         assert not BUILD_TOOLS.search(run), f"build tooling in the final stage: {run}"
     assert not [i for stage in dockerfile.stages for i in stage.instructions if i.keyword in ("HEALTHCHECK", "ADD")]
+
+
+def test_the_final_stage_removes_the_base_images_pip(dockerfile: Dockerfile) -> None:
+    (create,) = dockerfile.final.all("RUN")
+    removed = create.value.split("rm -rf ", 1)[1].split()
+    # The python image's pip (and its bundled copy for ensurepip); Debian's wheel for venv.
+    for path in ("/usr/local/bin/pip", "/usr/local/lib/python3*/site-packages/pip", "/usr/share/python-wheels"):
+        assert path in removed
 
 
 def test_runs_as_the_numeric_user_of_the_worker_pods(dockerfile: Dockerfile) -> None:
@@ -160,6 +177,8 @@ def test_the_build_context_is_what_the_builder_copies(dockerfile: Dockerfile) ->
         "worker/filterjob_worker/__pycache__/config.cpython-311.pyc",
         "build/lib/filterjob_worker/config.py",
         "Dockerfile",
+        "operator/filterjob_operator/cli.py",
+        "pyproject.toml",
     ):
         assert ignore.excludes(path), path
     sources = [
@@ -170,4 +189,6 @@ def test_the_build_context_is_what_the_builder_copies(dockerfile: Dockerfile) ->
         assert any(path == source or path.startswith(source + "/") for path in context), f"COPY {source}: not sent"
     for path in context:
         assert any(path == source or path.startswith(source + "/") for source in sources), f"{path}: sent, unused"
-    assert "worker/filterjob_worker/py.typed" in context
+    assert "requirements.lock" in context
+    for path in ("wheelhouse/filterjob-0.1.0-py3-none-any.whl", "scripts/build-wheel-venv.sh"):
+        assert not ignore.excludes(path), path

@@ -1,7 +1,7 @@
 """The kubelet harness's container mode: pods as podman containers of the project's image, on the real
 control plane (the API server, controller-manager and scheduler of ``control_plane``).
 
-Each test runs real containers (``filterjob_image``: tests/helpers/devimage.py), with the pod's security
+Each test runs real containers (``filterjob_image``: scripts/build-image.sh), with the pod's security
 context, env, volumes, limits, probes and ServiceAccount credentials translated by
 tests/helpers/kubelet_podman.py. Slow (containers start in about a second each); skipped without podman.
 """
@@ -73,7 +73,7 @@ def kubelet(
     with Kubelet(plane.node_kubeconfig, NODE, log_dir=log_dir, restart_backoff=(0.2, 2), runtime="podman") as k:
         yield k
     assert not k.errors, k.errors
-    assert not containers_of_node(), "containers outlived the harness"
+    assert not containers_of_node(k), "containers outlived the harness"
 
 
 @pytest.fixture
@@ -85,8 +85,8 @@ def ns(api: Api, kubelet: Kubelet) -> Iterator[str]:
     api.core.delete_namespace(name)
 
 
-def containers_of_node() -> list[str]:
-    label = f"label={kubelet_podman.NODE_LABEL}={NODE}"
+def containers_of_node(kubelet: Kubelet) -> list[str]:
+    label = f"label={kubelet_podman.NODE_LABEL}={kubelet.instance}"
     argv = [*kubelet_podman.PODMAN, "ps", "--all", "--format", "{{.Names}}", "--filter", label]
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
 
@@ -237,7 +237,7 @@ def test_two_worker_pods_in_containers_get_their_own_health_ports_and_go_with_th
         assert len({p.health_port for p in pods}) == 2
         names = {p.container for p in pods}
         assert len(names) == 2
-        assert names <= set(containers_of_node())
+        assert names <= set(containers_of_node(kubelet))
         for pod in pods:
             assert pod.health_port is not None
             assert get(pod.health_port, "/readyz")[0] == 200
@@ -250,7 +250,7 @@ def test_two_worker_pods_in_containers_get_their_own_health_ports_and_go_with_th
             assert flag in argv, argv
         api.apps.delete_namespaced_deployment(name, ns)
         kubelet.wait_for(lambda k: not k.pods(ns), message="the workers gone", timeout=60)
-        assert not names & set(containers_of_node())
+        assert not names & set(containers_of_node(kubelet))
     finally:
         asyncio.run(declare_topology(topology, remove=True))
 
@@ -280,7 +280,7 @@ def test_deleting_a_pod_sigterms_its_container_and_kills_it_after_the_grace_peri
     wait_pod(api, ns, "stubborn", lambda p: condition(p, "Ready") == "True", timeout=120)  # exec probe in it
     running = kubelet.pod(ns, "stubborn")
     assert running is not None
-    assert running.container in containers_of_node()
+    assert running.container in containers_of_node(kubelet)
     kubelet.wait_for(lambda k: "ready" in running.log(), message="the container's first line")
 
     api.core.delete_namespaced_pod("stubborn", ns)
@@ -288,7 +288,7 @@ def test_deleting_a_pod_sigterms_its_container_and_kills_it_after_the_grace_peri
     assert "SIGTERM ignored" in running.log()
     notes = [n for n in kubelet.notes if n.startswith(f"{ns}/stubborn:")]
     assert any("grace period over, SIGKILL" in n for n in notes), notes
-    assert running.container not in containers_of_node()
+    assert running.container not in containers_of_node(kubelet)
 
 
 def test_an_image_not_in_local_storage_waits_in_image_pull_back_off(api: Api, kubelet: Kubelet, ns: str) -> None:

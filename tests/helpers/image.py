@@ -1,0 +1,156 @@
+"""The filterjob image for the container tests, and podman's arguments to run it as a pod would.
+
+``built_image()`` runs ``scripts/build-image.sh`` once per session and returns the image
+reference it prints last. ``security_args`` turns a pod's and a container's
+securityContext (as the chart renders them, or as the operator builds them) into podman
+flags, so a change of the chart changes what the tests run; a setting it cannot translate
+is an error, never silently dropped. Podman runs as this machine needs it: runc, cgroupfs,
+rlimits below the host's, the host's network (tests only reach loopback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.kubelet_config import expand
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = ROOT / "scripts" / "build-image.sh"
+#: A cold build makes the base with debootstrap and downloads the wheels: a few minutes at most.
+BUILD_TIMEOUT = 1800
+
+PODMAN = ("podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs")
+#: The host denies raising rlimits, so every container gets explicit lower ones.
+LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+
+Manifest = Mapping[str, Any]
+
+
+class ImageError(Exception):
+    """The image cannot be built, or a pod setting has no podman equivalent here."""
+
+
+@functools.cache
+def built_image() -> str:
+    """Build the image once (scripts/build-image.sh) and return its reference."""
+    if shutil.which("podman") is None and shutil.which("docker") is None and shutil.which("apt-get") is None:
+        raise ImageError("no podman, docker or apt-get: the image cannot be built here")
+    try:
+        result = subprocess.run(
+            [str(BUILD_SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ImageError(f"scripts/build-image.sh took more than {BUILD_TIMEOUT} s") from e
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        tail = "\n".join(result.stderr.strip().splitlines()[-30:])
+        raise ImageError(f"scripts/build-image.sh failed (exit {result.returncode}):\n{tail}")
+    return lines[-1]
+
+
+def _merged(pod: Manifest, container: Manifest, key: str) -> Any:
+    """A container setting overrides the pod's, as in Kubernetes."""
+    return container.get(key, pod.get(key))
+
+
+#: Pod-level fields translated below; anything else in a pod securityContext is refused.
+POD_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy", "supplementalGroups"}
+POD_FIELDS |= {"seccompProfile"}
+CONTAINER_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile"}
+CONTAINER_FIELDS |= {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "privileged"}
+
+
+def security_args(pod: Manifest, container: Manifest) -> list[str]:
+    """Podman flags for a pod's and a container's securityContext (each may be empty).
+
+    fsGroup and supplementalGroups become extra groups of the process; the volume side of
+    fsGroup (the kubelet re-owning a volume) is the volume's owner's business, as on a PVC
+    already owned by the group. A root user under runAsNonRoot is refused, as the kubelet does.
+    """
+    unknown = (set(pod) - POD_FIELDS) | (set(container) - CONTAINER_FIELDS)
+    if unknown:
+        raise ImageError(f"securityContext fields with no podman translation here: {', '.join(sorted(unknown))}")
+    args: list[str] = []
+    user, group = _merged(pod, container, "runAsUser"), _merged(pod, container, "runAsGroup")
+    if _merged(pod, container, "runAsNonRoot") and user == 0:
+        raise ImageError("runAsNonRoot with runAsUser 0: the kubelet would not start this container")
+    if user is not None:
+        args += ["--user", f"{int(user)}:{int(group)}" if group is not None else str(int(user))]
+    elif group is not None:
+        raise ImageError("runAsGroup without runAsUser: podman cannot set only the group")
+    for extra in [pod["fsGroup"]] if "fsGroup" in pod else []:
+        args += ["--group-add", str(int(extra))]
+    for extra in pod.get("supplementalGroups", []):
+        args += ["--group-add", str(int(extra))]
+    seccomp = _merged(pod, container, "seccompProfile") or {"type": "RuntimeDefault"}
+    if seccomp.get("type") == "Unconfined":
+        args += ["--security-opt", "seccomp=unconfined"]
+    elif seccomp.get("type") != "RuntimeDefault":  # podman's default profile is the runtime default
+        raise ImageError(f"seccompProfile {seccomp}: only RuntimeDefault and Unconfined are translated")
+    if container.get("privileged"):
+        args.append("--privileged")
+    if container.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    if container.get("readOnlyRootFilesystem"):
+        # Only the root: podman would otherwise mount tmpfs on /tmp, /var/tmp and /run of its own.
+        args += ["--read-only", "--read-only-tmpfs=false"]
+    capabilities = container.get("capabilities", {})
+    for cap in capabilities.get("drop", []):
+        args += ["--cap-drop", str(cap).lower()]
+    for cap in capabilities.get("add", []):
+        args += ["--cap-add", str(cap).lower()]
+    return args
+
+
+def empty_dir_args(volumes: Sequence[Manifest], mounts: Sequence[Manifest]) -> list[str]:
+    """A tmpfs for each emptyDir the container mounts (writable by anyone, as an emptyDir is)."""
+    empty = {volume["name"] for volume in volumes if "emptyDir" in volume}
+    return [
+        arg
+        for mount in mounts
+        if mount["name"] in empty
+        for arg in ("--tmpfs", f"{mount['mountPath']}:rw,nosuid,nodev,mode=1777")
+    ]
+
+
+def plain_env(container: Manifest) -> dict[str, str]:
+    """The container's env entries that have a plain value (valueFrom ones are the caller's)."""
+    return {item["name"]: expand(str(item["value"]), {}) for item in container.get("env", []) if "value" in item}
+
+
+def run_args(
+    image: str,
+    *,
+    pod: Manifest,
+    container: Manifest,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
+    command: Sequence[str] | None = None,
+) -> list[str]:
+    """``podman run`` of one container of a pod spec: its security settings, emptyDirs, env and command.
+
+    ``env`` is the container's whole environment (e.g. ``plain_env(container) | {...}``);
+    ``$(VAR)`` in its command and args is expanded from it, as the kubelet does. ``command``
+    replaces the container's command and args; volumes other than emptyDirs come in
+    through ``extra`` (e.g. ``-v HOST:PATH``).
+    """
+    env = dict(env or {})
+    args = [*PODMAN, "run", "--rm", "--name", name, "--network", "host", *LIMITS]
+    args += security_args(pod.get("securityContext", {}), container.get("securityContext", {}))
+    args += empty_dir_args(pod.get("volumes", []), container.get("volumeMounts", []))
+    for key, value in env.items():
+        args += ["--env", f"{key}={value}"]
+    if command is None:
+        # The pod's command replaces the image's entrypoint and its args the image's CMD.
+        command = [expand(word, env) for word in [*container.get("command", []), *container.get("args", [])]]
+        if "command" in container:
+            args += ["--entrypoint", json.dumps(command[:1])]
+            command = command[1:]
+    return [*args, *extra, image, *command]
