@@ -43,8 +43,16 @@ change (a watch event, a process exit, a probe result, a status write), never by
         pods = kubelet.wait_for_pods("ns", 2, prefix="web-")   # running and ready
         kubelet.kill("ns", pods[0].name)                       # SIGKILL: the process crashes
 
-``python -m tests.helpers.kubelet --kubeconfig PATH --node NAME [--log-dir DIR]`` runs it in the
-foreground until SIGTERM or SIGINT.
+Container mode (``runtime="podman"``, ``--runtime podman``): each pod's first container runs as a
+podman container of its image instead, from this machine's podman storage (never pulled: an image
+not there waits in ``ImagePullBackOff``), with the pod's security context, env, volumes, limits and
+mounted ServiceAccount credentials (the translation is :mod:`.kubelet_podman`); probes, restarts,
+ports and deletion work as for processes, signals going to the container. Its containers carry the
+label ``kubelet_podman.NODE_LABEL`` = :attr:`Kubelet.instance`; a harness started again on the
+same node and log folder removes the ones a killed predecessor left.
+
+``python -m tests.helpers.kubelet --kubeconfig PATH --node NAME [--log-dir DIR] [--runtime podman]``
+runs it in the foreground until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations

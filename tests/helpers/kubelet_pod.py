@@ -16,7 +16,8 @@ the startup probe succeeded (``started``). Without a readiness probe a running c
 SIGKILL to its process group after the grace period), which then restarts per policy. A running
 pod's ServiceAccount token is renewed after 80 % of its lifetime. Not done: init and sidecar
 containers and containers after the first (not run; a ``ContainersIgnored`` warning event names
-them), resource limits and security contexts.
+them), and in process mode resource limits and security contexts (container mode applies them:
+:mod:`.kubelet_podman`).
 """
 
 from __future__ import annotations
