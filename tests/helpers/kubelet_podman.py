@@ -326,6 +326,9 @@ def prepare_mounts(pod: Body, container: Body, lookup: config.Lookup, pod_dir: P
                 f"volume {volume['name']}: {other} volumes are not supported by the kubelet harness"
             )
         source = folder / sub_path if sub_path else folder
+        if sub_path and "emptyDir" in volume:
+            source.mkdir(parents=True, exist_ok=True)
+            source.chmod(0o777)
         mounts.append(Mount(target=target, source=str(source), read_only=read_only))
     if fs_group is not None:
         for path in owned:

@@ -245,3 +245,13 @@ def test_a_volume_type_the_harness_cannot_make_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(config.MountRefused, match="nfs"):
         podman.prepare_mounts(manifest, manifest["spec"]["containers"][0], FakeLookup(), tmp_path)
+
+
+def test_an_empty_dir_sub_path_is_made_writable_for_any_uid(tmp_path: Path) -> None:
+    manifest = pod(
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+        containers=[{"name": "c", "volumeMounts": [{"name": "scratch", "mountPath": "/w", "subPath": "a/b"}]}],
+    )
+    (mount,) = podman.prepare_mounts(manifest, manifest["spec"]["containers"][0], FakeLookup(), tmp_path)
+    assert mount == podman.Mount(target="/w", source=str(tmp_path / "volumes" / "scratch" / "a" / "b"))
+    assert Path(str(mount.source)).stat().st_mode & 0o777 == 0o777
