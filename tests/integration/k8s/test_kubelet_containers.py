@@ -257,31 +257,31 @@ def test_two_worker_pods_in_containers_get_their_own_health_ports_and_go_with_th
 
 STUBBORN = textwrap.dedent(
     """
-    import signal, sys, time
+    import pathlib, signal, time
     signal.signal(signal.SIGTERM, lambda *_: print("SIGTERM ignored", flush=True))
-    print("ready", flush=True)
+    pathlib.Path("/tmp/ready").touch()
     while True:
         time.sleep(1)
     """
 )
+#: Ready once the SIGTERM handler is set: an exec probe, run in the container (podman exec).
+STUBBORN_READY = {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1}
 
 
 def test_deleting_a_pod_sigterms_its_container_and_kills_it_after_the_grace_period(
     api: Api, kubelet: Kubelet, ns: str, filterjob_image: str
 ) -> None:
-    readiness = {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 1}
     container = {
         "name": "c",
         "image": filterjob_image,
         "command": ["python", "-c", STUBBORN],
-        "readinessProbe": readiness,
+        "readinessProbe": STUBBORN_READY,
     }
     api.core.create_namespaced_pod(ns, pod_manifest("stubborn", container, terminationGracePeriodSeconds=2))
     wait_pod(api, ns, "stubborn", lambda p: condition(p, "Ready") == "True", timeout=120)  # exec probe in it
     running = kubelet.pod(ns, "stubborn")
     assert running is not None
     assert running.container in containers_of_node(kubelet)
-    kubelet.wait_for(lambda k: "ready" in running.log(), message="the container's first line")
 
     api.core.delete_namespaced_pod("stubborn", ns)
     assert wait_object(api.core.list_namespaced_pod, ns, "stubborn", lambda p: p is None) is None
@@ -300,3 +300,25 @@ def test_an_image_not_in_local_storage_waits_in_image_pull_back_off(api: Api, ku
     )  # fmt: skip
     assert pod["status"]["phase"] == "Pending"
     assert "podman storage" in kubelet.notes[-1] or any("podman storage" in n for n in kubelet.notes)
+
+
+def test_a_killed_container_is_restarted_and_its_exit_code_is_the_last_state(
+    api: Api, kubelet: Kubelet, ns: str, filterjob_image: str
+) -> None:
+    container = {
+        "name": "c",
+        "image": filterjob_image,
+        "command": ["python", "-c", STUBBORN],
+        "readinessProbe": STUBBORN_READY,
+    }
+    api.core.create_namespaced_pod(ns, pod_manifest("crashy", container, terminationGracePeriodSeconds=1))
+    wait_pod(api, ns, "crashy", lambda p: condition(p, "Ready") == "True", timeout=120)
+    first = kubelet.pod(ns, "crashy")
+    assert first is not None
+    kubelet.kill(ns, "crashy")  # SIGKILL to the container: a crash
+    pod = wait_pod(api, ns, "crashy", lambda p: container_status(p).get("restartCount") == 1, timeout=60)
+    last = container_status(pod)["lastState"]["terminated"]
+    assert (last["exitCode"], last["reason"]) == (137, "Error")
+    assert last["containerID"] == f"podman://{first.container}"
+    again = wait_pod(api, ns, "crashy", lambda p: "running" in container_status(p).get("state", {}), timeout=60)
+    assert container_status(again)["containerID"] != last["containerID"]  # a new container, as a kubelet starts
