@@ -27,16 +27,6 @@ RUN scripts/build-wheel-venv.sh /opt/filterjob wheelhouse
 # ---- runtime: the interpreter of the same base image and the virtualenv, nothing else
 FROM ${PYTHON_IMAGE}
 
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=https://github.com/filterjob/filterjob
-LABEL org.opencontainers.image.title="filterjob" \
-      org.opencontainers.image.description="Batch image filtering on Kubernetes: the FilterJob operator and its RabbitMQ workers." \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
-
 # A numeric user, so Kubernetes can check runAsNonRoot; the same UID the worker pod
 # template sets (runAsUser: 10001). The base's own pip goes (the python image has one; a
 # Debian one keeps pip's wheel for venv): the image runs what it was built with, nothing
@@ -63,3 +53,14 @@ EXPOSE 8080 9090
 
 # No HEALTHCHECK: the worker's probes are Kubernetes liveness/readiness probes.
 CMD ["filterjob-worker"]
+
+# Last, so a new revision changes only the image's metadata, never a layer above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/filterjob/filterjob
+LABEL org.opencontainers.image.title="filterjob" \
+      org.opencontainers.image.description="Batch image filtering on Kubernetes: the FilterJob operator and its RabbitMQ workers." \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"

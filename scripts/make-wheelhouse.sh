@@ -37,7 +37,10 @@ for platform in "$@"; do
   esac
   dir="$cache/${platform//\//-}"
   if [[ ! -f "$dir/.complete" ]]; then
-    rm -rf "$dir.partial"
+    # Downloaded into a folder of this run's own, then renamed: concurrent runs (other
+    # worktrees share the cache) never see, or mix, a half download.
+    mkdir -p "$cache"
+    partial=$(mktemp -d "$dir.partial.XXXXXX")
     # Binary wheels only, for the base image's glibc (bookworm: 2.36) and CPython; pure
     # Python wheels match any platform. --require-hashes: a file whose hash the lock does
     # not list fails the download.
@@ -45,17 +48,25 @@ for platform in "$@"; do
     for glibc in manylinux_2_34 manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1; do
       tags+=(--platform "${glibc}_$arch")
     done
-    "$python" -m pip download --quiet --no-input --disable-pip-version-check --no-deps --require-hashes \
+    if ! "$python" -m pip download --quiet --no-input --disable-pip-version-check --no-deps --require-hashes \
       --only-binary=:all: --implementation cp --python-version "$pyver" "${tags[@]}" \
-      -r "$lock" -d "$dir.partial" >&2
-    touch "$dir.partial/.complete"
-    rm -rf "$dir"
-    mv "$dir.partial" "$dir"
+      -r "$lock" -d "$partial" >&2; then
+      rm -rf "$partial"
+      echo "make-wheelhouse: the locked wheels for $platform could not be downloaded (pip said why, above)" >&2
+      exit 1
+    fi
+    touch "$partial/.complete"
+    mv -T "$partial" "$dir" 2>/dev/null || rm -rf "$partial"  # another run was first: keep its folder
   fi
   cp "$dir"/*.whl "$dest"/
 done
-# The project's own wheel, from this tree, next to its dependencies (installed with --no-deps).
-# Its files are dated at the last commit, so the same tree gives the same wheel, byte for byte,
-# and a rebuild of the image reuses its cached layers.
-SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 315532800) \
-  "$python" -m pip wheel --quiet --no-input --disable-pip-version-check --no-deps --wheel-dir "$dest" "$root" >&2
+# The project's own wheel, from a copy of the files it is built from (a build in place would
+# leave build/ and *.egg-info behind, and pick up an editable install's egg-info). Its files
+# get one fixed date (1980-01-01, the earliest a zip holds), so the same sources give the same
+# wheel, byte for byte, whatever the commit, and a rebuild of the image reuses its cached layers.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+tar -C "$root" --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.py[cod]' \
+  -c pyproject.toml README.md operator worker | tar -C "$src" -x
+SOURCE_DATE_EPOCH=315532800 \
+  "$python" -m pip wheel --quiet --no-input --disable-pip-version-check --no-deps --wheel-dir "$dest" "$src" >&2
