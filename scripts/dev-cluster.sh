@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Kubernetes cluster on this machine for a person, the same the tests start:
 #   scripts/dev-cluster.sh up       start it in the background; the last line is `export KUBECONFIG=...`
+#   scripts/dev-cluster.sh up --containers   the same, pods run as podman containers of their images
 #   scripts/dev-cluster.sh status   what runs, with pids, ports and logs (exit 1 if something is down)
 #   scripts/dev-cluster.sh down     stop everything `up` started and remove its state
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built by
@@ -17,7 +18,7 @@ say() { echo "dev-cluster: $*" >&2; }
 state="${FILTERJOB_DEV_CLUSTER:-$PWD/.dev-cluster}"
 python=.venv/bin/python
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-usage="usage: $0 up|down|status"
+usage="usage: $0 up|down|status (up --containers: pods as podman containers of their images)"
 
 if [[ ! -x $python ]]; then
   say "no .venv here; make it first: python3 -m venv .venv && .venv/bin/pip install -e '.[test]'"
@@ -25,14 +26,14 @@ if [[ ! -x $python ]]; then
 fi
 case "${1:-}" in
   up)
-    [[ $# -eq 1 ]] || { say "$usage"; exit 2; }
+    [[ $# -eq 1 || ( $# -eq 2 && $2 == --containers ) ]] || { say "$usage"; exit 2; }
     if ! port_open 5672; then
       scripts/ensure-rabbitmq.sh
       mkdir -p "$state"
       touch "$state/rabbitmq-started"  # so that `down` stops it again, and only then
     fi
     scripts/ensure-helm.sh >/dev/null
-    exec "$python" -m tests.helpers.devcluster up --dir "$state"
+    exec "$python" -m tests.helpers.devcluster up --dir "$state" "${@:2}"
     ;;
   down)
     [[ $# -eq 1 ]] || { say "$usage"; exit 2; }

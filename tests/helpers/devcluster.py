@@ -3,7 +3,9 @@
 ``scripts/dev-cluster.sh`` calls it (after making sure RabbitMQ, helm and kubectl are there). ``up``
 starts the control plane of tests/helpers/controlplane.py detached, under ``--dir`` (pids, ports,
 certificates, etcd data, logs), then the kubelet harness if tests/helpers/kubelet.py exists, and
-prints ``export KUBECONFIG=...`` last. ``down`` deletes the FilterJobs first (the operator's
+prints ``export KUBECONFIG=...`` last. ``up --containers`` runs the pods as podman containers of
+their images (the harness's container mode) instead of local processes; the choice is recorded,
+so ``up`` after a crash keeps it. ``down`` deletes the FilterJobs first (the operator's
 finalizer removes their queues from RabbitMQ, which outlives the cluster), then stops what ``up``
 started and removes the folder.
 Both are idempotent; ``up`` after a crash or a reboot starts again on the same data.
@@ -26,6 +28,7 @@ from typing import Any
 import kubernetes.client
 import urllib3
 
+from tests.helpers import kubelet_podman
 from tests.helpers.controlplane import (
     ROOT,
     Binaries,
@@ -44,7 +47,7 @@ DEV_NODE = "dev-node"
 FINALIZER_WAIT = 30.0
 
 
-def start_kubelet_if_there(plane: ControlPlane) -> dict[str, Any] | None:
+def start_kubelet_if_there(plane: ControlPlane, *, runtime: str = "process") -> dict[str, Any] | None:
     """HOOK for the kubelet harness: start ``python -m tests.helpers.kubelet`` if that module exists.
 
     It runs as the admin (``admin.kubeconfig``); its pod logs go to ``DIR/pods``. Returns what
@@ -54,7 +57,7 @@ def start_kubelet_if_there(plane: ControlPlane) -> dict[str, Any] | None:
         return None
     log = plane.logs / "kubelet.log"
     argv = [sys.executable, "-m", "tests.helpers.kubelet", "--kubeconfig", str(plane.kubeconfig), "--node", DEV_NODE]
-    argv += ["--log-dir", str(plane.directory / "pods")]
+    argv += ["--log-dir", str(plane.directory / "pods"), "--runtime", runtime]
     with log.open("ab") as out:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
@@ -67,18 +70,26 @@ def start_kubelet_if_there(plane: ControlPlane) -> dict[str, Any] | None:
                 tail = log.read_text(errors="replace")[-3000:]
                 raise ControlPlaneError(f"the kubelet harness did not register node {DEV_NODE}:\n{tail}")
             time.sleep(0.2)
-    return {"binary": sys.executable, "pid": process.pid, "log": str(log)}
+    return {"binary": sys.executable, "pid": process.pid, "log": str(log), "runtime": runtime}
 
 
-def dev_up(directory: Path) -> int:
+def dev_up(directory: Path, *, runtime: str | None = None) -> int:
     running = ControlPlane.attach(directory)
     if running and all(c.running() for c in running.components.values()) and len(running.components) == 4:
         print(f"the control plane in {directory} is already running at {running.server}")
         state = json.loads(running.state_file.read_text())
         kubelet = state.get("kubelet")
+        recorded = (kubelet or {}).get("runtime") or "process"
+        if runtime is not None and kubelet and runtime != recorded:
+            print(
+                f"dev-cluster: the cluster in {directory} runs its pods as "
+                f"{'containers' if recorded == 'podman' else 'processes'}; `down` it first to change that",
+                file=sys.stderr,
+            )
+            return 2
         if not (kubelet and alive(kubelet["pid"], kubelet["binary"])):  # died, or only there now
             try:
-                state["kubelet"] = start_kubelet_if_there(running)
+                state["kubelet"] = start_kubelet_if_there(running, runtime=runtime or recorded)
             except ControlPlaneError as error:
                 print(f"dev-cluster: {error}", file=sys.stderr)
                 return 1
@@ -86,10 +97,16 @@ def dev_up(directory: Path) -> int:
         print(f"export KUBECONFIG={running.kubeconfig}")
         return 0
     if running:  # left over from a crash or a reboot: stop what remains, start again on the same data
+        left = json.loads(running.state_file.read_text()).get("kubelet") or {}
+        runtime = runtime or left.get("runtime")
         dev_down(directory, purge=False)
+    runtime = runtime or "process"
+    if runtime == "podman" and not kubelet_podman.available():
+        print("dev-cluster: --containers needs podman and runc (apt-get install podman runc)", file=sys.stderr)
+        return 2
     try:
         plane = ControlPlane.start(directory, binaries=Binaries.ensure(), detached=True)
-        kubelet = start_kubelet_if_there(plane)
+        kubelet = start_kubelet_if_there(plane, runtime=runtime)
     except ControlPlaneError as error:
         print(f"dev-cluster: {error}", file=sys.stderr)
         return 1
@@ -99,7 +116,10 @@ def dev_up(directory: Path) -> int:
         plane.state_file.write_text(json.dumps(state, indent=2))
     print(f"control plane running at {plane.server} (logs in {plane.logs}, audit log {plane.audit_log})")
     if kubelet:
-        print(f"node {DEV_NODE} registered by the kubelet harness (pod logs in {plane.directory / 'pods'})")
+        how = "podman containers of their images" if runtime == "podman" else "local processes"
+        print(
+            f"node {DEV_NODE} registered by the kubelet harness, pods run as {how} (logs in {plane.directory / 'pods'})"
+        )
     else:
         print("no kubelet harness (tests/helpers/kubelet.py) yet: pods stay Pending")
     print(f"export KUBECONFIG={plane.kubeconfig}")
@@ -156,6 +176,8 @@ def dev_down(directory: Path, *, purge: bool = True) -> int:
         stop_process_group(
             kubelet["pid"], kubelet["binary"], wait=lambda t: wait_gone(kubelet["pid"], kubelet["binary"], t)
         )
+        if kubelet.get("runtime") == "podman":  # a harness that had to be killed leaves its containers
+            kubelet_podman.remove_node_containers(kubelet_podman.instance(DEV_NODE, plane.directory / "pods"))
     plane.stop()
     if purge:  # a dev cluster is throwaway: its data, certificates and logs go with it
         shutil.rmtree(directory)
@@ -189,11 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the tests' Kubernetes control plane in the background (scripts/dev-cluster.sh).",
     )
     parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--containers", action="store_true", help="up: run pods as podman containers of their images")
     parser.add_argument("--dir", type=Path, default=ROOT / ".dev-cluster", help="state folder (default: .dev-cluster)")
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     if args.command == "up":
-        return dev_up(directory)
+        return dev_up(directory, runtime="podman" if args.containers else None)
+    if args.containers:
+        parser.error("--containers goes with up")
     if args.command == "down":
         return dev_down(directory)
     return dev_status(directory)

@@ -43,8 +43,16 @@ change (a watch event, a process exit, a probe result, a status write), never by
         pods = kubelet.wait_for_pods("ns", 2, prefix="web-")   # running and ready
         kubelet.kill("ns", pods[0].name)                       # SIGKILL: the process crashes
 
-``python -m tests.helpers.kubelet --kubeconfig PATH --node NAME [--log-dir DIR]`` runs it in the
-foreground until SIGTERM or SIGINT.
+Container mode (``runtime="podman"``, ``--runtime podman``): each pod's first container runs as a
+podman container of its image instead, from this machine's podman storage (never pulled: an image
+not there waits in ``ImagePullBackOff``), with the pod's security context, env, volumes, limits and
+mounted ServiceAccount credentials (the translation is :mod:`.kubelet_podman`); probes, restarts,
+ports and deletion work as for processes, signals going to the container. Its containers carry the
+label ``kubelet_podman.NODE_LABEL`` = :attr:`Kubelet.instance`; a harness started again on the
+same node and log folder removes the ones a killed predecessor left.
+
+``python -m tests.helpers.kubelet --kubeconfig PATH --node NAME [--log-dir DIR] [--runtime podman]``
+runs it in the foreground until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from . import kubelet_status
+from . import kubelet_podman, kubelet_status
 from .kubelet_config import TOKEN_SECONDS, ConfigError, decode_secret
 from .kubelet_pod import PodWorker, RunningPod
 
@@ -81,6 +89,8 @@ T = TypeVar("T")
 Body = dict[str, Any]
 log = logging.getLogger("kubelet")
 _RETRIED = (429, 500, 502, 503, 504)
+#: How a pod's container runs: a local process, or a podman container of its image (kubelet_podman).
+RUNTIMES = ("process", "podman")
 
 
 def raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
@@ -161,7 +171,10 @@ class Kubelet:
         cpu: str = "8",
         memory: str = "16Gi",
         max_pods: int = 110,
+        runtime: str = "process",
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime {runtime!r}: one of {', '.join(RUNTIMES)}")
         if isinstance(api, kubernetes.client.ApiClient):
             self.api, self._own_api = api, False
         else:
@@ -179,6 +192,10 @@ class Kubelet:
         self.lease_interval = lease_interval
         self.teardown_grace = teardown_grace
         self.refuse_image = refuse_image
+        #: ``process`` (the first container as a local process) or ``podman`` (a container of its image).
+        self.runtime = runtime
+        #: The label value of this harness's containers (``kubelet_podman.NODE_LABEL``).
+        self.instance = kubelet_podman.instance(node_name, self.log_dir)
         self.resources: dict[str, Any] = {"cpu": cpu, "memory": memory, "pods": max_pods}
         #: Notified at every change the harness sees or makes; :meth:`wait_for` waits on it.
         self.changed = threading.Condition(threading.RLock())
@@ -199,6 +216,8 @@ class Kubelet:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.runtime == "podman":  # a harness of this node killed before it stopped its containers
+            kubelet_podman.remove_node_containers(self.instance)
         self._register()
         resource_version = self._relist()
         for target, args in ((self._renew, ()), (self._watch, (resource_version,))):
@@ -252,6 +271,15 @@ class Kubelet:
             worker = next((w for w in self._workers.values() if (w.namespace, w.pod_name) == (namespace, name)), None)
             if worker is None or worker.proc is None or worker.exited:
                 raise ProcessLookupError(f"pod {namespace}/{name} runs no process on node {self.node_name}")
+            if self.runtime == "podman":
+                self.note(
+                    f"{namespace}/{name}: signal {signal.Signals(sig).name} to {worker.container_name} (by the test)"
+                )
+                if not kubelet_podman.kill(worker.container_name, sig):
+                    raise ProcessLookupError(
+                        f"pod {namespace}/{name}: container {worker.container_name} is not running"
+                    )
+                return
             self.note(f"{namespace}/{name}: signal {signal.Signals(sig).name} to pid {worker.proc.pid} (by the test)")
             os.killpg(worker.proc.pid, sig)
 
@@ -306,7 +334,11 @@ class Kubelet:
 
     def image_refusal(self, image: str) -> str | None:
         refuse = self.refuse_image
-        return refuse(image) if refuse is not None else None
+        refusal = refuse(image) if refuse is not None else None
+        if refusal is None and self.runtime == "podman" and kubelet_podman.image_user(image) is None:
+            # Nothing is pulled (no registry): the image must be in this machine's podman storage.
+            return f"{image}: not in this machine's podman storage (build it here, or podman load it)"
+        return refusal
 
     def taken_ports(self) -> set[int]:
         return {w.ports.health for w in self._workers.values() if w.ports is not None} | {
@@ -532,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True, type=Path, help="the API server and the harness's user")
     parser.add_argument("--node", required=True, help="the Node name to register")
     parser.add_argument("--log-dir", type=Path, help="where the pods' logs go (default: a new temporary folder)")
+    parser.add_argument(
+        "--runtime", choices=RUNTIMES, default="process", help="pods as local processes or as podman containers"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.kubeconfig.is_file():
@@ -539,7 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    kubelet = Kubelet(args.kubeconfig, args.node, log_dir=args.log_dir)
+    if args.runtime == "podman" and not kubelet_podman.available():
+        parser.error("--runtime podman: podman and runc are not installed (apt-get install podman runc)")
+    kubelet = Kubelet(args.kubeconfig, args.node, log_dir=args.log_dir, runtime=args.runtime)
     try:
         kubelet.start()
     except (ApiException, urllib3.exceptions.HTTPError) as e:

@@ -16,7 +16,8 @@ the startup probe succeeded (``started``). Without a readiness probe a running c
 SIGKILL to its process group after the grace period), which then restarts per policy. A running
 pod's ServiceAccount token is renewed after 80 % of its lifetime. Not done: init and sidecar
 containers and containers after the first (not run; a ``ContainersIgnored`` warning event names
-them), resource limits and security contexts.
+them), and in process mode resource limits and security contexts (container mode applies them:
+:mod:`.kubelet_podman`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from . import kubelet_config as config
+from . import kubelet_podman as podman
 from .kubelet_status import ContainerRecord, pod_status, running, terminated, timestamp, waiting
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ class RunningPod:
     #: The container's state: ``running``, ``waiting`` or ``terminated``, and its reason.
     state: str
     reason: str
+    #: Container mode: the running container's podman name, else "".
+    container: str = ""
 
     @property
     def health_url(self) -> str:
@@ -124,6 +128,9 @@ class PodWorker(threading.Thread):
         self.proc: subprocess.Popen[bytes] | None = None
         self.exited = False
         self.ports: config.Ports | None = None
+        #: Container mode: the running container's name, and the mounts prepared for it.
+        self.container_name = ""
+        self.mounts: list[podman.Mount] = []
         self.gone = False
         self.stopping = False
         self.deleting_since: float | None = None
@@ -163,6 +170,7 @@ class PodWorker(threading.Thread):
             phase=self.phase,
             state=kind,
             reason=str(detail.get("reason", "")),
+            container=self.container_name if self.proc is not None and not self.exited else "",
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -261,6 +269,8 @@ class PodWorker(threading.Thread):
                 )
                 continue
             try:
+                if self.kubelet.runtime == "podman":
+                    return self._prepare_container()
                 env = config.prepare_volumes(self.pod, self.container_spec, self.kubelet.lookup, self.pod_dir)
                 env |= config.service_account(
                     self.pod,
@@ -285,11 +295,66 @@ class PodWorker(threading.Thread):
                 self.backoff = 0.0
                 return env
 
+    def _prepare_container(self) -> dict[str, str]:
+        """Container mode: the volumes as mounts (in ``self.mounts``); no env points at them."""
+        kubelet = self.kubelet
+        mounts = podman.prepare_mounts(self.pod, self.container_spec, kubelet.lookup, self.pod_dir)
+        mounts += podman.service_account_mount(
+            self.pod, self.container_spec, kubelet.lookup, self.pod_dir, server=kubelet.server, ca_file=kubelet.ca_file
+        )
+        self.mounts = mounts
+        self.backoff = 0.0
+        return {}
+
+    def _start_container(self, ports: config.Ports) -> subprocess.Popen[bytes]:
+        """Container mode: ``podman run`` of the pod's image (its exit code is the container's)."""
+        kubelet = self.kubelet
+        env = podman.service_env(self.pod_name, kubelet.server) | ports.env()
+        allocatable = {key: str(value) for key, value in kubelet.resources.items()}
+        env = config.container_env(self.pod, self.container_spec, kubelet.lookup, env, allocatable=allocatable)
+        env[config.HEALTH_PORT_ENV] = str(ports.health)
+        user = podman.image_user(self.container.image)
+        if user is None:
+            raise config.StartError(f"image {self.container.image} is not in this machine's podman storage")
+        name = podman.container_name(self.pod, self.container_spec, self.starts)
+        env_file = self.pod_dir / f"env.{self.starts}"
+        run = podman.run_args(
+            pod=self.pod,
+            container=self.container_spec,
+            image=self.container.image,
+            name=name,
+            node=kubelet.instance,
+            env=env,
+            mounts=self.mounts,
+            env_file=env_file,
+            image_user=user,
+        )
+        podman.write_env_file(env_file, run.env_file)
+        podman.remove(name)  # left by a harness that was killed
+        self.container_name = name
+        host_env = {key: os.environ[key] for key in ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR") if key in os.environ}
+        with self.log_path.open("ab") as output:
+            output.write(
+                f"# kubelet: starting {self.pod_name} (start {self.starts + 1}): {' '.join(run.argv)}\n".encode()
+            )
+            output.flush()
+            return subprocess.Popen(
+                run.argv,
+                env=host_env | run.passed_env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     def _start(self, prepared: dict[str, str]) -> None:
         """Start the container's process (env resolved anew, as at every container start)."""
         with self.kubelet.changed:
             taken = self.kubelet.taken_ports()
         ports = config.Ports.allocate(self.container_spec, taken)
+        if self.kubelet.runtime == "podman":
+            self._record_start(self._start_container(ports), ports)
+            return
         env = config.base_env(self.pod_name, self.kubelet.server) | prepared | ports.env()
         allocatable = {key: str(value) for key, value in self.kubelet.resources.items()}
         env = config.container_env(self.pod, self.container_spec, self.kubelet.lookup, env, allocatable=allocatable)
@@ -308,6 +373,9 @@ class PodWorker(threading.Thread):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: all of it goes when the pod goes
             )
+        self._record_start(proc, ports)
+
+    def _record_start(self, proc: subprocess.Popen[bytes], ports: config.Ports) -> None:
         with self._changing():
             self.proc, self.exited, self.ports = proc, False, ports
             if self.starts:
@@ -315,6 +383,7 @@ class PodWorker(threading.Thread):
             self.starts += 1
             self.started_at = time.monotonic()
             self.container.pid = proc.pid
+            self.container.runtime_id = f"podman://{self.container_name}" if self.container_name else ""
             self.container.state = running(timestamp())
             self.container.ready = not self.container_spec.get("readinessProbe")
             self.container.started = not self.container_spec.get("startupProbe")
@@ -322,6 +391,8 @@ class PodWorker(threading.Thread):
         threading.Thread(target=self._reap, args=(proc,), name=f"reaper {proc.pid}", daemon=True).start()
         self._write_status()
         self._report("Started", f"Started container {self.container.name} as pid {proc.pid}", kind="Normal")
+        if self.container_name:
+            self.kubelet.note(f"{self.namespace}/{self.pod_name}: container {self.container_name}")
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         """Wait for the process to exit without reaping it (its group stays killable), then tell."""
@@ -335,6 +406,8 @@ class PodWorker(threading.Thread):
         """Write a fresh ServiceAccount token for the running pod; when the next one is due."""
         try:
             kubelet = self.kubelet
+            if kubelet.runtime == "podman":
+                podman.refresh_tokens(self.pod, self.container_spec, self.pod_dir, kubelet.lookup)
             config.service_account(
                 self.pod, kubelet.lookup, self.pod_dir, server=kubelet.server, ca_file=kubelet.ca_file
             )
@@ -374,7 +447,8 @@ class PodWorker(threading.Thread):
             for kind in ("startupProbe", "readinessProbe", "livenessProbe")
             if (spec := self.container_spec.get(kind))
         }
-        token_due = started + 0.8 * config.TOKEN_SECONDS if "KUBELET_SERVICEACCOUNT_DIR" in prepared else math.inf
+        rotates = "KUBELET_SERVICEACCOUNT_DIR" in prepared or self.kubelet.runtime == "podman"
+        token_due = started + 0.8 * config.TOKEN_SECONDS if rotates else math.inf
         while not self.exited:
             now = time.monotonic()
             if now >= token_due:
@@ -448,9 +522,10 @@ class PodWorker(threading.Thread):
             return True
         if "exec" in probe:
             try:
-                done = subprocess.run(
-                    probe["exec"].get("command") or ["false"], capture_output=True, timeout=timeout, check=False
-                )
+                command = [str(part) for part in probe["exec"].get("command") or ["false"]]
+                if self.container_name:
+                    command = podman.exec_argv(self.container_name, command)
+                done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
             except (OSError, subprocess.TimeoutExpired):
                 return False
             return done.returncode == 0
@@ -469,8 +544,7 @@ class PodWorker(threading.Thread):
         proc, deadline = self.proc, time.monotonic() + grace
         if not self.exited:
             log.info("%s/%s: SIGTERM to pid %s, SIGKILL after %g s", self.namespace, self.pod_name, proc.pid, grace)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
+            self._signal(signal.SIGTERM)
         killed = False
         while not self.exited:
             if self.deleting_since is not None and not self.stopping:
@@ -479,11 +553,22 @@ class PodWorker(threading.Thread):
                 deadline = min(deadline, self.stopping_since + self.kubelet.teardown_grace)
             if not killed and time.monotonic() >= deadline:
                 self.kubelet.note(f"{self.namespace}/{self.pod_name}: grace period over, SIGKILL to pid {proc.pid}")
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 killed = True
             self._wait(math.inf if killed else deadline, interruptible=False)
         return self._collect()
+
+    def _signal(self, sig: int) -> None:
+        """SIGTERM to the container's PID 1, SIGKILL to all of it (the process group; the container)."""
+        assert self.proc is not None
+        if self.container_name and podman.kill(self.container_name, sig):
+            return
+        # A process, or a podman that has not made its container yet: the process (group) itself.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if sig == signal.SIGKILL or self.container_name:
+                os.killpg(self.proc.pid, sig)
+            else:
+                os.kill(self.proc.pid, sig)
 
     def _collect(self) -> int:
         """Kill what is left of the exited process's group, reap it; its exit code (for the record)."""
@@ -493,17 +578,22 @@ class PodWorker(threading.Thread):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
+        name, container_id = self.container_name, f"process://{proc.pid}"
+        if name:
+            podman.remove(name)  # already gone (--rm), unless podman itself was killed
+            container_id = f"podman://{name}"
         with self._changing():
             self.container.state = terminated(
                 code,
                 started_at=str((self.container.state.get("running") or {}).get("startedAt", self.start_time)),
                 finished_at=timestamp(),
-                container_id=f"process://{proc.pid}",
+                container_id=container_id,
             )
             self.container.ready = False
             self.container.pid = None
             self.proc = None
             self.exited = False
+            self.container_name = ""
         return code
 
     def _after_exit(self, code: int) -> bool:

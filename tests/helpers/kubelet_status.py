@@ -73,6 +73,8 @@ class ContainerRecord:
     started: bool = False
     #: The process id while one runs.
     pid: int | None = None
+    #: The runtime's id of the running container (``podman://NAME``); else ``process://PID``.
+    runtime_id: str = ""
 
     def status(self) -> Body:
         running_now = "running" in self.state
@@ -80,7 +82,7 @@ class ContainerRecord:
             "name": self.name,
             "image": self.image,
             "imageID": "",
-            **({"containerID": f"process://{self.pid}"} if running_now and self.pid else {}),
+            **({"containerID": self.runtime_id or f"process://{self.pid}"} if running_now and self.pid else {}),
             "ready": self.ready and running_now,
             "started": self.started and running_now,
             "restartCount": self.restart_count,

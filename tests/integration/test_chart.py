@@ -484,6 +484,17 @@ def test_notes_tell_the_next_steps(chart: Chart) -> None:
     assert (MANIFESTS / "examples" / "thumbnails.yaml").is_file()
 
 
+def test_notes_with_a_broker_url_say_where_the_secret_is_and_that_other_namespaces_need_one(chart: Chart) -> None:
+    result = chart.run(
+        "install", RELEASE, CHART, "--namespace", NAMESPACE, "--dry-run=client", "--set", "broker.url=amqp://h/"
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"The chart created it in: {NAMESPACE}." in notes
+    assert "a job in any other namespace needs its own" in notes
+    assert "kubectl -n NAMESPACE create secret generic filterjob-broker" in notes
+
+
 # ----------------------------------------------------------------------------------------------
 # manifests/: the chart rendered with default values.
 
