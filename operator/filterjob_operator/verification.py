@@ -1,0 +1,70 @@
+"""Verified completion (pure): a job's final counts from what its destination holds.
+
+Progress during a run is derived from the broker (``status.counts``); the final word is
+observed. Every planned output is looked for at the destination: a task with a failure
+record (parked, or a failure event in local mode) failed; one whose output exists
+succeeded; any other was lost (purged from its queue, dropped by a broker policy, its
+output deleted after it was written) and fails with :data:`LOST`. So ``succeeded`` can
+never count an output that is not there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from filterjob_operator import sources
+from filterjob_operator.spec import FilterJob
+
+LOST = "lost: no output and no failure record"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One task of a job: its id, its input key and its output key (below the destination)."""
+
+    task: str
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    total: int
+    succeeded: int
+    #: Planned tasks with a failure record.
+    recorded: int
+    #: Planned tasks with neither an output nor a failure record, in planned order.
+    lost: list[Planned] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return self.recorded + len(self.lost)
+
+
+def output_key(job: FilterJob, key: str) -> str:
+    """Where the output of input ``key`` lands, relative to the destination (as ``sources.make_task``)."""
+    fmt = job.spec.destination.output_format
+    return sources.output_key(key, fmt.extension(PurePosixPath(key).suffix))
+
+
+def planned(job: FilterJob, keys: Iterable[str]) -> list[Planned]:
+    """The tasks a job runs for these input keys (no filesystem access: cheap for 100k keys)."""
+    return [Planned(task=sources.task_id(job, key), input=key, output=output_key(job, key)) for key in keys]
+
+
+def verify(tasks: Iterable[Planned], *, present: Collection[str], failed: Collection[str]) -> Verified:
+    """Final counts: ``present`` the output keys found at the destination, ``failed`` the task ids
+    with a failure record. A failure record wins over an output (one left by an earlier run)."""
+    total = succeeded = recorded = 0
+    lost: list[Planned] = []
+    for task in tasks:
+        total += 1
+        if task.task in failed:
+            recorded += 1
+        elif task.output in present:
+            succeeded += 1
+        else:
+            lost.append(task)
+    return Verified(total=total, succeeded=succeeded, recorded=recorded, lost=lost)
