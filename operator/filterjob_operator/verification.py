@@ -10,9 +10,8 @@ never count an output that is not there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from filterjob_operator import sources
 from filterjob_operator.spec import FilterJob
@@ -43,15 +42,36 @@ class Verified:
         return self.recorded + len(self.lost)
 
 
+def _suffix(name: str) -> str:
+    """``PurePosixPath(name).suffix``, without building a path (a job's end plans every output again)."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def output_keys(job: FilterJob, keys: Iterable[str]) -> Iterator[str]:
+    """Where the outputs of these input keys land, relative to the destination: ``sources.output_key``
+    of each, with the format's extension looked up once per input suffix."""
+    fmt = job.spec.destination.output_format
+    extensions: dict[str, str] = {}
+    for key in keys:
+        suffix = _suffix(key.rpartition("/")[2])
+        extension = extensions.get(suffix)
+        if extension is None:
+            extension = extensions[suffix] = fmt.extension(suffix)
+        yield key if suffix.lower() == extension else key[: len(key) - len(suffix)] + extension
+
+
 def output_key(job: FilterJob, key: str) -> str:
     """Where the output of input ``key`` lands, relative to the destination (as ``sources.make_task``)."""
-    fmt = job.spec.destination.output_format
-    return sources.output_key(key, fmt.extension(PurePosixPath(key).suffix))
+    return next(output_keys(job, [key]))
 
 
-def planned(job: FilterJob, keys: Iterable[str]) -> list[Planned]:
+def planned(job: FilterJob, keys: Sequence[str]) -> list[Planned]:
     """The tasks a job runs for these input keys (no filesystem access: cheap for 100k keys)."""
-    return [Planned(task=sources.task_id(job, key), input=key, output=output_key(job, key)) for key in keys]
+    return [
+        Planned(task=sources.task_id(job, key), input=key, output=output)
+        for key, output in zip(keys, output_keys(job, keys), strict=True)
+    ]
 
 
 def verify(tasks: Iterable[Planned], *, present: Collection[str], failed: Collection[str]) -> Verified:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -60,6 +60,20 @@ def test_planned_outputs_are_the_tasks_outputs(job: FilterJob, tmp_path: Path) -
         task = sources.make_task(job, key)
         assert p.task == task.task
         assert (tmp_path / "out" / p.output).as_uri() == task.output
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "same", "webp"])
+def test_output_keys_are_exactly_the_planners(job_doc: dict[str, Any], fmt: str) -> None:
+    job_doc["spec"]["destination"] = {"uri": "file:///data/out/", "format": fmt}
+    job = parse_job(job_doc)
+    keys = [
+        "a.jpg", "b.JPEG", "c.png", "d.PNG", "sub/e.tar.gz", "sub.dir/f", "g.", ".h.jpg", "sub/.i",
+        "j..png", "k.webp", "deep/er/l.Tif", "m.jpg.png", "n.gif",
+    ]  # fmt: skip
+    fmt_ = job.spec.destination.output_format
+    expected = [sources.output_key(k, fmt_.extension(PurePosixPath(k).suffix)) for k in keys]
+    assert list(verification.output_keys(job, keys)) == expected
+    assert [verification.output_key(job, k) for k in keys] == expected
 
 
 def test_observing_a_destination_finds_its_outputs_and_nothing_when_it_does_not_exist(
