@@ -381,17 +381,21 @@ async def _follow(
 
 
 async def _until_drained(channel: AbstractChannel, topology: Topology, tally: _Tally) -> None:
-    """Return once every task is enqueued and the task and retry queues hold no ready message.
+    """Return once every task is enqueued and the task and retry queues hold no ready message,
+    with no task finishing for ``DEPTH_REFRESH`` seconds.
 
-    Tasks may still be in flight at the workers then (stopping them settles those); a task
-    that finishes is a reason to look again at once, and otherwise every ``DEPTH_REFRESH``.
+    Tasks may still be in flight at the workers then (stopping them settles those). The quiet
+    second only spares a run whose last tasks are finishing a stop and restart of its workers:
+    it then ends by its tally, before this returns.
     """
     while True:
         tally.progressed.clear()
-        if tally.enqueued and not await _outstanding(channel, topology):
-            return
-        with contextlib.suppress(TimeoutError):
+        empty = tally.enqueued and not await _outstanding(channel, topology)
+        try:
             await asyncio.wait_for(tally.progressed.wait(), DEPTH_REFRESH)
+        except TimeoutError:
+            if empty:
+                return
 
 
 async def _outstanding(channel: AbstractChannel, topology: Topology) -> int:
