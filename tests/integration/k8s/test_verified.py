@@ -115,3 +115,39 @@ def test_a_purged_task_and_a_deleted_output_end_the_job_failed_with_both_named_l
         assert verifier["spec"]["template"]["spec"]["containers"][0]["command"] == ["filterjob", "verify-outputs"]
     else:
         assert verifier is None  # the operator sees the destination: it looked itself
+
+
+@pytest.mark.slow
+def test_a_destination_the_verifier_cannot_list_ends_the_job_failed_naming_it(
+    kube: Kube,
+    filterjob_operator: FilterJobOperator,
+    cluster_kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    broker_secret: str,
+) -> None:
+    """A file where the destination should be: every write fails (parked), and the verifier
+    Job reports that it cannot list the destination; the job says so rather than guess."""
+    monkeypatch.setenv("FILTERJOB_STATUS_INTERVAL", "0.5")
+    monkeypatch.setenv("FILTERJOB_METRICS_PORT", "0")
+    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
+    source = tmp_path / "in"
+    source.mkdir()
+    for seed, name in enumerate(NAMES[:2]):
+        make_image((40, 30), seed).save(source / name)
+    (tmp_path / "out").write_bytes(b"not a directory")
+    body = job_body("unlistable", kube.namespace, source, tmp_path / "out", maxFailedRatio=1)
+    created.append(kube.create_job(body))
+    with filterjob_operator.run(timeout=60):
+        job = kube.wait("filterjobs", "unlistable", phase_is("Succeeded", "Failed"), timeout=120)
+    assert kube.get("jobs", "unlistable-verify") is not None
+    state = job["status"]
+    assert state["phase"] == "Failed"
+    failed = next(c for c in state["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "VerificationFailed")
+    destination = body["spec"]["destination"]["uri"]
+    assert failed["message"].startswith(
+        f"the destination {destination} cannot be listed completely, so its outputs cannot be verified: "
+    )
+    assert f"{tmp_path / 'out'}: cannot be listed: Not a directory" in failed["message"]
