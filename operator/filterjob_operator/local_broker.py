@@ -377,7 +377,8 @@ async def _follow(
         await _flush(channel, progress_queue(topology), flushed)
     await progress.cancel(consumer_tag)
     await channel.queue_delete(progress_queue(topology))
-    await asyncio.to_thread(_verify, job, tally)
+    if tally.keys:
+        await asyncio.to_thread(_verify, job, tally)
 
 
 async def _until_drained(channel: AbstractChannel, topology: Topology, tally: _Tally) -> None:

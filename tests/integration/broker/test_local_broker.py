@@ -24,6 +24,7 @@ from filterjob_operator.local_broker import (
     BrokerOptions,
     _count_written,
     _Tally,
+    _verify,
     declare_progress,
     fresh_topology,
     progress_queue,
@@ -527,3 +528,36 @@ async def test_a_task_removed_from_the_queue_and_an_output_deleted_are_reported_
         [(taken, verification.LOST), (deleted, verification.LOST)]
     )
     assert outputs(tmp_path / "out") == set(names) - {taken, deleted}
+
+
+def test_a_destination_that_cannot_be_listed_fails_what_it_cannot_confirm_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs found count; the others may be in the directory that cannot be read, and say so."""
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    for seed, key in enumerate(["a.png", "sub/b.png", "c.png"]):
+        make_image((20, 15), seed).save(source / key)
+    job = load_job(write_job(tmp_path, "unlistable"), local=True)
+    summary = RunSummary(total=3)
+    tally = _Tally(job, summary, Listener())
+    for key in sources.list_inputs(job):
+        task = sources.make_task(job, key)
+        tally.expect(task.task, key)
+        storage.write_atomic(task.output, b"written")
+        tally.finish(Outcome.of(task))
+    locked = tmp_path / "out" / "sub"
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(storage.os, "scandir", scandir)
+    _verify(job, tally)
+    assert (summary.succeeded, summary.failed, summary.done) == (2, 1, 3)
+    assert [f.input for f in summary.failures] == ["sub/b.png"]
+    assert summary.failures[0].reason.startswith(verification.LOST + ", or in a part of the destination")
+    assert len(summary.warnings) == 1
+    assert f"{locked}: cannot be listed: Permission denied" in summary.warnings[0]
