@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +66,8 @@ class Reconciler:
         self.generation = body.metadata.get("generation")
         #: What the listing found (skipped paths, an empty source), kept in every status patch.
         self.source_conditions: list[dict[str, Any]] = []
+        #: The inputs were listed by this process now, not taken from the job's stored listing.
+        self.listed_here = False
 
     @property
     def observed(self) -> Mapping[str, Any]:
@@ -233,7 +235,10 @@ class Reconciler:
         await self._ensure_workers(job, replicas=0)
         if not await self._enqueue(job, channel, remaining, already=already):
             return False  # stopped while enqueueing; the next daemon run resumes from the cursor
-        return await self._follow(job, connection, channel, management, total=total, keys=keys)
+        # Which inputs surely are the job's tasks: all of them, unless an earlier run enqueued part
+        # of a listing that is gone (a source changed meanwhile: see ``status.resume``).
+        sure = None if already == 0 or not self.listed_here else set(remaining)
+        return await self._follow(job, connection, channel, management, total=total, keys=keys, sure=sure)
 
     def _report_source(self, job: FilterJob, listed: sources.Inputs) -> list[dict[str, Any]]:
         """Events and conditions for what the listing found: skipped paths, an empty source."""
@@ -268,6 +273,7 @@ class Reconciler:
             return _keys(stored)
         mode = self.s.settings.list_inputs
         if mode == "operator" or (mode == "auto" and await asyncio.to_thread(sources.visible, job)):
+            self.listed_here = True
             return await asyncio.to_thread(sources.scan_inputs, job)
         return await self._run_lister(job, connection)
 
@@ -415,6 +421,7 @@ class Reconciler:
         *,
         total: int,
         keys: Sequence[str],
+        sure: Collection[str] | None,
     ) -> bool:
         """Status and scaling until the job is done (True) or the daemon stops (False)."""
         topology = topology_of(job)
@@ -460,7 +467,7 @@ class Reconciler:
                 empty_since = None  # the tasks just moved are outstanding again
                 continue
             if done:
-                return await self._finish(job, connection, result, keys)
+                return await self._finish(job, connection, result, keys, sure=sure)
             phase = status.SUSPENDED if suspended else status.RUNNING
             previous = list(self.observed.get("conditions") or [])
             await self.patch(
@@ -484,13 +491,20 @@ class Reconciler:
                 return False
 
     async def _finish(
-        self, job: FilterJob, connection: AbstractRobustConnection, result: status.Counts, keys: Sequence[str]
+        self,
+        job: FilterJob,
+        connection: AbstractRobustConnection,
+        result: status.Counts,
+        keys: Sequence[str],
+        *,
+        sure: Collection[str] | None,
     ) -> bool:
         """End the job with counts observed at its destination; False if stopped first.
 
         The derived ``result`` says the queues are empty; what the destination holds says what
         succeeded: a task purged from its queue, or an output deleted after it was written,
-        is no success (see ``verification``).
+        is no success (see ``verification``). ``sure``: the keys known to be tasks of the job
+        (None: all of ``keys``); only those are named lost, the others are counted.
         """
         if job.spec.autoscaling.mode == "hpa":
             # An HPA keeps one replica at least; with nothing left to do, the job takes its
@@ -512,18 +526,22 @@ class Reconciler:
             total=result.total,
             enqueued=result.enqueued,
             succeeded=verified.succeeded,
-            failed=verified.failed,
+            failed=result.total - verified.succeeded,
             retrying=0,
             queued=0,
             in_flight=0,
         )
         phase = status.final_phase(final, max_failed_ratio=job.spec.max_failed_ratio)
         message = f"{final.succeeded} succeeded, {final.failed} failed of {final.total}"
-        if verified.lost:
-            shown = ", ".join(t.input for t in verified.lost[:5]) + (", …" if len(verified.lost) > 5 else "")
-            message += f" ({len(verified.lost)} {verification.LOST}: {shown})"
+        named = [t for t in verified.lost if sure is None or t.input in sure]
+        lost = len(verified.lost) if sure is None else max(len(named), final.failed - len(parked))
+        if lost:
+            shown = [t.input for t in named[:5]]
+            if lost > len(shown):  # more than shown, or some not known by name (a source changed)
+                shown.append("…")
+            message += f" ({lost} {verification.LOST}: {', '.join(shown)})"
         # The lost first: nothing else tells of them, while the parked queue keeps every parked task.
-        failures = [{"key": t.input, "reason": verification.LOST} for t in verified.lost]
+        failures = [{"key": t.input, "reason": verification.LOST} for t in named]
         failures += [{"key": p.task, "reason": p.reason} for p in parked]
         previous = list(self.observed.get("conditions") or [])
         await self.patch(
