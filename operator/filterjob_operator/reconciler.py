@@ -522,26 +522,25 @@ class Reconciler:
         verified = verification.verify(
             verification.planned(job, keys), present=observed.present, failed={p.task for p in parked}
         )
+        counted = verification.final(verified, total=result.total, parked=len(parked), sure=sure)
         final = status.Counts(
             total=result.total,
             enqueued=result.enqueued,
-            succeeded=verified.succeeded,
-            failed=result.total - verified.succeeded,
+            succeeded=counted.succeeded,
+            failed=counted.failed,
             retrying=0,
             queued=0,
             in_flight=0,
         )
         phase = status.final_phase(final, max_failed_ratio=job.spec.max_failed_ratio)
         message = f"{final.succeeded} succeeded, {final.failed} failed of {final.total}"
-        named = [t for t in verified.lost if sure is None or t.input in sure]
-        lost = len(verified.lost) if sure is None else max(len(named), final.failed - len(parked))
-        if lost:
-            shown = [t.input for t in named[:5]]
-            if lost > len(shown):  # more than shown, or some not known by name (a source changed)
+        if counted.lost:
+            shown = [t.input for t in counted.named[:5]]
+            if counted.lost > len(shown):  # more than shown, or some not known by name (a source changed)
                 shown.append("…")
-            message += f" ({lost} {verification.LOST}: {', '.join(shown)})"
+            message += f" ({counted.lost} {verification.LOST}: {', '.join(shown)})"
         # The lost first: nothing else tells of them, while the parked queue keeps every parked task.
-        failures = [{"key": t.input, "reason": verification.LOST} for t in named]
+        failures = [{"key": t.input, "reason": verification.LOST} for t in counted.named]
         failures += [{"key": p.task, "reason": p.reason} for p in parked]
         previous = list(self.observed.get("conditions") or [])
         await self.patch(

@@ -88,3 +88,28 @@ def verify(tasks: Iterable[Planned], *, present: Collection[str], failed: Collec
         else:
             lost.append(task)
     return Verified(total=total, succeeded=succeeded, recorded=recorded, lost=lost)
+
+
+@dataclass(frozen=True)
+class Final:
+    """A job's final counts, and the lost tasks known by name."""
+
+    succeeded: int
+    failed: int
+    lost: int
+    named: list[Planned] = field(default_factory=list)
+
+
+def final(verified: Verified, *, total: int, parked: int, sure: Collection[str] | None) -> Final:
+    """The counts of a job that enqueued ``total`` tasks and has ``parked`` distinct parked ones.
+
+    ``sure``: the input keys known to be the job's tasks (None: every planned one). A job resumed
+    on a source that changed meanwhile enqueued part of a listing it no longer has: a planned
+    key before its cursor may be one it never enqueued (added later), so those are not named
+    lost; the tasks no output and no parked failure accounts for still count as failed.
+    """
+    failed = total - verified.succeeded
+    if sure is None:
+        return Final(succeeded=verified.succeeded, failed=failed, lost=len(verified.lost), named=verified.lost)
+    named = [t for t in verified.lost if t.input in sure]
+    return Final(succeeded=verified.succeeded, failed=failed, lost=max(len(named), failed - parked), named=named)

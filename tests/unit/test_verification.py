@@ -107,3 +107,25 @@ def test_a_destination_that_cannot_be_listed_completely_is_a_problem_naming_the_
     assert observed.problem is not None
     assert observed.problem.startswith(f"the destination {job.spec.destination.uri} cannot be listed completely")
     assert f"{out / 'locked'}: cannot be listed: Permission denied" in observed.problem
+
+
+def test_final_counts_of_a_job_planned_from_its_own_listing_name_every_lost_task() -> None:
+    verified = verify(tasks("a", "b", "c", "d"), present={"a.png"}, failed={"id-d"})
+    counted = verification.final(verified, total=4, parked=1, sure=None)
+    assert (counted.succeeded, counted.failed, counted.lost) == (1, 3, 2)
+    assert [t.input for t in counted.named] == ["b.jpg", "c.jpg"]
+
+
+def test_final_counts_after_a_changed_source_name_only_the_tasks_known_to_be_enqueued() -> None:
+    """Enqueued before a restart: a, b, c (cursor c); then x appeared before the cursor, c went
+    (enqueued, it failed as a missing input: parked, no longer planned). After it: d, e."""
+    planned = tasks("a", "b", "x", "d", "e")
+    sure = {"d.jpg", "e.jpg"}  # enqueued by this run
+    all_done = verify(planned, present={"a.png", "b.png", "d.png", "e.png"}, failed={"id-c"})
+    counted = verification.final(all_done, total=5, parked=1, sure=sure)
+    assert (counted.succeeded, counted.failed, counted.lost, counted.named) == (4, 1, 0, [])
+    # b purged and e's output deleted: e is named, b only counted (it cannot be told from x).
+    some_lost = verify(planned, present={"a.png", "d.png"}, failed={"id-c"})
+    counted = verification.final(some_lost, total=5, parked=1, sure=sure)
+    assert (counted.succeeded, counted.failed, counted.lost) == (2, 3, 2)
+    assert [t.input for t in counted.named] == ["e.jpg"]
