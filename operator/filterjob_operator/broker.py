@@ -318,19 +318,23 @@ async def redrive(connection: AbstractConnection, topology: Topology) -> list[Pa
     return moved
 
 
-async def publish_listing(channel: AbstractChannel, topology: Topology, messages: Iterable[bytes]) -> int:
+async def publish_listing(
+    channel: AbstractChannel, topology: Topology, messages: Iterable[bytes], *, queue_name: str | None = None
+) -> int:
     """Replace the job's listing with ``messages`` (see :mod:`listing`), each confirmed; how many.
 
+    ``queue_name``: another listing queue than the inputs' (:attr:`Topology.outputs`).
     The queue is purged first: a lister that starts over leaves no part of an earlier run
     behind (except what a reader held at that moment, which :class:`listing.Reader` tells apart).
     """
-    queue = await declare_inputs(channel, topology)
+    name = queue_name or topology.inputs
+    queue = await declare_inputs(channel, topology, queue=name)
     await queue.purge()
     count = 0
     for body in messages:
         result = await channel.default_exchange.publish(
             aio_pika.Message(body, content_type=CONTENT_TYPE, delivery_mode=DeliveryMode.PERSISTENT),
-            routing_key=topology.inputs,
+            routing_key=name,
         )
         if isinstance(result, DeliveredMessage):
             raise PublishError(result, result.delivery)
@@ -345,11 +349,11 @@ def _add(reader: listing.Reader, message: AbstractIncomingMessage, queue: str) -
         log.warning("ignoring a message of %s: %s", queue, e)
 
 
-async def forget_listing(connection: AbstractConnection, topology: Topology) -> None:
-    """Drop the job's stored listing, so that its inputs are listed anew."""
+async def forget_listing(connection: AbstractConnection, topology: Topology, *, queue_name: str | None = None) -> None:
+    """Drop the job's stored listing, so that its inputs are listed anew (or another listing queue's)."""
     channel = await connection.channel()
     try:
-        await channel.queue_delete(topology.inputs)
+        await channel.queue_delete(queue_name or topology.inputs)
     finally:
         await channel.close()
 
@@ -378,9 +382,10 @@ class ListingWatch:
     message returns to the queue, which keeps the listing for the next operator start.
     """
 
-    def __init__(self, connection: AbstractConnection, topology: Topology) -> None:
+    def __init__(self, connection: AbstractConnection, topology: Topology, *, queue_name: str | None = None) -> None:
         self._connection = connection
         self._topology = topology
+        self._queue = queue_name or topology.inputs
         self._reader = listing.Reader()
         self._arrived = asyncio.Event()
         self._channel: AbstractChannel | None = None
@@ -388,7 +393,7 @@ class ListingWatch:
     async def __aenter__(self) -> ListingWatch:
         self._channel = await self._connection.channel()
         await self._channel.set_qos(prefetch_count=0)  # every message, however long the listing
-        queue = await declare_inputs(self._channel, self._topology)
+        queue = await declare_inputs(self._channel, self._topology, queue=self._queue)
         await queue.consume(self._on_message, no_ack=False)
         return self
 
@@ -397,7 +402,7 @@ class ListingWatch:
             await self._channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        _add(self._reader, message, self._topology.inputs)
+        _add(self._reader, message, self._queue)
         self._arrived.set()
 
     async def next(self, seconds: float) -> listing.Listing | None:
@@ -451,7 +456,7 @@ async def existing(connection: AbstractConnection, topology: Topology, *, extra:
         return True
 
     try:
-        for name in (topology.tasks, topology.parked, topology.inputs, *extra):
+        for name in (topology.tasks, topology.parked, topology.inputs, topology.outputs, *extra):
             await probe(name, "queue")
         for n in range(MAX_RETRY_QUEUES):
             if not await probe(topology.retry_queue(n), "queue") and n >= topology.retry.retries:

@@ -708,6 +708,32 @@ def list_inputs_command(broker: str) -> None:
         )
 
 
+@main.command("verify-outputs")
+@_broker_option(required=True, text="The RabbitMQ of the job's queues.")
+def verify_outputs_command(broker: str) -> None:
+    """List a cluster job's destination into its outputs queue (what the operator's verifier Job runs).
+
+    \b
+    The FilterJob comes as JSON in FILTERJOB_JOB. The operator counts a finished job's
+    outputs from this listing. A destination that cannot be listed completely is
+    reported to the operator through the queue, and the command still exits 0.
+    """
+    from filterjob_operator import lister, verifier  # noqa: PLC0415 (see _LAZY)
+    from filterjob_worker import logs  # noqa: PLC0415
+
+    logs.configure("INFO")
+    console = Console(stderr=True)
+    try:
+        job = lister.job_from_env(os.environ)
+    except JobSpecError as e:
+        _invalid(console, e)
+    result = _on_broker_errors(broker, lambda: asyncio.run(verifier.verify_outputs(job, broker)))
+    if result.error is not None:
+        verifier.log.warning("%s: %s (reported in %s)", job.key, result.error, result.queue)
+    else:
+        verifier.log.info("%s: %d outputs found, listed into %s", job.key, result.keys, result.queue)
+
+
 @main.command()
 @click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--local", is_flag=True, help="Accept plain paths, as `filterjob run` does.")

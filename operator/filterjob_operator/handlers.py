@@ -81,7 +81,7 @@ async def remove_queues(body: kopf.Body, memo: kopf.Memo, runtime: datetime.time
                 f"cannot delete the queues of {job.key}: {e}; giving up in {left:.0f}s",
                 delay=min(FINALIZER_RETRY, left),
             ) from e
-        names = ", ".join([*topology.queues, topology.inputs])
+        names = ", ".join([*topology.queues, topology.inputs, topology.outputs])
         message = (
             f"gave up deleting the queues of {job.key} after {services.settings.finalizer_timeout:g}s ({e}); "
             f"left behind on the broker: {names} and exchanges {topology.events}, {topology.dead_letters}"

@@ -7,6 +7,13 @@ the job's events and dead letters. Every task ends in a persistent, confirmed
 event (or a dead letter) before its delivery is acked, so the progress queue
 sees each task finish at least once, across worker kills and broker restarts;
 counting distinct task ids makes the tally exact.
+
+A task that never reports (purged from its queue behind the run's back, dropped by a
+broker policy) would keep the tally waiting for ever, so the run also ends once the task
+and retry queues hold nothing with every worker stopped (a stopped worker has settled
+every delivery it held). Then the summary is checked against the destination
+(``verification``): a task without its output and without a failure counts as failed,
+``lost``, and so does one whose output was deleted after it was written.
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from filterjob_operator import broker, broker_errors, sources
+from filterjob_operator import broker, broker_errors, sources, verification, verifier
 from filterjob_operator.local import Listener, begin_run
 from filterjob_operator.spec import FilterJob
-from filterjob_operator.summary import RunSummary
+from filterjob_operator.summary import Failure, RunSummary
 from filterjob_operator.supervisor import GaveUp, Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker import storage
@@ -108,6 +115,10 @@ class _Tally:
         self.source_root = job.spec.source.uri
         self.expected: set[str] = set()
         self.finished: set[str] = set()
+        #: Finished tasks that reported a failure.
+        self.failed: set[str] = set()
+        #: Set whenever a task finishes (for waits that look again then).
+        self.progressed = asyncio.Event()
         self.keys: dict[str, str] = {}
         self.enqueued = False
         self.done = asyncio.Event()
@@ -120,7 +131,10 @@ class _Tally:
         if outcome.task in self.finished or outcome.task not in self.keys:
             return
         self.finished.add(outcome.task)
+        if not outcome.ok:
+            self.failed.add(outcome.task)
         self.summary.add(outcome, self.keys[outcome.task])
+        self.progressed.set()
         self.listener.advanced(outcome)
         self.check()
 
@@ -296,6 +310,10 @@ async def _enqueued(tally: _Tally) -> None:
     tally.check()
 
 
+#: Message id of the marker that tells the progress consumer has read everything before it.
+FLUSH_MARKER = "filterjob-flush"
+
+
 async def _follow(
     channel: AbstractChannel,
     progress: AbstractQueue,
@@ -306,12 +324,15 @@ async def _follow(
     enqueue: Callable[[], Awaitable[None]],
     supervisor_ready: asyncio.Queue[Supervisor] | None,
 ) -> None:
-    """Start the workers, run ``enqueue`` and count finished tasks until the last one."""
+    """Start the workers, run ``enqueue`` and count finished tasks until the last one, or
+    until nothing is left in the queues; then check the summary against the destination."""
     topology = topology_of(job)
+    flushed = asyncio.Event()
 
     async def on_progress(message: AbstractIncomingMessage) -> None:
-        outcome = finished_outcome(message, topology)
-        if outcome is not None:
+        if message.message_id == FLUSH_MARKER:
+            flushed.set()
+        elif (outcome := finished_outcome(message, topology)) is not None:
             tally.finish(outcome)
         await message.ack()
 
@@ -320,26 +341,93 @@ async def _follow(
     env["FILTERJOB_HEALTH_PORT"] = "0"
     # Without a log directory, workers share this terminal: only their warnings show.
     env.setdefault("FILTERJOB_LOG_LEVEL", "INFO" if options.log_dir else "WARNING")
-    supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
-    await supervisor.start()
-    if supervisor_ready is not None:
-        supervisor_ready.put_nowait(supervisor)
     depth = asyncio.create_task(_show_depth(options.broker_url, topology, listener))
     work = asyncio.ensure_future(_enqueue_and_wait(enqueue, tally))
-    gave_up = asyncio.ensure_future(supervisor.gave_up.wait())
+    supervisor: Supervisor | None = None
+    emptied = False
     try:
-        await asyncio.wait({work, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+        while not emptied:
+            supervisor = Supervisor(options.workers, env, log_dir=options.log_dir)
+            await supervisor.start()
+            if supervisor_ready is not None:
+                supervisor_ready.put_nowait(supervisor)
+            gave_up = asyncio.ensure_future(supervisor.gave_up.wait())
+            drained = asyncio.ensure_future(_until_drained(channel, topology, tally))
+            try:
+                await asyncio.wait({work, gave_up, drained}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in (gave_up, drained):
+                    waiting.cancel()
+                await asyncio.gather(gave_up, drained, return_exceptions=True)
+                await supervisor.stop()
+            if work.done() or supervisor.failure is not None:
+                break
+            # The queues read empty and the workers are stopped: every delivery is settled, either
+            # finished (its event is in the progress queue) or back in a queue (start workers again).
+            emptied = not await _outstanding(channel, topology)
     finally:
-        for waiting in (work, gave_up, depth):
+        for waiting in (work, depth):
             waiting.cancel()
-        await asyncio.gather(work, gave_up, depth, return_exceptions=True)
-        await supervisor.stop()
-    if not tally.done.is_set():
-        if supervisor.failure is not None:
+        await asyncio.gather(work, depth, return_exceptions=True)
+    if not tally.done.is_set() and not emptied:
+        if supervisor is not None and supervisor.failure is not None:
             raise WorkersFailed(supervisor.failure, tally.summary)
         work.result()  # the enqueueing error that ended the run
+    if emptied:
+        await _flush(channel, progress_queue(topology), flushed)
     await progress.cancel(consumer_tag)
     await channel.queue_delete(progress_queue(topology))
+    if tally.keys:
+        await asyncio.to_thread(_verify, job, tally)
+
+
+async def _until_drained(channel: AbstractChannel, topology: Topology, tally: _Tally) -> None:
+    """Return once every task is enqueued and the task and retry queues hold no ready message,
+    with no task finishing for ``DEPTH_REFRESH`` seconds.
+
+    Tasks may still be in flight at the workers then (stopping them settles those). The quiet
+    second only spares a run whose last tasks are finishing a stop and restart of its workers:
+    it then ends by its tally, before this returns.
+    """
+    while True:
+        tally.progressed.clear()
+        empty = tally.enqueued and not await _outstanding(channel, topology)
+        try:
+            await asyncio.wait_for(tally.progressed.wait(), DEPTH_REFRESH)
+        except TimeoutError:
+            if empty:
+                return
+
+
+async def _outstanding(channel: AbstractChannel, topology: Topology) -> int:
+    """Ready messages in the task and retry queues (exact; deliveries held by workers not included)."""
+    ready = await broker.ready_counts(channel, topology)
+    return sum(ready[name] for name in (topology.tasks, *topology.retry_queues))
+
+
+async def _flush(channel: AbstractChannel, queue: str, flushed: asyncio.Event) -> None:
+    """Wait until the progress consumer has read every event published so far: a marker goes
+    through the queue behind them, and one consumer reads the queue in order."""
+    message = aio_pika.Message(b"{}", message_id=FLUSH_MARKER, content_type=CONTENT_TYPE)
+    await channel.default_exchange.publish(message, routing_key=queue)
+    await flushed.wait()
+
+
+def _verify(job: FilterJob, tally: _Tally) -> None:
+    """The summary as the destination has it: only outputs that exist count as succeeded."""
+    observed = verifier.observe(job)
+    tasks = [
+        verification.Planned(task=task_id, input=key, output=verification.output_key(job, key))
+        for task_id, key in tally.keys.items()
+    ]
+    verified = verification.verify(tasks, present=observed.present, failed=tally.failed)
+    summary = tally.summary
+    reason = verification.LOST
+    if observed.problem is not None:
+        summary.warnings.append(observed.problem)
+        reason = f"{verification.LOST}, or in a part of the destination that cannot be listed (see the warning)"
+    summary.succeeded = verified.succeeded
+    summary.failures.extend(Failure(input=t.input, reason=reason) for t in verified.lost)
 
 
 async def _enqueue_and_wait(enqueue: Callable[[], Awaitable[None]], tally: _Tally) -> None:

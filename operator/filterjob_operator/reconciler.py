@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +18,9 @@ from typing import Any
 import kopf
 from aio_pika.abc import AbstractRobustConnection
 
-from filterjob_operator import broker, brokerref, listing, sources, status
+from filterjob_operator import broker, brokerref, listing, sources, status, verification, verifier
 from filterjob_operator.builders import deployment, hpa, lister
-from filterjob_operator.builders.common import lister_name, workers_name
+from filterjob_operator.builders.common import lister_name, verifier_name, workers_name
 from filterjob_operator.kube import Kube, KubeError
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.settings import Settings
@@ -68,6 +68,8 @@ class Reconciler:
         self.generation = body.metadata.get("generation")
         #: What the listing found (skipped paths, an empty source), kept in every status patch.
         self.source_conditions: list[dict[str, Any]] = []
+        #: The inputs were listed by this process now, not taken from the job's stored listing.
+        self.listed_here = False
 
     @property
     def observed(self) -> Mapping[str, Any]:
@@ -235,7 +237,10 @@ class Reconciler:
         await self._ensure_workers(job, replicas=0)
         if not await self._enqueue(job, channel, remaining, already=already):
             return False  # stopped while enqueueing; the next daemon run resumes from the cursor
-        return await self._follow(job, connection, channel, management, total=total)
+        # Which inputs surely are the job's tasks: all of them, unless an earlier run enqueued part
+        # of a listing that is gone (a source changed meanwhile: see ``status.resume``).
+        sure = None if already == 0 or not self.listed_here else set(remaining)
+        return await self._follow(job, connection, channel, management, total=total, keys=keys, sure=sure)
 
     def _report_source(self, job: FilterJob, listed: sources.Inputs) -> list[dict[str, Any]]:
         """Events and conditions for what the listing found: skipped paths, an empty source."""
@@ -281,6 +286,7 @@ class Reconciler:
             return _keys(stored)
         mode = self.s.settings.list_inputs
         if mode == "operator" or (mode == "auto" and await asyncio.to_thread(sources.visible, job)):
+            self.listed_here = True
             return await asyncio.to_thread(sources.scan_inputs, job)
         return await self._run_lister(job, connection)
 
@@ -427,6 +433,8 @@ class Reconciler:
         management: broker.Management,
         *,
         total: int,
+        keys: Sequence[str],
+        sure: Collection[str] | None,
     ) -> bool:
         """Status and scaling until the job is done (True) or the daemon stops (False)."""
         topology = topology_of(job)
@@ -472,8 +480,7 @@ class Reconciler:
                 empty_since = None  # the tasks just moved are outstanding again
                 continue
             if done:
-                await self._finish(job, connection, result)
-                return True
+                return await self._finish(job, connection, result, keys, sure=sure)
             phase = status.SUSPENDED if suspended else status.RUNNING
             previous = list(self.observed.get("conditions") or [])
             await self.patch(
@@ -496,25 +503,58 @@ class Reconciler:
             if await self.stopped.wait(self.s.settings.status_interval):
                 return False
 
-    async def _finish(self, job: FilterJob, connection: AbstractRobustConnection, result: status.Counts) -> None:
+    async def _finish(
+        self,
+        job: FilterJob,
+        connection: AbstractRobustConnection,
+        result: status.Counts,
+        keys: Sequence[str],
+        *,
+        sure: Collection[str] | None,
+    ) -> bool:
+        """End the job with counts observed at its destination; False if stopped first.
+
+        The derived ``result`` says the queues are empty; what the destination holds says what
+        succeeded: a task purged from its queue, or an output deleted after it was written,
+        is no success (see ``verification``). ``sure``: the keys known to be tasks of the job
+        (None: all of ``keys``); only those are named lost, the others are counted.
+        """
         if job.spec.autoscaling.mode == "hpa":
             # An HPA keeps one replica at least; with nothing left to do, the job takes its
             # workers back (a re-drive applies the HPA again).
             await self.s.kube.delete_hpa(self.namespace, workers_name(job))
             await self.s.kube.scale(self.namespace, workers_name(job), 0)
         parked = await broker.parked_failures(connection, topology_of(job))
-        failed = len(parked)
+        observed = await self._observe_outputs(job, connection, planned=bool(keys))
+        if observed is None:
+            return False
+        if observed.problem is not None:
+            await self.fail("VerificationFailed", observed.problem)
+            self.s.metrics.forget(self.namespace, self.name)
+            return True
+        verified = verification.verify(
+            verification.planned(job, keys), present=observed.present, failed={p.task for p in parked}
+        )
+        counted = verification.final(verified, total=result.total, parked=len(parked), sure=sure)
         final = status.Counts(
             total=result.total,
             enqueued=result.enqueued,
-            succeeded=result.total - failed,
-            failed=failed,
+            succeeded=counted.succeeded,
+            failed=counted.failed,
             retrying=0,
             queued=0,
             in_flight=0,
         )
         phase = status.final_phase(final, max_failed_ratio=job.spec.max_failed_ratio)
         message = f"{final.succeeded} succeeded, {final.failed} failed of {final.total}"
+        if counted.lost:
+            shown = [t.input for t in counted.named[:5]]
+            if counted.lost > len(shown):  # more than shown, or some not known by name (a source changed)
+                shown.append("…")
+            message += f" ({counted.lost} {verification.LOST}: {', '.join(shown)})"
+        # The lost first: nothing else tells of them, while the parked queue keeps every parked task.
+        failures = [{"key": t.input, "reason": verification.LOST} for t in counted.named]
+        failures += [{"key": p.task, "reason": p.reason} for p in parked]
         previous = list(self.observed.get("conditions") or [])
         await self.patch(
             **final.as_status(),
@@ -522,7 +562,7 @@ class Reconciler:
             completionTime=status.now_iso(),
             observedGeneration=self.generation,
             workers={"desired": 0, "ready": 0, "summary": "0/0"},
-            recentFailures=[{"key": p.task, "reason": p.reason} for p in parked[:RECENT_FAILURES]],
+            recentFailures=failures[:RECENT_FAILURES],
             conditions=[
                 status.condition("Ready", False, "Finished", message, generation=self.generation, previous=previous),
                 status.condition(
@@ -541,6 +581,47 @@ class Reconciler:
                 self.body, reason="Failed", message=f"{message}: above maxFailedRatio {job.spec.max_failed_ratio}"
             )
         self.s.metrics.forget(self.namespace, self.name)
+        return True
+
+    async def _observe_outputs(
+        self, job: FilterJob, connection: AbstractRobustConnection, *, planned: bool
+    ) -> verifier.Observed | None:
+        """What the destination holds: listed here if the operator sees it (as for the source),
+        else by a verifier Job next to the workers; None if stopped first."""
+        if not planned:
+            return verifier.Observed()  # nothing to look for
+        mode = self.s.settings.list_inputs
+        if mode == "operator" or (mode == "auto" and await asyncio.to_thread(verifier.visible, job)):
+            return await asyncio.to_thread(verifier.observe, job)
+        return await self._run_verifier(job, connection)
+
+    async def _run_verifier(self, job: FilterJob, connection: AbstractRobustConnection) -> verifier.Observed | None:
+        name = verifier_name(job)
+        topology = topology_of(job)
+        interval = self.s.settings.status_interval
+        # From nothing: no report or Job of an earlier verification (before a re-drive) answers for this one.
+        await broker.forget_listing(connection, topology, queue_name=topology.outputs)
+        await self.s.kube.delete_batch_job(self.namespace, name)
+        manifest = lister.build_verifier(job, settings=self.s.settings, broker_secret=self._broker_secret(job))
+        if not await self.s.kube.create_job(manifest):
+            raise kopf.TemporaryError(
+                f"the verifier Job {name} of an earlier check is still being deleted", delay=interval
+            )
+        message = f"created the verifier Job {name} to check the outputs at {job.spec.destination.uri}"
+        log.info("job %s/%s: %s", self.namespace, self.name, message)
+        kopf.info(self.body, reason="Verifying", message=message)
+        async with broker.ListingWatch(connection, topology, queue_name=topology.outputs) as watch:
+            while not self.stopped:
+                failure = await self.s.kube.job_failure(self.namespace, name)
+                # After a failure, one more interval for a report on its way from an earlier attempt.
+                if (found := await watch.next(interval)) is not None:
+                    return verifier.from_listing(found)
+                if failure is not None:
+                    return verifier.Observed(
+                        problem=f"the verifier Job {name} failed without a report, so the outputs at"
+                        f" {job.spec.destination.uri} cannot be verified: {failure}"
+                    )
+        return None
 
     async def _expired(self) -> bool:
         """Delete the job once ``ttlSecondsAfterFinished`` has passed since it finished; True if deleted."""

@@ -152,6 +152,26 @@ def test_lister_job_is_valid_owned_and_runs_once_with_a_few_retries(job: FilterJ
     assert not common.selector(job).items() <= labels.items()
 
 
+def test_verifier_job_is_the_lister_pod_listing_the_destination(job: FilterJob) -> None:
+    manifest = lister.build_verifier(job, settings=SETTINGS, broker_secret="rabbit")
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
+    assert_owned(manifest, job, "thumbs-verify")
+    assert manifest["metadata"]["labels"]["app.kubernetes.io/component"] == "verifier"
+    box = container(manifest)
+    assert box["command"] == ["filterjob", "verify-outputs"]
+    listing_job = lister.build(job, settings=SETTINGS, broker_secret="rabbit")
+    # Same pod otherwise: image, volumes, security, broker Secret and the job, deadline and retries.
+    assert manifest["spec"]["activeDeadlineSeconds"] == listing_job["spec"]["activeDeadlineSeconds"]
+    assert manifest["spec"]["backoffLimit"] == listing_job["spec"]["backoffLimit"]
+    pod, listing_pod = manifest["spec"]["template"]["spec"], listing_job["spec"]["template"]["spec"]
+    assert {k: v for k, v in pod.items() if k != "containers"} == {
+        k: v for k, v in listing_pod.items() if k != "containers"
+    }
+    assert {k: v for k, v in box.items() if k not in ("name", "command")} == {
+        k: v for k, v in container(listing_job).items() if k not in ("name", "command")
+    }
+
+
 def test_lister_job_fails_at_the_operators_deadline(job: FilterJob) -> None:
     """A lister pod that never starts must not keep its FilterJob Pending: the Job controller
     fails the Job at ``activeDeadlineSeconds``, start-up included."""

@@ -448,3 +448,26 @@ def test_a_task_whose_source_is_not_a_local_path_fails_the_task_not_the_worker(t
         storage.refuse_overwriting_inputs(
             uri(tmp_path / "out.jpg"), input_uri=uri(tmp_path / "a.jpg"), source_uri="s3://bucket/in/"
         )
+
+
+def test_list_objects_finds_every_file_below_a_prefix_once_and_skips_temporary_files(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    (root / "a" / "b").mkdir(parents=True)
+    for name in ("x.png", "a/y.png", "a/b/z.png", ".hidden.png", f"a/.w.png.1234{storage.TEMP_SUFFIX}"):
+        (root / name).write_bytes(b"data")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "v.png").write_bytes(b"data")
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    (root / "a" / "loop").symlink_to(root)  # walked once, not for ever
+    found = storage.list_objects(uri(root))
+    assert found.keys == [".hidden.png", "a/b/z.png", "a/y.png", "linked/v.png", "x.png"]
+    assert found.unlisted == []
+
+
+def test_list_objects_of_a_missing_prefix_is_empty_and_of_a_file_is_unlisted(tmp_path: Path) -> None:
+    assert storage.list_objects(uri(tmp_path / "nothing")) == storage.Scan()
+    (tmp_path / "file").write_bytes(b"x")
+    found = storage.list_objects(uri(tmp_path / "file"))
+    assert found.keys == []
+    assert [u.path for u in found.unlisted] == [str(tmp_path / "file")]
+    assert found.unlisted[0].reason.startswith("cannot be listed: ")

@@ -292,3 +292,41 @@ def join(prefix_uri: str, key: str, *, resolve: bool = False) -> str:
     if resolve and not target.resolve().is_relative_to(root.resolve()):
         raise SpecError(f"object key {key!r} resolves outside {prefix_uri!r}")
     return to_uri(target)
+
+
+def list_objects(prefix_uri: str) -> Scan:
+    """Every object below a prefix (keys sorted), for checking what a job wrote.
+
+    One directory read per directory and no stat per file (the entry type comes with
+    the listing), so 100k outputs cost about what a bare ``os.scandir`` walk costs.
+    A prefix that does not exist holds nothing; a directory that cannot be read comes
+    back in :attr:`Scan.unlisted`, so what it holds is never taken as missing or present.
+    Symlinked directories are followed (outputs may be written through them), once each.
+    """
+    root = to_path(prefix_uri)
+    found = Scan()
+    pending = [(root, "")]
+    seen: set[tuple[int, int]] = set()
+    while pending:
+        here, prefix = pending.pop()
+        try:
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen:
+                continue  # a symlink to a directory walked already (or a loop)
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    if entry.name.endswith(TEMP_SUFFIX):
+                        continue
+                    key = prefix + entry.name
+                    if entry.is_dir():
+                        pending.append((Path(entry.path), key + "/"))
+                    elif entry.is_file():
+                        found.keys.append(key)
+        except FileNotFoundError:
+            continue  # nothing was written there (or it was removed): its outputs are missing, not unknown
+        except OSError as e:
+            found.unlisted.append(Unlisted(path=str(here), reason=f"cannot be listed: {e.strerror or e}"))
+    found.keys.sort()
+    found.unlisted.sort(key=lambda u: u.path)
+    return found

@@ -14,6 +14,8 @@ Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
   the operator reads it without consuming (every message returns to the queue when
   its channel closes), as often as it restarts, and a quorum queue would count each
   such return against its delivery limit.
+- ``<base>.outputs`` — what a verifier Job found at the destination when the job ended
+  (the same listing format, the same kind of queue; the operator's business only).
 
 Every queue is a quorum queue (replicated, durable) with at-least-once
 dead-lettering, so no hop of a message's life can drop it. This module is used
@@ -101,6 +103,11 @@ class Topology:
         return f"{self.base}.inputs"
 
     @property
+    def outputs(self) -> str:
+        """The queue holding what a verifier Job found at the destination (not one of :attr:`queues`)."""
+        return f"{self.base}.outputs"
+
+    @property
     def dead_letters(self) -> str:
         """Fanout exchange of tasks the broker parked (delivery limit exceeded)."""
         return f"{self.base}.dlx"
@@ -159,14 +166,15 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
     await channel.declare_exchange(topology.events, ExchangeType.TOPIC, durable=True)
 
 
-async def declare_inputs(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
-    """Declare the queue of the job's input listing; safe to call any number of times."""
-    return await channel.declare_queue(topology.inputs, durable=True, arguments=INPUTS_ARGUMENTS)
+async def declare_inputs(channel: AbstractChannel, topology: Topology, *, queue: str | None = None) -> AbstractQueue:
+    """Declare the queue of the job's input listing (or another listing queue, ``queue``:
+    :attr:`Topology.outputs`); safe to call any number of times."""
+    return await channel.declare_queue(queue or topology.inputs, durable=True, arguments=INPUTS_ARGUMENTS)
 
 
 async def delete(channel: AbstractChannel, topology: Topology) -> None:
     """Remove a job's queues and exchange (when the job is deleted)."""
-    for queue in [*topology.queues, topology.inputs]:
+    for queue in [*topology.queues, topology.inputs, topology.outputs]:
         await channel.queue_delete(queue)
     await channel.exchange_delete(topology.events)
     await channel.exchange_delete(topology.dead_letters)

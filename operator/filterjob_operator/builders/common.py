@@ -22,6 +22,10 @@ def lister_name(job: FilterJob) -> str:
     return f"{job.metadata.name}-list"
 
 
+def verifier_name(job: FilterJob) -> str:
+    return f"{job.metadata.name}-verify"
+
+
 def labels(job: FilterJob, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "filterjob",

@@ -1,4 +1,4 @@
-"""The lister Job of a FilterJob: lists the source where the workers see it.
+"""The lister and verifier Jobs of a FilterJob: list the source, or the destination, where the workers see it.
 
 A ``file://`` source lives on the job's volumes, in the job's namespace; an operator
 elsewhere cannot mount them. The lister runs ``filterjob list-inputs`` in a pod like
@@ -9,6 +9,10 @@ broker Secret) and publishes the listing to the job's ``<base>.inputs`` queue.
 start included: a pod that never starts (an image that cannot be pulled, a missing Secret,
 no node that fits) makes the Job controller fail it with ``DeadlineExceeded``, and the job
 ends ``Failed`` rather than ``Pending`` for ever.
+
+The verifier Job (``filterjob verify-outputs``) is the same pod with another command: at the
+job's end it lists the destination into the job's ``<base>.outputs`` queue, so the final
+counts are what the volume holds (see ``verification``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from filterjob_operator.builders.common import (
     metadata,
     pod_metadata,
     pod_spec,
+    verifier_name,
 )
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import API_VERSION, KIND, FilterJob
@@ -46,7 +51,16 @@ def job_document(job: FilterJob) -> dict[str, Any]:
 
 
 def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest:
-    meta = metadata(job, lister_name(job), "lister")
+    return _listing_job(job, settings=settings, broker_secret=broker_secret, verify=False)
+
+
+def build_verifier(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest:
+    return _listing_job(job, settings=settings, broker_secret=broker_secret, verify=True)
+
+
+def _listing_job(job: FilterJob, *, settings: Settings, broker_secret: str, verify: bool) -> Manifest:
+    component = "verifier" if verify else "lister"
+    meta = metadata(job, verifier_name(job) if verify else lister_name(job), component)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -60,8 +74,8 @@ def build(job: FilterJob, *, settings: Settings, broker_secret: str) -> Manifest
                     job,
                     settings,
                     {
-                        "name": "lister",
-                        "command": ["filterjob", "list-inputs"],
+                        "name": component,
+                        "command": ["filterjob", "verify-outputs" if verify else "list-inputs"],
                         "env": [
                             broker_url_env(broker_secret),
                             {"name": JOB_ENV, "value": json.dumps(job_document(job), separators=(",", ":"))},

@@ -139,18 +139,18 @@ def job_file(tmp_path: Path, job_doc: dict[str, Any]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["run", "watch", "parked", "redrive", "clean", "list-inputs"])
+@pytest.mark.parametrize("command", ["run", "watch", "parked", "redrive", "clean", "list-inputs", "verify-outputs"])
 def test_every_broker_command_fails_the_same_way(
     command: str, tmp_path: Path, job_doc: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     url, expected = case_url("wrong password", request)
     env = {}
-    if command == "list-inputs":  # a cluster job, as its lister Job gets it
+    if command in ("list-inputs", "verify-outputs"):  # a cluster job, as its lister (verifier) Job gets it
         job_doc["metadata"]["uid"] = "u-123"
         env["FILTERJOB_JOB"] = json.dumps(job_doc)
     job = job_file(tmp_path, job_doc)
     args = [command, str(job), "--broker", url]
-    if command == "list-inputs":
+    if command in ("list-inputs", "verify-outputs"):
         args = [command, "--broker", url]
     if command == "run":
         args += ["--no-progress", "--worker-logs", str(tmp_path / "logs")]

@@ -18,12 +18,13 @@ import pytest
 import yaml
 from aio_pika.abc import AbstractIncomingMessage
 
-from filterjob_operator import exits, sources
+from filterjob_operator import exits, sources, verification
 from filterjob_operator.local import Listener
 from filterjob_operator.local_broker import (
     BrokerOptions,
     _count_written,
     _Tally,
+    _verify,
     declare_progress,
     fresh_topology,
     progress_queue,
@@ -38,6 +39,7 @@ from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
 from tests.helpers import runs
+from tests.helpers.gates import Gates, take_one_task
 
 from .conftest import BROKER_URL, filterjob, free_port
 
@@ -479,3 +481,83 @@ def test_outputs_written_without_an_event_still_count_after_an_interrupt(tmp_pat
     _count_written(job, tally, since_ns=since)
     assert (summary.succeeded, summary.done) == (1, 1)
     assert summary.failures == []
+
+
+class GatedRun(Listener):
+    """Closes the gates once the inputs are listed, before any task is enqueued."""
+
+    def __init__(self, gates: Gates) -> None:
+        self.gates = gates
+        self.closed = asyncio.Event()
+
+    def started(self, total: int) -> None:
+        self.gates.close()
+        self.closed.set()
+
+    async def reached(self, name: str) -> int:
+        await self.closed.wait()
+        return await asyncio.to_thread(self.gates.reached, name)
+
+
+async def test_a_task_removed_from_the_queue_and_an_output_deleted_are_reported_lost_not_succeeded(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    names = [f"{letter}.png" for letter in "abcdef"]
+    for seed, name in enumerate(names):
+        make_image((40, 30), seed).save(source / name)
+    job = load_job(write_job(tmp_path, unique("lost")), local=True)
+    # One worker taking one image at a time, in queue order: gate a.png holds it while the test takes
+    # a task from the queue; gate f.png (the last) holds it while the test deletes a finished output.
+    gates = GatedRun(Gates(source, ["a.png", "f.png"]))
+    options = BrokerOptions(broker_url=BROKER_URL, workers=1, concurrency=1)
+    run = asyncio.create_task(run_with_broker(job, options=options, listener=gates))
+    first = await gates.reached("a.png")
+    taken = await take_one_task(BROKER_URL, topology_of(job).tasks)
+    assert taken in {"b.png", "c.png"}  # the worker holds a.png and maybe b.png (prefetch 2)
+    gates.gates.release("a.png", first)
+    last = await gates.reached("f.png")
+    deleted = next(name for name in ["b.png", "c.png", "d.png"] if name != taken)
+    (tmp_path / "out" / deleted).unlink()  # written, its success reported, then gone
+    gates.gates.release("f.png", last)
+    summary = await asyncio.wait_for(run, 120)
+    assert not summary.ok
+    assert (summary.total, summary.succeeded, summary.failed, summary.skipped) == (6, 4, 2, 0)
+    assert sorted((f.input, f.reason) for f in summary.failures) == sorted(
+        [(taken, verification.LOST), (deleted, verification.LOST)]
+    )
+    assert outputs(tmp_path / "out") == set(names) - {taken, deleted}
+
+
+def test_a_destination_that_cannot_be_listed_fails_what_it_cannot_confirm_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs found count; the others may be in the directory that cannot be read, and say so."""
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    for seed, key in enumerate(["a.png", "sub/b.png", "c.png"]):
+        make_image((20, 15), seed).save(source / key)
+    job = load_job(write_job(tmp_path, "unlistable"), local=True)
+    summary = RunSummary(total=3)
+    tally = _Tally(job, summary, Listener())
+    for key in sources.list_inputs(job):
+        task = sources.make_task(job, key)
+        tally.expect(task.task, key)
+        storage.write_atomic(task.output, b"written")
+        tally.finish(Outcome.of(task))
+    locked = tmp_path / "out" / "sub"
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(storage.os, "scandir", scandir)
+    _verify(job, tally)
+    assert (summary.succeeded, summary.failed, summary.done) == (2, 1, 3)
+    assert [f.input for f in summary.failures] == ["sub/b.png"]
+    assert summary.failures[0].reason.startswith(verification.LOST + ", or in a part of the destination")
+    assert len(summary.warnings) == 1
+    assert f"{locked}: cannot be listed: Permission denied" in summary.warnings[0]

@@ -1,0 +1,70 @@
+"""Gates a test controls in a run: inputs that hold a worker, tasks taken from behind its back.
+
+A gate is an input replaced by a FIFO after it was listed: the worker that takes its task
+opens it and waits there, until the test writes the image and closes it. Opening the write
+end succeeds once the worker holds the task, so the test knows where the worker is without
+watching the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import time
+from pathlib import Path
+
+import aio_pika
+
+from filterjob_worker.contract import Task
+
+#: Between looks for a reader at a gate, or a ready task in a queue.
+POLL = 0.05
+
+
+class Gates:
+    def __init__(self, source: Path, names: list[str]) -> None:
+        self.fifos = {name: source / name for name in names}
+        self.data: dict[str, bytes] = {}
+
+    def close(self) -> None:
+        """Make every gate a FIFO (the listing has seen them as images)."""
+        for name, path in self.fifos.items():
+            self.data[name] = path.read_bytes()
+            path.unlink()
+            os.mkfifo(path)
+
+    def reached(self, name: str, *, timeout: float = 60.0) -> int:
+        """Wait until a worker opens the gate; its write end."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(self.fifos[name], os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno != errno.ENXIO or time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL)  # no reader yet; a FIFO tells of none other than by this error
+                continue
+            os.set_blocking(fd, True)
+            return fd
+
+    def release(self, name: str, fd: int) -> None:
+        """Let the worker read the image and go on."""
+        os.write(fd, self.data[name])  # far below a pipe's buffer: never blocks
+        os.close(fd)
+
+
+async def take_one_task(broker_url: str, queue_name: str, *, within: float = 60.0) -> str:
+    """Remove the first ready task from a task queue behind the workers' backs; its input key
+    (the file name: gates and tests use top-level inputs)."""
+    connection = await aio_pika.connect(broker_url)
+    deadline = time.monotonic() + within
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue_name, passive=True)
+        queue = await channel.get_queue(queue_name, ensure=False)
+        while (message := await queue.get(no_ack=False, fail=False)) is None:
+            assert time.monotonic() < deadline, f"no task became ready in {queue_name} within {within:g}s"
+            await asyncio.sleep(POLL)  # the run is still publishing; the broker offers nothing to await
+        await message.ack()
+    return Task.from_json(message.body).input.rsplit("/", 1)[-1]
