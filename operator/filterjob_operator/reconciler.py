@@ -590,8 +590,9 @@ class Reconciler:
         else by a verifier Job next to the workers; None if stopped first."""
         if not planned:
             return verifier.Observed()  # nothing to look for
-        mode = self.s.settings.list_inputs
-        if mode == "operator" or (mode == "auto" and await asyncio.to_thread(verifier.visible, job)):
+        # Even with FILTERJOB_LIST_INPUTS=operator: an operator that sees the source need not
+        # see the destination, and a destination it cannot see is no proof that nothing is there.
+        if self.s.settings.list_inputs != "job" and await asyncio.to_thread(verifier.visible, job):
             return await asyncio.to_thread(verifier.observe, job)
         return await self._run_verifier(job, connection)
 
