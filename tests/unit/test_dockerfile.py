@@ -186,6 +186,9 @@ def test_the_build_context_is_what_the_builder_copies(dockerfile: Dockerfile) ->
     ]
     context = ignore.context()
     for source in sources:
+        if source == "wheelhouse":  # made by scripts/make-wheelhouse.sh at build time, not in git
+            assert not ignore.excludes("wheelhouse/aio_pika-10.2.1-py3-none-any.whl"), "COPY wheelhouse: not sent"
+            continue
         assert any(path == source or path.startswith(source + "/") for path in context), f"COPY {source}: not sent"
     for path in context:
         assert any(path == source or path.startswith(source + "/") for source in sources), f"{path}: sent, unused"
