@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from filterjob_operator import kubetypes, podpolicy
-from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_URI_LENGTH, VERSION
+from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_NAME_LENGTH, MAX_URI_LENGTH, NAME_TOO_LONG, VERSION
 from filterjob_operator.status import SHOWN_SKIPPED
 from filterjob_worker.catalog import CATALOG, FilterDef
 from filterjob_worker.codec import FORMAT_ALIASES, FORMATS
@@ -524,6 +524,11 @@ def status_schema() -> Schema:
     )
 
 
+NAME_FITS_CHILDREN = {
+    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+    "message": "metadata.name " + NAME_TOO_LONG.split(", got")[0],
+}
+
 IMMUTABLE_WHILE_RUNNING = {
     "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || "
     "(self.spec.source == oldSelf.spec.source && self.spec.destination == oldSelf.spec.destination && "
@@ -575,7 +580,7 @@ def build_crd() -> Schema:
                                 "status": status_schema(),
                             },
                             required=["spec"],
-                            extra={"x-kubernetes-validations": [IMMUTABLE_WHILE_RUNNING]},
+                            extra={"x-kubernetes-validations": [NAME_FITS_CHILDREN, IMMUTABLE_WHILE_RUNNING]},
                         )
                     },
                 }

@@ -35,6 +35,14 @@ GROUP = "filterjob.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "FilterJob"
+#: A job's name ends up in its children's names and labels: its Jobs are ``NAME-verify`` and
+#: ``NAME-list``, and Kubernetes labels each Job's pods with the Job's name, a label value of at
+#: most 63 characters. Longer names would be accepted and then fail halfway through a run.
+MAX_NAME_LENGTH = 63 - len("-verify")
+NAME_TOO_LONG = (
+    f"must be at most {MAX_NAME_LENGTH} characters (its Jobs are named NAME-verify, and Kubernetes"
+    " label values are at most 63), got {length}: choose a shorter name"
+)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _URI_SCHEMES = ("file://", "s3://")
 #: A FilterJob is a few KiB; the Kubernetes API refuses objects above about 1.5 MiB.
@@ -204,8 +212,10 @@ class Metadata(BaseModel):
     @field_validator("name")
     @classmethod
     def _dns_name(cls, value: str) -> str:
-        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        if not _DNS_SUBDOMAIN.match(value):
             raise ValueError(f"must be a lowercase DNS name (a-z, 0-9, '-', '.'), got {value!r}")
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG.format(length=len(value)))
         return value
 
 

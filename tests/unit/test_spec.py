@@ -54,6 +54,11 @@ def test_filter_problems_name_step_filter_and_parameter(job_doc: dict[str, Any])
         (("apiVersion",), "v1", "apiVersion: Input should be 'filterjob.dev/v1alpha1', got 'v1'"),
         (("kind",), "Job", "kind: Input should be 'FilterJob', got 'Job'"),
         (("metadata", "name"), "Bad_Name", "metadata.name: must be a lowercase DNS name"),
+        (
+            ("metadata", "name"),
+            "a" * 57,
+            "metadata.name: must be at most 56 characters (its Jobs are named NAME-verify",
+        ),
         (("spec", "source", "uri"), "http://x/", "spec.source.uri: must be a file:///absolute/path/"),
         (("spec", "source", "uri"), "s3://bucket/in/", "spec.source.uri: s3:// URIs are not supported yet"),
         (("spec", "destination", "uri"), "file://relative/", "spec.destination.uri: file URIs need an absolute path"),

@@ -52,6 +52,15 @@ def refused(control_plane: ControlPlane, doc: dict[str, Any]) -> str:
     return " ".join(result.stderr.split())
 
 
+def test_the_server_refuses_a_name_too_long_for_the_jobs_children(control_plane: ControlPlane, kube: Kube) -> None:
+    doc = job(kube.namespace)
+    doc["metadata"]["name"] = "n" * 57
+    message = refused(control_plane, doc)
+    assert "metadata.name must be at most 56 characters" in message, message
+    doc["metadata"]["name"] = "n" * 56  # the longest that fits: its Job NAME-verify is 63
+    assert apply(control_plane, doc).returncode == 0
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [
