@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.kubelet_config import expand
+from tests.helpers import kubelet_podman
+from tests.helpers.kubelet_config import ConfigError, expand
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-image.sh"
@@ -62,57 +63,19 @@ def built_image() -> str:
     return lines[-1]
 
 
-def _merged(pod: Manifest, container: Manifest, key: str) -> Any:
-    """A container setting overrides the pod's, as in Kubernetes."""
-    return container.get(key, pod.get(key))
-
-
-#: Pod-level fields translated below; anything else in a pod securityContext is refused.
-POD_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy", "supplementalGroups"}
-POD_FIELDS |= {"seccompProfile"}
-CONTAINER_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile"}
-CONTAINER_FIELDS |= {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "privileged"}
+#: The image's user (the Dockerfile's USER), for a pod that sets no runAsUser.
+IMAGE_USER = "10001:10001"
 
 
 def security_args(pod: Manifest, container: Manifest) -> list[str]:
-    """Podman flags for a pod's and a container's securityContext (each may be empty).
-
-    fsGroup and supplementalGroups become extra groups of the process; the volume side of
-    fsGroup (the kubelet re-owning a volume) is the volume's owner's business, as on a PVC
-    already owned by the group. A root user under runAsNonRoot is refused, as the kubelet does.
-    """
-    unknown = (set(pod) - POD_FIELDS) | (set(container) - CONTAINER_FIELDS)
-    if unknown:
-        raise ImageError(f"securityContext fields with no podman translation here: {', '.join(sorted(unknown))}")
-    args: list[str] = []
-    user, group = _merged(pod, container, "runAsUser"), _merged(pod, container, "runAsGroup")
-    if _merged(pod, container, "runAsNonRoot") and user == 0:
-        raise ImageError("runAsNonRoot with runAsUser 0: the kubelet would not start this container")
-    if user is not None:
-        args += ["--user", f"{int(user)}:{int(group)}" if group is not None else str(int(user))]
-    elif group is not None:
-        raise ImageError("runAsGroup without runAsUser: podman cannot set only the group")
-    groups = [pod["fsGroup"]] if "fsGroup" in pod else []
-    for extra in [*groups, *pod.get("supplementalGroups", [])]:
-        args += ["--group-add", str(int(extra))]
-    seccomp = _merged(pod, container, "seccompProfile") or {"type": "RuntimeDefault"}
-    if seccomp.get("type") == "Unconfined":
-        args += ["--security-opt", "seccomp=unconfined"]
-    elif seccomp.get("type") != "RuntimeDefault":  # podman's default profile is the runtime default
-        raise ImageError(f"seccompProfile {seccomp}: only RuntimeDefault and Unconfined are translated")
-    if container.get("privileged"):
-        args.append("--privileged")
-    if container.get("allowPrivilegeEscalation") is False:
-        args += ["--security-opt", "no-new-privileges"]
-    if container.get("readOnlyRootFilesystem"):
-        # Only the root: podman would otherwise mount tmpfs on /tmp, /var/tmp and /run of its own.
-        args += ["--read-only", "--read-only-tmpfs=false"]
-    capabilities = container.get("capabilities", {})
-    for cap in capabilities.get("drop", []):
-        args += ["--cap-drop", str(cap).lower()]
-    for cap in capabilities.get("add", []):
-        args += ["--cap-add", str(cap).lower()]
-    return args
+    """Podman flags for a pod's and a container's securityContext (each may be empty): the
+    kubelet harness's own translation, so the container tests and container-mode pods agree."""
+    try:
+        return kubelet_podman.security_args(
+            {"securityContext": pod}, {"securityContext": container}, image_user=IMAGE_USER
+        )
+    except ConfigError as e:
+        raise ImageError(str(e)) from None
 
 
 def empty_dir_args(volumes: Sequence[Manifest], mounts: Sequence[Manifest]) -> list[str]:

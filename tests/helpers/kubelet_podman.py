@@ -121,10 +121,28 @@ def _user_id(user: str) -> int | None:
     return int(uid) if uid.isdigit() else (0 if not uid else None)
 
 
+#: Pod-level securityContext fields translated below; anything else is refused, never dropped.
+POD_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy", "supplementalGroups"}
+POD_FIELDS |= {"seccompProfile"}
+CONTAINER_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile"}
+CONTAINER_FIELDS |= {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "privileged"}
+
+
 def security_args(pod_spec: Body, container: Body, *, image_user: str = "") -> list[str]:
-    """The podman flags of the pod's and the container's security contexts."""
-    security = _merged_security(pod_spec, container)
+    """The podman flags of the pod's and the container's security contexts.
+
+    A field podman cannot be given here (SELinux options, sysctls, a Localhost seccomp
+    profile, ...) is a ``ConfigError``: a test that asked for it must not pass without it.
+    """
     pod_level = pod_spec.get("securityContext") or {}
+    unknown = (set(pod_level) - POD_FIELDS) | (set(container.get("securityContext") or {}) - CONTAINER_FIELDS)
+    if unknown:
+        fields = ", ".join(sorted(unknown))
+        raise config.ConfigError(f"securityContext fields with no podman translation here: {fields}")
+    security = _merged_security(pod_spec, container)
+    seccomp = (security.get("seccompProfile") or {}).get("type", "RuntimeDefault")
+    if seccomp not in ("RuntimeDefault", "Unconfined"):  # podman's default profile is the runtime default
+        raise config.ConfigError(f"seccompProfile {seccomp}: only RuntimeDefault and Unconfined are translated")
     args: list[str] = []
     uid, gid = security.get("runAsUser"), security.get("runAsGroup")
     if uid is not None:
@@ -155,7 +173,7 @@ def security_args(pod_spec: Body, container: Body, *, image_user: str = "") -> l
             args += [flag, str(capability).lower() if str(capability).upper() == "ALL" else str(capability)]
     if security.get("allowPrivilegeEscalation") is False:
         args += ["--security-opt", "no-new-privileges"]
-    if (security.get("seccompProfile") or {}).get("type") == "Unconfined":
+    if seccomp == "Unconfined":
         args += ["--security-opt", "seccomp=unconfined"]
     return args
 

@@ -29,12 +29,12 @@ def test_the_restricted_settings_become_user_group_read_only_no_caps_no_new_priv
         "10001:10001",
         "--group-add",
         "10001",
-        "--security-opt",
-        "no-new-privileges",
         "--read-only",
         "--read-only-tmpfs=false",
         "--cap-drop",
         "all",
+        "--security-opt",
+        "no-new-privileges",
     ]
 
 
@@ -44,8 +44,12 @@ def test_the_container_overrides_the_pod_and_groups_add_up() -> None:
         pod, {**RESTRICTED_CONTAINER, "runAsUser": 10002, "capabilities": {"add": ["NET_BIND_SERVICE"]}}
     )
     assert args[:6] == ["--user", "10002:10001", "--group-add", "30000", "--group-add", "40000"]
-    assert args[-2:] == ["--cap-add", "net_bind_service"]
+    assert args[args.index("--cap-add") + 1] == "NET_BIND_SERVICE"
     assert "--cap-drop" not in args
+
+
+def test_a_group_without_a_user_runs_as_the_images_user() -> None:
+    assert security_args({"runAsGroup": 5}, {}) == ["--user", "10001:5"]
 
 
 def test_nothing_set_means_no_flags_and_writable_root() -> None:
@@ -57,12 +61,11 @@ def test_nothing_set_means_no_flags_and_writable_root() -> None:
 @pytest.mark.parametrize(
     ("pod", "container", "message"),
     [
-        ({"runAsUser": 0, "runAsNonRoot": True}, {}, "runAsNonRoot with runAsUser 0"),
-        ({"runAsNonRoot": True}, {"runAsUser": 0}, "runAsNonRoot with runAsUser 0"),
+        ({"runAsUser": 0, "runAsNonRoot": True}, {}, "runAsNonRoot and image will run as root"),
+        ({"runAsNonRoot": True}, {"runAsUser": 0}, "runAsNonRoot and image will run as root"),
         ({}, {"seLinuxOptions": {"level": "s0"}}, "seLinuxOptions"),
         ({"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}, {}, "sysctls"),
         ({"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}, {}, "only RuntimeDefault"),
-        ({"runAsGroup": 5}, {}, "runAsGroup without runAsUser"),
     ],
 )
 def test_what_cannot_be_translated_is_refused(pod: dict, container: dict, message: str) -> None:
