@@ -102,23 +102,24 @@ def test_values_are_coerced(step: dict[str, Any], key: str, value: Any, kind: ty
 
 
 @pytest.mark.parametrize(
-    "step",
+    ("step", "expected"),
     [
-        {"name": "blur", "radius": 0},
-        {"name": "blur", "radius": 100},
-        {"name": "posterize", "bits": 1},
-        {"name": "posterize", "bits": 8},
-        {"name": "autocontrast", "cutoff": 49},
-        {"name": "resize", "scale": 0.01},
-        {"name": "resize", "scale": 10},
-        {"name": "resize", "width": 50_000, "height": 1},
-        {"name": "rotate", "angle": 360},
-        {"name": "crop", "box": [0, 0, 1_000_000, 1_000_000]},
-        {"name": "crop", "box": [0, 0, 1, 1]},
+        ({"name": "blur", "radius": 0}, {"radius": 0.0}),
+        ({"name": "blur", "radius": 100}, {"radius": 100.0}),
+        ({"name": "posterize", "bits": 1}, {"bits": 1}),
+        ({"name": "posterize", "bits": 8}, {"bits": 8}),
+        ({"name": "autocontrast", "cutoff": 49}, {"cutoff": 49.0}),
+        ({"name": "resize", "scale": 0.01}, {"scale": 0.01, "resample": "lanczos"}),
+        ({"name": "resize", "scale": 10}, {"scale": 10.0, "resample": "lanczos"}),
+        ({"name": "resize", "width": 50_000, "height": 1}, {"width": 50_000, "height": 1, "resample": "lanczos"}),
+        ({"name": "rotate", "angle": 360}, {"angle": 360.0, "expand": True}),
+        ({"name": "crop", "box": [0, 0, 1_000_000, 1_000_000]}, {"box": (0, 0, 1_000_000, 1_000_000)}),
+        ({"name": "crop", "box": [0, 0, 1, 1]}, {"box": (0, 0, 1, 1)}),
     ],
 )
-def test_range_limits_are_inclusive(step: dict[str, Any]) -> None:
-    Pipeline.parse([step])
+def test_range_limits_are_inclusive(step: dict[str, Any], expected: dict[str, Any]) -> None:
+    # The bound itself is accepted and kept as given, not clamped or replaced by a default.
+    assert params_of(step) == expected
 
 
 def test_resize_defaults_do_not_count_as_given() -> None:

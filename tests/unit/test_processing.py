@@ -55,15 +55,26 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
-def test_process_writes_the_filtered_output(tmp_path: Path, photo: Path) -> None:
+def fake_clock(monkeypatch: pytest.MonkeyPatch, *ticks: float) -> list[float]:
+    """Make processing read the given clock values, in order; returns the ones not read yet."""
+    left = list(ticks)
+    monkeypatch.setattr(processing.time, "perf_counter", lambda: left.pop(0))
+    return left
+
+
+def test_process_writes_the_filtered_output(tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out" / "sub" / "a photo.jpg"
+    unread = fake_clock(monkeypatch, 100.0, 102.5)
     outcome = processing.process(make_task(photo, out))
     assert outcome.ok, outcome.reason
     assert outcome.reason is None
-    assert outcome.bytes_written == out.stat().st_size > 0
-    assert outcome.seconds >= 0
+    written = out.read_bytes()
+    assert outcome.bytes_written == len(written) == out.stat().st_size
+    # The duration is the difference of the two clock reads around the work, nothing else.
+    assert (outcome.seconds, unread) == (2.5, [])
     assert (outcome.task, outcome.input, outcome.output) == ("task-a photo.jpg", photo.as_uri(), out.as_uri())
-    image = open_image(out)
+    image = Image.open(io.BytesIO(written))
+    image.load()
     assert (image.format, image.mode, image.size) == ("JPEG", "L", (64, 48))
 
 
@@ -110,10 +121,14 @@ def test_process_replaces_an_existing_output(tmp_path: Path, photo: Path) -> Non
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "truncated", "empty", "not-an-image"])
-def test_broken_input_fails_permanently_and_writes_nothing(tmp_path: Path, kind: str) -> None:
+def test_broken_input_fails_permanently_and_writes_nothing(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = write_broken(tmp_path / "in" / f"bad-{kind}.jpg", kind, seed=3)
     out = tmp_path / "out" / "bad.jpg"
+    unread = fake_clock(monkeypatch, 7.0, 7.25)
     outcome = processing.process(make_task(src, out))
+    assert (outcome.seconds, unread) == (0.25, [])  # a failure is timed like a success
     assert not outcome.ok
     assert outcome.permanent
     assert outcome.reason is not None
