@@ -36,17 +36,24 @@ class Gates:
 
     def reached(self, name: str, *, timeout: float = 60.0) -> int:
         """Wait until a worker opens the gate; its write end."""
+        return self.first_reached([name], timeout=timeout)[1]
+
+    def first_reached(self, names: list[str], *, timeout: float = 60.0) -> tuple[str, int]:
+        """Wait until a worker opens one of the gates; its name and write end."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                fd = os.open(self.fifos[name], os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as e:
-                if e.errno != errno.ENXIO or time.monotonic() > deadline:
-                    raise
-                time.sleep(POLL)  # no reader yet; a FIFO tells of none other than by this error
-                continue
-            os.set_blocking(fd, True)
-            return fd
+            for name in names:
+                try:
+                    fd = os.open(self.fifos[name], os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as e:
+                    if e.errno != errno.ENXIO:
+                        raise
+                    continue  # no reader yet; a FIFO tells of none other than by this error
+                os.set_blocking(fd, True)
+                return name, fd
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker opened any of the gates {names} within {timeout:g}s")
+            time.sleep(POLL)
 
     def release(self, name: str, fd: int) -> None:
         """Let the worker read the image and go on."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -24,7 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aio_pika
 import aiohttp
@@ -36,6 +35,7 @@ from filterjob_operator.samples import make_image
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
 from filterjob_worker.storage import to_path
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.gates import Gates
 
 from .conftest import (
     BROKER_URL,
@@ -355,20 +355,38 @@ async def test_fair_dispatch_and_prefetch_bound_unacked(
     declared: Topology,
     events: EventLog,
     spawn_worker: WorkerFactory,
-    images: Callable[..., tuple[Path, Path]],
+    tmp_path: Path,
 ) -> None:
-    prefetch = 1
-    src, dst = images(30, size=(640, 480))
-    # ~0.6 s each: a run of ~9 s. The broker emits channel statistics every 5 s, the first
-    # ones soon after the channel opens: only a run this long shows live unacked counts.
-    tasks = slow_tasks(declared, src, dst, blurs=56)
+    prefetch, count = 1, 8
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    names = [f"t{i}.png" for i in range(count)]
+    for seed, name in enumerate(names):
+        make_image((40, 30), seed).save(src / name)
+    tasks = make_tasks(declared, src, dst)
+    # Every input is a gate: a worker holds its task there until the test lets it go on,
+    # so what each worker holds is decided by the test, not by how fast images are.
+    gates = Gates(src, names)
+    gates.close()
     workers = [spawn_worker(FILTERJOB_PREFETCH=str(prefetch), FILTERJOB_CONCURRENCY="1") for _ in range(2)]
     for worker in workers:
         await worker.consuming()
-    names = {f"filterjob-worker w{i}" for i in range(len(workers))}
+    await publish(channel, declared, tasks)
+    waiting = list(names)
+
+    async def next_gate() -> tuple[str, int]:
+        name, fd = await asyncio.to_thread(gates.first_reached, waiting)
+        waiting.remove(name)
+        return name, fd
+
+    held = [await next_gate(), await next_gate()]  # concurrency 1: one gate per worker
+
+    # -- backpressure: while both are held, the broker shows what each one holds.
+    names_of_workers = {f"filterjob-worker w{i}" for i in range(len(workers))}
     api, auth = _management()
     consumers: dict[str, dict[str, Any]] = {}  # connection name → consumer, as the broker reports it
-    unacked: dict[str, list[int]] = {name: [] for name in names}
+    unacked: dict[str, list[int]] = {name: [] for name in names_of_workers}
+    queue: dict[str, Any] = {}
 
     async def get(session: aiohttp.ClientSession, path: str) -> Any:
         async with session.get(api + path) as response:
@@ -382,24 +400,29 @@ async def test_fair_dispatch_and_prefetch_bound_unacked(
         for consumer in await get(session, "consumers"):
             details = consumer.get("channel_details") or {}
             connection = named.get(details.get("connection_name"))
-            if consumer["queue"]["name"] == declared.tasks and connection in names:
+            if consumer["queue"]["name"] == declared.tasks and connection in names_of_workers:
                 consumers[connection] = consumer
         for stats in await get(session, "channels"):
             connection = named.get((stats.get("connection_details") or {}).get("name"))
-            if connection in names and "messages_unacknowledged" in stats:
+            if connection in names_of_workers and "messages_unacknowledged" in stats:
                 unacked[connection].append(int(stats["messages_unacknowledged"]))
+        queue.update(await get(session, "queues/%2F/" + quote(declared.tasks, safe="")))
+
+    def reported() -> bool:
+        # Statistics are emitted every few seconds and may still describe the time before (or
+        # between) the deliveries; the held state does not change, so they come to show it:
+        # each worker holding something, the queue counting a delivery to each.
+        return (
+            consumers.keys() == names_of_workers
+            and all(values and values[-1] > 0 for values in unacked.values())
+            and queue.get("messages_unacknowledged", 0) >= len(workers)
+        )
 
     async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await publish(channel, declared, tasks)
-        while len(events.finished()) < len(tasks):
-            await sample(session)
-            # Paced by the run itself: returns as soon as the job is done.
-            with contextlib.suppress(TimeoutError):
-                await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=0.25)
-        # Management stats are emitted every few seconds: the consumers may show up late.
-        deadline = time.monotonic() + 20
-        while consumers.keys() != names:
-            assert time.monotonic() < deadline, f"consumers not reported by the management API: {consumers}"
+        deadline = time.monotonic() + 30
+        await sample(session)
+        while not reported():
+            assert time.monotonic() < deadline, f"the management API never showed the held tasks: {unacked} {queue}"
             await asyncio.sleep(0.25)  # polling interval of the management API
             await sample(session)
 
@@ -407,14 +430,28 @@ async def test_fair_dispatch_and_prefetch_bound_unacked(
         assert consumer["prefetch_count"] == prefetch
         assert consumer["ack_required"] is True
     for connection, values in unacked.items():
-        assert all(v <= prefetch for v in values), (connection, values)
+        assert values[-1] == prefetch, (connection, values)  # the bound is reached ...
+        assert max(values) <= prefetch, (connection, values)  # ... and never exceeded
+    ready, in_flight = queue.get("messages_ready"), queue["messages_unacknowledged"]
+    assert (ready, in_flight) == (count - 2 * prefetch, 2 * prefetch), queue  # the rest waits in the queue
 
-    succeeded = events.of("succeeded")
-    assert Counter(e.task for e in succeeded) == Counter(t.task for t in tasks)
-    shares = Counter(e.worker for e in succeeded)
-    assert shares.keys() == {"w0", "w1"}
-    assert min(shares.values()) >= len(tasks) * 0.25, shares
+    # -- fairness: release the gate held longest, one at a time. The worker just freed must
+    # take the next task while the other is still busy: the shares alternate exactly.
+    finished: list[str] = []  # workers, in the order their tasks succeeded
+    while held:
+        name, fd = held.pop(0)
+        gates.release(name, fd)
+        await events.wait_for(lambda log, task=name: task in log.finished())
+        (done,) = (e for e in events.of("succeeded") if e.task == name)
+        finished.append(done.worker)
+        if waiting:
+            held.append(await next_gate())
+    first, second = finished[:2]
+    assert first != second, finished
+    assert finished == [first, second] * (count // 2)
+    assert Counter(e.task for e in events.of("succeeded")) == Counter(names)
     assert not any(e.redelivered for e in events.events)
+    assert all(output_exists(t.output) for t in tasks)
     for worker in workers:
         assert await terminate(worker) == 0
 
