@@ -327,11 +327,25 @@ def cluster_namespace(cluster_api: ClusterApi) -> Iterator[str]:
     yield name
     with contextlib.suppress(kubernetes.client.ApiException):  # no CRD: no FilterJobs either
         for job in cluster_api.custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
-            if job["metadata"].get("finalizers"):
-                with contextlib.suppress(kubernetes.client.ApiException):
+            with contextlib.suppress(kubernetes.client.ApiException):
+                if job["metadata"].get("finalizers"):
                     cluster_api.custom.patch_namespaced_custom_object(
                         GROUP, VERSION, name, PLURAL, job["metadata"]["name"], {"metadata": {"finalizers": None}}
                     )
+                # Gone now, not whenever the namespace controller gets to it: an operator of a
+                # later test (all namespaces) would otherwise take the job up again, finalizer and
+                # all, and then spend its finalizer timeout on a namespace whose Secret is gone.
+                job_name = job["metadata"]["name"]
+                cluster_api.custom.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, job_name)
+        wait_for_list(
+            cluster_api.custom.list_namespaced_custom_object,
+            lambda items: not items,
+            what="the test's FilterJobs gone",
+            group=GROUP,
+            version=VERSION,
+            namespace=name,
+            plural=PLURAL,
+        )
     try:
         cluster_api.core.delete_namespace(name)
     except kubernetes.client.ApiException as e:
