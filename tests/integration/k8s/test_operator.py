@@ -779,12 +779,14 @@ def test_a_suspended_job_starts_its_lister_only_when_resumed(
         kube.wait("filterjobs", "later", phase_is("Suspended"), timeout=30)
         assert kube.get("jobs", "later-list") is None
         kube.patch_job("later", {"spec": {"suspend": False}})
-        # No kubelet here: the lister never runs, and the job waits for it.
+        # No kubelet here: the lister never runs, and the job waits for it, saying why.
         kube.wait("jobs", "later-list", timeout=30)
-        job = kube.wait("filterjobs", "later", phase_is("Pending"), timeout=30)
+        job = kube.wait("filterjobs", "later", ready_reason("ListerNotStarted"), timeout=30)
+    assert job["status"]["phase"] == "Pending"
     ready = next(c for c in job["status"]["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "Listing")
-    assert "later-list" in ready["message"]
+    assert ready["status"] == "False"
+    assert "the lister Job later-list has not started: " in ready["message"]
+    assert "Unschedulable" in ready["message"]
     assert listed_by_the_operator == []
     assert kube.get("deployments", "later-workers") is None
     # Deleted, the job takes its lister Job and that Job's pod with it (the real garbage collector).

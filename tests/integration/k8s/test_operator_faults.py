@@ -32,7 +32,8 @@ from PIL import Image
 from filterjob_operator.samples import make_samples, write_broken
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.contract import Event
+from filterjob_worker import storage
+from filterjob_worker.contract import Event, Task
 from filterjob_worker.storage import TEMP_SUFFIX
 from filterjob_worker.topology import Topology, declare, delete
 from tests.helpers.controlplane import ControlPlane
@@ -449,7 +450,7 @@ def test_a_killed_operator_loses_and_double_counts_nothing(
 
 class BusyWorkers:
     """Plays the workers at the broker: takes tasks and holds them unacked, as busy workers do, and
-    acks them when told. The queue states the scaler reads are then real and exactly known."""
+    finishes them when told. The queue states the scaler reads are then real and exactly known."""
 
     def __init__(self, broker_thread: BrokerThread, queue: str) -> None:
         self.broker = broker_thread
@@ -471,8 +472,14 @@ class BusyWorkers:
         self.broker.run(take())
 
     def ack(self, count: int) -> None:
+        """Finish ``count`` held tasks as a worker does: the output written, then the ack (the
+        operator counts only outputs its destination holds)."""
+
         async def ack() -> None:
             for message in self.held[:count]:
+                output = storage.to_path(Task.from_json(message.body).output)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_bytes(b"done")
                 await message.ack()
             del self.held[:count]
 
