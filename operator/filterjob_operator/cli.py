@@ -13,7 +13,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -681,6 +681,20 @@ def _on_broker(url: str, action: Callable[[Any], Awaitable[T]]) -> T:
     return _on_broker_errors(url, lambda: asyncio.run(run()))
 
 
+def _in_job_pod(broker: str, task: Callable[[FilterJob, str], Coroutine[Any, Any, T]]) -> tuple[FilterJob, T]:
+    """What the operator's lister and verifier Jobs share: the FilterJob from FILTERJOB_JOB
+    (exit 2 if it is not one), then ``task(job, broker)`` with broker errors as one line."""
+    from filterjob_operator import lister  # noqa: PLC0415 (see _LAZY)
+    from filterjob_worker import logs  # noqa: PLC0415
+
+    logs.configure("INFO")
+    try:
+        job = lister.job_from_env(os.environ)
+    except JobSpecError as e:
+        _invalid(Console(stderr=True), e)
+    return job, _on_broker_errors(broker, lambda: asyncio.run(task(job, broker)))
+
+
 @main.command("list-inputs")
 @_broker_option(required=True, text="The RabbitMQ of the job's queues.")
 def list_inputs_command(broker: str) -> None:
@@ -691,15 +705,8 @@ def list_inputs_command(broker: str) -> None:
     reported to the operator through the queue, and the command still exits 0.
     """
     from filterjob_operator import lister  # noqa: PLC0415 (see _LAZY)
-    from filterjob_worker import logs  # noqa: PLC0415
 
-    logs.configure("INFO")
-    console = Console(stderr=True)
-    try:
-        job = lister.job_from_env(os.environ)
-    except JobSpecError as e:
-        _invalid(console, e)
-    result = _on_broker_errors(broker, lambda: asyncio.run(lister.list_inputs(job, broker)))
+    job, result = _in_job_pod(broker, lister.list_inputs)
     if result.error is not None:
         lister.log.warning("%s cannot be listed: %s (reported in %s)", job.key, result.error, result.queue)
     else:
@@ -718,16 +725,9 @@ def verify_outputs_command(broker: str) -> None:
     outputs from this listing. A destination that cannot be listed completely is
     reported to the operator through the queue, and the command still exits 0.
     """
-    from filterjob_operator import lister, verifier  # noqa: PLC0415 (see _LAZY)
-    from filterjob_worker import logs  # noqa: PLC0415
+    from filterjob_operator import verifier  # noqa: PLC0415 (see _LAZY)
 
-    logs.configure("INFO")
-    console = Console(stderr=True)
-    try:
-        job = lister.job_from_env(os.environ)
-    except JobSpecError as e:
-        _invalid(console, e)
-    result = _on_broker_errors(broker, lambda: asyncio.run(verifier.verify_outputs(job, broker)))
+    job, result = _in_job_pod(broker, verifier.verify_outputs)
     if result.error is not None:
         verifier.log.warning("%s: %s (reported in %s)", job.key, result.error, result.queue)
     else:

@@ -16,6 +16,7 @@ from .realcluster import (  # noqa: F401 -- fixtures, found by pytest by name
     cluster_api,
     cluster_kubelet,
     cluster_namespace,
+    created,
     filterjob_operator,
     kube,
     operator_release,

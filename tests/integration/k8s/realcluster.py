@@ -326,32 +326,36 @@ def cluster_namespace(cluster_api: ClusterApi) -> Iterator[str]:
     )
     yield name
     with contextlib.suppress(kubernetes.client.ApiException):  # no CRD: no FilterJobs either
-        for job in cluster_api.custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
-            with contextlib.suppress(kubernetes.client.ApiException):
-                if job["metadata"].get("finalizers"):
-                    cluster_api.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, name, PLURAL, job["metadata"]["name"], {"metadata": {"finalizers": None}}
-                    )
-                # Gone now, not whenever the namespace controller gets to it: an operator of a
-                # later test (all namespaces) would otherwise take the job up again, finalizer and
-                # all, and then spend its finalizer timeout on a namespace whose Secret is gone.
-                job_name = job["metadata"]["name"]
-                cluster_api.custom.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, job_name)
-        wait_for_list(
-            cluster_api.custom.list_namespaced_custom_object,
-            lambda items: not items,
-            what="the test's FilterJobs gone",
-            group=GROUP,
-            version=VERSION,
-            namespace=name,
-            plural=PLURAL,
-        )
+        remove_filterjobs(Kube(cluster_api, name))
     try:
         cluster_api.core.delete_namespace(name)
     except kubernetes.client.ApiException as e:
         if e.status != 404:  # the test deleted it itself
             raise
     delete_namespace_topology(name)
+
+
+def remove_filterjobs(kube: Kube) -> None:
+    """Delete the namespace's FilterJobs (finalizers first: no operator runs now) and wait until they are gone.
+
+    Left to the namespace's deletion, they live on for a while, and an operator of a later test
+    that watches every namespace takes them up: it adds its finalizer, and they and their
+    namespace stay until its finalizer gives up (their broker Secret is gone by then).
+    """
+    for job in kube.list("filterjobs"):
+        name = job["metadata"]["name"]
+        with contextlib.suppress(kubernetes.client.ApiException):  # gone meanwhile
+            if job["metadata"].get("finalizers"):
+                kube.patch_job(name, {"metadata": {"finalizers": None}})
+            kube.delete_job(name)
+    kube.wait_all("filterjobs", lambda found: not found, timeout=30)
+
+
+@pytest.fixture
+def created() -> list[dict[str, Any]]:
+    """FilterJobs the test created (append what ``kube.create_job`` returns). The namespace's
+    teardown removes them and every queue of the namespace."""
+    return []
 
 
 @pytest.fixture

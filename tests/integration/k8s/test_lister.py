@@ -4,22 +4,16 @@ waits for its lister lets the real garbage collector take the Job and its pods."
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import kubernetes.client
 import pytest
 
 from filterjob_operator.samples import make_samples
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import delete
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
 
 from .realcluster import FilterJobOperator, Kube
 from .test_operator import job_body, phase_is, queue_exists, ready_reason
@@ -36,38 +30,6 @@ def lister_env(monkeypatch: pytest.MonkeyPatch, broker_secret: str) -> None:
     monkeypatch.setenv("FILTERJOB_METRICS_PORT", "0")
     monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     monkeypatch.setenv("FILTERJOB_LISTER_DEADLINE", str(DEADLINE))
-
-
-def remove_filterjobs(kube: Kube) -> None:
-    """Delete the test's FilterJobs (finalizers first: no operator runs now) and wait until they are gone.
-
-    Left to the namespace's deletion, they live on for a while, and an operator of a later test
-    that watches every namespace takes them up: it adds its finalizer, and they and their
-    namespace stay until its finalizer gives up.
-    """
-    for job in kube.list("filterjobs"):
-        name = job["metadata"]["name"]
-        with contextlib.suppress(kubernetes.client.ApiException):  # gone meanwhile
-            if job["metadata"].get("finalizers"):
-                kube.patch_job(name, {"metadata": {"finalizers": None}})
-            kube.delete_job(name)
-    kube.wait_all("filterjobs", lambda found: not found, timeout=30)
-
-
-@pytest.fixture
-def created(kube: Kube) -> Iterator[list[dict[str, Any]]]:
-    """FilterJobs created by the test; they and their queues are removed afterwards."""
-    bodies: list[dict[str, Any]] = []
-    yield bodies
-    remove_filterjobs(kube)
-
-    async def forget() -> None:
-        connection = await aio_pika.connect(BROKER_URL)
-        async with connection:
-            for body in bodies:
-                await delete(await connection.channel(), topology_of(parse_job(body)))
-
-    asyncio.run(forget())
 
 
 @pytest.fixture(autouse=True)

@@ -23,9 +23,9 @@ import pytest
 
 from filterjob_operator import broker, listing, sources
 from filterjob_operator.samples import make_image, make_samples
-from filterjob_operator.spec import JobSpecError, parse_job
+from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import Topology, delete
+from filterjob_worker.topology import Topology
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.kubelet import Kubelet
 from tests.integration.broker.conftest import BROKER_URL
@@ -79,26 +79,6 @@ def job_body(name: str, namespace: str, src: Path, dst: Path, **spec: Any) -> di
 def operator_env(monkeypatch: pytest.MonkeyPatch, broker_secret: str) -> None:
     monkeypatch.setenv("FILTERJOB_STATUS_INTERVAL", "0.5")
     monkeypatch.setenv("FILTERJOB_METRICS_PORT", "0")
-
-
-@pytest.fixture
-def created() -> Iterator[list[dict[str, Any]]]:
-    """FilterJobs created by the test; their queues are removed afterwards."""
-    bodies: list[dict[str, Any]] = []
-    yield bodies
-    for body in bodies:
-        try:
-            topology = topology_of(parse_job(body))
-        except JobSpecError:
-            continue  # never valid: nothing was declared
-        if body["metadata"].get("uid"):
-
-            async def forget(topology: Topology = topology) -> None:
-                connection = await aio_pika.connect(BROKER_URL)
-                async with connection:
-                    await delete(await connection.channel(), topology)
-
-            asyncio.run(forget())
 
 
 def create(kube: Kube, body: dict[str, Any], created: list[dict[str, Any]]) -> dict[str, Any]:
@@ -374,7 +354,7 @@ def test_deleting_a_job_whose_broker_is_gone_does_not_hang(
     assert warning["type"] == "Warning"
     for name in (topology.tasks, topology.parked, topology.inputs):
         assert name in warning["message"]
-    assert queue_exists(topology.tasks)  # left behind, as the Warning says (the fixture removes them)
+    assert queue_exists(topology.tasks)  # left behind, as the Warning says (the namespace teardown removes them)
 
 
 @pytest.mark.usefixtures("operator_env")

@@ -40,8 +40,7 @@ from tests.helpers.controlplane import ControlPlane
 from tests.helpers.kubelet import Kubelet
 from tests.integration.broker.conftest import BROKER_URL
 
-from .realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube
-from .test_lister import remove_filterjobs
+from .realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube, remove_filterjobs
 from .test_operator import container_restarts, job_body, phase_is, png_outputs
 
 T = TypeVar("T")

@@ -9,14 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 
 from filterjob_operator import verification
 from filterjob_operator.samples import make_image
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import delete
 from tests.helpers.gates import Gates, take_one_task
 from tests.helpers.kubelet import Kubelet
 from tests.integration.broker.conftest import BROKER_URL
@@ -25,21 +23,6 @@ from .realcluster import FilterJobOperator, Kube
 from .test_operator import job_body, phase_is
 
 NAMES = [f"{letter}.png" for letter in "abcdef"]
-
-
-@pytest.fixture
-def created() -> Iterator[list[dict[str, Any]]]:
-    """FilterJobs created by the test; their queues are removed afterwards."""
-    bodies: list[dict[str, Any]] = []
-    yield bodies
-
-    async def forget() -> None:
-        connection = await aio_pika.connect(BROKER_URL)
-        async with connection:
-            for body in bodies:
-                await delete(await connection.channel(), topology_of(parse_job(body)))
-
-    asyncio.run(forget())
 
 
 @pytest.fixture(autouse=True)

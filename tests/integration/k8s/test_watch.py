@@ -19,8 +19,7 @@ from filterjob_worker.topology import Topology, declare, delete
 from tests.helpers.controlplane import ControlPlane
 from tests.integration.broker.conftest import BROKER_URL, free_port
 
-from .realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release
-from .test_lister import remove_filterjobs
+from .realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 #: What a user who only follows jobs may do: read one FilterJob.
