@@ -59,11 +59,12 @@ async def publish_tasks(
     confirmed (a resumable cursor: tasks before it never need publishing again).
     """
     exchange = channel.default_exchange
-    slots = asyncio.Semaphore(window)
     confirmed: set[int] = set()
     cursor = 0
     failure: list[BaseException] = []
     running: set[asyncio.Task[None]] = set()
+    # Set whenever the cursor moves or a publish fails: the producer waits on it, never polls.
+    moved = asyncio.Event()
 
     async def publish(index: int, task: Task) -> None:
         nonlocal cursor
@@ -75,9 +76,8 @@ async def publish_tasks(
                 raise PublishError(result, result.delivery)
         except BaseException as e:
             failure.append(e)
+            moved.set()
             raise
-        finally:
-            slots.release()
         confirmed.add(index)
         advanced = cursor
         while advanced in confirmed:
@@ -85,13 +85,18 @@ async def publish_tasks(
             advanced += 1
         if advanced != cursor:
             cursor = advanced
+            moved.set()
             if on_confirmed is not None:
                 on_confirmed(cursor)
 
     count = 0
     try:
         for index, task in enumerate(tasks):
-            await slots.acquire()
+            # The window is counted from the cursor, not in flight: one slow confirm holds the
+            # producer, so the tasks past the cursor (and the confirmed set) never exceed it.
+            while not failure and index - cursor >= window:
+                moved.clear()
+                await moved.wait()
             if failure:
                 break
             job = asyncio.create_task(publish(index, task))

@@ -155,23 +155,20 @@ async def test_publishing_many_tasks_takes_constant_memory(channel: AbstractChan
         max_alive = max(max_alive, alive)
         max_ahead = max(max_ahead, pulled - cursor)
 
-    started = time.monotonic()
     tracemalloc.start()
     try:
         published = await broker.publish_tasks(channel, declared, tasks(), on_confirmed=on_confirmed)
     finally:
         tracemalloc.stop()
-    elapsed = time.monotonic() - started
 
     assert published == count
     assert last_cursor == count
     # Measured: peak 2.05 MB; between 2 000 and 12 000 tasks traced memory moves by under
-    # 0.1 MB (a leak of 100 bytes a task would add 1 MB); 257 tasks alive at most; 25-45 s.
+    # 0.1 MB (a leak of 100 bytes a task would add 1 MB); 257 tasks alive at most.
     assert memory["peak"] < 6 * 2**20, memory
     assert memory["late"] - memory["early"] < 2**20, memory
     assert max_alive <= window + 1
     assert max_ahead <= window + 1
-    assert elapsed < 60, f"{count} tasks took {elapsed:.1f} s"
     assert (await broker.ready_counts(channel, declared))[declared.tasks] == count
 
 
