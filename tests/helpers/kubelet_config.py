@@ -18,7 +18,8 @@ kubelet reports, so the pod worker can put them in the container's status:
   it waits for its deletion.
 
 Environment, in the kubelet's order: a small base (``PATH`` with the venv's ``bin`` first,
-``HOME``, locale, ``HOSTNAME`` = the pod name, ``PYTHONUNBUFFERED=1``, not the test's own env),
+``HOME``, locale, ``HOSTNAME`` = the pod name, ``PYTHONUNBUFFERED=1``, coverage's variables
+(:mod:`tests.helpers.childenv`), not the test's own env),
 the Service variables of the ``kubernetes`` Service (``KUBERNETES_SERVICE_HOST=127.0.0.1``,
 ``KUBERNETES_SERVICE_PORT``/``_HTTPS`` and ``KUBERNETES_PORT*`` = the API server's loopback port),
 then the harness's own (``KUBECONFIG``, ``KUBELET_VOLUME_<NAME>``, ``KUBELET_PORT_<N>``), then
@@ -46,6 +47,7 @@ from urllib.parse import urlsplit
 import yaml
 from kubernetes.utils import parse_quantity
 
+from .childenv import child_env
 from .kubelet_status import POD_IP
 
 Body = dict[str, Any]
@@ -55,7 +57,7 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: The variable the pod's health port is given in (our worker image reads it).
 HEALTH_PORT_ENV = "FILTERJOB_HEALTH_PORT"
 BIN_DIR = Path(sys.executable).parent
-_BASE_ENV_KEYS = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "COVERAGE_PROCESS_START")
+_BASE_ENV_KEYS = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
@@ -246,7 +248,7 @@ def container_env(
 
 def base_env(pod_name: str, api_server: str) -> dict[str, str]:
     """The environment every pod's process starts from, with the ``kubernetes`` Service's variables."""
-    env = {key: os.environ[key] for key in _BASE_ENV_KEYS if key in os.environ}
+    env = child_env({key: os.environ[key] for key in _BASE_ENV_KEYS if key in os.environ})
     env["PATH"] = os.pathsep.join([str(BIN_DIR), os.environ.get("PATH", os.defpath)])
     env["HOSTNAME"] = pod_name
     env["PYTHONUNBUFFERED"] = "1"

@@ -332,6 +332,8 @@ class PodWorker(threading.Thread):
         podman.write_env_file(env_file, run.env_file)
         podman.remove(name)  # left by a harness that was killed
         self.container_name = name
+        # Not coverage's variables (tests.helpers.childenv): the container has its own filesystem and
+        # Python, with neither coverage nor a place to put its data, so container pods go unmeasured.
         host_env = {key: os.environ[key] for key in ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR") if key in os.environ}
         with self.log_path.open("ab") as output:
             output.write(

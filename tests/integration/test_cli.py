@@ -19,6 +19,7 @@ import yaml
 from filterjob_operator.samples import make_samples
 from filterjob_worker.catalog import CATALOG
 from tests.helpers import runs
+from tests.helpers.childenv import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTERJOB = shutil.which("filterjob", path=str(Path(sys.executable).parent)) or "filterjob"
@@ -147,7 +148,7 @@ def locked_dir(tmp_path: Path) -> Iterator[Path]:
 
 def without_dac(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``filterjob ARGS`` in ROOT, as root but subject to file permissions (tests run as root)."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root)}
+    env = child_env({"PATH": os.environ.get("PATH", ""), "HOME": str(root)})
     return subprocess.run(
         [*WITHOUT_DAC, FILTERJOB, *args], capture_output=True, text=True, cwd=root, env=env, timeout=120, check=False
     )

@@ -36,7 +36,11 @@ class Image:
     home: Path  # stands in for the /tmp emptyDir that HOME points at
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The final stage's environment with the virtualenv where the image has it."""
+        """The final stage's environment with the virtualenv where the image has it.
+
+        Not measured by the session's coverage: the wheel's venv has no coverage and its own copy
+        of the code, as the image has.
+        """
         env = {"LANG": "C.UTF-8", "PATH": BASE_PATH}
         for key, value in Dockerfile.read().final.env().items():
             here = value.replace("$PATH", env["PATH"]).replace(IMAGE_VENV, str(self.venv))

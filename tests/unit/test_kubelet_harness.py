@@ -319,3 +319,16 @@ def test_a_missing_secret_volume_waits_as_a_mount(tmp_path: Path) -> None:
     assert config.prepare_volumes(spec, mounts(("creds", "/creds")), FakeLookup(), tmp_path) == {
         "KUBELET_VOLUME_CREDS": str(tmp_path / "volumes" / "creds")
     }
+
+
+def test_a_pods_environment_keeps_the_sessions_coverage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pod's own environment replaces the test's, but a measured session measures its pods too."""
+    monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", '{"run:parallel": true}')
+    monkeypatch.setenv("COVERAGE_FILE", "/tmp/measured/.coverage")
+    monkeypatch.setenv("SOMETHING_OF_THE_TEST", "1")
+
+    env = config.base_env("pod-a", "https://127.0.0.1:6443")
+
+    assert env["COVERAGE_PROCESS_CONFIG"] == '{"run:parallel": true}'
+    assert env["COVERAGE_FILE"] == "/tmp/measured/.coverage"
+    assert "SOMETHING_OF_THE_TEST" not in env
