@@ -143,12 +143,21 @@ class Reconciler:
 
         The body is kopf's live view, so the annotation is seen without asking the API.
         """
+        refused: str | None = None  # until kopf's view of the status shows it acted on
         while not self.stopped:
-            if (request := self._redrive_request()) is not None:
+            if (request := self._redrive_request()) is not None and request != refused:
                 try:
                     job = parse_job(dict(self.body))
-                except JobSpecError:
-                    await self.patch(redriven=request)  # nothing was ever enqueued; nothing to re-drive
+                except JobSpecError as e:
+                    # Acted on (refused) once, with the reason: a new value asks again after the fix.
+                    refused = request
+                    message = (
+                        f"{REDRIVE_ANNOTATION}={request} not acted on: the spec is invalid: {'; '.join(e.problems)};"
+                        f" fix the spec, then set {REDRIVE_ANNOTATION} to a new value"
+                    )
+                    log.warning("job %s/%s: %s", self.namespace, self.name, message)
+                    kopf.warn(self.body, reason="RedriveRefused", message=message)
+                    await self.patch(redriven=request)
                     continue
                 url, _ = await self._broker(job)
                 connection = await self._connect(job, url)
