@@ -541,9 +541,8 @@ class Reconciler:
             await self.fail("VerificationFailed", observed.problem)
             self.s.metrics.forget(self.namespace, self.name)
             return True
-        verified = verification.verify(
-            verification.planned(job, keys), present=observed.present, failed={p.task for p in parked}
-        )
+        plan = verification.planned(job, keys)
+        verified = verification.verify(plan, present=observed.present, failed={p.task for p in parked})
         counted = verification.final(verified, total=result.total, parked=len(parked), sure=sure)
         final = status.Counts(
             total=result.total,
@@ -563,7 +562,9 @@ class Reconciler:
             message += f" ({counted.lost} {verification.LOST}: {', '.join(shown)})"
         # The lost first: nothing else tells of them, while the parked queue keeps every parked task.
         failures = [{"key": t.input, "reason": verification.LOST} for t in counted.named]
-        failures += [{"key": p.task, "reason": p.reason} for p in parked]
+        # Named by input key, as the lost are (a task id tells a user nothing; a malformed task has no key).
+        inputs = {t.task: t.input for t in plan}
+        failures += [{"key": inputs.get(p.task, p.task), "reason": p.reason} for p in parked]
         previous = list(self.observed.get("conditions") or [])
         await self.patch(
             **final.as_status(),

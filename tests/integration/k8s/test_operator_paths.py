@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,7 @@ import pytest
 from filterjob_operator.samples import make_image, write_broken
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from tests.helpers.gates import Gates
+from tests.helpers.gates import POLL, Gates
 from tests.helpers.kubelet import Kubelet
 from tests.integration.broker.conftest import BROKER_URL
 
@@ -54,6 +55,18 @@ def images(directory: Path, names: list[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for seed, name in enumerate(names):
         make_image((32, 24), seed).save(directory / name, format="PNG")
+
+
+#: What a worker logs when it is told to stop (filterjob_worker.service).
+DRAINING = "signal received, draining"
+
+
+def wait_for_line(log: Path, text: str, *, timeout: float = 60.0) -> None:
+    """Wait until a pod's log (written by the kubelet harness) has ``text``: a process says it there only."""
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and text in log.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{log.name} did not say {text!r} within {timeout:g}s"
+        time.sleep(POLL)
 
 
 def warnings_of(kube: Kube, reason: str) -> list[dict[str, Any]]:
@@ -128,7 +141,7 @@ def test_failures_above_max_failed_ratio_end_the_job_failed_with_a_warning(
         "Failed": ("True", "Failed", message),
     }
     (failure,) = state["recentFailures"]
-    assert failure["key"].endswith("b.png")
+    assert failure["key"] == "b.png"  # the input key (docs/reference.md), not the task id
     assert failure["reason"].startswith("not a usable image: ")
     (warning,) = warnings_of(kube, "Failed")
     assert warning["message"] == f"{message}: above maxFailedRatio 0.1"
@@ -163,8 +176,11 @@ def test_suspending_a_running_job_drains_its_workers_keeps_its_tasks_and_resume_
         gates.close()
         cluster_kubelet.refuse_image = None
         held = gates.reached("c.png", timeout=90)  # a and b done, c in the worker's hands
+        (pod,) = kube.list("pods", label_selector="app.kubernetes.io/component=worker")
         kube.patch_job("paused", {"spec": {"suspend": True}})
         kube.wait("deployments", "paused-workers", lambda d: d["spec"]["replicas"] == 0)
+        # The worker got its SIGTERM (the ReplicaSet controller deleted its pod): it takes nothing more.
+        wait_for_line(cluster_kubelet.log_dir / f"{kube.namespace}.{pod['metadata']['name']}.log", DRAINING)
         gates.release("c.png", held)  # the draining worker finishes what it holds
         kube.wait_all("pods", lambda found: not found, label_selector="app.kubernetes.io/component=worker")
         suspended = kube.wait(
