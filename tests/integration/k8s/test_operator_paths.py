@@ -26,7 +26,7 @@ from tests.helpers.kubelet import Kubelet
 from tests.integration.broker.conftest import BROKER_URL
 
 from .realcluster import FilterJobOperator, Kube
-from .test_operator import container_restarts, job_body, phase_is, png_outputs, queue_exists, ready_reason
+from .test_operator import container_restarts, job_body, kopf_settled, phase_is, png_outputs, queue_exists, ready_reason
 from .test_operator_faults import BrokerThread, BusyWorkers, broker_thread
 
 __all__ = ["broker_thread"]  # a fixture, used by name
@@ -258,36 +258,60 @@ def test_a_redrive_of_a_running_job_moves_its_parked_tasks_back_at_once(
     assert png_outputs(tmp_path / "out") == {"a.png", "b.png", "z.png"}
 
 
+#: An edit the CRD admits and the operator refuses: it leaves label keys to the operator (a CEL
+#: rule over every key would exceed the API server's cost budget).
+INVALID_EDIT = {"workers": {"podLabels": {"not a label key": "x"}}}
+
+
+def finished_job(kube: Kube, operator: FilterJobOperator, tmp_path: Path, name: str) -> dict[str, Any]:
+    """A job run to ``Succeeded`` (nothing to do: it ends as soon as its queues settle); its body."""
+    (tmp_path / "in").mkdir()
+    kube.create_job(job_body(name, kube.namespace, tmp_path / "in", tmp_path / "out"))
+    with operator.run(timeout=60):
+        return kube.wait("filterjobs", name, lambda o: phase_is("Succeeded")(o) and kopf_settled(o), timeout=60)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("operator_env")
-def test_a_finished_job_whose_spec_became_invalid_refuses_a_redrive_and_still_deletes_its_queues(
+def test_a_redrive_of_a_finished_job_whose_spec_became_invalid_is_refused_once_naming_the_problem(
     kube: Kube, filterjob_operator: FilterJobOperator, tmp_path: Path, created: list[dict[str, Any]]
 ) -> None:
-    (tmp_path / "in").mkdir()  # nothing to do: the job finishes as soon as the queues settle
-    stored = kube.create_job(job_body("edited", kube.namespace, tmp_path / "in", tmp_path / "out"))
-    created.append(stored)
-    topology = topology_of(parse_job(stored))
+    done = finished_job(kube, filterjob_operator, tmp_path, "edited")
+    created.append(done)
+    request = {"annotations": {"filterjob.dev/redrive": "after-edit"}}
+    kube.patch_job("edited", {"metadata": request, "spec": INVALID_EDIT})
     with filterjob_operator.run(timeout=60):
-        done = kube.wait("filterjobs", "edited", phase_is("Succeeded"), timeout=60)
-        # The CRD leaves label keys to the operator (a CEL rule over every key would cost too much).
-        kube.patch_job(
-            "edited",
-            {
-                "metadata": {"annotations": {"filterjob.dev/redrive": "after-edit"}},
-                "spec": {"workers": {"podLabels": {"not a label key": "x"}}},
-            },
-        )
         kube.wait_for_event("RedriveRefused")
         job = kube.wait("filterjobs", "edited", lambda o: o["status"].get("redriven") == "after-edit")
-        assert (job["status"]["phase"], job["status"]["completionTime"]) == (
-            "Succeeded",
-            done["status"]["completionTime"],
-        )
-        (refused,) = warnings_of(kube, "RedriveRefused")
-        assert refused["message"].startswith("filterjob.dev/redrive=after-edit not acted on: the spec is invalid: ")
-        assert "spec.workers.podLabels: keys must be label keys" in refused["message"]
-        assert "fix the spec, then set filterjob.dev/redrive to a new value" in refused["message"]
-        assert queue_exists(topology.tasks)
+    assert (job["status"]["phase"], job["status"]["completionTime"]) == ("Succeeded", done["status"]["completionTime"])
+    assert job["status"]["succeeded"] == 0
+    (refused,) = warnings_of(kube, "RedriveRefused")  # once, not at every look at the job
+    assert refused["message"].startswith("filterjob.dev/redrive=after-edit not acted on: the spec is invalid: ")
+    assert "spec.workers.podLabels: keys must be label keys" in refused["message"]
+    assert refused["message"].endswith("fix the spec, then set filterjob.dev/redrive to a new value")
+    assert kube.events("Redriven") == []
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("operator_env")
+def test_deleting_a_job_whose_spec_became_invalid_still_deletes_its_queues(
+    kube: Kube,
+    filterjob_operator: FilterJobOperator,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its queues are named in its status; its retry queues were numbered by a ``maxAttempts``
+    (2 here: one retry queue) that the edit changed too."""
+    monkeypatch.setenv("FILTERJOB_FINALIZER_TIMEOUT", "600")  # a finalizer that gives up would pass too
+    done = finished_job(kube, filterjob_operator, tmp_path, "edited")
+    created.append(done)
+    topology = topology_of(parse_job(done))
+    assert topology.retry_queues == [topology.retry_queue(0)]
+    for name in topology.queues:
+        assert queue_exists(name), name
+    kube.patch_job("edited", {"spec": {**INVALID_EDIT, "retry": {"maxAttempts": 5}}})
+    with filterjob_operator.run(timeout=60):
         kube.delete_job("edited")
         kube.gone("filterjobs", "edited", timeout=30)
     for name in (*topology.queues, topology.inputs):
@@ -306,14 +330,11 @@ class ManagementProxy:
         self.paths: list[str] = []
         #: Answer every request with bytes that are no JSON, as a URL serving something else would.
         self.garbled = False
-        self.asked = threading.Condition()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                with proxy.asked:
-                    proxy.paths.append(self.path)
-                    proxy.asked.notify_all()
+                proxy.paths.append(self.path)
                 if proxy.garbled:
                     self._answer(200, b"\x8b\x08 no JSON here")
                     return
