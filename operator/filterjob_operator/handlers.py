@@ -87,7 +87,10 @@ async def remove_queues(body: kopf.Body, memo: kopf.Memo, runtime: datetime.time
                 f"cannot delete the queues of {key}: {e}; giving up in {left:.0f}s",
                 delay=min(FINALIZER_RETRY, left),
             ) from e
-        names = ", ".join([*topology.queues, topology.inputs, topology.outputs])
+        retries = topology.retry_queues
+        if len(retries) > 3:  # a job edited into an invalid spec: every retry queue it may have had
+            retries = [f"{retries[0]} to {retries[-1]}"]
+        names = ", ".join([topology.tasks, *retries, topology.parked, topology.inputs, topology.outputs])
         message = (
             f"gave up deleting the queues of {key} after {services.settings.finalizer_timeout:g}s ({e}); "
             f"left behind on the broker: {names} and exchanges {topology.events}, {topology.dead_letters}"
