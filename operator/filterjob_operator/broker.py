@@ -196,10 +196,22 @@ class Management:
         )
 
     async def _get(self, path: str) -> Any:
+        """The JSON object at ``path``; an answer that is none raises ``aiohttp.ClientResponseError``,
+        so callers treat a URL serving something else (a proxy's page, garbage) as an API that is down."""
         assert self._session is not None, "use Management as an async context manager"
         async with self._session.get(self._base + path) as response:
             response.raise_for_status()
-            return await response.json()
+            try:
+                data = await response.json()
+            except ValueError as e:  # not UTF-8, not JSON
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON ({e})"
+            else:
+                if isinstance(data, dict):
+                    return data
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON object"
+            raise aiohttp.ClientResponseError(
+                response.request_info, response.history, status=response.status, message=problem
+            )
 
 
 async def depths(

@@ -143,12 +143,21 @@ class Reconciler:
 
         The body is kopf's live view, so the annotation is seen without asking the API.
         """
+        refused: str | None = None  # until kopf's view of the status shows it acted on
         while not self.stopped:
-            if (request := self._redrive_request()) is not None:
+            if (request := self._redrive_request()) is not None and request != refused:
                 try:
                     job = parse_job(dict(self.body))
-                except JobSpecError:
-                    await self.patch(redriven=request)  # nothing was ever enqueued; nothing to re-drive
+                except JobSpecError as e:
+                    # Acted on (refused) once, with the reason: a new value asks again after the fix.
+                    refused = request
+                    message = (
+                        f"{REDRIVE_ANNOTATION}={request} not acted on: the spec is invalid: {'; '.join(e.problems)};"
+                        f" fix the spec, then set {REDRIVE_ANNOTATION} to a new value"
+                    )
+                    log.warning("job %s/%s: %s", self.namespace, self.name, message)
+                    kopf.warn(self.body, reason="RedriveRefused", message=message)
+                    await self.patch(redriven=request)
                     continue
                 url, _ = await self._broker(job)
                 connection = await self._connect(job, url)
@@ -532,9 +541,8 @@ class Reconciler:
             await self.fail("VerificationFailed", observed.problem)
             self.s.metrics.forget(self.namespace, self.name)
             return True
-        verified = verification.verify(
-            verification.planned(job, keys), present=observed.present, failed={p.task for p in parked}
-        )
+        plan = verification.planned(job, keys)
+        verified = verification.verify(plan, present=observed.present, failed={p.task for p in parked})
         counted = verification.final(verified, total=result.total, parked=len(parked), sure=sure)
         final = status.Counts(
             total=result.total,
@@ -554,7 +562,9 @@ class Reconciler:
             message += f" ({counted.lost} {verification.LOST}: {', '.join(shown)})"
         # The lost first: nothing else tells of them, while the parked queue keeps every parked task.
         failures = [{"key": t.input, "reason": verification.LOST} for t in counted.named]
-        failures += [{"key": p.task, "reason": p.reason} for p in parked]
+        # Named by input key, as the lost are (a task id tells a user nothing; a malformed task has no key).
+        inputs = {t.task: t.input for t in plan}
+        failures += [{"key": inputs.get(p.task, p.task), "reason": p.reason} for p in parked]
         previous = list(self.observed.get("conditions") or [])
         await self.patch(
             **final.as_status(),

@@ -141,8 +141,12 @@ class Autoscaling(_Model):
         return self
 
 
+#: The most attempts a task may have (``spec.retry.maxAttempts``); it bounds a job's retry queues.
+MAX_ATTEMPTS = 100
+
+
 class Retry(_Model):
-    max_attempts: int = Field(default=3, ge=1, le=100)
+    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS)
     backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
     max_backoff_seconds: float = Field(default=300.0, gt=0, le=86400)
 
