@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from filterjob_operator.samples import make_image
 from filterjob_worker.storage import TEMP_SUFFIX, to_path
 from filterjob_worker.topology import Topology
-from tests.helpers.gates import Gates
+from tests.helpers.gates import Gates, holders
 
 from .conftest import EventLog, WorkerFactory, WorkerProcess, make_tasks, publish
 
@@ -36,26 +36,6 @@ def flat_images(src: Path, count: int) -> list[str]:
     for i, name in enumerate(names):
         make_image((64, 48), seed=i).save(src / name)
     return names
-
-
-def openers(path: Path) -> list[int]:
-    """Pids of the processes other than this one (which holds a gate's write end) that hold ``path`` open."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue  # gone, or not ours to look at
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}") == str(path):
-                    found.append(int(entry))
-                    break
-            except OSError:
-                continue
-    return found
 
 
 async def ready_count(connection: AbstractRobustConnection, queue: str) -> int:
@@ -111,7 +91,7 @@ async def test_a_pool_process_killed_mid_task_is_one_failed_attempt_and_the_work
     await publish(channel, declared, tasks)
 
     held = await asyncio.to_thread(gates.reached, names[0])
-    (child,) = openers(gates.fifos[names[0]])
+    (child,) = holders(gates.fifos[names[0]])
     assert child != worker.pid  # the image is read in a pool process, not in the worker itself
     os.kill(child, signal.SIGKILL)
     os.close(held)
