@@ -320,7 +320,8 @@ async def redrive(connection: AbstractConnection, topology: Topology) -> list[Pa
             except DeliveryError as e:  # nacked: the queue is full (a max-length policy) or failing
                 raise RedriveRefused(topology, moved, "refused") from e
             if isinstance(result, DeliveredMessage):  # returned: the task queue is gone
-                raise RedriveRefused(topology, moved, f"returned ({result.delivery.reply_text})")
+                why = getattr(result.delivery, "reply_text", None) or "unroutable"
+                raise RedriveRefused(topology, moved, f"returned ({why})")
             await message.ack()
             moved.append(_parked(message))
     finally:
