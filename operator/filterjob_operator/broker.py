@@ -21,10 +21,11 @@ from urllib.parse import quote, unquote, urlsplit
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, DeliveryMode
-from aio_pika.exceptions import ChannelNotFoundEntity, PublishError
+from aio_pika.exceptions import ChannelNotFoundEntity, DeliveryError, PublishError
 from aiormq.abc import DeliveredMessage
 
 from filterjob_operator import listing
+from filterjob_operator.broker_errors import BrokerUnavailable
 from filterjob_operator.status import Depths, estimate_unacked
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
 from filterjob_worker.errors import MalformedTask
@@ -316,23 +317,43 @@ async def redrive(connection: AbstractConnection, topology: Topology) -> list[Pa
         await channel.get_queue(topology.tasks, ensure=True)
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
             headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
-            result = await channel.default_exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers={**headers, ATTEMPT_HEADER: 1},
-                    message_id=message.message_id,
-                    content_type=message.content_type or CONTENT_TYPE,
-                    delivery_mode=DeliveryMode.PERSISTENT,
-                ),
-                routing_key=topology.tasks,
-            )
-            if isinstance(result, DeliveredMessage):
-                raise PublishError(result, result.delivery)
+            try:
+                result = await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        headers={**headers, ATTEMPT_HEADER: 1},
+                        message_id=message.message_id,
+                        content_type=message.content_type or CONTENT_TYPE,
+                        delivery_mode=DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=topology.tasks,
+                    mandatory=True,
+                )
+            except DeliveryError as e:  # nacked: the queue is full (a max-length policy) or failing
+                raise RedriveRefused(topology, moved, "refused") from e
+            if isinstance(result, DeliveredMessage):  # returned: the task queue is gone
+                why = getattr(result.delivery, "reply_text", None) or "unroutable"
+                raise RedriveRefused(topology, moved, f"returned ({why})")
             await message.ack()
             moved.append(_parked(message))
     finally:
-        await channel.close()
+        # Closing returns an unacked parked task (the one refused) to the parked queue.
+        with contextlib.suppress(Exception):
+            await channel.close()
     return moved
+
+
+class RedriveRefused(BrokerUnavailable):
+    """The broker would not take a parked task back into the task queue; the tasks not
+    moved are all still parked (each leaves the parked queue only once its copy is confirmed)."""
+
+    def __init__(self, topology: Topology, moved: list[Parked], what: str) -> None:
+        self.moved = moved
+        super().__init__(
+            f"the broker {what} a parked task moved back to {topology.tasks}: {len(moved)} moved,"
+            f" the others are still parked in {topology.parked}; check that queue's limits"
+            " (a max-length policy) and run redrive again"
+        )
 
 
 async def publish_listing(

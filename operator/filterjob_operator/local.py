@@ -2,8 +2,9 @@
 
 The main process plans tasks and keeps a bounded number in flight (so a million
 inputs never sit in the pool's queue at once); worker processes run exactly the
-per-task function the broker workers run. A worker process that dies fails only
-the tasks it held, and the pool is replaced.
+per-task function the broker workers run. A worker process that dies gives the
+tasks it held one more try each, one at a time in a replaced pool, so an input that
+kills every process that reads it is the only one that fails.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from filterjob_worker.errors import WorkerDied
 #: Tasks submitted per worker process ahead of completion: enough to keep every
 #: process busy, few enough that memory stays flat for any job size.
 IN_FLIGHT_PER_WORKER = 2
-#: A task in flight during this many worker-process deaths is failed, not retried.
+#: A task that was in flight when a worker process died runs again, alone; if a process
+#: dies while it runs alone, after this many deaths in all, it is failed, not retried.
 MAX_DEATHS = 1
 
 
@@ -149,14 +151,21 @@ def _drive(
     pool = _pool(options.workers)
     in_flight: dict[Future[processing.Outcome], Task] = {}
     # Tasks that were in flight when a worker process died: we cannot tell which one
-    # killed it, so each gets one more try in a fresh pool before it counts as failed.
+    # killed it, so each runs again alone in a fresh pool, where a death is its own.
+    # (Retried side by side, an input that kills every process would fail the others.)
     again: deque[Task] = deque()
     died_with: Counter[str] = Counter()
     restarts = 0
+
+    def room() -> bool:
+        if again or any(task.task in died_with for task in in_flight.values()):
+            return not in_flight
+        return len(in_flight) < limit
+
     try:
         while True:
             try:
-                while len(in_flight) < limit:
+                while room():
                     task = again.popleft() if again else next(tasks, None)
                     if task is None:
                         break
@@ -179,9 +188,10 @@ def _drive(
             except BrokenProcessPool:
                 pass
             # A worker process died: the pool is unusable and its in-flight tasks are lost.
+            alone = len(in_flight) == 1
             for task in in_flight.values():
                 died_with[task.task] += 1
-                if died_with[task.task] > MAX_DEATHS:
+                if alone and died_with[task.task] > MAX_DEATHS:
                     record(_died(task), task)
                 else:
                     again.append(task)

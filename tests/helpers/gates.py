@@ -61,6 +61,49 @@ class Gates:
         os.close(fd)
 
 
+def reader_waiting(fifo: Path) -> int | None:
+    """The write end of ``fifo`` if a process waits to read it (so it now holds it open)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            raise
+        return None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def openers(path: Path) -> list[int]:
+    """Pids of the processes other than this one (which holds a gate's write end) that hold ``path`` open."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue  # gone, or not ours to look at
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") == str(path):
+                    found.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def holders(path: Path, *, timeout: float = 30.0) -> list[int]:
+    """Pids of the processes that hold ``path`` open, once there is one: a reader's open()
+    returns when the write end opens, but its fd appears a moment later."""
+    deadline = time.monotonic() + timeout
+    while not (found := openers(path)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no process opened {path} within {timeout:g}s")
+        time.sleep(POLL)
+    return found
+
+
 async def take_one_task(broker_url: str, queue_name: str, *, within: float = 60.0) -> str:
     """Remove the first ready task from a task queue behind the workers' backs; its input key
     (the file name: gates and tests use top-level inputs)."""

@@ -139,8 +139,9 @@ class Consumer:
         self.health.connection_restored()
         self.health.consuming = not self.health.draining
 
-    async def drain(self, grace: float) -> None:
-        """Stop taking tasks, let in-flight ones finish within ``grace`` seconds, close."""
+    async def drain(self, grace: float) -> int:
+        """Stop taking tasks, let in-flight ones finish within ``grace`` seconds, close;
+        returns how many were still running and went back to the queue unfinished."""
         self.health.draining = True
         self.health.consuming = False
         if self._queue is not None and self._consumer_tag is not None:
@@ -149,6 +150,7 @@ class Consumer:
             except Exception:  # the connection may be down; unacked tasks return anyway
                 log.warning("could not cancel the consumer", exc_info=True)
         pending = set(self._tasks)
+        late: set[asyncio.Task[None]] = set()
         if pending:
             log.info("draining %d in-flight tasks (grace %.0f s)", len(pending), grace)
             _, late = await asyncio.wait(pending, timeout=grace)
@@ -159,7 +161,12 @@ class Consumer:
                 await asyncio.wait(late)
         if self._connection is not None:
             await self._connection.close()
+        if late:
+            # Their images are back in the queue, unacked; the work still running on them
+            # is of no use, and a pool process busy with it would outlive the worker.
+            _stop_processes(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        return len(late)
 
     # -- one delivery -------------------------------------------------------------
 
@@ -290,3 +297,16 @@ class Consumer:
             routing_key=event.routing_key,
             mandatory=False,
         )
+
+
+def _stop_processes(executor: Executor) -> None:
+    """Kill a process pool's processes (a thread pool's threads cannot be stopped).
+
+    ``ProcessPoolExecutor`` has no public way to stop a busy process before Python 3.14's
+    ``terminate_workers``; a killed process leaves at most a hidden temporary file, which
+    listings ignore (writes are atomic).
+    """
+    processes: dict[int, Any] = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -53,15 +54,22 @@ async def serve(config: WorkerConfig) -> int:
         config.prefetch,
         config.executor,
     )
+    abandoned = 0
     try:
         if await _connect(consumer, stop):
             await stop.wait()
         log.info("signal received, draining")
-        await consumer.drain(config.grace_seconds)
+        abandoned = await consumer.drain(config.grace_seconds)
     finally:
         probe.stop()
         await runner.cleanup()
     log.info("worker stopped")
+    if abandoned:
+        # A thread still works on an image that went back to the queue, and Python joins
+        # executor threads at exit: the worker would never end. Nothing is left to flush
+        # but the logs.
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -135,6 +136,9 @@ class WorkerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # A session of its own: close() ends its pool processes too, which would otherwise
+            # outlive a killed worker and hold its stderr open.
+            start_new_session=True,
         )
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -178,8 +182,8 @@ class WorkerProcess:
         await asyncio.to_thread(self.wait_log, lambda line: line.get("msg", "").startswith("consuming"), within)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self._reader.join(timeout=10)
         if self.proc.stderr is not None:
