@@ -21,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from filterjob_operator import sources
+from filterjob_operator.interrupts import Interrupts
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import Failure, RunSummary
 from filterjob_worker import processing, storage
@@ -143,9 +144,10 @@ def _drive(
 ) -> int:
     """Run every task; returns how often the pool had to be replaced.
 
-    Interrupted (``KeyboardInterrupt``), it starts nothing more, waits for the tasks the
-    pool holds, and records each one that wrote its output (``since_ns``: the run's start)
-    before raising again.
+    Interrupted (``KeyboardInterrupt``, raised only while it waits for the pool, so no task is
+    half counted or half submitted), it starts nothing more, waits for the tasks the pool
+    holds, and records each one that wrote its output (``since_ns``: the run's start) before
+    raising again.
     """
     limit = options.workers * IN_FLIGHT_PER_WORKER
     pool = _pool(options.workers)
@@ -162,43 +164,39 @@ def _drive(
             return not in_flight
         return len(in_flight) < limit
 
+    interrupts = Interrupts()
     try:
-        while True:
-            try:
-                while room():
-                    task = again.popleft() if again else next(tasks, None)
-                    if task is None:
-                        break
-                    try:
-                        in_flight[pool.submit(processing.process, task, limits=options.limits)] = task
-                    except BrokenProcessPool:
-                        again.appendleft(task)
-                        raise
-                if not in_flight:
-                    return restarts
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                broken = False
-                for future in done:
-                    if isinstance(future.exception(), BrokenProcessPool):
-                        broken = True
-                    else:
-                        record(future.result(), in_flight.pop(future))
-                if not broken:
-                    continue
-            except BrokenProcessPool:
-                pass
-            # A worker process died: the pool is unusable and its in-flight tasks are lost.
-            alone = len(in_flight) == 1
-            for task in in_flight.values():
-                died_with[task.task] += 1
-                if alone and died_with[task.task] > MAX_DEATHS:
-                    record(_died(task), task)
-                else:
-                    again.append(task)
-            in_flight.clear()
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = _pool(options.workers)
-            restarts += 1
+        with interrupts.held():
+            while True:
+                try:
+                    while room():
+                        task = again.popleft() if again else next(tasks, None)
+                        if task is None:
+                            break
+                        try:
+                            in_flight[pool.submit(processing.process, task, limits=options.limits)] = task
+                        except BrokenProcessPool:
+                            again.appendleft(task)
+                            raise
+                    if not in_flight:
+                        return restarts
+                    with interrupts.waiting():
+                        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    broken = False
+                    for future in done:
+                        if isinstance(future.exception(), BrokenProcessPool):
+                            broken = True
+                        else:
+                            record(future.result(), in_flight.pop(future))
+                    if not broken:
+                        continue
+                except BrokenProcessPool:
+                    pass
+                # A worker process died: the pool is unusable and its in-flight tasks are lost.
+                _after_death(in_flight, died_with, again, record)
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(options.workers)
+                restarts += 1
     except KeyboardInterrupt:
         # Interrupted: start nothing more, but the images the pool already holds finish;
         # count each one, so every output written is in the summary.
@@ -207,6 +205,23 @@ def _drive(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _after_death(
+    in_flight: dict[Future[processing.Outcome], Task],
+    died_with: Counter[str],
+    again: deque[Task],
+    record: Callable[[processing.Outcome | None, Task], None],
+) -> None:
+    """The tasks a dead pool held: each runs again alone, or fails if it died alone too often."""
+    alone = len(in_flight) == 1
+    for task in in_flight.values():
+        died_with[task.task] += 1
+        if alone and died_with[task.task] > MAX_DEATHS:
+            record(_died(task), task)
+        else:
+            again.append(task)
+    in_flight.clear()
 
 
 def _record_finished(
