@@ -225,22 +225,22 @@ async def depths(
     """
     ready = await ready_counts(channel, topology)
     retrying = sum(ready[q] for q in topology.retry_queues)
-    unacked = 0
     sample: QueueStats | None = None
     if management is not None:
         try:
             sample = await management.queue(topology.tasks)
         except (aiohttp.ClientError, TimeoutError) as e:
-            # Degraded, not down: ready counts are exact without it; only busy workers go unseen.
-            log.warning("management API unavailable, counting ready messages only: %s", e)
-    if sample is not None:
-        unacked = estimate_unacked(
-            ready=ready[topology.tasks],
-            retrying=retrying,
-            parked=ready[topology.parked],
-            enqueued=enqueued,
-            sampled=(sample.ready, sample.unacked) if sample.sampled else None,
-        )
+            # Without statistics nothing tells a busy worker from a finished task: every task not
+            # ready counts as in flight (as before a first sample), so the job neither ends nor
+            # loses its workers on a guess; it goes on once the API answers again.
+            log.warning("management API unavailable, every task not ready counts as in flight until it answers: %s", e)
+    unacked = estimate_unacked(
+        ready=ready[topology.tasks],
+        retrying=retrying,
+        parked=ready[topology.parked],
+        enqueued=enqueued,
+        sampled=(sample.ready, sample.unacked) if sample is not None and sample.sampled else None,
+    )
     return Depths(ready=ready[topology.tasks], unacked=unacked, retrying=retrying, parked=ready[topology.parked])
 
 

@@ -295,14 +295,22 @@ async def test_depths_before_a_first_stats_sample_count_every_task_not_ready_as_
     await holder.close()
 
 
-async def test_depths_without_a_reachable_management_api_count_ready_messages_only(
-    channel: AbstractChannel, declared: Topology, caplog: pytest.LogCaptureFixture
+async def test_depths_without_a_reachable_management_api_count_every_task_not_ready_as_in_flight(
+    channel: AbstractChannel, declared: Topology, connection: AbstractRobustConnection, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No statistics: a held delivery and a finished task look alike, so both count as in flight."""
     await broker.publish_tasks(channel, declared, lazy_tasks(declared, 4))
-    with socket.socket() as s:  # a port nothing listens on
+    holder = await connection.channel()
+    queue = await holder.get_queue(declared.tasks)
+    held = await queue.get(no_ack=False)
+    done = await queue.get(no_ack=False)
+    await done.ack()
+    with socket.socket() as s:  # bound, never listening, for the whole test: connections are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    async with broker.Management(f"http://guest:guest@127.0.0.1:{port}/") as management:
-        depths = await broker.depths(channel, declared, management, enqueued=4)
-    assert (depths.ready, depths.unacked, depths.outstanding) == (4, 0, 4)
-    assert "management API unavailable, counting ready messages only" in caplog.text
+        async with broker.Management(f"http://guest:guest@127.0.0.1:{port}/") as management:
+            depths = await broker.depths(channel, declared, management, enqueued=4)
+    assert (depths.ready, depths.unacked, depths.outstanding) == (2, 2, 4)
+    assert "management API unavailable, every task not ready counts as in flight" in caplog.text
+    await held.ack()
+    await holder.close()
