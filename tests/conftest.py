@@ -12,17 +12,7 @@ import yaml
 
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 from tests.helpers.image import ImageError, built_image
-
-JOB: dict[str, Any] = {
-    "apiVersion": "filterjob.dev/v1alpha1",
-    "kind": "FilterJob",
-    "metadata": {"name": "thumbs", "namespace": "photos"},
-    "spec": {
-        "source": {"uri": "file:///data/in/"},
-        "destination": {"uri": "file:///data/out/", "format": "jpeg", "quality": 85},
-        "filters": [{"name": "grayscale"}, {"name": "blur", "radius": 2}],
-    },
-}
+from tests.helpers.jobfiles import JOB
 
 
 @pytest.fixture

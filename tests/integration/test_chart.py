@@ -32,7 +32,7 @@ from filterjob_operator.settings import DEFAULT_IMAGE, Settings
 from filterjob_operator.spec import parse_job
 from filterjob_worker import __version__
 from tests import quickstart
-from tests.conftest import JOB
+from tests.helpers.jobfiles import JOB
 from tests.helpers.kubelet_config import expand
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,8 +23,7 @@ import trustme
 import yaml
 
 from filterjob_operator import exits
-
-from .conftest import BROKER_URL, filterjob, free_port
+from tests.helpers.brokers import BROKER_URL, filterjob, free_port
 
 MISSING_QUEUE = f"fj.x.y.{uuid.uuid4().hex[:8]}.parked"
 

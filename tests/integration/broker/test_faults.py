@@ -22,8 +22,8 @@ from PIL import Image
 from filterjob_worker.contract import Task
 from filterjob_worker.storage import TEMP_SUFFIX
 from filterjob_worker.topology import Topology
-
-from .conftest import EventLog, WorkerFactory, make_tasks, publish
+from tests.helpers.brokers import EventLog, make_tasks, publish
+from tests.helpers.workers import WorkerFactory
 
 SLOW_FILTERS = ({"name": "blur", "radius": 6}, {"name": "sharpen"})
 

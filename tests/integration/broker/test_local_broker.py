@@ -39,9 +39,9 @@ from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
 from tests.helpers import runs
+from tests.helpers.brokers import BROKER_URL, filterjob, free_port
 from tests.helpers.gates import Gates, take_one_task
-
-from .conftest import BROKER_URL, filterjob, free_port
+from tests.helpers.jobfiles import write_job
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 
@@ -58,24 +58,6 @@ async def forget_local_queues(tmp_path: Path) -> AsyncIterator[None]:
             channel = await connection.channel()
             await channel.queue_delete(progress_queue(topology))
             await delete(channel, topology)
-
-
-def write_job(tmp_path: Path, name: str, **spec: Any) -> Path:
-    doc = {
-        "apiVersion": "filterjob.dev/v1alpha1",
-        "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": "local-test"},
-        "spec": {
-            "source": {"uri": "in"},
-            "destination": {"uri": "out", "format": "png"},
-            "filters": [{"name": "thumbnail", "width": 64, "height": 64}, {"name": "grayscale"}],
-            "retry": {"maxAttempts": 2, "backoffSeconds": 0.1},
-            **spec,
-        },
-    }
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 class Progress(Listener):

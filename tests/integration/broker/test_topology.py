@@ -24,8 +24,7 @@ from aio_pika.abc import (
 
 from filterjob_operator import broker
 from filterjob_worker.topology import Topology, declare, delete
-
-from .conftest import MANAGEMENT_URL
+from tests.helpers.brokers import MANAGEMENT_URL
 
 
 @pytest.fixture

@@ -34,18 +34,9 @@ from filterjob_operator.samples import make_image
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
 from filterjob_worker.storage import to_path
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL, FAST_RETRY, MANAGEMENT_URL, EventLog, make_tasks, publish
 from tests.helpers.gates import Gates
-
-from .conftest import (
-    BROKER_URL,
-    FAST_RETRY,
-    MANAGEMENT_URL,
-    EventLog,
-    WorkerFactory,
-    WorkerProcess,
-    make_tasks,
-    publish,
-)
+from tests.helpers.workers import WorkerFactory, WorkerProcess
 
 #: A pipeline that takes a noticeable time per image (scaled by the image size).
 BLUR = {"name": "blur", "radius": 30}

@@ -32,9 +32,9 @@ from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker import __version__
 from filterjob_worker.topology import declare, delete
-from tests.conftest import JOB
+from tests.helpers.brokers import BROKER_URL, EventLog, free_port
 from tests.helpers.image import PODMAN, plain_env, run_args
-from tests.integration.broker.conftest import BROKER_URL, EventLog, free_port
+from tests.helpers.jobfiles import JOB
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,6 @@ import yaml
 from click.testing import CliRunner
 
 from filterjob_operator import cli
-from tests.conftest import JOB
 from tests.helpers import controlplane
 from tests.helpers.controlplane import (
     ADMIN_USER,
@@ -37,6 +36,7 @@ from tests.helpers.controlplane import (
     get,
     wait_gone,
 )
+from tests.helpers.jobfiles import JOB
 from tests.helpers.watching import api_error, named, wait_for_list
 
 FORBIDDEN = 403

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,20 @@ from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology
+from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
+from tests.helpers.filterjobs import (
+    container_restarts,
+    job_body,
+    kopf_settled,
+    phase_is,
+    png_outputs,
+    queue_exists,
+    ready_reason,
+)
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-
-from .conftest import passed
-from .realcluster import FilterJobOperator, Kube, Permission, Release, install_release, operator_for, tool
+from tests.helpers.outcomes import passed
+from tests.helpers.realcluster import FilterJobOperator, Kube, Permission, Release, install_release, operator_for, tool
 
 #: Not a request, so never in the audit log: what the OwnerReferencesPermissionEnforcement admission
 #: plugin (OpenShift) asks of whoever creates children with blockOwnerDeletion. The chart grants it.
@@ -57,22 +64,6 @@ def operator_rbac(request: pytest.FixtureRequest, kube: Kube) -> Iterator[None]:
     if not passed(request.node):
         FAILED.add(name)
     USED[name] = used | USED.get(name, set())
-
-
-def job_body(name: str, namespace: str, src: Path, dst: Path, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "filterjob.dev/v1alpha1",
-        "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "source": {"uri": src.as_uri() + "/"},
-            "destination": {"uri": dst.as_uri() + "/", "format": "png"},
-            "filters": [{"name": "thumbnail", "width": 48, "height": 48}, {"name": "grayscale"}],
-            "retry": {"maxAttempts": 2, "backoffSeconds": 0.2},
-            "broker": {"secretRef": {"name": "rabbitmq"}},
-            **spec,
-        },
-    }
 
 
 @pytest.fixture
@@ -123,20 +114,6 @@ def test_apply_enqueues_every_input_and_creates_the_workers(
     env = {e["name"]: e for e in workers["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FILTERJOB_QUEUE"]["value"] == topology_of(parse_job(stored)).tasks
     assert env["FILTERJOB_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == "rabbitmq"
-
-
-def queue_exists(name: str) -> bool:
-    async def check() -> bool:
-        connection = await aio_pika.connect(BROKER_URL)
-        async with connection:
-            channel = await connection.channel()
-            try:
-                await channel.declare_queue(name, passive=True)
-            except aio_pika.exceptions.ChannelNotFoundEntity:
-                return False
-            return True
-
-    return asyncio.run(check())
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -233,14 +210,6 @@ def test_deleting_a_job_removes_its_queues(
     kube.gone("deployments", "gone-workers")
     kube.wait_all("replicasets", lambda found: not found)
     kube.wait_all("pods", lambda found: not found)
-
-
-def ready_reason(reason: str) -> Any:
-    def check(job: dict[str, Any]) -> bool:
-        conditions = job.get("status", {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "False" and c["reason"] == reason for c in conditions)
-
-    return check
 
 
 @pytest.mark.parametrize(
@@ -510,10 +479,6 @@ def test_watching_a_namespace_list_serves_those_namespaces_only(
     assert WATCHING["used"] <= WATCHING["granted"], sorted(WATCHING["used"] - WATCHING["granted"])
 
 
-def phase_is(*phases: str) -> Any:
-    return lambda o: o.get("status", {}).get("phase") in phases
-
-
 def stop_mid_enqueue(kube: Kube, operator: FilterJobOperator, name: str, *, after: int) -> dict[str, Any]:
     """Run the operator on a job created suspended, resume it, stop once ``after`` tasks are enqueued.
 
@@ -529,21 +494,6 @@ def stop_mid_enqueue(kube: Kube, operator: FilterJobOperator, name: str, *, afte
     return state
 
 
-def kopf_settled(body: dict[str, Any]) -> bool:
-    """kopf has recorded the spec it handled (its last patch of a new object)."""
-    return "filterjob.dev/last-handled-configuration" in body["metadata"].get("annotations", {})
-
-
-def container_restarts(kube: Kube, prefix: str) -> int:
-    """Restarts of the containers of pods named ``prefix...``, gone ones too: the kubelet posts a
-    ``Started`` event at each start of a container (one per pod means none restarted)."""
-    starts = Counter(
-        e["involvedObject"]["name"] for e in kube.events("Started") if e["involvedObject"]["name"].startswith(prefix)
-    )
-    assert starts, f"no container of {prefix}* ever started"
-    return sum(count - 1 for count in starts.values())
-
-
 def lister_run(kube: Kube, name: str) -> tuple[str, list[int]]:
     """How the real Job controller ended the lister Job ``name``, and its pods' exit codes."""
     job = kube.wait("jobs", name, lambda j: any(c["status"] == "True" for c in j["status"].get("conditions", [])))
@@ -553,10 +503,6 @@ def lister_run(kube: Kube, name: str) -> tuple[str, list[int]]:
     pods = kube.list("pods", label_selector=f"job-name={name}")
     codes = [status["state"]["terminated"]["exitCode"] for pod in pods for status in pod["status"]["containerStatuses"]]
     return outcome, codes
-
-
-def png_outputs(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*.png")}
 
 
 @pytest.mark.slow

@@ -36,12 +36,11 @@ from filterjob_worker import storage
 from filterjob_worker.contract import Event, Task
 from filterjob_worker.storage import TEMP_SUFFIX
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
+from tests.helpers.filterjobs import container_restarts, job_body, phase_is, png_outputs
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-
-from .realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube, remove_filterjobs
-from .test_operator import container_restarts, job_body, phase_is, png_outputs
+from tests.helpers.realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube, remove_filterjobs
 
 T = TypeVar("T")
 

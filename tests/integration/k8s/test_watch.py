@@ -16,10 +16,9 @@ import pytest
 from filterjob_operator import exits
 from filterjob_worker.contract import CONTENT_TYPE, Event
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL, free_port
 from tests.helpers.controlplane import ControlPlane
-from tests.integration.broker.conftest import BROKER_URL, free_port
-
-from .realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs
+from tests.helpers.realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 #: What a user who only follows jobs may do: read one FilterJob.
