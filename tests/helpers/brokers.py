@@ -4,11 +4,12 @@ fast retry delays, an event log that tests await instead of sleeping, tasks and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,17 @@ def filterjob(*args: str, env: dict[str, str] | None = None, timeout: float = 12
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole block, and that no one else can take.
+
+    Bound by this socket but never listening: a connection to it is refused at once, and without
+    SO_REUSEADDR no other socket may bind it meanwhile (a port closed after a check could be taken).
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port: int = held.getsockname()[1]
+        yield port
 
 
 class EventLog:

@@ -17,7 +17,6 @@ class WorkerProcess:
     """A real ``python -m filterjob_worker`` with its JSON log lines collected."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.health_port = int(env["FILTERJOB_HEALTH_PORT"])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "filterjob_worker"],
             env={**os.environ, **env},
@@ -35,6 +34,12 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def health_port(self) -> int:
+        """The port the worker bound (it is started with FILTERJOB_HEALTH_PORT=0), as it logged it."""
+        line = self.wait_log(lambda line: "port" in line and str(line.get("msg", "")).startswith("serving /healthz"))
+        return int(line["port"])
 
     @property
     def health_url(self) -> str:

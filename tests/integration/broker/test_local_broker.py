@@ -39,7 +39,7 @@ from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
 from tests.helpers import runs
-from tests.helpers.brokers import BROKER_URL, filterjob, free_port
+from tests.helpers.brokers import BROKER_URL, closed_port, filterjob
 from tests.helpers.gates import Gates, take_one_task
 from tests.helpers.jobfiles import write_job
 
@@ -247,12 +247,13 @@ async def test_watch_stops_when_the_jobs_exchange_is_deleted(tmp_path: Path) -> 
 
 async def test_watch_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
     path = write_job(tmp_path, "unreachable")
-    watcher = await asyncio.create_subprocess_exec(
-        FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:secret@127.0.0.1:{free_port()}/",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(watcher.communicate(), 60)
+    with closed_port() as port:
+        watcher = await asyncio.create_subprocess_exec(
+            FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:secret@127.0.0.1:{port}/",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(watcher.communicate(), 60)
     assert watcher.returncode == exits.BROKER
     message = stderr.decode()
     assert "Traceback" not in message

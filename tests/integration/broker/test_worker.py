@@ -498,6 +498,17 @@ async def test_metrics_health_and_logs_after_a_mixed_run(
     assert logged == {(t.task, 1) for t in tasks}
 
 
+async def test_a_worker_given_port_0_serves_on_a_free_port_and_logs_which(spawn_worker: WorkerFactory) -> None:
+    worker = spawn_worker(FILTERJOB_HEALTH_PORT="0")
+    await worker.consuming()
+    (serving,) = [line for line in worker.lines if str(line.get("msg", "")).startswith("serving /healthz")]
+    assert serving["msg"] == f"serving /healthz, /readyz and /metrics on port {serving['port']}"
+    assert serving["port"] > 0
+    status, ready = await http_json(f"http://127.0.0.1:{serving['port']}/readyz")
+    assert (status, ready["reason"]) == (200, "consuming")
+    assert await terminate(worker) == 0
+
+
 async def test_unreachable_broker_logs_json_without_the_password(spawn_worker: WorkerFactory) -> None:
     # Nothing listens on port 1: connecting fails and the error is logged, scrubbed.
     worker = spawn_worker(FILTERJOB_BROKER_URL="amqp://guest:guest@127.0.0.1:1/")

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -59,13 +58,6 @@ NODE = "harness-node"
 def plane(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Plane:
     node = control_plane.node_kubeconfig(tmp_path_factory.mktemp("node") / "kubeconfig", NODE)
     return Plane(admin_kubeconfig=control_plane.kubeconfig, node_kubeconfig=node)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from filterjob_operator import exits
 from filterjob_worker.contract import CONTENT_TYPE, Event
 from filterjob_worker.topology import Topology, declare, delete
-from tests.helpers.brokers import BROKER_URL, free_port
+from tests.helpers.brokers import BROKER_URL, closed_port
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs
 
@@ -209,12 +209,13 @@ async def test_watch_refused_by_rbac_is_one_line(
 @pytest.mark.parametrize("problem", ["no kubeconfig", "unreachable API"])
 async def test_watch_without_a_cluster_is_one_line(tmp_path: Path, problem: str) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    if problem == "unreachable API":
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-            f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
-            "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
-        )
-    watcher = await start_watch("photos/any", kubeconfig)
-    await one_line_failure(watcher)
+    with closed_port() as port:
+        if problem == "unreachable API":
+            kubeconfig.write_text(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+                "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+            )
+        watcher = await start_watch("photos/any", kubeconfig)
+        await one_line_failure(watcher)
     assert watcher.returncode == exits.CLUSTER
