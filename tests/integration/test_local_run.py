@@ -64,31 +64,18 @@ def test_skip_existing_resumes(job_doc: dict[str, Any], job_dirs: tuple[Path, Pa
     assert len(outputs(dst)) == 6
 
 
-def _pool_workers() -> list[int]:
-    """Pids of our grandchildren: the pool's workers, forked by the forkserver."""
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    children = {pid for pid, ppid in parents.items() if ppid == me}
-    return [pid for pid, ppid in parents.items() if ppid in children]
-
-
 class KillOneWorker(Listener):
+    """SIGKILLs the pool process that ran the first task (its pid is on the outcome), once."""
+
     def __init__(self) -> None:
         self.killed: list[int] = []
 
     def advanced(self, outcome: Outcome | None) -> None:
-        if not self.killed:
-            victims = _pool_workers()
-            assert victims, "no pool worker found to kill"
-            os.kill(victims[0], signal.SIGKILL)
-            self.killed.append(victims[0])
+        if not self.killed and outcome is not None:
+            assert outcome.pid is not None, "the outcome of a task a pool process ran names that process"
+            assert outcome.pid != os.getpid()
+            os.kill(outcome.pid, signal.SIGKILL)
+            self.killed.append(outcome.pid)
 
 
 @pytest.mark.slow
