@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ JOB: dict[str, Any] = {
 
 
 def write_job(tmp_path: Path, name: str, **spec: Any) -> Path:
+    """``tmp_path/job.yaml``, a job named ``name`` plus a random part: a local job's queues are named
+    after it alone (``fj.local-test.<name>.local``), and other runs share the broker at the same time."""
     doc = {
         "apiVersion": "filterjob.dev/v1alpha1",
         "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": "local-test"},
+        "metadata": {"name": f"{name}-{uuid.uuid4().hex[:6]}", "namespace": "local-test"},
         "spec": {
             "source": {"uri": "in"},
             "destination": {"uri": "out", "format": "png"},

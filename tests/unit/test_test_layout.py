@@ -1,7 +1,8 @@
-"""The test suite's own layout: shared helpers live in tests/helpers, so any test module runs alone.
+"""The test suite's own rules, so that any test runs alone, in any order, next to other runs.
 
-A test module that imports another test module (or a conftest) runs that module's import-time code,
-re-registers its fixtures and ties the two together; helpers are imported from tests.helpers only.
+Shared helpers live in tests/helpers: a test module that imports another test module (or a conftest)
+runs that module's import-time code, re-registers its fixtures and ties the two together. And what a
+test declares on the shared broker has a name of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import ast
 from pathlib import Path
 
 import pytest
+
+from filterjob_operator.spec import load_job
+from filterjob_operator.workerenv import topology_of
+from tests.helpers.jobfiles import write_job
 
 TESTS = Path(__file__).resolve().parents[1]
 MODULES = sorted(p for p in TESTS.rglob("*.py") if ".venv" not in p.parts)
@@ -54,3 +59,13 @@ def imported_modules_of(source: str, path: Path) -> set[str]:
             found.add(module)
             found |= {f"{module}.{alias.name}" for alias in node.names}
     return found
+
+
+def test_job_files_of_one_name_get_queues_of_their_own(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+    one = topology_of(load_job(write_job(first, "same"), local=True))
+    other = topology_of(load_job(write_job(second, "same"), local=True))
+    assert one.base != other.base
+    assert ".same-" in one.base

@@ -215,7 +215,8 @@ async def test_watch_prints_the_input_key_relative_to_the_source(tmp_path: Path)
     assert watcher.returncode == 0, text
     assert "failed    broken/bad-000-corrupt.jpg (attempt" in text, text
     assert "file://" not in text
-    assert "finished  local-test/keys: Failed, 1 succeeded, 1 failed of 2" in text
+    name = load_job(path, local=True).metadata.name
+    assert f"finished  local-test/{name}: Failed, 1 succeeded, 1 failed of 2" in text
 
 
 async def test_watch_of_a_job_that_never_ran_declares_nothing(tmp_path: Path) -> None:
@@ -345,8 +346,8 @@ def test_run_says_which_mode_runs_and_where_the_url_came_from(tmp_path: Path) ->
 
 def test_redrive_of_a_job_file_runs_its_workers_until_the_tasks_are_done(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=3, broken=2, size=(60, 40))
-    name = unique("redrive")
-    job = write_job(tmp_path, name)
+    job = write_job(tmp_path, "redrive")
+    name = load_job(job, local=True).metadata.name
     first = filterjob("run", str(job), "--broker", BROKER_URL, "--workers", "1", "--no-progress")
     assert first.returncode == exits.FAILED, first.stdout + first.stderr
     assert "│ failed     │ 2" in first.stdout
