@@ -15,7 +15,6 @@ import signal
 import ssl
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from PIL import Image
 
+from filterjob_operator import status
 from filterjob_operator.samples import make_samples, write_broken
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
@@ -486,9 +486,8 @@ class BusyWorkers:
 
 @dataclasses.dataclass(frozen=True)
 class Seen:
-    """The job's scaling state at one moment (each change recorded by :class:`Timeline`)."""
+    """The job's scaling state at one moment (each change recorded by :class:`Timeline`, in order)."""
 
-    at: float
     phase: str | None
     #: Tasks ready, in flight and retrying, as the status reports them: the scaler's input.
     outstanding: int
@@ -499,7 +498,7 @@ class Seen:
 
 
 class Timeline:
-    """Records, with the time it was seen, every change of a job's scaling state, and every
+    """Records, in order, every change of a job's scaling state, and every
     ``spec.replicas`` the worker Deployment and its ReplicaSets went through, from watches on the
     API server (a watch delivers every change, in order)."""
 
@@ -550,13 +549,12 @@ class Timeline:
                     history.append(item["spec"]["replicas"])
             job = status_of(self.job)
             state = Seen(
-                time.monotonic(),
                 job.get("phase"),
                 sum(job.get(k, 0) for k in ("queued", "inFlight", "retrying")),
                 (job.get("workers") or {}).get("desired"),
                 self.deployment["spec"]["replicas"] if self.deployment else None,
             )
-            if not self.seen or dataclasses.replace(self.seen[-1], at=state.at) != state:
+            if not self.seen or self.seen[-1] != state:
                 self.seen.append(state)
 
     def stop(self) -> list[Seen]:
@@ -567,19 +565,32 @@ class Timeline:
         return self.seen
 
 
-def waited_before_scaling_down(seen: list[Seen], wanted: Callable[[int], int]) -> list[tuple[int, int, float]]:
-    """Each scale-down while running: (from, to, seconds since the operator first read a queue state
-    wanting fewer than ``from`` replicas)."""
-    out = []
-    for i in range(1, len(seen)):
-        before, now = seen[i - 1].desired, seen[i].desired
-        if seen[i].phase != "Running" or before is None or now is None or now >= before:
-            continue
-        first = i
-        while first > 0 and seen[first - 1].phase == "Running" and wanted(seen[first - 1].outstanding) < before:
-            first -= 1
-        out.append((before, now, seen[i].at - seen[first].at))
-    return out
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One scaling decision of the operator: ``status.next_replicas``'s inputs and what it returned."""
+
+    current: int
+    desired: int
+    now: float
+    below_since: float | None
+    delay: float
+    replicas: int
+    since: float | None
+
+
+@pytest.fixture
+def decisions(monkeypatch: pytest.MonkeyPatch) -> list[Decision]:
+    """Every scaling decision of an operator run in this process (``filterjob_operator.run()``), in order."""
+    made: list[Decision] = []
+    real = status.next_replicas
+
+    def recording(**given: Any) -> tuple[int, float | None]:
+        replicas, since = real(**given)
+        made.append(Decision(**given, replicas=replicas, since=since))
+        return replicas, since
+
+    monkeypatch.setattr(status, "next_replicas", recording)
+    return made
 
 
 @pytest.mark.slow
@@ -591,6 +602,7 @@ def test_workers_scale_with_the_backlog_count_busy_ones_and_go_down_after_the_de
     tmp_path: Path,
     jobs: list[dict[str, Any]],
     broker_thread: BrokerThread,
+    decisions: list[Decision],
 ) -> None:
     """A backlog of 60 tasks asks for 6 workers of 10 tasks each, capped at 3. Then busy workers
     (played at the broker; no node here, so the real ReplicaSet's pods stay Pending and take
@@ -626,7 +638,8 @@ def test_workers_scale_with_the_backlog_count_busy_ones_and_go_down_after_the_de
             workers.take(60)
             workers.ack(45)
             kube.wait("deployments", "scaling-workers", replicas_are(2), timeout=30)
-            released = time.monotonic()
+            with timeline.lock:
+                released = len(timeline.seen)  # what was seen before the last 15 were released
             workers.ack(15)
             job = kube.wait("filterjobs", "scaling", phase_is("Succeeded", "Failed"), timeout=60)
             kube.wait("deployments", "scaling-workers", replicas_are(0), timeout=30)
@@ -644,11 +657,20 @@ def test_workers_scale_with_the_backlog_count_busy_ones_and_go_down_after_the_de
     # need; while 15 were held, never fewer than 2.
     assert all(s.desired >= wanted(s.outstanding) for s in running)
     assert any(s.outstanding == 15 and s.desired == 2 for s in running)
-    assert all(s.desired >= 2 for s in running if s.at < released)
-    # Each step down came no sooner than a delay after the queues first asked for fewer.
-    downs = waited_before_scaling_down(seen, wanted)
-    assert [(a, b) for a, b, _ in downs] == [(3, 2), (2, 1)]
-    assert all(waited >= delay - 0.25 for _, _, waited in downs), downs
+    assert all(s.desired >= 2 for s in seen[:released] if s.phase == "Running" and s.desired is not None)
+    # The operator's own decisions: each step down while running came once the lower want had held
+    # for the delay, by the operator's clock, and every pass before it within the delay kept the
+    # replicas and the moment the want first dropped.
+    downs = [i for i, d in enumerate(decisions) if d.replicas < d.current and d.delay > 0]
+    assert [(decisions[i].current, decisions[i].replicas) for i in downs] == [(3, 2), (2, 1)]
+    for i in downs:
+        down = decisions[i]
+        assert down.below_since is not None
+        assert down.now - down.below_since >= delay
+        waiting = [d for d in decisions[:i] if d.since == down.below_since]
+        assert waiting, "the delay started in an earlier pass"
+        assert all(d.replicas == d.current == down.current and d.desired < d.current for d in waiting)
+    assert all(d.delay == delay for d in decisions if d.replicas != 0)
     # Zero at the end, although minReplicas is 1: the job is done.
     assert running[-1].desired == minimum
     assert (seen[-1].phase, seen[-1].desired, seen[-1].replicas) == ("Succeeded", 0, 0)
