@@ -24,6 +24,7 @@ from filterjob_operator.samples import make_image
 from filterjob_worker.contract import Task
 from filterjob_worker.storage import TEMP_SUFFIX
 from filterjob_worker.topology import Topology
+from tests.helpers import runs
 from tests.helpers.brokers import EventLog, make_tasks, publish
 from tests.helpers.gates import Gates
 from tests.helpers.workers import WorkerFactory, WorkerProcess
@@ -55,13 +56,24 @@ def slow_batch(
 
 
 def holder(workers: list[WorkerProcess], fifo: Path) -> WorkerProcess:
-    """The worker with ``fifo`` open (its thread executor reads inputs in the worker's own process)."""
-    for worker in workers:
-        for fd in Path(f"/proc/{worker.pid}/fd").iterdir():
-            with contextlib.suppress(OSError):  # a descriptor closed meanwhile
-                if os.readlink(fd) == str(fifo):
-                    return worker
-    raise AssertionError(f"no worker holds {fifo}")
+    """The worker with ``fifo`` open (its thread executor reads inputs in the worker's own process).
+
+    The gate opens for the test while the reader is still inside its open(): its descriptor shows
+    in /proc a moment later, which nothing announces, so this looks until it does.
+    """
+
+    def found() -> WorkerProcess | None:
+        for worker in workers:
+            for fd in Path(f"/proc/{worker.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                    if os.readlink(fd) == str(fifo):
+                        return worker
+        return None
+
+    runs.wait_for(lambda: found() is not None, timeout=30, message=f"a worker holding {fifo}")
+    worker = found()
+    assert worker is not None
+    return worker
 
 
 @pytest.mark.slow
@@ -83,7 +95,10 @@ async def test_sigkilled_workers_lose_nothing(
     tasks = make_tasks(declared, src, dst)
     gates = Gates(src, names)
     gates.close()
-    workers = [spawn_worker(), spawn_worker(), spawn_worker()]
+    # Prefetch 1: a killed worker held its gate's task only. A task a worker had in hand each time
+    # one died is parked after a few deaths, as a poison message would be; none here should be.
+    one = {"FILTERJOB_PREFETCH": "1"}
+    workers = [spawn_worker(**one), spawn_worker(**one), spawn_worker(**one)]
     await publish(channel, declared, tasks)
     killed_at: list[str] = []
     pending = list(names)
@@ -101,7 +116,7 @@ async def test_sigkilled_workers_lose_nothing(
         os.close(fd)
         killed_at.append(name)
         workers.remove(victim)
-        workers.append(spawn_worker())  # as a Deployment replaces a dead pod
+        workers.append(spawn_worker(**one))  # as a Deployment replaces a dead pod
     assert sorted(killed_at) == names
     await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=120)
     # Killed mid-task, each gate's task came back and succeeded on its second delivery.
