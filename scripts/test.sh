@@ -15,6 +15,8 @@ scripts/ensure-helm.sh >/dev/null  # helm (and kubectl) into .venv/bin for the c
 # kube-apiserver, -controller-manager, -scheduler and etcd for the control-plane tests: built from
 # the Go module proxy the first time (10-15 minutes on 2 cores), then well under a second.
 scripts/ensure-k8s-binaries.sh >/dev/null
+# The locked wheels into their cache, so that tests/integration/test_wheel.py downloads nothing.
+wheels="$(mktemp -d)" && scripts/make-wheelhouse.sh "$wheels/wheelhouse" >/dev/null && rm -rf "$wheels"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -12,17 +12,7 @@ import yaml
 
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 from tests.helpers.image import ImageError, built_image
-
-JOB: dict[str, Any] = {
-    "apiVersion": "filterjob.dev/v1alpha1",
-    "kind": "FilterJob",
-    "metadata": {"name": "thumbs", "namespace": "photos"},
-    "spec": {
-        "source": {"uri": "file:///data/in/"},
-        "destination": {"uri": "file:///data/out/", "format": "jpeg", "quality": 85},
-        "filters": [{"name": "grayscale"}, {"name": "blur", "radius": 2}],
-    },
-}
+from tests.helpers.jobfiles import JOB
 
 
 @pytest.fixture
@@ -55,14 +45,14 @@ IMAGE = pytest.StashKey["str | ImageError"]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the control-plane binaries before the first test, if a selected test needs them.
+    """Find the control-plane binaries and build the image before the first test, if a selected test needs them.
 
-    Here and not in the fixture: on a fresh machine the build takes 10-15 minutes, more than a
-    test's timeout; once built this takes well under a second (scripts/ensure-k8s-binaries.sh).
+    The binaries are built by the install step (scripts/test.sh runs scripts/ensure-k8s-binaries.sh):
+    a test run downloads nothing, and without them the control-plane tests fail saying what to run.
     """
     if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
         try:
-            session.config.stash[BINARIES] = Binaries.ensure()
+            session.config.stash[BINARIES] = Binaries.ensure(build=False)
         except ControlPlaneError as error:
             session.config.stash[BINARIES] = error
     # The image too (scripts/build-image.sh): a cold build makes its base and downloads its
@@ -80,7 +70,7 @@ def control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
     Everything is stopped at the end of the session (and killed with the session if it is killed).
     """
-    binaries = request.config.stash.get(BINARIES, None) or Binaries.ensure()
+    binaries = request.config.stash.get(BINARIES, None) or Binaries.ensure(build=False)
     try:
         if isinstance(binaries, ControlPlaneError):
             raise binaries

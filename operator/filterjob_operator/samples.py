@@ -28,7 +28,10 @@ def make_image(size: tuple[int, int], seed: int) -> Image.Image:
     w, h = size
     red = Image.linear_gradient("L").rotate(rng.choice((0, 90, 180, 270))).resize(size)
     green = Image.radial_gradient("L").resize(size)
-    blue = Image.effect_noise(size, 40 + seed % 30)
+    # Noise from the seeded generator: Image.effect_noise draws from C's rand(), so the same seed
+    # made other images depending on what ran before (and a truncated sample broke elsewhere).
+    spread = 40 + seed % 30
+    blue = Image.frombytes("L", size, rng.randbytes(w * h)).point(lambda v: 128 + (v - 128) * spread // 128)
     image = Image.merge("RGB", (red, green, blue))
     draw = ImageDraw.Draw(image)
     for _ in range(6):
@@ -50,7 +53,10 @@ def write_broken(path: Path, kind: str, seed: int = 0) -> Path:
         good.save(path, format="JPEG")
         data = path.read_bytes()
         if kind == "truncated":
-            path.write_bytes(data[: len(data) // 2])
+            # Cut halfway through the image data (after the start-of-scan marker), never in the
+            # header: a download that stopped partway, which opens but cannot be decoded.
+            scan = data.index(b"\xff\xda")
+            path.write_bytes(data[: scan + (len(data) - scan) // 2])
         elif kind == "corrupt":
             # A valid JPEG header followed by garbage where the scan data should be.
             path.write_bytes(data[:20] + bytes(random.Random(seed).randrange(256) for _ in range(len(data) - 20)))

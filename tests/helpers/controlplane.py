@@ -126,7 +126,14 @@ class Binaries:
 
 
 def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the caller starts a server on it at once)."""
+    """A port free on 127.0.0.1 right now (the caller starts a server on it at once).
+
+    Checked, then bound by another process, so another may take it in between: etcd's and the API
+    server's ports must be known before they start (the kubeconfigs, etcd's peer URL and the API
+    server's etcd URL name them) and port 0 makes etcd log a port it does not serve on and turns
+    the API server's secure port off, so :meth:`ControlPlane._launch` starts a component again on
+    another port when its own was taken ("address already in use").
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]

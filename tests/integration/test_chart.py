@@ -1,7 +1,7 @@
 """The Helm chart and the plain manifests, rendered by the real ``helm`` binary.
 
-helm is ``.venv/bin/helm`` from ``scripts/ensure-helm.sh`` (run here if it is missing, so
-these tests fail rather than skip without it). Value sets: the defaults and
+helm is ``.venv/bin/helm`` from ``scripts/ensure-helm.sh``, which the install step runs
+(scripts/test.sh); without it these tests fail saying so, rather than skip or download it. Value sets: the defaults and
 ``charts/filterjob/ci/*-values.yaml`` (helm's convention for values under test). Every
 rendered object is checked against the Kubernetes OpenAPI schemas, the RBAC rules of both
 modes against each other (the operator tests prove them exact on a real API server), and
@@ -32,7 +32,7 @@ from filterjob_operator.settings import DEFAULT_IMAGE, Settings
 from filterjob_operator.spec import parse_job
 from filterjob_worker import __version__
 from tests import quickstart
-from tests.conftest import JOB
+from tests.helpers.jobfiles import JOB
 from tests.helpers.kubelet_config import expand
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,20 +63,23 @@ def find_helm() -> Path | None:
 def helm() -> Path:
     found = find_helm()
     if found is None:
-        result = subprocess.run([ROOT / "scripts" / "ensure-helm.sh"], capture_output=True, text=True, check=False)
-        found = find_helm()
-        if found is None:
-            pytest.fail(f"no helm, and scripts/ensure-helm.sh could not install it:\n{result.stderr}")
+        pytest.fail("no helm in .venv/bin or on PATH: run scripts/ensure-helm.sh (scripts/test.sh does)")
     return found
 
 
 def test_ensure_helm_is_idempotent(helm: Path) -> None:
+    """Run again where helm is installed, it only prints the path: it neither downloads nor writes."""
     installed = ROOT / ".venv" / "bin" / "helm"
-    before = installed.stat().st_mtime_ns if installed.exists() else None
+    if not installed.exists():
+        pytest.fail("no .venv/bin/helm: run scripts/ensure-helm.sh (scripts/test.sh does)")
+    pinned = subprocess.run([installed, "version", "--short"], capture_output=True, text=True, check=True)
+    if not pinned.stdout.startswith("v4.1.4"):  # the script would download the pinned one
+        pytest.fail(f".venv/bin/helm is {pinned.stdout.strip()}: run scripts/ensure-helm.sh (scripts/test.sh does)")
+    before = installed.stat().st_mtime_ns
     result = subprocess.run([ROOT / "scripts" / "ensure-helm.sh"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(installed)
-    assert before is None or installed.stat().st_mtime_ns == before  # already there: left alone
+    assert installed.stat().st_mtime_ns == before  # already there: left alone
     version = subprocess.run([installed, "version", "--short"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("v4.")
 

@@ -22,7 +22,7 @@ import kubernetes.config
 import pytest
 import requests
 
-from tests.e2e import test_cluster as e2e
+from tests.helpers import realjob
 from tests.helpers.controlplane import ROOT, alive, free_port, wait_gone
 from tests.helpers.watching import named, wait_for_list
 
@@ -175,7 +175,7 @@ def test_the_readme_path_runs_a_filterjob_to_succeeded_with_outputs_on_disk(
         )
         (job,) = wait_for_list(
             listing,
-            lambda jobs: any((j.get("status") or {}).get("phase") in e2e.DONE for j in jobs),
+            lambda jobs: any((j.get("status") or {}).get("phase") in realjob.DONE for j in jobs),
             timeout=180,
             what="the example FilterJob to finish",
             **named("dev-thumbnails"),
@@ -209,7 +209,7 @@ def test_the_readme_path_runs_a_filterjob_to_succeeded_with_outputs_on_disk(
         "KUBECONFIG": kubeconfig, "FILTERJOB_E2E_NAMESPACE": "photos", "FILTERJOB_E2E_HOST_PATH": str(images),
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    e2e.test_apply_runs_to_succeeded_on_a_real_cluster()
+    realjob.run_a_job_to_succeeded()
     with kubernetes.config.new_client_from_config(kubeconfig) as client:
         jobs = kubernetes.client.CustomObjectsApi(client).list_namespaced_custom_object(
             "filterjob.dev", "v1alpha1", "photos", "filterjobs"

@@ -22,7 +22,8 @@ import kubernetes.client
 import pytest
 
 from tests.helpers.controlplane import ControlPlane
-from tests.unit.test_k8s_tooling import COMPONENTS, ROOT, TOOLS, required
+from tests.helpers.k8s_tooling import COMPONENTS, ROOT, TOOLS, required
+from tests.helpers.processes import session_alive
 
 SCRIPT = ROOT / "scripts" / "ensure-k8s-binaries.sh"
 K8S_VERSION = required(TOOLS / "go.mod", "k8s.io/kubernetes")
@@ -250,18 +251,6 @@ def test_an_interrupted_build_leaves_no_binary_and_stops_the_build(
     after = builds.run()
     assert after.returncode == 0, after.stderr
     assert builds.files() == all_binaries(builds)
-
-
-def session_alive(sid: int) -> bool:
-    """Whether any process of the session is still there (found through /proc, without waiting)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            return True
-    return False
 
 
 def test_a_killed_build_leaves_only_temporary_names_which_the_next_run_clears(builds: Builds) -> None:

@@ -18,8 +18,7 @@ from filterjob_operator.local import Listener, LocalOptions, run_local
 from filterjob_operator.samples import make_image
 from filterjob_worker.storage import TEMP_SUFFIX
 from tests.helpers.gates import POLL, Gates, holders, reader_waiting
-
-from .test_local_run import local_job, outputs
+from tests.helpers.jobfiles import local_job, output_files
 
 #: What the summary says of an input whose process died each time it was read.
 DIED = "a worker process died while processing this image (out of memory?)"
@@ -81,6 +80,6 @@ def test_an_input_that_kills_every_pool_process_fails_alone_and_the_rest_succeed
     assert [(f.input, f.reason) for f in summary.failures] == [(names[0], DIED)]
     assert not summary.ok  # `filterjob run` exits 1 (exits.FAILED)
     assert gates.released == 1
-    assert outputs(dst) == sorted(Path(n).with_suffix(".png").as_posix() for n in names[1:])
+    assert output_files(dst) == sorted(Path(n).with_suffix(".png").as_posix() for n in names[1:])
     assert not list(dst.rglob(f"*{TEMP_SUFFIX}"))
     assert (src / names[0]).exists()  # inputs are left as they were

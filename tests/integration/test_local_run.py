@@ -12,20 +12,9 @@ from PIL import Image
 
 from filterjob_operator.local import Listener, LocalOptions, run_local
 from filterjob_operator.samples import BROKEN_KINDS, make_samples
-from filterjob_operator.spec import FilterJob, parse_job
 from filterjob_worker.processing import Outcome
 from filterjob_worker.storage import TEMP_SUFFIX
-
-
-def local_job(job_doc: dict[str, Any], src: Path, dst: Path) -> FilterJob:
-    job_doc["spec"]["source"] = {"uri": src.as_uri() + "/"}
-    job_doc["spec"]["destination"] = {"uri": dst.as_uri() + "/", "format": "png"}
-    job_doc["spec"]["filters"] = [{"name": "thumbnail", "width": 40, "height": 40}, {"name": "sepia"}]
-    return parse_job(job_doc)
-
-
-def outputs(dst: Path) -> list[str]:
-    return sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+from tests.helpers.jobfiles import local_job, output_files
 
 
 def test_run_writes_good_images_and_reports_broken_ones(job_doc: dict[str, Any], job_dirs: tuple[Path, Path]) -> None:
@@ -36,7 +25,7 @@ def test_run_writes_good_images_and_reports_broken_ones(job_doc: dict[str, Any],
     assert (summary.total, summary.succeeded, summary.failed) == (14, 10, 4)
     assert summary.ok is False
     expected = sorted(p.relative_to(src).with_suffix(".png").as_posix() for p in made.good)
-    assert outputs(dst) == expected
+    assert output_files(dst) == expected
     for key in expected:
         with Image.open(dst / key) as image:
             assert image.format == "PNG"
@@ -61,34 +50,21 @@ def test_skip_existing_resumes(job_doc: dict[str, Any], job_dirs: tuple[Path, Pa
     again = run_local(job, options=LocalOptions(workers=1, skip_existing=True))
     assert (again.succeeded, again.skipped, again.failed) == (1, 5, 0)
     assert again.ok
-    assert len(outputs(dst)) == 6
-
-
-def _pool_workers() -> list[int]:
-    """Pids of our grandchildren: the pool's workers, forked by the forkserver."""
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    children = {pid for pid, ppid in parents.items() if ppid == me}
-    return [pid for pid, ppid in parents.items() if ppid in children]
+    assert len(output_files(dst)) == 6
 
 
 class KillOneWorker(Listener):
+    """SIGKILLs the pool process that ran the first task (its pid is on the outcome), once."""
+
     def __init__(self) -> None:
         self.killed: list[int] = []
 
     def advanced(self, outcome: Outcome | None) -> None:
-        if not self.killed:
-            victims = _pool_workers()
-            assert victims, "no pool worker found to kill"
-            os.kill(victims[0], signal.SIGKILL)
-            self.killed.append(victims[0])
+        if not self.killed and outcome is not None:
+            assert outcome.pid is not None, "the outcome of a task a pool process ran names that process"
+            assert outcome.pid != os.getpid()
+            os.kill(outcome.pid, signal.SIGKILL)
+            self.killed.append(outcome.pid)
 
 
 @pytest.mark.slow
@@ -100,7 +76,7 @@ def test_a_killed_worker_process_loses_nothing(job_doc: dict[str, Any], job_dirs
     assert killer.killed
     assert summary.ok, summary.failures
     assert summary.succeeded == 24
-    assert len(outputs(dst)) == len(made.good)
+    assert len(output_files(dst)) == len(made.good)
 
 
 class RemoveOnStart(Listener):

@@ -120,6 +120,12 @@ def test_sample_broken_files_are_invalid_images(kind: str, reason: str, tmp_path
     assert info.value.permanent
 
 
+def test_a_sample_seed_makes_the_same_image_whatever_ran_before() -> None:
+    first = make_image((64, 48), 7).tobytes()
+    Image.effect_noise((64, 48), 30)  # draws from C's rand(), as other code in the process may
+    assert make_image((64, 48), 7).tobytes() == first
+
+
 def test_file_above_max_bytes_is_refused_before_decoding() -> None:
     data = photo_jpeg()
     with pytest.raises(ImageTooLarge, match=rf"file is {len(data)} bytes, above the limit of {len(data) - 1}"):

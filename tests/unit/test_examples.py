@@ -13,7 +13,7 @@ import yaml
 from filterjob_operator.builders import deployment, hpa
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import parse_job
-from tests.unit.test_crd import problems
+from tests.helpers.crd import problems
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / "tools" / "k8s"
-COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+from tests.helpers.k8s_tooling import COMPONENTS, TOOLS, directives, required
 
 
 def load_pin() -> ModuleType:
@@ -85,21 +82,6 @@ def test_a_replace_by_a_folder_outside_staging_cannot_be_carried_over() -> None:
     release = {**RELEASE_MOD, "Replace": [{"Old": {"Path": "example.org/x"}, "New": {"Path": "../x"}}]}
     with pytest.raises(pin.PinError, match=r"example.org/x is replaced by the folder \.\./x"):
         pin.edit_flags(release, "v1.37.2")
-
-
-def directives(go_mod: Path, keyword: str) -> list[str]:
-    """The lines of a go.mod directive, whether written as one line or as a ( ) block."""
-    text = go_mod.read_text()
-    lines = re.findall(rf"^{keyword} ([^(\n].*)$", text, re.MULTILINE)
-    for block in re.findall(rf"^{keyword} \(\n(.*?)^\)", text, re.MULTILINE | re.DOTALL):
-        lines += [line.strip() for line in block.splitlines() if line.strip()]
-    return [line.split("//")[0].strip() for line in lines]
-
-
-def required(go_mod: Path, module: str) -> str:
-    versions = [line.split()[1] for line in directives(go_mod, "require") if line.split()[0] == module]
-    assert len(versions) == 1, f"{go_mod} requires {module} {len(versions)} times"
-    return versions[0]
 
 
 def test_the_committed_kubernetes_pin_replaces_each_staging_module_at_the_pinned_release() -> None:

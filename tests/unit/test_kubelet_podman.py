@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import kubelet_config as config
 from tests.helpers import kubelet_podman as podman
-from tests.unit.test_kubelet_harness import FakeLookup, pod
+from tests.helpers.kubelet_fakes import FakeLookup, pod
 
 Body = dict[str, Any]
 RESTRICTED: Body = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,13 @@ def test_process_replaces_an_existing_output(tmp_path: Path, photo: Path) -> Non
     out.write_bytes(b"stale")
     assert processing.process(make_task(photo, out)).ok
     assert open_image(out).size == (64, 48)
+
+
+def test_an_outcome_names_the_process_that_ran_it_and_a_recorded_one_none(tmp_path: Path, photo: Path) -> None:
+    ran = processing.process(make_task(photo, tmp_path / "out.jpg"))
+    failed = processing.process(make_task(tmp_path / "missing.jpg", tmp_path / "out2.jpg"))
+    assert (ran.pid, failed.pid) == (os.getpid(), os.getpid())
+    assert processing.Outcome.of(make_task(photo, tmp_path / "x.jpg")).pid is None
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "truncated", "empty", "not-an-image"])

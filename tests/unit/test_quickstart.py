@@ -16,8 +16,8 @@ from filterjob_operator.builders.common import workers_name
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import FilterJob, parse_job
 from tests import quickstart
+from tests.helpers.crd import problems
 from tests.quickstart import ROOT, Object
-from tests.unit.test_crd import problems
 
 OBJECTS = quickstart.objects()
 NAMESPACE = quickstart.the("Namespace")["metadata"]["name"]

@@ -6,7 +6,7 @@
 | ``FILTERJOB_QUEUE`` | the job's task queue (``….tasks``) | required |
 | ``FILTERJOB_CONCURRENCY`` | images processed at once | 2 |
 | ``FILTERJOB_PREFETCH`` | unacked deliveries held (≥ concurrency) | concurrency + 1 |
-| ``FILTERJOB_HEALTH_PORT`` | port of /healthz, /readyz, /metrics (0: any) | 8080 |
+| ``FILTERJOB_HEALTH_PORT`` | port of /healthz, /readyz, /metrics (0: any, logged as ``port``) | 8080 |
 | ``FILTERJOB_LOG_LEVEL`` | DEBUG, INFO, WARNING, ERROR | INFO |
 | ``FILTERJOB_MAX_ATTEMPTS`` | attempts before a failing task is parked | 3 |
 | ``FILTERJOB_BACKOFF_SECONDS`` | first retry delay, doubled each retry | 2 |

@@ -35,9 +35,11 @@ def make_app(health: Health, metrics: WorkerMetrics) -> web.Application:
     return app
 
 
-async def start(health: Health, metrics: WorkerMetrics, port: int) -> web.AppRunner:
+async def start(health: Health, metrics: WorkerMetrics, port: int) -> tuple[web.AppRunner, int]:
+    """Serve the endpoints on ``port`` (0: one the system picks); the runner and the port bound."""
     runner = web.AppRunner(make_app(health, metrics), access_log=None)
     await runner.setup()
     # All interfaces: the kubelet probes the pod IP.
     await web.TCPSite(runner, host="0.0.0.0", port=port).start()  # noqa: S104
-    return runner
+    bound: int = runner.addresses[0][1]
+    return runner, bound

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-CONTEXT_FIELDS = ("job", "task", "attempt", "worker", "queue", "event")
+CONTEXT_FIELDS = ("job", "task", "attempt", "worker", "queue", "event", "port")
 # user:password@ in any URL-ish text; the password is replaced.
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I)
 

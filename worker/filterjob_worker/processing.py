@@ -6,6 +6,7 @@ process pool and the broker-fed worker service call the same function.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -29,9 +30,19 @@ class Outcome:
     reason: str | None = None
     permanent: bool = True
     bytes_written: int = 0
+    #: The process that ran the task (None: recorded without running it, e.g. its process died).
+    pid: int | None = None
 
     @classmethod
-    def of(cls, task: Task, *, error: TaskError | None = None, seconds: float = 0.0, bytes_written: int = 0) -> Outcome:
+    def of(
+        cls,
+        task: Task,
+        *,
+        error: TaskError | None = None,
+        seconds: float = 0.0,
+        bytes_written: int = 0,
+        pid: int | None = None,
+    ) -> Outcome:
         """Success, or the failure that ``error`` describes."""
         return cls(
             task=task.task,
@@ -42,6 +53,7 @@ class Outcome:
             reason=None if error is None else reason_of(error),
             permanent=True if error is None else error.permanent,
             bytes_written=bytes_written,
+            pid=pid,
         )
 
 
@@ -83,5 +95,5 @@ def process(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> Outco
     try:
         written = execute(task, limits=limits)
     except TaskError as e:
-        return Outcome.of(task, error=e, seconds=time.perf_counter() - start)
-    return Outcome.of(task, seconds=time.perf_counter() - start, bytes_written=written)
+        return Outcome.of(task, error=e, seconds=time.perf_counter() - start, pid=os.getpid())
+    return Outcome.of(task, seconds=time.perf_counter() - start, bytes_written=written, pid=os.getpid())

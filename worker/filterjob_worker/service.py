@@ -42,7 +42,9 @@ async def serve(config: WorkerConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     if config.parent_pid is not None:
         parent.stop_with_parent(config.parent_pid)
-    runner = await http.start(health, metrics, config.health_port)
+    runner, port = await http.start(health, metrics, config.health_port)
+    # The port bound, for whoever asked for any (FILTERJOB_HEALTH_PORT=0) and must find it.
+    log.info("serving /healthz, /readyz and /metrics on port %d", port, extra={"port": port})
     probe = LoopLagProbe(health)
     probe.start()
     consumer = Consumer(config, health=health, metrics=metrics, executor_factory=lambda: executor_factory(config))

@@ -23,8 +23,7 @@ import trustme
 import yaml
 
 from filterjob_operator import exits
-
-from .conftest import BROKER_URL, filterjob, free_port
+from tests.helpers.brokers import BROKER_URL, closed_port, filterjob
 
 MISSING_QUEUE = f"fj.x.y.{uuid.uuid4().hex[:8]}.parked"
 
@@ -80,9 +79,16 @@ def assert_one_line(result: Any, *expected: str) -> str:
     return str(lines[0])
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test (see ``closed_port``)."""
+    with closed_port() as port:
+        yield port
+
+
 def case_url(case: str, request: pytest.FixtureRequest) -> tuple[str, list[str]]:
     """The URL of a broker mistake and what its message must say."""
-    closed = free_port()
+    closed = request.getfixturevalue("refused_port") if case == "refused" else 0
     silent_port = request.getfixturevalue("silent_port") if case == "silent port" else 0
     tls_port = request.getfixturevalue("untrusted_tls_port") if case == "untrusted certificate" else 0
     cases = {

@@ -27,9 +27,8 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker.config import redact
 from filterjob_worker.contract import REASON_HEADER
 from filterjob_worker.topology import Topology, delete
-
-from .conftest import BROKER_URL, MANAGEMENT_URL, filterjob
-from .test_local_broker import unique, write_job
+from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, filterjob
+from tests.helpers.jobfiles import unique, write_job
 
 
 async def ready_count(connection: AbstractRobustConnection, queue: str) -> int:

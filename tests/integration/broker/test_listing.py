@@ -16,8 +16,7 @@ from filterjob_operator import broker, exits, listing
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology, delete
-
-from .conftest import BROKER_URL, filterjob
+from tests.helpers.brokers import BROKER_URL, filterjob
 
 
 @pytest.fixture

@@ -39,9 +39,9 @@ from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import declare, delete
 from tests.helpers import runs
+from tests.helpers.brokers import BROKER_URL, closed_port, filterjob
 from tests.helpers.gates import Gates, take_one_task
-
-from .conftest import BROKER_URL, filterjob, free_port
+from tests.helpers.jobfiles import unique, write_job
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 
@@ -58,24 +58,6 @@ async def forget_local_queues(tmp_path: Path) -> AsyncIterator[None]:
             channel = await connection.channel()
             await channel.queue_delete(progress_queue(topology))
             await delete(channel, topology)
-
-
-def write_job(tmp_path: Path, name: str, **spec: Any) -> Path:
-    doc = {
-        "apiVersion": "filterjob.dev/v1alpha1",
-        "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": "local-test"},
-        "spec": {
-            "source": {"uri": "in"},
-            "destination": {"uri": "out", "format": "png"},
-            "filters": [{"name": "thumbnail", "width": 64, "height": 64}, {"name": "grayscale"}],
-            "retry": {"maxAttempts": 2, "backoffSeconds": 0.1},
-            **spec,
-        },
-    }
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 class Progress(Listener):
@@ -233,7 +215,8 @@ async def test_watch_prints_the_input_key_relative_to_the_source(tmp_path: Path)
     assert watcher.returncode == 0, text
     assert "failed    broken/bad-000-corrupt.jpg (attempt" in text, text
     assert "file://" not in text
-    assert "finished  local-test/keys: Failed, 1 succeeded, 1 failed of 2" in text
+    name = load_job(path, local=True).metadata.name
+    assert f"finished  local-test/{name}: Failed, 1 succeeded, 1 failed of 2" in text
 
 
 async def test_watch_of_a_job_that_never_ran_declares_nothing(tmp_path: Path) -> None:
@@ -265,12 +248,13 @@ async def test_watch_stops_when_the_jobs_exchange_is_deleted(tmp_path: Path) -> 
 
 async def test_watch_with_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
     path = write_job(tmp_path, "unreachable")
-    watcher = await asyncio.create_subprocess_exec(
-        FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:secret@127.0.0.1:{free_port()}/",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(watcher.communicate(), 60)
+    with closed_port() as port:
+        watcher = await asyncio.create_subprocess_exec(
+            FILTERJOB, "watch", str(path), "--broker", f"amqp://guest:secret@127.0.0.1:{port}/",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(watcher.communicate(), 60)
     assert watcher.returncode == exits.BROKER
     message = stderr.decode()
     assert "Traceback" not in message
@@ -319,11 +303,6 @@ def test_watch_refuses_a_broker_url_that_is_not_amqp(tmp_path: Path, url: str) -
     assert f"got {url!r}" in result.stderr
 
 
-def unique(name: str) -> str:
-    """A job name no other test run on the same broker uses at the same time."""
-    return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
 def test_workers_that_reject_their_configuration_stop_the_run(tmp_path: Path) -> None:
     make_samples(tmp_path / "in", count=3, size=(60, 40))
     job = write_job(tmp_path, unique("badenv"))
@@ -362,8 +341,8 @@ def test_run_says_which_mode_runs_and_where_the_url_came_from(tmp_path: Path) ->
 
 def test_redrive_of_a_job_file_runs_its_workers_until_the_tasks_are_done(tmp_path: Path) -> None:
     made = make_samples(tmp_path / "in", count=3, broken=2, size=(60, 40))
-    name = unique("redrive")
-    job = write_job(tmp_path, name)
+    job = write_job(tmp_path, "redrive")
+    name = load_job(job, local=True).metadata.name
     first = filterjob("run", str(job), "--broker", BROKER_URL, "--workers", "1", "--no-progress")
     assert first.returncode == exits.FAILED, first.stdout + first.stderr
     assert "│ failed     │ 2" in first.stdout

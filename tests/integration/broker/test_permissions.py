@@ -27,9 +27,8 @@ from filterjob_operator.local_broker import BrokerOptions, run_with_broker
 from filterjob_operator.samples import make_samples
 from filterjob_operator.spec import load_job
 from filterjob_operator.workerenv import topology_of
-
-from .conftest import MANAGEMENT_URL
-from .test_local_broker import write_job
+from tests.helpers.brokers import MANAGEMENT_URL
+from tests.helpers.jobfiles import write_job
 
 #: What docs/operations.md ("The broker user") tells an administrator to grant.
 CONFIGURE = r"^(fj\..*|amq\.gen-.*)$"

@@ -22,8 +22,7 @@ from aiohttp import web
 from filterjob_operator import broker
 from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, Task
 from filterjob_worker.topology import Topology
-
-from .conftest import BROKER_URL, MANAGEMENT_URL
+from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL
 
 
 def make_task(topology: Topology, index: int) -> Task:

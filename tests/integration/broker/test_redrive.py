@@ -21,8 +21,8 @@ from filterjob_operator import broker
 from filterjob_operator.samples import make_image
 from filterjob_worker.contract import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
 from filterjob_worker.topology import Topology
-
-from .conftest import BROKER_URL, EventLog, WorkerFactory, make_tasks, publish
+from tests.helpers.brokers import BROKER_URL, EventLog, make_tasks, publish
+from tests.helpers.workers import WorkerFactory
 
 FILTERJOB = shutil.which("filterjob", path=str(Path(sys.executable).parent)) or "filterjob"
 

@@ -31,25 +31,12 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from prometheus_client.parser import text_string_to_metric_families
 
 from filterjob_operator.samples import make_image
-from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER, Task
+from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER
 from filterjob_worker.storage import to_path
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL, FAST_RETRY, MANAGEMENT_URL, EventLog, make_tasks, publish
 from tests.helpers.gates import Gates
-
-from .conftest import (
-    BROKER_URL,
-    FAST_RETRY,
-    MANAGEMENT_URL,
-    EventLog,
-    WorkerFactory,
-    WorkerProcess,
-    make_tasks,
-    publish,
-)
-
-#: A pipeline that takes a noticeable time per image (scaled by the image size).
-BLUR = {"name": "blur", "radius": 30}
-
+from tests.helpers.workers import WorkerFactory, WorkerProcess
 
 # -- helpers ----------------------------------------------------------------------
 
@@ -138,10 +125,6 @@ def assert_clean_logs(worker: WorkerProcess, name: str) -> None:
     for line in task_lines:
         assert {"job", "task", "attempt", "worker"} <= line.keys(), line
         assert isinstance(line["attempt"], int)
-
-
-def slow_tasks(topology: Topology, src: Path, dst: Path, blurs: int) -> list[Task]:
-    return make_tasks(topology, src, dst, (BLUR,) * blurs)
 
 
 # -- 1. poison messages -------------------------------------------------------------
@@ -289,20 +272,20 @@ async def test_sigterm_finishes_the_in_flight_task_and_returns_nothing(
     spawn_worker: WorkerFactory,
     images: Callable[..., tuple[Path, Path]],
 ) -> None:
-    src, dst = images(4, size=(1600, 1200))
-    tasks = slow_tasks(declared, src, dst, blurs=8)  # ~0.5-1 s each
+    src, dst = images(4)
+    tasks = make_tasks(declared, src, dst)
+    names = [task.task for task in tasks]
+    # Every input is a gate: the worker holds its task there until the test lets it go on, so the
+    # task is still in flight when the SIGTERM lands, however fast the machine.
+    gates = Gates(src, names)
+    gates.close()
     first = spawn_worker(FILTERJOB_CONCURRENCY="1", FILTERJOB_PREFETCH="1")
     await first.consuming()
     await publish(channel, declared, tasks)
 
-    # Wait until the first task is being processed (and none has finished yet).
-    deadline = time.monotonic() + 30
-    while True:
-        _, text = await http_get(first.health_url + "/metrics")
-        if metric(text, "filterjob_tasks_in_flight") == 1:
-            break
-        assert time.monotonic() < deadline, "the worker never started a task"
-        await asyncio.sleep(0.02)  # polling interval of an awaited condition
+    held, fd = await asyncio.to_thread(gates.first_reached, names)
+    _, text = await http_get(first.health_url + "/metrics")
+    assert metric(text, "filterjob_tasks_in_flight") == 1
     assert metric(text, "filterjob_tasks_total", outcome="succeeded") == 0
 
     first.proc.send_signal(signal.SIGTERM)
@@ -317,7 +300,8 @@ async def test_sigterm_finishes_the_in_flight_task_and_returns_nothing(
     assert ready["reason"].startswith("draining")
     status, _ = await http_json(first.health_url + "/healthz")
     assert status == 200
-    assert first.proc.poll() is None  # the in-flight task is still running
+    assert first.proc.poll() is None  # the in-flight task is held at its gate
+    gates.release(held, fd)
     assert await asyncio.to_thread(first.proc.wait, 30) == 0
     first.close()
 
@@ -330,6 +314,11 @@ async def test_sigterm_finishes_the_in_flight_task_and_returns_nothing(
     assert output_exists(done.output)
 
     second = spawn_worker(FILTERJOB_CONCURRENCY="1", FILTERJOB_PREFETCH="1")
+    rest = [name for name in names if name != held]
+    while rest:
+        name, fd = await asyncio.to_thread(gates.first_reached, rest)
+        gates.release(name, fd)
+        rest.remove(name)
     await events.wait_for(lambda log: len(log.finished()) == len(tasks), within=60)
     succeeded = events.of("succeeded")
     assert Counter(e.task for e in succeeded) == Counter(t.task for t in tasks)  # each exactly once
@@ -505,6 +494,17 @@ async def test_metrics_health_and_logs_after_a_mixed_run(
     assert "guest:***@" in start["msg"]  # the URL is logged, its password is not
     logged = {(line["task"], line["attempt"]) for line in worker.lines if "task" in line}
     assert logged == {(t.task, 1) for t in tasks}
+
+
+async def test_a_worker_given_port_0_serves_on_a_free_port_and_logs_which(spawn_worker: WorkerFactory) -> None:
+    worker = spawn_worker(FILTERJOB_HEALTH_PORT="0")
+    await worker.consuming()
+    (serving,) = [line for line in worker.lines if str(line.get("msg", "")).startswith("serving /healthz")]
+    assert serving["msg"] == f"serving /healthz, /readyz and /metrics on port {serving['port']}"
+    assert serving["port"] > 0
+    status, ready = await http_json(f"http://127.0.0.1:{serving['port']}/readyz")
+    assert (status, ready["reason"]) == (200, "consuming")
+    assert await terminate(worker) == 0
 
 
 async def test_unreachable_broker_logs_json_without_the_password(spawn_worker: WorkerFactory) -> None:

@@ -21,9 +21,9 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from filterjob_operator.samples import make_image
 from filterjob_worker.storage import TEMP_SUFFIX, to_path
 from filterjob_worker.topology import Topology
+from tests.helpers.brokers import EventLog, make_tasks, publish
 from tests.helpers.gates import Gates, holders
-
-from .conftest import EventLog, WorkerFactory, WorkerProcess, make_tasks, publish
+from tests.helpers.workers import WorkerFactory, WorkerProcess
 
 #: The reason a task gets when the pool process working on it died.
 DIED = "the process handling this image died"

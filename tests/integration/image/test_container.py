@@ -32,9 +32,9 @@ from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker import __version__
 from filterjob_worker.topology import declare, delete
-from tests.conftest import JOB
+from tests.helpers.brokers import BROKER_URL, EventLog
 from tests.helpers.image import PODMAN, plain_env, run_args
-from tests.integration.broker.conftest import BROKER_URL, EventLog, free_port
+from tests.helpers.jobfiles import JOB
 
 pytestmark = pytest.mark.slow
 
@@ -229,7 +229,7 @@ async def test_a_worker_container_serves_a_job_into_a_claim_owned_by_another_use
         env = plain_env(container) | {
             "FILTERJOB_BROKER_URL": BROKER_URL,  # from the broker Secret on a cluster
             "FILTERJOB_WORKER_ID": name,  # the pod's name on a cluster
-            "FILTERJOB_HEALTH_PORT": str(free_port()),  # the host's network: not 8080, which may be taken
+            "FILTERJOB_HEALTH_PORT": "0",  # the host's network: any free port, not 8080, which may be taken
         }
         args = run_args(
             filterjob_image, pod=pod, container=container, name=name, env=env, extra=["-v", f"{claim}:/data"]

@@ -1,17 +1,19 @@
 """Fixtures for the Kubernetes tests, all on the real control plane (``control_plane``,
-tests/helpers/controlplane.py): the ones of realcluster.py (see its docstring: the admin's client,
-a fresh namespace per test, the broker Secret, the kubelet harness, the chart installed with
-``helm install`` and the operator run as its ServiceAccount), and :func:`passed` for fixtures
-that act on a test's outcome.
+tests/helpers/controlplane.py): the ones of tests/helpers/realcluster.py (see its docstring: the
+admin's client, a fresh namespace per test, the broker Secret, the kubelet harness, the chart
+installed with ``helm install`` and the operator run as its ServiceAccount), and the hook that
+keeps a test's reports for :func:`tests.helpers.outcomes.passed`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 
 import pytest
 
-from .realcluster import (  # noqa: F401 -- fixtures, found by pytest by name
+from tests.helpers.brokerthread import BrokerThread
+from tests.helpers.outcomes import REPORTS
+from tests.helpers.realcluster import (  # noqa: F401 -- fixtures, found by pytest by name
     broker_secret,
     cluster_api,
     cluster_kubelet,
@@ -22,9 +24,6 @@ from .realcluster import (  # noqa: F401 -- fixtures, found by pytest by name
     operator_release,
 )
 
-#: The reports of a test's phases ("setup", "call", "teardown"), for fixtures that act on the outcome.
-REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -33,7 +32,9 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
     return report
 
 
-def passed(item: pytest.Item) -> bool:
-    """Whether the test's setup and body passed (ask in a fixture's teardown)."""
-    reports = item.stash.get(REPORTS, {})
-    return all(when in reports and reports[when].passed for when in ("setup", "call"))
+@pytest.fixture
+def broker_thread() -> Iterator[BrokerThread]:
+    """Broker connections that outlive one call (deliveries held unacked), closed after the test."""
+    running = BrokerThread()
+    yield running
+    running.close()

@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import JOB
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
-
-from .realcluster import (
+from tests.helpers.jobfiles import JOB
+from tests.helpers.realcluster import (
     CHART,
     GROUP,
     PLURAL,

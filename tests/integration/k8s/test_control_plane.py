@@ -24,7 +24,6 @@ import yaml
 from click.testing import CliRunner
 
 from filterjob_operator import cli
-from tests.conftest import JOB
 from tests.helpers import controlplane
 from tests.helpers.controlplane import (
     ADMIN_USER,
@@ -37,6 +36,7 @@ from tests.helpers.controlplane import (
     get,
     wait_gone,
 )
+from tests.helpers.jobfiles import JOB
 from tests.helpers.watching import api_error, named, wait_for_list
 
 FORBIDDEN = 403
@@ -353,7 +353,7 @@ def test_a_component_that_cannot_start_is_named_with_its_log(tmp_path: Path) -> 
 def test_a_port_taken_after_it_was_chosen_gets_the_component_another(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    binaries = Binaries.ensure()
+    binaries = Binaries.ensure(build=False)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))  # bound, so nobody else can bind it
         port = taken.getsockname()[1]
@@ -375,7 +375,7 @@ STARTER = """
 import json, sys
 from pathlib import Path
 from tests.helpers.controlplane import Binaries, ControlPlane
-plane = ControlPlane.start(Path(sys.argv[1]), binaries=Binaries.ensure())
+plane = ControlPlane.start(Path(sys.argv[1]), binaries=Binaries.ensure(build=False))
 print(json.dumps({name: [c.pid, c.binary] for name, c in plane.components.items()}), flush=True)
 sys.stdin.read()  # until the test kills this process
 """

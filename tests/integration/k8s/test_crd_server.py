@@ -19,10 +19,9 @@ import yaml
 
 from filterjob_operator import podpolicy
 from filterjob_operator.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
-from tests.conftest import JOB
 from tests.helpers.controlplane import ControlPlane
-
-from .realcluster import Kube, tool
+from tests.helpers.jobfiles import JOB
+from tests.helpers.realcluster import Kube, tool
 
 pytestmark = pytest.mark.usefixtures("operator_release")
 

@@ -27,9 +27,8 @@ from filterjob_operator.settings import Settings
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from tests.helpers import kubelet_podman
-from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-from tests.integration.k8s.test_kubelet_real import (
+from tests.helpers.brokers import BROKER_URL
+from tests.helpers.kubeapi import (
     Api,
     Plane,
     condition,
@@ -40,6 +39,7 @@ from tests.integration.k8s.test_kubelet_real import (
     wait_object,
     wait_pod,
 )
+from tests.helpers.kubelet import Kubelet
 
 pytestmark = pytest.mark.slow
 Body = dict[str, Any]

@@ -8,51 +8,50 @@ logic is the real kube-controller-manager's; the harness only runs the pods boun
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import http.client
 import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import kubernetes.client
 import kubernetes.config
 import pytest
 import trustme
-from kubernetes.watch.watch import iter_resp_lines
 
 from filterjob_operator.builders import deployment as deployment_builder
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
+from tests.helpers.kubeapi import (
+    Api,
+    Plane,
+    condition,
+    container_status,
+    declare_topology,
+    get,
+    node_ready,
+    pod_manifest,
+    wait_object,
+    wait_pod,
+)
 from tests.helpers.kubelet import Kubelet, raw
-from tests.integration.broker.conftest import BROKER_URL
-from tests.integration.test_k8s_binaries import session_alive
+from tests.helpers.processes import session_alive
 
 Body = dict[str, Any]
-PODAPP = Path(__file__).with_name("podapp.py")
+PODAPP = Path(__file__).parents[2] / "helpers" / "podapp.py"
 NODE = "harness-node"
 
 
 # --------------------------------------------------------------------------------------------------
 # The shared control plane, seen as the admin and as this harness's node.
-
-
-@dataclasses.dataclass(frozen=True)
-class Plane:
-    admin_kubeconfig: Path
-    node_kubeconfig: Path
 
 
 @pytest.fixture(scope="module")
@@ -61,35 +60,8 @@ def plane(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     return Plane(admin_kubeconfig=control_plane.kubeconfig, node_kubeconfig=node)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    """GET from a pod's mapped port on loopback."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        return answer.status, answer.read().decode(errors="replace")
-    finally:
-        connection.close()
-
-
 # --------------------------------------------------------------------------------------------------
 # Fixtures and helpers of this module.
-
-
-@dataclasses.dataclass(frozen=True)
-class Api:
-    client: kubernetes.client.ApiClient
-    core: kubernetes.client.CoreV1Api
-    apps: kubernetes.client.AppsV1Api
-    batch: kubernetes.client.BatchV1Api
-    rbac: kubernetes.client.RbacAuthorizationV1Api
 
 
 @pytest.fixture(scope="module")
@@ -125,74 +97,8 @@ def ns(api: Api, kubelet: Kubelet) -> Iterator[str]:
     api.core.delete_namespace(name)
 
 
-def node_ready(node: Body) -> bool:
-    conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-    return conditions.get("Ready") == "True" and not node.get("spec", {}).get("taints")
-
-
-def wait_object(
-    list_call: Callable[..., Any],
-    namespace: str | None,
-    name: str,
-    predicate: Callable[[Body | None], bool],
-    *,
-    timeout: float = 60,
-) -> Body | None:
-    """Wait, by a watch, until ``predicate`` holds for the named object (None: it does not exist)."""
-    args = (namespace,) if namespace is not None else ()
-    selector = f"metadata.name={name}"
-    listed = raw(list_call, *args, field_selector=selector)
-    current = (listed.get("items") or [None])[0]
-    deadline = time.monotonic() + timeout
-    version = listed["metadata"]["resourceVersion"]
-    while not predicate(current):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"{name}: still {json.dumps(current, indent=1)[:3000]}")
-        response = list_call(
-            *args,
-            field_selector=selector,
-            watch=True,
-            resource_version=version,
-            timeout_seconds=max(1, int(remaining)),
-            _preload_content=False,
-        )
-        try:
-            for line in iter_resp_lines(response):
-                event = json.loads(line)
-                version = event["object"]["metadata"].get("resourceVersion", version)
-                current = None if event["type"] == "DELETED" else event["object"]
-                if predicate(current):
-                    break
-        finally:
-            response.close()  # not back to the pool: a watch left mid-stream would poison the next request
-            response.release_conn()
-    return current
-
-
-def wait_pod(api: Api, ns: str, name: str, predicate: Callable[[Body], bool], *, timeout: float = 60) -> Body:
-    found = wait_object(
-        api.core.list_namespaced_pod, ns, name, lambda p: p is not None and predicate(p), timeout=timeout
-    )
-    assert found is not None
-    return found
-
-
-def container_status(pod: Body) -> Body:
-    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
-    return statuses[0]
-
-
 def app_container(**fields: Any) -> Body:
     return {"name": "app", "image": "podapp:test", "command": ["python", str(PODAPP)], **fields}
-
-
-def pod_manifest(name: str, container: Body, **spec: Any) -> Body:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [container], **spec}}
-
-
-def condition(obj: Body, kind: str) -> str | None:
-    return next((c["status"] for c in obj.get("status", {}).get("conditions") or [] if c["type"] == kind), None)
 
 
 def log_json(text: str) -> Body:
@@ -658,13 +564,6 @@ def test_the_operators_worker_deployment_runs_and_gets_ready(
         kubelet.wait_for(lambda k: not k.pods(ns), message="the workers gone", timeout=60)
     finally:
         asyncio.run(declare_topology(topology, remove=True))
-
-
-async def declare_topology(topology: Topology, *, remove: bool = False) -> None:
-    connection = await aio_pika.connect(BROKER_URL)
-    async with connection:
-        channel = await connection.channel()
-        await (delete if remove else declare)(channel, topology)
 
 
 def test_on_failure_restarts_in_place_until_the_container_succeeds(

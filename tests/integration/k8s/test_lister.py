@@ -13,10 +13,9 @@ import pytest
 from filterjob_operator.samples import make_samples
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
+from tests.helpers.filterjobs import job_body, phase_is, queue_exists, ready_reason
 from tests.helpers.kubelet import Kubelet
-
-from .realcluster import FilterJobOperator, Kube
-from .test_operator import job_body, phase_is, queue_exists, ready_reason
+from tests.helpers.realcluster import FilterJobOperator, Kube
 
 #: Short, so the deadline comes within the test; the real default is 600 s.
 DEADLINE = 8

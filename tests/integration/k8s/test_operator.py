@@ -2,8 +2,9 @@
 
 The operator runs as the ServiceAccount of the chart's ``helm install`` (fixture ``operator_release``),
 so the real RBAC authorizer decides each of its calls. After every test the audit log says what it
-called: nothing refused, nothing the chart does not grant; and a run of the whole module checks
-that the chart grants nothing it did not use (``test_the_chart_grants_exactly_what_the_operator_used``).
+called: nothing refused, nothing the chart does not grant; and one test that takes jobs through
+everything the operator does checks that the chart grants nothing it does not use
+(``test_the_chart_grants_exactly_what_a_job_lifecycle_uses``).
 The worker Deployments, ReplicaSets, the lister Jobs and garbage collection are the real
 controllers'; tests with ``cluster_kubelet`` run the pods as local processes, the others have no node.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,23 @@ from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology
+from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
+from tests.helpers.filterjobs import (
+    container_restarts,
+    job_body,
+    kopf_settled,
+    phase_is,
+    png_outputs,
+    queue_exists,
+    ready_reason,
+)
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-
-from .conftest import passed
-from .realcluster import FilterJobOperator, Kube, Permission, Release, install_release, operator_for, tool
+from tests.helpers.realcluster import FilterJobOperator, Kube, Permission, Release, install_release, operator_for, tool
 
 #: Not a request, so never in the audit log: what the OwnerReferencesPermissionEnforcement admission
 #: plugin (OpenShift) asks of whoever creates children with blockOwnerDeletion. The chart grants it.
 ADMISSION: set[Permission] = {("update", "filterjob.dev", "filterjobs", "finalizers")}
-#: What the operator's user called in each test function of this module, and the ones that failed.
-USED: dict[str, set[Permission]] = {}
-FAILED: set[str] = set()
-#: The namespaced release of the watch-list test: what it granted and what its operator used.
-WATCHING: dict[str, set[Permission]] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -53,26 +55,6 @@ def operator_rbac(request: pytest.FixtureRequest, kube: Kube) -> Iterator[None]:
     used = operator.api_usage()
     granted = operator.release.granted(kube.api)
     assert used <= granted, f"the operator used what the chart does not grant: {sorted(used - granted)}"
-    name = request.node.originalname
-    if not passed(request.node):
-        FAILED.add(name)
-    USED[name] = used | USED.get(name, set())
-
-
-def job_body(name: str, namespace: str, src: Path, dst: Path, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "filterjob.dev/v1alpha1",
-        "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "source": {"uri": src.as_uri() + "/"},
-            "destination": {"uri": dst.as_uri() + "/", "format": "png"},
-            "filters": [{"name": "thumbnail", "width": 48, "height": 48}, {"name": "grayscale"}],
-            "retry": {"maxAttempts": 2, "backoffSeconds": 0.2},
-            "broker": {"secretRef": {"name": "rabbitmq"}},
-            **spec,
-        },
-    }
 
 
 @pytest.fixture
@@ -123,20 +105,6 @@ def test_apply_enqueues_every_input_and_creates_the_workers(
     env = {e["name"]: e for e in workers["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FILTERJOB_QUEUE"]["value"] == topology_of(parse_job(stored)).tasks
     assert env["FILTERJOB_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == "rabbitmq"
-
-
-def queue_exists(name: str) -> bool:
-    async def check() -> bool:
-        connection = await aio_pika.connect(BROKER_URL)
-        async with connection:
-            channel = await connection.channel()
-            try:
-                await channel.declare_queue(name, passive=True)
-            except aio_pika.exceptions.ChannelNotFoundEntity:
-                return False
-            return True
-
-    return asyncio.run(check())
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -233,14 +201,6 @@ def test_deleting_a_job_removes_its_queues(
     kube.gone("deployments", "gone-workers")
     kube.wait_all("replicasets", lambda found: not found)
     kube.wait_all("pods", lambda found: not found)
-
-
-def ready_reason(reason: str) -> Any:
-    def check(job: dict[str, Any]) -> bool:
-        conditions = job.get("status", {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "False" and c["reason"] == reason for c in conditions)
-
-    return check
 
 
 @pytest.mark.parametrize(
@@ -476,6 +436,7 @@ def test_watching_a_namespace_list_serves_those_namespaces_only(
     control_plane: ControlPlane,
     kube: Kube,
     filterjob_operator: FilterJobOperator,
+    operator_release: Release,
     watching_release: Release,
     other_namespace: str,
     tmp_path: Path,
@@ -505,13 +466,14 @@ def test_watching_a_namespace_list_serves_those_namespaces_only(
     assert not untouched["metadata"].get("finalizers")
     refused = watching.api_usage(decision="forbid")
     assert not refused, f"the API server refused the namespaced operator (403): {sorted(refused)}"
-    WATCHING["used"] = watching.api_usage()
-    WATCHING["granted"] = watching_release.granted(kube.api)
-    assert WATCHING["used"] <= WATCHING["granted"], sorted(WATCHING["used"] - WATCHING["granted"])
-
-
-def phase_is(*phases: str) -> Any:
-    return lambda o: o.get("status", {}).get("phase") in phases
+    used = watching.api_usage()
+    granted = watching_release.granted(kube.api)
+    assert used <= granted, sorted(used - granted)
+    # Watching a list of namespaces, the operator needs what the cluster-wide release grants, and
+    # sees which of them exist.
+    namespaces = {("list", "", "namespaces", ""), ("watch", "", "namespaces", "")}
+    assert granted == operator_release.granted(kube.api) | namespaces
+    assert namespaces <= used
 
 
 def stop_mid_enqueue(kube: Kube, operator: FilterJobOperator, name: str, *, after: int) -> dict[str, Any]:
@@ -529,21 +491,6 @@ def stop_mid_enqueue(kube: Kube, operator: FilterJobOperator, name: str, *, afte
     return state
 
 
-def kopf_settled(body: dict[str, Any]) -> bool:
-    """kopf has recorded the spec it handled (its last patch of a new object)."""
-    return "filterjob.dev/last-handled-configuration" in body["metadata"].get("annotations", {})
-
-
-def container_restarts(kube: Kube, prefix: str) -> int:
-    """Restarts of the containers of pods named ``prefix...``, gone ones too: the kubelet posts a
-    ``Started`` event at each start of a container (one per pod means none restarted)."""
-    starts = Counter(
-        e["involvedObject"]["name"] for e in kube.events("Started") if e["involvedObject"]["name"].startswith(prefix)
-    )
-    assert starts, f"no container of {prefix}* ever started"
-    return sum(count - 1 for count in starts.values())
-
-
 def lister_run(kube: Kube, name: str) -> tuple[str, list[int]]:
     """How the real Job controller ended the lister Job ``name``, and its pods' exit codes."""
     job = kube.wait("jobs", name, lambda j: any(c["status"] == "True" for c in j["status"].get("conditions", [])))
@@ -553,10 +500,6 @@ def lister_run(kube: Kube, name: str) -> tuple[str, list[int]]:
     pods = kube.list("pods", label_selector=f"job-name={name}")
     codes = [status["state"]["terminated"]["exitCode"] for pod in pods for status in pod["status"]["containerStatuses"]]
     return outcome, codes
-
-
-def png_outputs(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*.png")}
 
 
 @pytest.mark.slow
@@ -961,20 +904,53 @@ def test_the_operator_runs_as_a_process_with_its_service_accounts_kubeconfig(
     assert "Forbidden" not in log
 
 
-def test_the_chart_grants_exactly_what_the_operator_used(kube: Kube, operator_release: Release) -> None:
-    """Every rule of the chart's RBAC was needed: the operator tests, all passed in this run, used each
-    one (audit log), but for what admission asks (ADMISSION). Keep this test last."""
-    tests = {name for name in globals() if name.startswith("test_")} - {
-        "test_the_chart_grants_exactly_what_the_operator_used"
-    }
-    if missing := sorted((tests - USED.keys()) | FAILED):
-        pytest.skip(f"needs every operator test of this module passed in this run; not run or failed: {missing}")
-    used = set().union(*USED.values())
-    granted = operator_release.granted(kube.api)
+@pytest.mark.slow
+@pytest.mark.usefixtures("operator_env")
+def test_the_chart_grants_exactly_what_a_job_lifecycle_uses(
+    kube: Kube,
+    filterjob_operator: FilterJobOperator,
+    cluster_kubelet: Kubelet,
+    tmp_path: Path,
+    created: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every rule of the chart's RBAC is needed, but for what admission asks (ADMISSION): the audit log
+    of one run through what the operator does for jobs uses each. A lister Job whose pod cannot start
+    (its pods read), then lists a missing source and fails the job, a re-drive deletes it and lists
+    again; workers created, read, scaled up and down; an HPA created, patched back by a restarted
+    operator and removed once its job is done; a finished job deleted by its TTL; events, the Secret."""
+    monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
+    cluster_kubelet.refuse_image = lambda image: "failed to resolve reference: not found"
+    missing = tmp_path / "missing"
+    life = job_body("life", kube.namespace, missing, tmp_path / "out", ttlSecondsAfterFinished=1)
+    life["spec"]["autoscaling"] = {"maxReplicas": 1, "messagesPerReplica": 1, "scaleDownDelaySeconds": 0}
+    make_samples(tmp_path / "hpa-in", count=2, size=(16, 12))
+    scaled = job_body("scaled", kube.namespace, tmp_path / "hpa-in", tmp_path / "hpa-out")
+    scaled["spec"]["autoscaling"] = {"mode": "hpa", "maxReplicas": 2}
+    for body in (life, scaled):
+        create(kube, body, created)
+    with filterjob_operator.run(timeout=60):
+        kube.wait("filterjobs", "life", ready_reason("ListerNotStarted"), timeout=30)
+        cluster_kubelet.refuse_image = None
+        job = kube.wait("filterjobs", "life", phase_is("Failed"), timeout=60)
+        kube.wait("horizontalpodautoscalers", "scaled-workers", timeout=60)
+    assert next(c for c in job["status"]["conditions"] if c["type"] == "Failed")["reason"] == "InvalidSource"
+    # Changed behind its back while the operator was down: the restarted one patches it back.
+    kube.api.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+        "scaled-workers", kube.namespace, {"spec": {"maxReplicas": 9}}
+    )
+    made = make_samples(missing, count=3, size=(16, 12))
+    kube.patch_job("life", {"metadata": {"annotations": {"filterjob.dev/redrive": "source-fixed"}}})
+    with filterjob_operator.run(timeout=60):
+        kube.wait("horizontalpodautoscalers", "scaled-workers", lambda h: h["spec"]["maxReplicas"] == 2, timeout=30)
+        # What the HPA controller does once it has metrics (there are none here): one worker.
+        kube.api.apps.patch_namespaced_deployment_scale("scaled-workers", kube.namespace, {"spec": {"replicas": 1}})
+        kube.wait("filterjobs", "scaled", phase_is("Succeeded"), timeout=90)
+        kube.gone("horizontalpodautoscalers", "scaled-workers", timeout=30)
+        kube.gone("filterjobs", "life", timeout=90)  # re-driven, run to Succeeded, then deleted by its TTL
+    assert png_outputs(tmp_path / "out") == {p.relative_to(missing).with_suffix(".png").as_posix() for p in made.good}
+    used = filterjob_operator.api_usage()
+    granted = filterjob_operator.release.granted(kube.api)
     assert used | ADMISSION == granted, (
         f"granted but not used: {sorted(granted - used - ADMISSION)}; used but not granted: {sorted(used - granted)}"
     )
-    # Watching a list of namespaces, the operator needs the same, and sees which of them exist.
-    namespaces = {("list", "", "namespaces", ""), ("watch", "", "namespaces", "")}
-    assert WATCHING["granted"] == granted | namespaces
-    assert namespaces <= WATCHING["used"]

@@ -15,9 +15,8 @@ import signal
 import ssl
 import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,22 +25,21 @@ import aio_pika
 import kubernetes.client
 import kubernetes.watch
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from PIL import Image
 
+from filterjob_operator import status
 from filterjob_operator.samples import make_samples, write_broken
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker import storage
-from filterjob_worker.contract import Event, Task
+from filterjob_worker.contract import Event
 from filterjob_worker.storage import TEMP_SUFFIX
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL
+from tests.helpers.brokerthread import BrokerThread, BusyWorkers
 from tests.helpers.controlplane import ControlPlane
+from tests.helpers.filterjobs import container_restarts, job_body, phase_is, png_outputs
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-
-from .realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube, remove_filterjobs
-from .test_operator import container_restarts, job_body, phase_is, png_outputs
+from tests.helpers.realcluster import GROUP, PLURAL, VERSION, FilterJobOperator, Kube, remove_filterjobs
 
 T = TypeVar("T")
 
@@ -121,40 +119,6 @@ def operator_process(
         yield process
     finally:
         process.stop()
-
-
-class BrokerThread:
-    """An event loop in a thread of its own for broker connections that outlive one call (deliveries
-    held unacked), usable from synchronous tests that block on the API server."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="broker-client", daemon=True)
-        self.thread.start()
-        self.connections: list[aio_pika.abc.AbstractConnection] = []
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def connect(self) -> aio_pika.abc.AbstractConnection:
-        """A connection, closed with this thread (unacked deliveries go back to their queues)."""
-        connection = self.run(aio_pika.connect(BROKER_URL))
-        self.connections.append(connection)
-        return connection
-
-    def close(self) -> None:
-        for connection in self.connections:
-            self.run(connection.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture
-def broker_thread() -> Iterator[BrokerThread]:
-    running = BrokerThread()
-    yield running
-    running.close()
 
 
 class EventTap:
@@ -447,49 +411,10 @@ def test_a_killed_operator_loses_and_double_counts_nothing(
 # Scaling.
 
 
-class BusyWorkers:
-    """Plays the workers at the broker: takes tasks and holds them unacked, as busy workers do, and
-    finishes them when told. The queue states the scaler reads are then real and exactly known."""
-
-    def __init__(self, broker_thread: BrokerThread, queue: str) -> None:
-        self.broker = broker_thread
-        self.held: list[AbstractIncomingMessage] = []
-        self.queue = broker_thread.run(self._open(broker_thread.connect(), queue))
-
-    @staticmethod
-    async def _open(connection: aio_pika.abc.AbstractConnection, name: str) -> aio_pika.abc.AbstractQueue:
-        channel = await connection.channel()
-        return await channel.get_queue(name)
-
-    def take(self, count: int) -> None:
-        async def take() -> None:
-            for _ in range(count):
-                message = await self.queue.get(no_ack=False)
-                assert message is not None
-                self.held.append(message)
-
-        self.broker.run(take())
-
-    def ack(self, count: int) -> None:
-        """Finish ``count`` held tasks as a worker does: the output written, then the ack (the
-        operator counts only outputs its destination holds)."""
-
-        async def ack() -> None:
-            for message in self.held[:count]:
-                output = storage.to_path(Task.from_json(message.body).output)
-                output.parent.mkdir(parents=True, exist_ok=True)
-                output.write_bytes(b"done")
-                await message.ack()
-            del self.held[:count]
-
-        self.broker.run(ack())
-
-
 @dataclasses.dataclass(frozen=True)
 class Seen:
-    """The job's scaling state at one moment (each change recorded by :class:`Timeline`)."""
+    """The job's scaling state at one moment (each change recorded by :class:`Timeline`, in order)."""
 
-    at: float
     phase: str | None
     #: Tasks ready, in flight and retrying, as the status reports them: the scaler's input.
     outstanding: int
@@ -500,7 +425,7 @@ class Seen:
 
 
 class Timeline:
-    """Records, with the time it was seen, every change of a job's scaling state, and every
+    """Records, in order, every change of a job's scaling state, and every
     ``spec.replicas`` the worker Deployment and its ReplicaSets went through, from watches on the
     API server (a watch delivers every change, in order)."""
 
@@ -551,13 +476,12 @@ class Timeline:
                     history.append(item["spec"]["replicas"])
             job = status_of(self.job)
             state = Seen(
-                time.monotonic(),
                 job.get("phase"),
                 sum(job.get(k, 0) for k in ("queued", "inFlight", "retrying")),
                 (job.get("workers") or {}).get("desired"),
                 self.deployment["spec"]["replicas"] if self.deployment else None,
             )
-            if not self.seen or dataclasses.replace(self.seen[-1], at=state.at) != state:
+            if not self.seen or self.seen[-1] != state:
                 self.seen.append(state)
 
     def stop(self) -> list[Seen]:
@@ -568,19 +492,32 @@ class Timeline:
         return self.seen
 
 
-def waited_before_scaling_down(seen: list[Seen], wanted: Callable[[int], int]) -> list[tuple[int, int, float]]:
-    """Each scale-down while running: (from, to, seconds since the operator first read a queue state
-    wanting fewer than ``from`` replicas)."""
-    out = []
-    for i in range(1, len(seen)):
-        before, now = seen[i - 1].desired, seen[i].desired
-        if seen[i].phase != "Running" or before is None or now is None or now >= before:
-            continue
-        first = i
-        while first > 0 and seen[first - 1].phase == "Running" and wanted(seen[first - 1].outstanding) < before:
-            first -= 1
-        out.append((before, now, seen[i].at - seen[first].at))
-    return out
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One scaling decision of the operator: ``status.next_replicas``'s inputs and what it returned."""
+
+    current: int
+    desired: int
+    now: float
+    below_since: float | None
+    delay: float
+    replicas: int
+    since: float | None
+
+
+@pytest.fixture
+def decisions(monkeypatch: pytest.MonkeyPatch) -> list[Decision]:
+    """Every scaling decision of an operator run in this process (``filterjob_operator.run()``), in order."""
+    made: list[Decision] = []
+    real = status.next_replicas
+
+    def recording(**given: Any) -> tuple[int, float | None]:
+        replicas, since = real(**given)
+        made.append(Decision(**given, replicas=replicas, since=since))
+        return replicas, since
+
+    monkeypatch.setattr(status, "next_replicas", recording)
+    return made
 
 
 @pytest.mark.slow
@@ -592,6 +529,7 @@ def test_workers_scale_with_the_backlog_count_busy_ones_and_go_down_after_the_de
     tmp_path: Path,
     jobs: list[dict[str, Any]],
     broker_thread: BrokerThread,
+    decisions: list[Decision],
 ) -> None:
     """A backlog of 60 tasks asks for 6 workers of 10 tasks each, capped at 3. Then busy workers
     (played at the broker; no node here, so the real ReplicaSet's pods stay Pending and take
@@ -627,7 +565,8 @@ def test_workers_scale_with_the_backlog_count_busy_ones_and_go_down_after_the_de
             workers.take(60)
             workers.ack(45)
             kube.wait("deployments", "scaling-workers", replicas_are(2), timeout=30)
-            released = time.monotonic()
+            with timeline.lock:
+                released = len(timeline.seen)  # what was seen before the last 15 were released
             workers.ack(15)
             job = kube.wait("filterjobs", "scaling", phase_is("Succeeded", "Failed"), timeout=60)
             kube.wait("deployments", "scaling-workers", replicas_are(0), timeout=30)
@@ -645,11 +584,20 @@ def test_workers_scale_with_the_backlog_count_busy_ones_and_go_down_after_the_de
     # need; while 15 were held, never fewer than 2.
     assert all(s.desired >= wanted(s.outstanding) for s in running)
     assert any(s.outstanding == 15 and s.desired == 2 for s in running)
-    assert all(s.desired >= 2 for s in running if s.at < released)
-    # Each step down came no sooner than a delay after the queues first asked for fewer.
-    downs = waited_before_scaling_down(seen, wanted)
-    assert [(a, b) for a, b, _ in downs] == [(3, 2), (2, 1)]
-    assert all(waited >= delay - 0.25 for _, _, waited in downs), downs
+    assert all(s.desired >= 2 for s in seen[:released] if s.phase == "Running" and s.desired is not None)
+    # The operator's own decisions: each step down while running came once the lower want had held
+    # for the delay, by the operator's clock, and every pass before it within the delay kept the
+    # replicas and the moment the want first dropped.
+    downs = [i for i, d in enumerate(decisions) if d.replicas < d.current and d.delay > 0]
+    assert [(decisions[i].current, decisions[i].replicas) for i in downs] == [(3, 2), (2, 1)]
+    for i in downs:
+        down = decisions[i]
+        assert down.below_since is not None
+        assert down.now - down.below_since >= delay
+        waiting = [d for d in decisions[:i] if d.since == down.below_since]
+        assert waiting, "the delay started in an earlier pass"
+        assert all(d.replicas == d.current == down.current and d.desired < d.current for d in waiting)
+    assert all(d.delay == delay for d in decisions if d.replicas != 0)
     # Zero at the end, although minReplicas is 1: the job is done.
     assert running[-1].desired == minimum
     assert (seen[-1].phase, seen[-1].desired, seen[-1].replicas) == ("Succeeded", 0, 0)

@@ -21,15 +21,20 @@ import pytest
 from filterjob_operator.samples import make_image, write_broken
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
+from tests.helpers.brokers import BROKER_URL
+from tests.helpers.brokerthread import BrokerThread, BusyWorkers
+from tests.helpers.filterjobs import (
+    container_restarts,
+    job_body,
+    kopf_settled,
+    phase_is,
+    png_outputs,
+    queue_exists,
+    ready_reason,
+)
 from tests.helpers.gates import POLL, Gates
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-
-from .realcluster import FilterJobOperator, Kube
-from .test_operator import container_restarts, job_body, kopf_settled, phase_is, png_outputs, queue_exists, ready_reason
-from .test_operator_faults import BrokerThread, BusyWorkers, broker_thread
-
-__all__ = ["broker_thread"]  # a fixture, used by name
+from tests.helpers.realcluster import FilterJobOperator, Kube
 
 MANAGEMENT = "http://127.0.0.1:15672"
 

@@ -15,12 +15,11 @@ from filterjob_operator import verification
 from filterjob_operator.samples import make_image
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
+from tests.helpers.brokers import BROKER_URL
+from tests.helpers.filterjobs import job_body, phase_is
 from tests.helpers.gates import Gates, take_one_task
 from tests.helpers.kubelet import Kubelet
-from tests.integration.broker.conftest import BROKER_URL
-
-from .realcluster import FilterJobOperator, Kube
-from .test_operator import job_body, phase_is
+from tests.helpers.realcluster import FilterJobOperator, Kube
 
 NAMES = [f"{letter}.png" for letter in "abcdef"]
 

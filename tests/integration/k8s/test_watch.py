@@ -16,10 +16,9 @@ import pytest
 from filterjob_operator import exits
 from filterjob_worker.contract import CONTENT_TYPE, Event
 from filterjob_worker.topology import Topology, declare, delete
+from tests.helpers.brokers import BROKER_URL, closed_port
 from tests.helpers.controlplane import ControlPlane
-from tests.integration.broker.conftest import BROKER_URL, free_port
-
-from .realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs
+from tests.helpers.realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs
 
 FILTERJOB = str(Path(sys.executable).parent / "filterjob")
 #: What a user who only follows jobs may do: read one FilterJob.
@@ -210,12 +209,13 @@ async def test_watch_refused_by_rbac_is_one_line(
 @pytest.mark.parametrize("problem", ["no kubeconfig", "unreachable API"])
 async def test_watch_without_a_cluster_is_one_line(tmp_path: Path, problem: str) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    if problem == "unreachable API":
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-            f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
-            "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
-        )
-    watcher = await start_watch("photos/any", kubeconfig)
-    await one_line_failure(watcher)
+    with closed_port() as port:
+        if problem == "unreachable API":
+            kubeconfig.write_text(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+                "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+            )
+        watcher = await start_watch("photos/any", kubeconfig)
+        await one_line_failure(watcher)
     assert watcher.returncode == exits.CLUSTER
