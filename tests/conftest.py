@@ -10,9 +10,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import logstate
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 from tests.helpers.image import ImageError, built_image
 from tests.helpers.jobfiles import JOB
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Each test leaves logging as it found it (levels, handlers), whatever order they run in."""
+    saved = logstate.save()
+    yield
+    logstate.restore(saved)
 
 
 @pytest.fixture

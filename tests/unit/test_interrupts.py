@@ -66,7 +66,8 @@ def test_sigterm_is_held_only_when_it_was_made_an_interrupt() -> None:
             interrupt_me(signal.SIGTERM)
             assert interrupts.pending
         assert signal.getsignal(signal.SIGTERM) is as_interrupt  # given back as it was
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with Interrupts().held():
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # ending the process stays so
     finally:
         signal.signal(signal.SIGTERM, previous)
-    with Interrupts().held():
-        assert signal.getsignal(signal.SIGTERM) == previous  # SIG_DFL: ending the process stays so

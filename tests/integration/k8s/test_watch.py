@@ -107,13 +107,42 @@ async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
         yield await connection.channel()
 
 
+#: The watchers a test started: any still running when it ends is killed (a failed test's too).
+STARTED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def no_watcher_left() -> AsyncIterator[None]:
+    yield
+    while STARTED:
+        watcher = STARTED.pop()
+        if watcher.returncode is None:
+            watcher.kill()
+        await watcher.communicate()
+
+
 async def start_watch(job: str, kubeconfig: Path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+    watcher = await asyncio.create_subprocess_exec(
         FILTERJOB, "watch", job, "--broker", BROKER_URL, *args,
         env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    STARTED.append(watcher)
+    return watcher
+
+
+async def ended(watcher: asyncio.subprocess.Process, within: float) -> tuple[str, str]:
+    """The watcher's output once it ends by itself; what it said so far if it does not within ``within``."""
+    try:
+        stdout, stderr = await asyncio.wait_for(watcher.communicate(), within)
+    except TimeoutError:
+        watcher.kill()
+        stdout, stderr = await watcher.communicate()
+        raise AssertionError(
+            f"the watch did not end within {within:g} s; it said:\n{stdout.decode()}\n{stderr.decode()}"
+        ) from None
+    return stdout.decode(), stderr.decode()
 
 
 async def one_line_failure(watcher: asyncio.subprocess.Process) -> str:
@@ -153,9 +182,9 @@ async def test_watch_follows_a_cluster_job_until_it_finishes(
         assert line.startswith("succeeded trip/a.jpg (attempt 1, w0)"), line
 
         set_status(kube, "thumbs", {"phase": "Succeeded", "total": 3, "succeeded": 2, "failed": 1})
-        stdout, _ = await asyncio.wait_for(watcher.communicate(), 30)
+        stdout, _ = await ended(watcher, 30)
         assert watcher.returncode == exits.OK
-        assert f"finished  {ns}/thumbs: Succeeded, 2 succeeded, 1 failed of 3" in stdout.decode()
+        assert f"finished  {ns}/thumbs: Succeeded, 2 succeeded, 1 failed of 3" in stdout
     finally:
         await delete(channel, topology)
     # Read-only on the cluster: the watcher only ever got the FilterJob, and was allowed to.
