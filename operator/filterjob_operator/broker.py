@@ -449,7 +449,8 @@ class ListingWatch:
             return found
         self._arrived.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._arrived.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._arrived.wait()
         return self._reader.listing
 
 

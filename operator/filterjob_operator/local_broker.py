@@ -214,7 +214,8 @@ class _Session:
                     _count_written(self.job, self.tally, since_ns=self._started_ns)
                 # Best effort: watchers stop on it; an interrupted run must still end quickly.
                 with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
-                    await asyncio.wait_for(self.announce(), ANNOUNCE_TIMEOUT)
+                    async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+                        await self.announce()
         finally:
             await self.connection.close()
             self.summary.seconds = time.perf_counter() - self._start
@@ -334,7 +335,10 @@ async def _follow(
             flushed.set()
         elif (outcome := finished_outcome(message, topology)) is not None:
             tally.finish(outcome)
-        await message.ack()
+        # An interrupt's count closes this channel under a delivery being acked: the message goes
+        # back to the queue, where that count reads it (and counts its task once).
+        with contextlib.suppress(aio_pika.exceptions.ChannelInvalidStateError):
+            await message.ack()
 
     consumer_tag = await progress.consume(on_progress)
     env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
@@ -392,8 +396,12 @@ async def _until_drained(channel: AbstractChannel, topology: Topology, tally: _T
     while True:
         tally.progressed.clear()
         empty = tally.enqueued and not await _outstanding(channel, topology)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancel that ends
+        # this wait when the event is set at the same moment, and the run then never stopped its
+        # workers after an interrupt (they went on to the last task).
         try:
-            await asyncio.wait_for(tally.progressed.wait(), DEPTH_REFRESH)
+            async with asyncio.timeout(DEPTH_REFRESH):
+                await tally.progressed.wait()
         except TimeoutError:
             if empty:
                 return

@@ -138,7 +138,8 @@ class Supervisor:
             relay.add_done_callback(self._relays.discard)
             code = await proc.wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(relay), STDERR_DRAIN)
+                async with asyncio.timeout(STDERR_DRAIN):
+                    await asyncio.shield(relay)
             if self._stopping:
                 return
             now = time.monotonic()
@@ -180,7 +181,8 @@ class Supervisor:
         codes: dict[int, int | None] = {}
         for slot, proc in self._procs.items():
             try:
-                codes[slot] = await asyncio.wait_for(proc.wait(), grace)
+                async with asyncio.timeout(grace):
+                    codes[slot] = await proc.wait()
             except TimeoutError:
                 proc.kill()
                 codes[slot] = await proc.wait()

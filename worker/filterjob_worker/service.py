@@ -86,7 +86,8 @@ async def _connect(consumer: Consumer, stop: asyncio.Event) -> bool:
             consumer.health.connection_lost()
             log.warning("cannot start consuming (%s); retrying in %.1f s", logs.scrub(str(e)), delay)
         try:
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+            async with asyncio.timeout(delay):  # not wait_for: it can swallow a cancel (Python 3.11)
+                await stop.wait()
         except TimeoutError:
             delay = min(delay * 2, longest)
     return False
