@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from filterjob_operator import broker
 from filterjob_worker.contract import Event, Task
@@ -104,3 +104,16 @@ def make_tasks(
 
 async def publish(channel: AbstractChannel, topology: Topology, tasks: list[Task]) -> None:
     await broker.publish_tasks(channel, topology, tasks)
+
+
+async def ready_count(connection: AbstractRobustConnection, queue: str) -> int:
+    """Ready messages in ``queue``, asked on a fresh channel (a robust channel answers a
+    repeated declaration from its cache)."""
+    channel = await connection.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+    finally:
+        await channel.close()
+    count = declared.declaration_result.message_count
+    assert count is not None
+    return count

@@ -27,20 +27,8 @@ from filterjob_operator.workerenv import topology_of
 from filterjob_worker.config import redact
 from filterjob_worker.contract import REASON_HEADER
 from filterjob_worker.topology import Topology, delete
-from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, filterjob
+from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, filterjob, ready_count
 from tests.helpers.jobfiles import unique, write_job
-
-
-async def ready_count(connection: AbstractRobustConnection, queue: str) -> int:
-    """Ready messages in ``queue``, asked on a fresh channel (a robust channel caches declarations)."""
-    channel = await connection.channel()
-    try:
-        declared = await channel.declare_queue(queue, passive=True)
-    finally:
-        await channel.close()
-    count = declared.declaration_result.message_count
-    assert count is not None
-    return count
 
 
 async def take_all(connection: AbstractRobustConnection, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from filterjob_operator.samples import make_image
 from filterjob_worker.storage import TEMP_SUFFIX, to_path
 from filterjob_worker.topology import Topology
-from tests.helpers.brokers import EventLog, make_tasks, publish
+from tests.helpers.brokers import EventLog, make_tasks, publish, ready_count
 from tests.helpers.gates import Gates, holders
 from tests.helpers.workers import WorkerFactory, WorkerProcess
 
@@ -36,19 +36,6 @@ def flat_images(src: Path, count: int) -> list[str]:
     for i, name in enumerate(names):
         make_image((64, 48), seed=i).save(src / name)
     return names
-
-
-async def ready_count(connection: AbstractRobustConnection, queue: str) -> int:
-    """Ready messages in ``queue``, asked on a fresh channel (a robust channel answers a
-    repeated declaration from its cache)."""
-    channel = await connection.channel()
-    try:
-        declared = await channel.declare_queue(queue, passive=True)
-    finally:
-        await channel.close()
-    count = declared.declaration_result.message_count
-    assert count is not None
-    return count
 
 
 async def wait_ready(connection: AbstractRobustConnection, queue: str, count: int, within: float = 30.0) -> None:
