@@ -8,6 +8,7 @@ and progress is read back from the broker, never from memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -44,6 +45,20 @@ REDRIVE_ANNOTATION = f"{GROUP}/redrive"
 LISTER_NOT_STARTED = "ListerNotStarted"
 #: A job whose broker (or its Secret) cannot be used tries again after this many status intervals.
 BROKER_RETRY_INTERVALS = 2
+
+
+async def pause(stopped: kopf.DaemonStopped, seconds: float) -> bool:
+    """Wait up to ``seconds`` or until the daemon is asked to stop; True if it was.
+
+    Not ``await stopped.wait(seconds)``: kopf runs that wait as a task of its own which ends in
+    ``TimeoutError`` when the time is up, and at its exit kopf re-raises the error of every task it
+    finds finished, so a pause that ran out while the operator stopped crashed the operator's exit.
+    Here the pause ends by cancelling that task, an ending kopf lets pass.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stopped.wait()
+    return bool(stopped)
 
 
 class ListerFailed(Exception):
@@ -174,7 +189,7 @@ class Reconciler:
                 return False
             # Finished jobs pile up; looking at their (in-memory) body less often costs a
             # re-drive or a TTL at most this much delay.
-            await self.stopped.wait(FINISHED_CHECKS * self.s.settings.status_interval)
+            await pause(self.stopped, FINISHED_CHECKS * self.s.settings.status_interval)
         return False
 
     async def _broker(self, job: FilterJob) -> tuple[str, str]:
@@ -385,7 +400,7 @@ class Reconciler:
 
     async def _wait_unsuspended(self) -> bool:
         while (self.body.get("spec") or {}).get("suspend"):
-            if await self.stopped.wait(self.s.settings.status_interval):
+            if await pause(self.stopped, self.s.settings.status_interval):
                 return False
         return True
 
@@ -509,7 +524,7 @@ class Reconciler:
                     *self.source_conditions,
                 ],
             )
-            if await self.stopped.wait(self.s.settings.status_interval):
+            if await pause(self.stopped, self.s.settings.status_interval):
                 return False
 
     async def _finish(
