@@ -119,13 +119,21 @@ async def _exists(connection: AbstractConnection, exchange: str) -> bool:
     return True
 
 
-async def _exchange_gone(connection: AbstractConnection, exchange: str) -> None:
-    """Return once ``exchange`` no longer exists."""
-    while True:
+async def _exchange_gone(connection: AbstractConnection, exchange: str, enough: asyncio.Event) -> bool:
+    """True once ``exchange`` no longer exists; False once ``enough`` is set.
+
+    Stopped by ``enough`` between checks, never cancelled: cancelling aiormq while it opens a
+    channel can swallow the cancel (the watch then never ended) or make the broker close the
+    whole connection. A check in flight takes one round trip to the broker.
+    """
+    while not enough.is_set():
         if not await _exists(connection, exchange):
-            return
+            return True
         # A poll: the broker sends bound queues no notice of an exchange's deletion.
-        await asyncio.sleep(EXCHANGE_CHECK_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXCHANGE_CHECK_SECONDS):
+                await enough.wait()
+    return False
 
 
 async def _subscribe(connection: AbstractConnection, topology: Topology) -> AbstractQueue:
@@ -196,9 +204,12 @@ async def _first_end(
     async def announced() -> Ended:
         return Ended("finished", await finished)
 
-    async def gone() -> Ended:
-        await _exchange_gone(connection, topology.events)
-        return Ended(f"the job's events exchange {topology.events} was deleted")
+    enough = asyncio.Event()
+
+    async def gone() -> Ended | None:
+        if await _exchange_gone(connection, topology.events, enough):
+            return Ended(f"the job's events exchange {topology.events} was deleted")
+        return None
 
     async def stopped() -> None:
         await stop.wait()
@@ -207,20 +218,21 @@ async def _first_end(
         await lost.wait()
         raise BrokerLost("the broker closed the connection")
 
+    polling = asyncio.create_task(gone())
     waiters: list[asyncio.Task[Any]] = [
         asyncio.create_task(stopped()),
         asyncio.create_task(announced()),
-        asyncio.create_task(gone()),
         asyncio.create_task(disconnected()),
     ]
     if ended is not None:
         waiters.append(asyncio.create_task(_awaited(ended)))
     try:
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([polling, *waiters], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        enough.set()  # the poll ends by itself (see _exchange_gone); the others are cancelled
         for waiter in waiters:
             waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+        await asyncio.gather(polling, *waiters, return_exceptions=True)
     first = next(iter(done))
     result: Ended | None = first.result()  # re-raises a failure of ``ended``
     return result

@@ -1,12 +1,14 @@
-"""``filterjob watch``'s pure decisions: when a cluster job has ended, with which counts."""
+"""``filterjob watch``'s pure decisions: when a cluster job has ended, with which counts; and how its
+check for a deleted exchange stops (never by cancelling a broker call in flight)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from filterjob_operator.watch import final_phase
+from filterjob_operator.watch import _exchange_gone, final_phase
 from filterjob_worker.contract import JobFinished
 
 META = {"namespace": "photos", "name": "thumbs"}
@@ -27,3 +29,48 @@ def test_missing_counts_read_as_zero() -> None:
     end = final_phase({"metadata": META, "status": {"phase": "Failed", "total": "x"}})
     assert end is not None
     assert (end.total, end.succeeded, end.failed) == (0, 0, 0)
+
+
+class HeldConnection:
+    """Opens a channel only once the test lets it: an exchange check held in flight."""
+
+    def __init__(self) -> None:
+        self.opening = asyncio.Event()
+        self.let_open = asyncio.Event()
+        self.closed = 0
+
+    async def channel(self) -> HeldConnection:
+        self.opening.set()
+        await self.let_open.wait()
+        return self
+
+    async def get_exchange(self, name: str, *, ensure: bool) -> str:
+        return name
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_a_watch_ending_during_an_exchange_check_lets_the_check_finish() -> None:
+    """aiormq can swallow a cancel that lands while it opens a channel, so the poll is asked to stop."""
+    connection = HeldConnection()
+    enough = asyncio.Event()
+    polling = asyncio.create_task(_exchange_gone(connection, "fj.x.events", enough))  # type: ignore[arg-type]
+    await connection.opening.wait()
+    enough.set()
+    await asyncio.sleep(0)
+    assert not polling.done(), "the check in flight was cut short"
+    connection.let_open.set()
+    assert await polling is False
+    assert connection.closed == 1, "the check's channel was left open"
+
+
+async def test_the_exchange_check_stops_while_it_waits_between_checks() -> None:
+    connection = HeldConnection()
+    connection.let_open.set()
+    enough = asyncio.Event()
+    polling = asyncio.create_task(_exchange_gone(connection, "fj.x.events", enough))  # type: ignore[arg-type]
+    await connection.opening.wait()
+    await asyncio.sleep(0)
+    enough.set()
+    assert await polling is False

@@ -153,11 +153,6 @@ async def one_line_failure(watcher: asyncio.subprocess.Process) -> str:
     return message
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="under investigation: in 2 of 3 shuffled full runs, with this module first after the unit tests, "
-    "the watch did not see the Succeeded phase within 30 s (it passes alone and in file order)",
-)
 async def test_watch_follows_a_cluster_job_until_it_finishes(
     kube: Kube, reader: Account, tmp_path: Path, channel: aio_pika.abc.AbstractChannel
 ) -> None:
