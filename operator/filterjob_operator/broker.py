@@ -127,7 +127,19 @@ class QueueStats:
 
 
 async def ready_counts(channel: AbstractChannel, topology: Topology) -> dict[str, int]:
-    """Ready messages per queue, from passive declares (exact now; unacked not included)."""
+    """Ready messages per queue, from passive declares (exact now; unacked not included).
+
+    Safe to cancel: the declares go on to their answer (one round trip each) in a task of their
+    own, because aiormq closes a channel whose call in flight is cancelled, and the caller's
+    next use of the channel (a run's final flush) would fail.
+    """
+    counting = asyncio.ensure_future(_ready_counts(channel, topology))
+    # Retrieved here, so a failure after the caller was cancelled is not reported as unretrieved.
+    counting.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(counting)
+
+
+async def _ready_counts(channel: AbstractChannel, topology: Topology) -> dict[str, int]:
     out: dict[str, int] = {}
     # Not channel.declare_queue(passive=True): a robust channel answers that from its cache of
     # queues it declared before, with the stale counts of that first declaration.

@@ -206,3 +206,22 @@ async def test_delete_removes_everything(connection: AbstractRobustConnection, t
         probe = await connection.channel()
         with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity, match="no exchange"):
             await probe.declare_exchange(name, passive=True)
+
+
+async def test_counting_a_jobs_queues_can_be_cancelled_without_closing_the_channel(
+    connection: AbstractRobustConnection, topology: Topology
+) -> None:
+    """A run stops its drain check by cancelling it, then flushes on the same channel: aiormq closes
+    a channel whose call in flight is cancelled, so the count must finish its calls regardless."""
+    channel = await connection.channel()
+    await declare(channel, topology)
+    underlay = await channel.get_underlay_channel()
+    for steps in range(40):  # cancelled at every point of the first few calls' round trips
+        counting = asyncio.ensure_future(broker.ready_counts(channel, topology))
+        for _ in range(steps % 8):
+            await asyncio.sleep(0)
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
+        assert not underlay.is_closed, f"the channel was closed by a cancel after {steps % 8} steps"
+    assert set((await broker.ready_counts(channel, topology)).values()) == {0}
+    await delete(channel, topology)
