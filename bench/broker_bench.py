@@ -10,7 +10,7 @@ and a RabbitMQ; see bench/README.md). In one run, on the same broker:
     - FilterJob: ``bench/noop_filterjob_worker.py``, the real worker entrypoint whose
       ``Consumer`` gets ``work=noop``, on a job topology declared by
       ``filterjob_worker.topology.declare`` (quorum queues), tasks published by
-      ``broker.publish_tasks``;
+      ``publish_tasks``;
     - Celery: ``celery worker -P solo`` on ``bench/noop_celery_app.py``, on a classic queue
       (Celery's default) and on a quorum queue (FilterJob's kind);
     - Dramatiq: ``dramatiq -p 1 -t 1`` on ``bench/noop_dramatiq_app.py`` (classic queue);
@@ -64,7 +64,8 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from PIL import Image
 
-from filterjob_operator import broker, local_broker, sources
+from filterjob_operator import local_broker, sources
+from filterjob_operator.broker.enqueue import publish_tasks
 from filterjob_worker.contract import Event, Task
 from filterjob_worker.topology import Topology, declare, delete
 from local_bench import FILTERS, QUALITY, SIZES, bare_loop, generate, make_job
@@ -324,7 +325,7 @@ async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list
         kind = topology.base.rsplit(".", 1)[1]
 
         async def prefill(n: int) -> None:
-            await broker.publish_tasks(monitor.channel, topology, tiny_tasks(root, kind, n))
+            await publish_tasks(monitor.channel, topology, tiny_tasks(root, kind, n))
 
         env = worker_env(url, topology.tasks, prefetch=PREFETCH, worker_id=f"bench-{kind}")
         return System(label, topology.tasks, [py, *argv], env, prefill, f"{common}; quorum queues; {settings}")
@@ -383,7 +384,7 @@ async def make_systems(monitor: Monitor, url: str, run: str, root: Path) -> list
 
     def bare_aiopika(topology: Topology) -> System:
         async def prefill(n: int) -> None:
-            await broker.publish_tasks(monitor.channel, topology, tiny_tasks(root, "bare", n))
+            await publish_tasks(monitor.channel, topology, tiny_tasks(root, "bare", n))
 
         env = {"FJBENCH_BROKER_URL": url, "FJBENCH_QUEUE": topology.tasks, "FJBENCH_PREFETCH": str(PREFETCH)}
         argv = [py, str(BENCH_DIR / "bare_aiopika_consumer.py")]
@@ -479,7 +480,7 @@ async def pipeline_run(
     monitor: Monitor, topology: Topology, tasks: list[Task], workers: int, url: str, progress: Progress, logs: Path
 ) -> float:
     progress.reset(len(tasks))
-    await broker.publish_tasks(monitor.channel, topology, tasks)
+    await publish_tasks(monitor.channel, topology, tasks)
     env = worker_env(url, topology.tasks, prefetch=PIPELINE_PREFETCH, worker_id="")
     procs = []
     try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
-from filterjob_operator import broker, broker_errors
+from filterjob_operator import broker_errors
+from filterjob_operator.broker.management import management_url_for
 from filterjob_operator.kube import Kube, KubeError
 from filterjob_worker.config import broker_url_problem
 
@@ -56,7 +57,7 @@ async def urls(kube: Kube, namespace: str, name: str) -> tuple[str, str]:
             "BrokerSecretInvalid", f"{where} has no key url (an amqp:// URL of RabbitMQ); its keys: {keys}"
         )
     check_url(url, where)
-    return url, secret.get("managementUrl") or broker.management_url_for(url)
+    return url, secret.get("managementUrl") or management_url_for(url)
 
 
 class RememberedUrls:

@@ -538,9 +538,9 @@ def parked_command(job: str, broker: str, as_json: bool) -> None:
     """
     console = Console(stderr=True)
     topology = _job_topology(console, job)
-    from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.broker.parked import parked_failures  # noqa: PLC0415 (see _LAZY)
 
-    failures = _on_broker(broker, lambda connection: amqp.parked_failures(connection, topology))
+    failures = _on_broker(broker, lambda connection: parked_failures(connection, topology))
     for failure in failures:
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(failure)))
@@ -575,9 +575,9 @@ def redrive_command(job: str, broker: str, workers: int | None, no_progress: boo
     if Path(job).is_file():
         _redrive_here(console, load_job(Path(job), local=True), broker, workers, no_progress, worker_logs)
         return
-    from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.broker.parked import redrive  # noqa: PLC0415 (see _LAZY)
 
-    moved = _on_broker(broker, lambda connection: amqp.redrive(connection, topology))
+    moved = _on_broker(broker, lambda connection: redrive(connection, topology))
     console.print(f"moved {len(moved)} parked tasks back to {topology.tasks}", highlight=False, soft_wrap=True)
     if moved:
         _, namespace, name, _ = topology.base.split(".")
@@ -643,11 +643,11 @@ def clean_command(job: str, broker: str, force: bool) -> None:
     """
     console = Console(stderr=True)
     topology = _job_topology(console, job)
-    from filterjob_operator import broker as amqp  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.broker.inventory import existing, remove  # noqa: PLC0415 (see _LAZY)
     from filterjob_operator.local_broker import progress_queue  # noqa: PLC0415
 
     extra = [progress_queue(topology)]
-    found = _on_broker(broker, lambda connection: amqp.existing(connection, topology, extra=extra))
+    found = _on_broker(broker, lambda connection: existing(connection, topology, extra=extra))
     if not found:
         console.print(
             f"nothing to delete: no queue or exchange of {topology.base} exists", highlight=False, soft_wrap=True
@@ -663,7 +663,7 @@ def clean_command(job: str, broker: str, force: bool) -> None:
             soft_wrap=True,
         )
         sys.exit(exits.INVALID)
-    _on_broker(broker, lambda connection: amqp.remove(connection, found))
+    _on_broker(broker, lambda connection: remove(connection, found))
     for item in found:
         counts = f" ({item.messages} messages)" if item.kind == "queue" else ""
         click.echo(f"deleted {item.kind} {item.name}{counts}")

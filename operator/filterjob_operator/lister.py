@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from filterjob_operator import broker, broker_errors, listing, sources
+from filterjob_operator import broker_errors, listing, sources
+from filterjob_operator.broker.listings import publish_listing
 from filterjob_operator.builders.lister import JOB_ENV
 from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
@@ -67,5 +68,5 @@ async def list_inputs(job: FilterJob, broker_url: str) -> Result:
     connection = await broker_errors.connect(broker_url, name=f"filterjob lister {job.key}")
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        published = await broker.publish_listing(channel, topology, messages)
+        published = await publish_listing(channel, topology, messages)
     return Result(queue=topology.inputs, keys=keys, messages=published, error=error)

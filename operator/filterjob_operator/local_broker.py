@@ -30,7 +30,11 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from filterjob_operator import broker, broker_errors, sources, verification, verifier
+from filterjob_operator import broker_errors, sources, verification, verifier
+from filterjob_operator.broker.depths import ready_counts
+from filterjob_operator.broker.enqueue import Cursor, publish_tasks
+from filterjob_operator.broker.management import Management, management_url_for, vhost_of
+from filterjob_operator.broker.parked import redrive
 from filterjob_operator.local import Listener, begin_run
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.summary import Failure, RunSummary
@@ -38,6 +42,7 @@ from filterjob_operator.supervisor import GaveUp, Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker import storage
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
+from filterjob_worker.envelope import death_reason, event_message
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology, declare, delete
@@ -79,11 +84,7 @@ async def declare_progress(channel: AbstractChannel, topology: Topology) -> Abst
 def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Outcome | None:
     """The outcome a progress message reports, or None if it is not one."""
     if message.exchange == topology.dead_letters:
-        deaths = (message.headers or {}).get("x-death") or []
-        why = "delivery limit exceeded"
-        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-            given = deaths[0].get("reason", "dead-lettered")
-            why = given.decode() if isinstance(given, bytes) else str(given)
+        why = death_reason(message.headers) or "delivery limit exceeded"
         return Outcome(
             task=message.message_id or "",
             input="",
@@ -269,8 +270,7 @@ async def announce_finished(
     channel = await connection.channel(publisher_confirms=True)
     try:
         exchange = await channel.get_exchange(topology.events, ensure=False)
-        message = aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE)
-        await exchange.publish(message, routing_key=event.routing_key)
+        await exchange.publish(event_message(event), routing_key=event.routing_key)
     finally:
         await channel.close()
 
@@ -293,7 +293,7 @@ async def redrive_with_broker(
             # Bound before the tasks move, so no task can finish unseen.
             progress = await declare_progress(channel, topology)
             await progress.purge()
-            moved = await broker.redrive(session.connection, topology)
+            moved = await redrive(session.connection, topology)
         listener.started(len(moved))
         keys = {parked.task: parked.input.removeprefix(job.spec.source.uri) or parked.task for parked in moved}
         tally = session.count(RunSummary(total=len(moved)), listener, keys)
@@ -409,7 +409,7 @@ async def _until_drained(channel: AbstractChannel, topology: Topology, tally: _T
 
 async def _outstanding(channel: AbstractChannel, topology: Topology) -> int:
     """Ready messages in the task and retry queues (exact; deliveries held by workers not included)."""
-    ready = await broker.ready_counts(channel, topology)
+    ready = await ready_counts(channel, topology)
     return sum(ready[name] for name in (topology.tasks, *topology.retry_queues))
 
 
@@ -483,8 +483,7 @@ def _count_written(job: FilterJob, tally: _Tally, *, since_ns: int) -> None:
 async def _show_depth(broker_url: str, topology: Topology, listener: Listener) -> None:
     """Queue depth from the management API, for the progress display (if it answers)."""
     queues = [topology.tasks, *topology.retry_queues]
-    management_url = broker.management_url_for(broker_url)
-    async with broker.Management(management_url, vhost=broker.vhost_of(broker_url)) as management:
+    async with Management(management_url_for(broker_url), vhost=vhost_of(broker_url)) as management:
         if not await management.available():
             return
         while True:
@@ -504,19 +503,13 @@ async def _enqueue(connection: AbstractRobustConnection, job: FilterJob, keys: l
     """
     topology = topology_of(job)
     channel = await connection.channel(publisher_confirms=True)
-    cursor = 0
+    cursor = Cursor()
     while True:
-        start = cursor
-
-        def confirmed(n: int, start: int = start) -> None:
-            nonlocal cursor
-            cursor = start + n
-
         try:
-            await broker.publish_tasks(channel, topology, sources.plan(job, keys[start:]), on_confirmed=confirmed)
+            await publish_tasks(channel, topology, sources.plan(job, keys[cursor.position :]), cursor=cursor)
             break
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as e:
-            log.warning("publishing interrupted at task %d of %d (%s); resuming", cursor, len(keys), e)
+            log.warning("publishing interrupted at task %d of %d (%s); resuming", cursor.position, len(keys), e)
             await asyncio.sleep(REPUBLISH_DELAY)  # backoff while the robust connection reconnects
     await channel.close()
     tally.enqueued = True

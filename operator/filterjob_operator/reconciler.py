@@ -19,7 +19,12 @@ from typing import Any
 import kopf
 from aio_pika.abc import AbstractRobustConnection
 
-from filterjob_operator import broker, brokerref, listing, sources, status, verification, verifier
+from filterjob_operator import brokerref, listing, sources, status, verification, verifier
+from filterjob_operator.broker.depths import depths as queue_depths
+from filterjob_operator.broker.enqueue import Cursor, publish_tasks
+from filterjob_operator.broker.listings import ListingWatch, forget_listing, stored_listing
+from filterjob_operator.broker.management import Management, vhost_of
+from filterjob_operator.broker.parked import parked_failures, redrive
 from filterjob_operator.builders import deployment, hpa, lister
 from filterjob_operator.builders.common import lister_name, verifier_name, workers_name
 from filterjob_operator.kube import Kube, KubeError
@@ -126,7 +131,7 @@ class Reconciler:
         url, management_url = await self._broker(job)
         connection = await self._connect(job, url)
         try:
-            async with broker.Management(management_url, vhost=broker.vhost_of(url)) as management:
+            async with Management(management_url, vhost=vhost_of(url)) as management:
                 return await self._run(job, connection, management)
         finally:
             await connection.close()
@@ -139,7 +144,7 @@ class Reconciler:
     async def _redrive(
         self, job: FilterJob, connection: AbstractRobustConnection, request: str, **status_fields: Any
     ) -> int:
-        moved = await broker.redrive(connection, topology_of(job))
+        moved = await redrive(connection, topology_of(job))
         message = f"{len(moved)} parked tasks moved back to the task queue ({REDRIVE_ANNOTATION}={request})"
         log.info("job %s/%s: %s", self.namespace, self.name, message)
         kopf.info(self.body, reason="Redriven", message=message)
@@ -179,7 +184,7 @@ class Reconciler:
                 try:
                     if self._failed_listing():
                         # The source was the problem; once fixed, it must be listed again.
-                        await broker.forget_listing(connection, topology_of(job))
+                        await forget_listing(connection, topology_of(job))
                         await self.s.kube.delete_batch_job(self.namespace, lister_name(job))
                     await self._redrive(job, connection, request, phase=status.RUNNING, completionTime=None)
                 finally:
@@ -225,7 +230,7 @@ class Reconciler:
         )
         return kopf.TemporaryError(error.message, delay=BROKER_RETRY_INTERVALS * self.s.settings.status_interval)
 
-    async def _run(self, job: FilterJob, connection: AbstractRobustConnection, management: broker.Management) -> bool:
+    async def _run(self, job: FilterJob, connection: AbstractRobustConnection, management: Management) -> bool:
         topology = topology_of(job)
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)
@@ -305,7 +310,7 @@ class Reconciler:
         source it can see itself (``FILTERJOB_LIST_INPUTS``: ``auto`` or ``operator``),
         and otherwise runs a lister Job next to the workers and waits for its listing.
         """
-        stored = await broker.stored_listing(connection, topology_of(job))
+        stored = await stored_listing(connection, topology_of(job))
         if stored is not None:
             return _keys(stored)
         mode = self.s.settings.list_inputs
@@ -341,7 +346,7 @@ class Reconciler:
             kopf.info(self.body, reason="Listing", message=f"created the lister Job {name}")
         interval = self.s.settings.status_interval
         not_started: str | None = None
-        async with broker.ListingWatch(connection, topology_of(job)) as watch:
+        async with ListingWatch(connection, topology_of(job)) as watch:
             while not self.stopped:
                 failure = await self.s.kube.job_failure(self.namespace, name)
                 # After a failure, one more interval for a listing on its way from an earlier attempt.
@@ -416,34 +421,29 @@ class Reconciler:
         cursor before returning, so it duplicates nothing.
         """
         batch = self.s.settings.enqueue_batch
-        cursor = 0  # into keys
+        cursor = Cursor()  # into keys
         saved = (0, time.monotonic())
 
         async def save(force: bool = False) -> None:
             nonlocal saved
             count, when = saved
-            if cursor == count and not force:
+            done = cursor.position
+            if done == count and not force:
                 return
-            if force or cursor - count >= batch or time.monotonic() - when >= CURSOR_SECONDS:
-                through = {"enqueuedThrough": keys[cursor - 1]} if cursor else {}
-                await self.patch(enqueued=already + cursor, **through)
-                saved = (cursor, time.monotonic())
+            if force or done - count >= batch or time.monotonic() - when >= CURSOR_SECONDS:
+                through = {"enqueuedThrough": keys[done - 1]} if done else {}
+                await self.patch(enqueued=already + done, **through)
+                saved = (done, time.monotonic())
 
         topology = topology_of(job)
-        while cursor < len(keys):
+        while cursor.position < len(keys):
             if not await self._wait_unsuspended():
                 return False
             if self.stopped:
                 await save(force=True)
                 return False
-            chunk = keys[cursor : cursor + batch]
-            base = cursor
-
-            def confirmed_chunk(n: int, base: int = base) -> None:
-                nonlocal cursor
-                cursor = base + n
-
-            await broker.publish_tasks(channel, topology, sources.plan(job, chunk), on_confirmed=confirmed_chunk)
+            chunk = keys[cursor.position : cursor.position + batch]
+            await publish_tasks(channel, topology, sources.plan(job, chunk), cursor=cursor)
             await save()
         await save(force=True)
         kopf.info(self.body, reason="Enqueued", message=f"{already + len(keys)} tasks enqueued")
@@ -454,7 +454,7 @@ class Reconciler:
         job: FilterJob,
         connection: AbstractRobustConnection,
         channel: Any,
-        management: broker.Management,
+        management: Management,
         *,
         total: int,
         keys: Sequence[str],
@@ -466,7 +466,7 @@ class Reconciler:
         below_since: float | None = None
         empty_since: float | None = None
         while True:
-            depths = await broker.depths(channel, topology, management, enqueued=total)
+            depths = await queue_depths(channel, topology, management, enqueued=total)
             result = status.counts(total=total, enqueued=total, depths=depths)
             now = time.monotonic()
             empty_since = status.drained_since(enqueued_all=True, depths=depths, now=now, since=empty_since)
@@ -548,7 +548,7 @@ class Reconciler:
             # workers back (a re-drive applies the HPA again).
             await self.s.kube.delete_hpa(self.namespace, workers_name(job))
             await self.s.kube.scale(self.namespace, workers_name(job), 0)
-        parked = await broker.parked_failures(connection, topology_of(job))
+        parked = await parked_failures(connection, topology_of(job))
         observed = await self._observe_outputs(job, connection, planned=bool(keys))
         if observed is None:
             return False
@@ -626,7 +626,7 @@ class Reconciler:
         topology = topology_of(job)
         interval = self.s.settings.status_interval
         # From nothing: no report or Job of an earlier verification (before a re-drive) answers for this one.
-        await broker.forget_listing(connection, topology, queue_name=topology.outputs)
+        await forget_listing(connection, topology, queue_name=topology.outputs)
         await self.s.kube.delete_batch_job(self.namespace, name)
         manifest = lister.build_verifier(job, settings=self.s.settings, broker_secret=self._broker_secret(job))
         if not await self.s.kube.create_job(manifest):
@@ -636,7 +636,7 @@ class Reconciler:
         message = f"created the verifier Job {name} to check the outputs at {job.spec.destination.uri}"
         log.info("job %s/%s: %s", self.namespace, self.name, message)
         kopf.info(self.body, reason="Verifying", message=message)
-        async with broker.ListingWatch(connection, topology, queue_name=topology.outputs) as watch:
+        async with ListingWatch(connection, topology, queue_name=topology.outputs) as watch:
             while not self.stopped:
                 failure = await self.s.kube.job_failure(self.namespace, name)
                 # After a failure, one more interval for a report on its way from an earlier attempt.

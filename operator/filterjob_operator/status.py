@@ -37,7 +37,7 @@ class Depths:
     ready: int = 0  # task queue, ready
     unacked: int = 0  # task queue, delivered and not yet acked
     retrying: int = 0  # all retry delay queues
-    parked: int = 0  # distinct parked tasks
+    parked: int = 0  # parked queue, messages (a task parked twice counts twice; parked_failures dedupes)
 
     @property
     def outstanding(self) -> int:

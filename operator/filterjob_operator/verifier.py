@@ -16,7 +16,8 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from filterjob_operator import broker, broker_errors, listing
+from filterjob_operator import broker_errors, listing
+from filterjob_operator.broker.listings import publish_listing
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker import storage
@@ -80,7 +81,7 @@ async def verify_outputs(job: FilterJob, broker_url: str) -> Result:
     connection = await broker_errors.connect(broker_url, name=f"filterjob verifier {job.key}")
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        published = await broker.publish_listing(channel, topology, messages, queue_name=topology.outputs)
+        published = await publish_listing(channel, topology, messages, queue_name=topology.outputs)
     return Result(queue=topology.outputs, keys=len(observed.present), messages=published, error=observed.problem)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from filterjob_operator import broker
+from filterjob_operator.broker.enqueue import publish_tasks
 from filterjob_worker.contract import Event, Task
 from filterjob_worker.topology import RetryPolicy, Topology
 
@@ -103,7 +103,7 @@ def make_tasks(
 
 
 async def publish(channel: AbstractChannel, topology: Topology, tasks: list[Task]) -> None:
-    await broker.publish_tasks(channel, topology, tasks)
+    await publish_tasks(channel, topology, tasks)
 
 
 async def ready_count(connection: AbstractRobustConnection, queue: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import broker
+from filterjob_operator.broker.enqueue import publish_tasks
 from filterjob_worker.contract import Task
 from filterjob_worker.topology import Topology
 
@@ -57,7 +57,7 @@ async def test_a_lagging_first_confirm_holds_the_producer_at_the_window() -> Non
     pulled: list[int] = []
     cursors: list[int] = []
     run = asyncio.create_task(
-        broker.publish_tasks(
+        publish_tasks(
             Channel(exchange),  # type: ignore[arg-type]
             Topology.for_job(namespace="ns", name="j", uid="u"),
             tasks(100, pulled),
@@ -82,7 +82,7 @@ async def test_a_failed_publish_wakes_a_waiting_producer_and_raises() -> None:
     exchange.fail = {"t0"}
     cursors: list[int] = []
     run = asyncio.create_task(
-        broker.publish_tasks(
+        publish_tasks(
             Channel(exchange),  # type: ignore[arg-type]
             Topology.for_job(namespace="ns", name="j", uid="u"),
             tasks(100, []),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,19 +33,11 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
-    DeliveryMode,
 )
 
-from filterjob_worker import processing
+from filterjob_worker import envelope, processing
 from filterjob_worker.config import WorkerConfig
-from filterjob_worker.contract import (
-    ATTEMPT_HEADER,
-    CONTENT_TYPE,
-    REASON_HEADER,
-    WORKER_HEADER,
-    Event,
-    Task,
-)
+from filterjob_worker.contract import Event, Task
 from filterjob_worker.errors import MalformedTask, WorkerDied, reason_of
 from filterjob_worker.health import Health
 from filterjob_worker.metrics import WorkerMetrics
@@ -59,11 +50,8 @@ Work = Callable[[Task], processing.Outcome]
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:
-    raw = (message.headers or {}).get(ATTEMPT_HEADER, 1)
-    try:
-        return max(1, int(raw)) if isinstance(raw, int | str) else 1
-    except ValueError:
-        return 1
+    """The try a delivery is, from 1 (a message that names none is a first try)."""
+    return envelope.attempt_of(message.headers) or 1
 
 
 class Consumer:
@@ -227,9 +215,7 @@ class Consumer:
         elif not outcome.permanent and attempt < self.config.retry.max_attempts:
             delay = self.config.retry.delay(attempt - 1)
             queue = self.topology.retry_queue(attempt - 1)
-            await self._publish(
-                queue, message.body, {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1}, task.task
-            )
+            await self._publish(queue, envelope.retry_message(message, attempt=attempt + 1, message_id=task.task))
             self.metrics.tasks.labels("retried").inc()
             log.warning("task failed, retry in %.1f s: %s", delay, outcome.reason, extra=context)
             await self._emit(Event(kind="retrying", **self._event_fields(task, attempt, outcome, redelivered)))
@@ -255,14 +241,14 @@ class Consumer:
     async def _park(
         self, message: AbstractIncomingMessage, reason: str, attempt: int, *, cause: str, task_id: str | None = None
     ) -> None:
-        headers = {
-            **(message.headers or {}),
-            ATTEMPT_HEADER: attempt,
-            REASON_HEADER: reason[:1000],
-            WORKER_HEADER: self.config.worker_id,
-            "x-failed-at": int(time.time()),
-        }
-        await self._publish(self.topology.parked, message.body, headers, task_id or message.message_id)
+        parked = envelope.parked_message(
+            message,
+            reason=reason,
+            attempt=attempt,
+            worker=self.config.worker_id,
+            message_id=task_id or message.message_id,
+        )
+        await self._publish(self.topology.parked, parked)
         self.metrics.tasks.labels("parked").inc()
         self.metrics.parked.labels(cause).inc()
 
@@ -276,27 +262,13 @@ class Consumer:
         except Exception as e:
             log.warning("could not settle a delivery, it will be redelivered: %s", e)
 
-    async def _publish(self, queue: str, body: bytes, headers: dict[str, Any], message_id: str | None) -> None:
+    async def _publish(self, queue: str, message: aio_pika.Message) -> None:
         assert self._channel is not None
-        await self._channel.default_exchange.publish(
-            aio_pika.Message(
-                body,
-                headers=headers,
-                message_id=message_id,
-                content_type=CONTENT_TYPE,
-                delivery_mode=DeliveryMode.PERSISTENT,
-            ),
-            routing_key=queue,
-        )
+        await self._channel.default_exchange.publish(message, routing_key=queue)
 
     async def _emit(self, event: Event) -> None:
         assert self._events is not None
-        await self._events.publish(
-            # Persistent: an observer's durable queue must not lose it to a broker restart.
-            aio_pika.Message(event.to_json(), content_type=CONTENT_TYPE, delivery_mode=DeliveryMode.PERSISTENT),
-            routing_key=event.routing_key,
-            mandatory=False,
-        )
+        await self._events.publish(envelope.event_message(event), routing_key=event.routing_key, mandatory=False)
 
 
 def _stop_processes(executor: Executor) -> None:

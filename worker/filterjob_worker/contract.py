@@ -97,9 +97,6 @@ class Task:
         )
 
 
-ATTEMPT_HEADER = "x-attempt"
-REASON_HEADER = "x-failure-reason"
-WORKER_HEADER = "x-worker"
 EVENT_KINDS = ("succeeded", "retrying", "failed")
 
 

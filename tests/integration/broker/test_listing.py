@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator import broker, exits, listing
+from filterjob_operator import exits, listing
+from filterjob_operator.broker.listings import ListingWatch, publish_listing, stored_listing
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker.topology import Topology, delete
@@ -28,42 +29,40 @@ async def inputs(channel: AbstractChannel, topology: Topology) -> AsyncIterator[
 async def test_no_inputs_queue_means_no_stored_listing(
     connection: AbstractRobustConnection, topology: Topology
 ) -> None:
-    assert await broker.stored_listing(connection, topology) is None
-    assert await broker.stored_listing(connection, topology) is None  # and the connection is still usable
+    assert await stored_listing(connection, topology) is None
+    assert await stored_listing(connection, topology) is None  # and the connection is still usable
 
 
 async def test_a_listing_is_read_again_and_again_and_replaced_by_the_next_lister(
     connection: AbstractRobustConnection, channel: AbstractChannel, inputs: Topology
 ) -> None:
     keys = [f"{n:04d}.png" for n in range(25)]
-    published = await broker.publish_listing(channel, inputs, listing.encode("first", keys, chunk=10))
+    published = await publish_listing(channel, inputs, listing.encode("first", keys, chunk=10))
     assert published == 3
     for _ in range(3):  # reading consumes nothing
-        assert await broker.stored_listing(connection, inputs) == listing.Listing(run="first", keys=keys)
-    await broker.publish_listing(channel, inputs, [listing.encode_error("second", "spec.source.uri: gone")])
-    assert await broker.stored_listing(connection, inputs) == listing.Listing(
-        run="second", error="spec.source.uri: gone"
-    )
+        assert await stored_listing(connection, inputs) == listing.Listing(run="first", keys=keys)
+    await publish_listing(channel, inputs, [listing.encode_error("second", "spec.source.uri: gone")])
+    assert await stored_listing(connection, inputs) == listing.Listing(run="second", error="spec.source.uri: gone")
 
 
 async def test_a_watch_wakes_when_the_listing_completes_and_leaves_it_in_place(
     connection: AbstractRobustConnection, channel: AbstractChannel, inputs: Topology
 ) -> None:
     messages = listing.encode("run", ["a", "b", "c"], chunk=1)
-    async with broker.ListingWatch(connection, inputs) as watch:
+    async with ListingWatch(connection, inputs) as watch:
         assert await watch.next(0.05) is None
-        lister = asyncio.create_task(broker.publish_listing(channel, inputs, messages))
+        lister = asyncio.create_task(publish_listing(channel, inputs, messages))
         found = None
         async with asyncio.timeout(10):
             while found is None:
                 found = await watch.next(5)
         await lister
     assert found == listing.Listing(run="run", keys=["a", "b", "c"])
-    assert await broker.stored_listing(connection, inputs) == found
+    assert await stored_listing(connection, inputs) == found
 
 
 async def outputs_listing(connection: AbstractRobustConnection, topology: Topology) -> listing.Listing | None:
-    async with broker.ListingWatch(connection, topology, queue_name=topology.outputs) as watch:
+    async with ListingWatch(connection, topology, queue_name=topology.outputs) as watch:
         return await watch.next(10)
 
 
@@ -102,7 +101,7 @@ async def test_verify_outputs_lists_the_destination_into_the_outputs_queue_repla
         assert found is not None
         assert (found.keys, found.error) == (expected, None)
         (tmp_path / "out" / "sub" / "b.png").unlink(missing_ok=True)
-    assert await broker.stored_listing(connection, job_topology) is None  # the inputs' listing is another queue
+    assert await stored_listing(connection, job_topology) is None  # the inputs' listing is another queue
 
 
 async def test_verify_outputs_reports_a_destination_it_cannot_list_and_exits_zero(

@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
-from filterjob_operator import broker
+from filterjob_operator.broker.management import Management, management_url_for, vhost_of
+from filterjob_operator.broker.parked import parked_failures, redrive
 from filterjob_operator.broker_errors import BrokerUnavailable
 from filterjob_operator.local_broker import BrokerOptions, run_with_broker
 from filterjob_operator.samples import make_samples
@@ -96,11 +97,11 @@ async def test_a_user_with_the_documented_permissions_runs_a_whole_job(
     topology = topology_of(job)
     connection = await aio_pika.connect(url)
     async with connection:
-        assert len(await broker.parked_failures(connection, topology)) == 2
-        assert len(await broker.redrive(connection, topology)) == 2
+        assert len(await parked_failures(connection, topology)) == 2
+        assert len(await redrive(connection, topology)) == 2
     # The management tag is what lets the user read its own queues' statistics.
     # (in the job's own vhost: the same queue name in "/" does not exist).
-    async with broker.Management(broker.management_url_for(url), vhost=broker.vhost_of(url)) as management:
+    async with Management(management_url_for(url), vhost=vhost_of(url)) as management:
         assert await management.available()
         assert (await management.queue(topology.tasks)).consumers == 0
 

@@ -19,8 +19,12 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import PublishError
 from aiohttp import web
 
-from filterjob_operator import broker
-from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, Task
+from filterjob_operator.broker.depths import depths as queue_depths
+from filterjob_operator.broker.depths import ready_counts
+from filterjob_operator.broker.enqueue import DEFAULT_WINDOW, publish_tasks
+from filterjob_operator.broker.management import Management, QueueStats, management_url_for
+from filterjob_worker.contract import CONTENT_TYPE, Task
+from filterjob_worker.envelope import ATTEMPT_HEADER
 from filterjob_worker.topology import Topology
 from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL
 
@@ -50,7 +54,7 @@ async def drain(channel: AbstractChannel, topology: Topology) -> list[aio_pika.a
 
 async def test_publishes_persistent_task_messages(channel: AbstractChannel, declared: Topology) -> None:
     tasks = [make_task(declared, i) for i in range(20)]
-    assert await broker.publish_tasks(channel, declared, tasks) == 20
+    assert await publish_tasks(channel, declared, tasks) == 20
 
     messages = await drain(channel, declared)
     assert [m.message_id for m in messages] == [t.task for t in tasks]  # one queue keeps the order
@@ -65,15 +69,13 @@ async def test_publishes_persistent_task_messages(channel: AbstractChannel, decl
 
 async def test_cursor_is_monotonic_and_ends_at_the_count(channel: AbstractChannel, declared: Topology) -> None:
     cursors: list[int] = []
-    published = await broker.publish_tasks(
-        channel, declared, lazy_tasks(declared, 300), window=8, on_confirmed=cursors.append
-    )
+    published = await publish_tasks(channel, declared, lazy_tasks(declared, 300), window=8, on_confirmed=cursors.append)
     assert published == 300
     assert cursors
     assert cursors == sorted(set(cursors))  # strictly increasing
     assert cursors[0] >= 1
     assert cursors[-1] == 300
-    assert (await broker.ready_counts(channel, declared))[declared.tasks] == 300
+    assert (await ready_counts(channel, declared))[declared.tasks] == 300
 
 
 async def test_small_window_bounds_tasks_in_flight(channel: AbstractChannel, declared: Topology) -> None:
@@ -91,14 +93,14 @@ async def test_small_window_bounds_tasks_in_flight(channel: AbstractChannel, dec
         nonlocal max_ahead
         max_ahead = max(max_ahead, pulled - cursor)
 
-    assert await broker.publish_tasks(channel, declared, tasks(), window=window, on_confirmed=on_confirmed) == 200
+    assert await publish_tasks(channel, declared, tasks(), window=window, on_confirmed=on_confirmed) == 200
     # The producer runs at most a window ahead of the broker (+1: the task waiting for a slot).
     assert 1 <= max_ahead <= window + 1
 
 
 async def test_nothing_to_publish(channel: AbstractChannel, declared: Topology) -> None:
     cursors: list[int] = []
-    assert await broker.publish_tasks(channel, declared, iter(()), on_confirmed=cursors.append) == 0
+    assert await publish_tasks(channel, declared, iter(()), on_confirmed=cursors.append) == 0
     assert cursors == []
 
 
@@ -108,7 +110,7 @@ async def test_unroutable_tasks_fail_loudly(
     """No tasks queue (job never declared, or deleted): an error, not tasks silently dropped."""
     cursors: list[int] = []
     with caplog.at_level(logging.ERROR), pytest.raises(PublishError, match="NO_ROUTE"):
-        await broker.publish_tasks(channel, topology, lazy_tasks(topology, 50), window=4, on_confirmed=cursors.append)
+        await publish_tasks(channel, topology, lazy_tasks(topology, 50), window=4, on_confirmed=cursors.append)
     assert cursors == []  # the resumable cursor never skips a task that was not enqueued
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
@@ -121,7 +123,7 @@ async def test_publishing_many_tasks_takes_constant_memory(channel: AbstractChan
     tasks (~50 windows, plenty for a leak to show) and the rest runs at full speed; the
     count of live Task objects is checked through the whole run.
     """
-    count, traced, window = 100_000, 12_000, broker.DEFAULT_WINDOW
+    count, traced, window = 100_000, 12_000, DEFAULT_WINDOW
     pulled = 0
     alive = 0
     max_alive = 0
@@ -156,7 +158,7 @@ async def test_publishing_many_tasks_takes_constant_memory(channel: AbstractChan
 
     tracemalloc.start()
     try:
-        published = await broker.publish_tasks(channel, declared, tasks(), on_confirmed=on_confirmed)
+        published = await publish_tasks(channel, declared, tasks(), on_confirmed=on_confirmed)
     finally:
         tracemalloc.stop()
 
@@ -168,15 +170,15 @@ async def test_publishing_many_tasks_takes_constant_memory(channel: AbstractChan
     assert memory["late"] - memory["early"] < 2**20, memory
     assert max_alive <= window + 1
     assert max_ahead <= window + 1
-    assert (await broker.ready_counts(channel, declared))[declared.tasks] == count
+    assert (await ready_counts(channel, declared))[declared.tasks] == count
 
 
 async def test_ready_counts_and_management_agree(
     connection: AbstractRobustConnection, channel: AbstractChannel, declared: Topology
 ) -> None:
-    await broker.publish_tasks(channel, declared, lazy_tasks(declared, 25))
+    await publish_tasks(channel, declared, lazy_tasks(declared, 25))
     await channel.default_exchange.publish(aio_pika.Message(b"p"), routing_key=declared.parked)
-    assert await broker.ready_counts(channel, declared) == {
+    assert await ready_counts(channel, declared) == {
         declared.tasks: 25,
         **dict.fromkeys(declared.retry_queues, 0),
         declared.parked: 1,
@@ -186,12 +188,12 @@ async def test_ready_counts_and_management_agree(
     holder = await connection.channel()
     held = await (await holder.declare_queue(declared.tasks, passive=True)).get(no_ack=False)
     assert held is not None
-    assert (await broker.ready_counts(channel, declared))[declared.tasks] == 24
+    assert (await ready_counts(channel, declared))[declared.tasks] == 24
 
     # (ready, unacked) per queue; consumers are not compared: a quorum queue counts the
     # basic.get above as one.
     expected = {declared.tasks: (24, 1), declared.parked: (1, 0), **dict.fromkeys(declared.retry_queues, (0, 0))}
-    async with broker.Management(MANAGEMENT_URL) as management:
+    async with Management(MANAGEMENT_URL) as management:
         assert await management.available()
         # Management statistics are collected every 5 s; wait for them, within a deadline.
         deadline = time.monotonic() + 30
@@ -209,14 +211,14 @@ async def test_ready_counts_and_management_agree(
 
 
 async def test_management_url_for_reaches_the_broker_api() -> None:
-    async with broker.Management(broker.management_url_for(BROKER_URL)) as management:
+    async with Management(management_url_for(BROKER_URL)) as management:
         assert await management.available()
 
 
 def test_management_url_for_keeps_credentials() -> None:
-    url = broker.management_url_for("amqps://filter%40job:p%3Aw%2Fd%25@rabbit.svc:5671/vhost")
+    url = management_url_for("amqps://filter%40job:p%3Aw%2Fd%25@rabbit.svc:5671/vhost")
     assert url == "http://filter%40job:p%3Aw%2Fd%25@rabbit.svc:15672/"
-    assert broker.management_url_for("amqp://rabbit") == "http://guest:guest@rabbit:15672/"
+    assert management_url_for("amqp://rabbit") == "http://guest:guest@rabbit:15672/"
 
 
 @contextlib.asynccontextmanager
@@ -251,9 +253,9 @@ async def fake_management() -> AsyncIterator[tuple[str, list[str]]]:
 
 async def test_management_sends_decoded_credentials(fake_management: tuple[str, list[str]]) -> None:
     address, seen = fake_management
-    url = broker.management_url_for("amqp://filter%40job:p%3Aw%2Fd%25@rabbit/").replace("rabbit:15672", address)
-    async with broker.Management(url) as management:
-        assert await management.queue("fj.a.b.c.tasks") == broker.QueueStats(ready=7, unacked=2, consumers=1)
+    url = management_url_for("amqp://filter%40job:p%3Aw%2Fd%25@rabbit/").replace("rabbit:15672", address)
+    async with Management(url) as management:
+        assert await management.queue("fj.a.b.c.tasks") == QueueStats(ready=7, unacked=2)
     assert seen == ["Basic " + base64.b64encode(b"filter@job:p:w/d%").decode()]
 
 
@@ -262,10 +264,10 @@ async def test_depths_count_tasks_taken_since_a_stale_stats_sample_as_in_flight(
 ) -> None:
     # The stand-in API answers a sample taken when 7 tasks were ready and 2 in flight; since
     # then workers took 4 of them, so 3 are ready now and the 4 taken count as in flight.
-    await broker.publish_tasks(channel, declared, lazy_tasks(declared, 3))
+    await publish_tasks(channel, declared, lazy_tasks(declared, 3))
     address, _ = fake_management
-    async with broker.Management(f"http://guest:guest@{address}/") as management:
-        depths = await broker.depths(channel, declared, management, enqueued=9)
+    async with Management(f"http://guest:guest@{address}/") as management:
+        depths = await queue_depths(channel, declared, management, enqueued=9)
     assert (depths.ready, depths.unacked, depths.outstanding) == (3, 2 + 4, 9)
 
 
@@ -277,16 +279,16 @@ async def test_depths_before_a_first_stats_sample_count_every_task_not_ready_as_
     async def unsampled(request: web.Request) -> web.Response:
         return web.json_response({"name": request.match_info["name"], "consumers": 1})
 
-    await broker.publish_tasks(channel, declared, lazy_tasks(declared, 5))
+    await publish_tasks(channel, declared, lazy_tasks(declared, 5))
     holder = await connection.channel()
     queue = await holder.get_queue(declared.tasks)
     held = [await queue.get(no_ack=False) for _ in range(2)]
     async with (
         management_stand_in(unsampled) as address,
-        broker.Management(f"http://guest:guest@{address}/") as management,
+        Management(f"http://guest:guest@{address}/") as management,
     ):
         assert not (await management.queue(declared.tasks)).sampled
-        depths = await broker.depths(channel, declared, management, enqueued=5)
+        depths = await queue_depths(channel, declared, management, enqueued=5)
     assert (depths.ready, depths.unacked, depths.outstanding) == (3, 2, 5)
     for message in held:
         assert message is not None
@@ -298,7 +300,7 @@ async def test_depths_without_a_reachable_management_api_count_every_task_not_re
     channel: AbstractChannel, declared: Topology, connection: AbstractRobustConnection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No statistics: a held delivery and a finished task look alike, so both count as in flight."""
-    await broker.publish_tasks(channel, declared, lazy_tasks(declared, 4))
+    await publish_tasks(channel, declared, lazy_tasks(declared, 4))
     holder = await connection.channel()
     queue = await holder.get_queue(declared.tasks)
     held = await queue.get(no_ack=False)
@@ -307,8 +309,8 @@ async def test_depths_without_a_reachable_management_api_count_every_task_not_re
     with socket.socket() as s:  # bound, never listening, for the whole test: connections are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-        async with broker.Management(f"http://guest:guest@127.0.0.1:{port}/") as management:
-            depths = await broker.depths(channel, declared, management, enqueued=4)
+        async with Management(f"http://guest:guest@127.0.0.1:{port}/") as management:
+            depths = await queue_depths(channel, declared, management, enqueued=4)
     assert (depths.ready, depths.unacked, depths.outstanding) == (2, 2, 4)
     assert "management API unavailable, every task not ready counts as in flight" in caplog.text
     await held.ack()

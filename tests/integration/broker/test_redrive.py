@@ -17,9 +17,9 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator import broker
+from filterjob_operator.broker.parked import parked_failures, redrive
 from filterjob_operator.samples import make_image
-from filterjob_worker.contract import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
+from filterjob_worker.envelope import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
 from filterjob_worker.topology import Topology
 from tests.helpers.brokers import BROKER_URL, EventLog, make_tasks, publish
 from tests.helpers.workers import WorkerFactory
@@ -63,7 +63,7 @@ async def test_parked_tasks_are_listed_then_redriven_and_processed(
     assert all(r["input"].startswith("file://") for r in rows)
     assert "3 parked tasks" in listed.stderr
     # Listing leaves them in place.
-    assert len(await broker.parked_failures(connection, declared)) == 3
+    assert len(await parked_failures(connection, declared)) == 3
 
     for key in broken:  # the cause, fixed: the same keys now hold real images
         make_image((64, 48), seed=1).save(src / key, format="PNG")
@@ -79,7 +79,7 @@ async def test_parked_tasks_are_listed_then_redriven_and_processed(
     assert sorted(e.task for e in redriven) == broken
     assert all(e.attempt == 1 for e in redriven)  # a fresh attempt count
     assert all((dst / key).with_suffix(".png").is_file() for key in broken)
-    assert await broker.parked_failures(connection, declared) == []
+    assert await parked_failures(connection, declared) == []
 
 
 async def test_redrive_strips_failure_headers_and_keeps_the_body(
@@ -94,10 +94,10 @@ async def test_redrive_strips_failure_headers_and_keeps_the_body(
         ),
         routing_key=declared.parked,
     )
-    parked = await broker.parked_failures(connection, declared)
+    parked = await parked_failures(connection, declared)
     assert [(p.task, p.input, p.attempt) for p in parked] == [("m1", "", 3)]  # malformed: no input
 
-    moved = await broker.redrive(connection, declared)
+    moved = await redrive(connection, declared)
     assert [p.task for p in moved] == ["m1"]
     queue = await channel.get_queue(declared.tasks)
     message = await queue.get(no_ack=True)
@@ -107,7 +107,7 @@ async def test_redrive_strips_failure_headers_and_keeps_the_body(
     headers.pop("x-delivery-count", None)  # the quorum queue's own, set on delivery
     assert headers == {ATTEMPT_HEADER: 1, "x-custom": "kept"}
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert await broker.parked_failures(connection, declared) == []
+    assert await parked_failures(connection, declared) == []
 
 
 def test_a_job_argument_that_is_neither_file_nor_queue_is_rejected() -> None:

@@ -21,7 +21,7 @@ from aio_pika.abc import (
     ExchangeType,
 )
 
-from filterjob_operator import broker
+from filterjob_operator.broker.depths import ready_counts
 from filterjob_worker.topology import Topology, declare, delete
 from tests.helpers.brokers import MANAGEMENT_URL
 
@@ -188,7 +188,7 @@ async def test_poison_message_is_parked_after_the_delivery_limit(
     assert death["queue"] == declared.tasks
     assert death["reason"] == "delivery_limit"
     assert death["exchange"] == ""
-    assert set((await broker.ready_counts(channel, declared)).values()) == {0}
+    assert set((await ready_counts(channel, declared)).values()) == {0}
 
 
 async def test_delete_removes_everything(connection: AbstractRobustConnection, topology: Topology) -> None:
@@ -217,11 +217,11 @@ async def test_counting_a_jobs_queues_can_be_cancelled_without_closing_the_chann
     await declare(channel, topology)
     underlay = await channel.get_underlay_channel()
     for steps in range(40):  # cancelled at every point of the first few calls' round trips
-        counting = asyncio.ensure_future(broker.ready_counts(channel, topology))
+        counting = asyncio.ensure_future(ready_counts(channel, topology))
         for _ in range(steps % 8):
             await asyncio.sleep(0)
         counting.cancel()
         await asyncio.gather(counting, return_exceptions=True)
         assert not underlay.is_closed, f"the channel was closed by a cancel after {steps % 8} steps"
-    assert set((await broker.ready_counts(channel, topology)).values()) == {0}
+    assert set((await ready_counts(channel, topology)).values()) == {0}
     await delete(channel, topology)

@@ -31,7 +31,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from prometheus_client.parser import text_string_to_metric_families
 
 from filterjob_operator.samples import make_image
-from filterjob_worker.contract import ATTEMPT_HEADER, CONTENT_TYPE, REASON_HEADER, WORKER_HEADER
+from filterjob_worker.contract import CONTENT_TYPE
+from filterjob_worker.envelope import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
 from filterjob_worker.storage import to_path
 from filterjob_worker.topology import Topology, declare, delete
 from tests.helpers.brokers import BROKER_URL, FAST_RETRY, MANAGEMENT_URL, EventLog, make_tasks, publish

@@ -24,7 +24,8 @@ import pytest
 import yaml
 from aio_pika.abc import AbstractChannel
 
-from filterjob_operator import broker, exits, sources
+from filterjob_operator import exits, sources
+from filterjob_operator.broker.enqueue import publish_tasks
 from filterjob_operator.builders import deployment
 from filterjob_operator.samples import make_samples
 from filterjob_operator.settings import Settings
@@ -225,7 +226,7 @@ async def test_a_worker_container_serves_a_job_into_a_claim_owned_by_another_use
     await watch.bind(topology.events, routing_key="#")
     await watch.consume(events.on_message, no_ack=True)
     try:
-        await broker.publish_tasks(channel, topology, list(sources.plan(job, keys)))
+        await publish_tasks(channel, topology, list(sources.plan(job, keys)))
         env = plain_env(container) | {
             "FILTERJOB_BROKER_URL": BROKER_URL,  # from the broker Secret on a cluster
             "FILTERJOB_WORKER_ID": name,  # the pod's name on a cluster

@@ -21,7 +21,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from filterjob_operator import broker, listing, sources
+from filterjob_operator import listing, sources
+from filterjob_operator.broker import listings
 from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
@@ -683,7 +684,7 @@ def stored_listing(topology: Topology) -> listing.Listing | None:
     async def read() -> listing.Listing | None:
         connection = await aio_pika.connect(BROKER_URL)
         async with connection:
-            return await broker.stored_listing(connection, topology)
+            return await listings.stored_listing(connection, topology)
 
     return asyncio.run(read())
 

@@ -1,0 +1,98 @@
+"""RabbitMQ's HTTP management API: a queue's ready and unacked counts, and where the API is."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import aiohttp
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    ready: int
+    unacked: int
+    #: False until the broker sampled the queue's statistics once (the counts then read 0).
+    sampled: bool = True
+
+    @property
+    def messages(self) -> int:
+        return self.ready + self.unacked
+
+
+def management_url_for(broker_url: str) -> str:
+    """The usual management API URL of a broker: same host and credentials, port 15672."""
+    parts = urlsplit(broker_url)
+    # URL credentials are percent-encoded already: decode before encoding, never encode twice.
+    user = quote(unquote(parts.username or "guest"), safe="")
+    password = quote(unquote(parts.password or "guest"), safe="")
+    return f"http://{user}:{password}@{parts.hostname or 'localhost'}:15672/"
+
+
+def vhost_of(broker_url: str) -> str:
+    """The virtual host an AMQP URL names, as aiormq reads it (``/`` when the path is empty)."""
+    path = urlsplit(broker_url).path
+    if path in ("", "/"):
+        return "/"
+    return unquote(path[1:])
+
+
+class Management:
+    """RabbitMQ's HTTP management API: ready and unacked counts per queue.
+
+    ``vhost`` must be the one the AMQP connection uses (:func:`vhost_of`): queue names
+    are per vhost, and the API answers 404 for the same name in another one.
+    """
+
+    def __init__(self, url: str, *, vhost: str = "/") -> None:
+        parts = urlsplit(url)
+        self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}{parts.path.rstrip('/')}/api"
+        # A header rather than aiohttp.BasicAuth, which aiohttp 3.14 deprecates (and 4.0 removes).
+        user, password = unquote(parts.username or "guest"), unquote(parts.password or "guest")
+        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {credentials}"}
+        self._vhost = quote(vhost, safe="")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Management:
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(total=10))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def available(self) -> bool:
+        try:
+            await self._get("/overview")
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return True
+
+    async def queue(self, name: str) -> QueueStats:
+        data = await self._get(f"/queues/{self._vhost}/{quote(name, safe='')}")
+        return QueueStats(
+            ready=int(data.get("messages_ready", 0)),
+            unacked=int(data.get("messages_unacknowledged", 0)),
+            sampled="messages_unacknowledged" in data,
+        )
+
+    async def _get(self, path: str) -> Any:
+        """The JSON object at ``path``; an answer that is none raises ``aiohttp.ClientResponseError``,
+        so callers treat a URL serving something else (a proxy's page, garbage) as an API that is down."""
+        assert self._session is not None, "use Management as an async context manager"
+        async with self._session.get(self._base + path) as response:
+            response.raise_for_status()
+            try:
+                data = await response.json()
+            except ValueError as e:  # not UTF-8, not JSON
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON ({e})"
+            else:
+                if isinstance(data, dict):
+                    return data
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON object"
+            raise aiohttp.ClientResponseError(
+                response.request_info, response.history, status=response.status, message=problem
+            )
