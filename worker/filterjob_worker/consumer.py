@@ -49,11 +49,6 @@ ExecutorFactory = Callable[[], Executor]
 Work = Callable[[Task], processing.Outcome]
 
 
-def attempt_of(message: AbstractIncomingMessage) -> int:
-    """The try a delivery is, from 1 (a message that names none is a first try)."""
-    return envelope.attempt_of(message.headers) or 1
-
-
 class Consumer:
     """Consumes one job's task queue until drained."""
 
@@ -164,7 +159,7 @@ class Consumer:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        attempt = attempt_of(message)
+        attempt = envelope.attempt_of(message.headers) or 1  # a message naming none is a first try
         try:
             task = Task.from_json(message.body)
         except MalformedTask as e:
