@@ -14,7 +14,7 @@ from typing import Any
 
 from filterjob_operator import kubetypes, podpolicy
 from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_NAME_LENGTH, MAX_URI_LENGTH, NAME_TOO_LONG, VERSION
-from filterjob_operator.status import SHOWN_SKIPPED
+from filterjob_operator.status import PENDING, SHOWN_SKIPPED, Phase
 from filterjob_worker.catalog import CATALOG, FilterDef
 from filterjob_worker.codec import FORMAT_ALIASES, FORMATS
 from filterjob_worker.params import NumberParam, Param
@@ -24,7 +24,7 @@ PLURAL = "filterjobs"
 SINGULAR = "filterjob"
 SHORT_NAMES = ["fj"]
 NAME = f"{PLURAL}.{GROUP}"
-PHASES = ["Pending", "Enqueuing", "Running", "Succeeded", "Failed", "Suspended"]
+PHASES = [phase.value for phase in Phase]
 _URI_PATTERN = r"^(file:///|s3://)[^\s]*$"
 #: Fields whose schema is a Kubernetes type's (vendored, see ``kubetypes``): field -> type.
 KUBERNETES_TYPED = {
@@ -530,7 +530,7 @@ NAME_FITS_CHILDREN = {
 }
 
 IMMUTABLE_WHILE_RUNNING = {
-    "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || "
+    "rule": f"!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == '{PENDING.value}' || "
     "(self.spec.source == oldSelf.spec.source && self.spec.destination == oldSelf.spec.destination && "
     "self.spec.filters == oldSelf.spec.filters)",
     "message": "spec.source, spec.destination and spec.filters are immutable once the job has started; "
