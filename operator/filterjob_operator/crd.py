@@ -131,33 +131,8 @@ def _filter_rules(fdef: FilterDef, union: dict[str, Param]) -> list[Schema]:
                         "message": f"{fdef.name}: {param.name} must be an integer",
                     }
                 )
-    if fdef.name == "resize":
-        rules.append(
-            {
-                "rule": f"{when} || has(self.width) || has(self.height) || has(self.scale)",
-                "message": "resize: width, height or scale is required",
-            }
-        )
-        rules.append(
-            {
-                "rule": f"{when} || !has(self.scale) || !(has(self.width) || has(self.height))",
-                "message": "resize: give either scale or width/height, not both",
-            }
-        )
-    if fdef.name == "thumbnail":
-        rules.append(
-            {
-                "rule": f"{when} || has(self.width) || has(self.height)",
-                "message": "thumbnail: width or height is required",
-            }
-        )
-    if fdef.name == "crop":
-        rules.append(
-            {
-                "rule": f"{when} || !has(self.box) || (self.box[0] < self.box[2] && self.box[1] < self.box[3])",
-                "message": "crop: box must be [left, top, right, bottom] with left < right and top < bottom",
-            }
-        )
+    # Said once in the catalog, which checks them in Python too.
+    rules += [{"rule": f"{when} || {rule.cel}", "message": f"{fdef.name}: {rule.message}"} for rule in fdef.all_rules]
     return rules
 
 

@@ -16,7 +16,6 @@ from enum import StrEnum
 from typing import Any
 
 
-
 class Phase(StrEnum):
     """Where a FilterJob is in its life (``status.phase``): the CRD's enum is this, in this order."""
 

@@ -1,0 +1,130 @@
+"""One source of truth for the API: each fact is said once, and what is derived from it agrees.
+
+The filter rules are said once in the catalog (a Python check and a CEL expression); the
+phases once in ``status.Phase``. These tests fail if a derived copy (the CRD's schema and
+rules) drifts from its source, or if a rule's two forms disagree on a step.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import celpy
+import pytest
+
+from filterjob_operator import crd
+from filterjob_operator.status import Phase
+from filterjob_worker.catalog import CATALOG, FilterDef, not_with, one_given
+from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
+from tests.helpers.crd import CEL, SCHEMA, typed
+
+STEP_SCHEMA = SCHEMA["properties"]["spec"]["properties"]["filters"]["items"]
+
+
+def _values(param: Param) -> list[Any]:
+    """Values the parameter's own schema accepts, the edges of its range included."""
+    if isinstance(param, NumberParam):
+        return [param.minimum, param.maximum]
+    if isinstance(param, ChoiceParam):
+        return list(param.choices)
+    if isinstance(param, BoolParam):
+        return [True, False]
+    if isinstance(param, BoxParam):
+        return [[0, 0, 1, 1], [1, 0, 0, 1], [0, 1, 1, 1], [0, 0, param.maximum, param.maximum]]
+    raise AssertionError(f"no sample values for {type(param).__name__}")
+
+
+def _steps(fdef: FilterDef) -> list[dict[str, Any]]:
+    """Every combination of the filter's parameters given or not, each with every sample value."""
+    steps = []
+    for count in range(len(fdef.params) + 1):
+        for chosen in itertools.combinations(fdef.params, count):
+            for values in itertools.product(*(_values(p) for p in chosen)):
+                steps.append({"name": fdef.name, **{p.name: v for p, v in zip(chosen, values, strict=True)}})
+    return steps
+
+
+CASES = [(fdef, rule, step) for fdef in CATALOG.values() for rule in fdef.all_rules for step in _steps(fdef)]
+
+
+def _cel(expression: str, step: dict[str, Any]) -> bool:
+    context = {"self": celpy.json_to_cel(typed(STEP_SCHEMA, step))}
+    return bool(CEL.program(CEL.compile(expression)).evaluate(context))
+
+
+def test_some_filters_have_rules() -> None:
+    assert {name for name, fdef in CATALOG.items() if fdef.all_rules} >= {"resize", "thumbnail", "crop"}
+
+
+@pytest.mark.parametrize(("fdef", "rule", "step"), CASES, ids=lambda c: getattr(c, "name", None))
+def test_a_rules_python_check_and_its_cel_twin_agree(fdef: FilterDef, rule: Any, step: dict[str, Any]) -> None:
+    given = {k: v for k, v in step.items() if k != "name"}
+    assert rule.holds(given) is _cel(rule.cel, step), (rule.message, step)
+
+
+@pytest.mark.parametrize("fdef", [f for f in CATALOG.values() if f.all_rules], ids=lambda f: f.name)
+def test_every_catalog_rule_is_in_the_crd(fdef: FilterDef) -> None:
+    rules = STEP_SCHEMA["x-kubernetes-validations"]
+    for rule in fdef.all_rules:
+        twin = {"rule": f"self.name != '{fdef.name}' || {rule.cel}", "message": f"{fdef.name}: {rule.message}"}
+        assert twin in rules
+
+
+def test_every_cel_rule_of_the_filters_is_derived() -> None:
+    """No rule in the filter section but those made from the catalog's parameters and rules."""
+    union = crd._param_union()
+    derived = [rule for fdef in CATALOG.values() for rule in crd._filter_rules(fdef, union)]
+    assert STEP_SCHEMA["x-kubernetes-validations"] == derived
+    said = {f"{f.name}: {r.message}" for f in CATALOG.values() for r in f.all_rules}
+    kinds = ("takes", "is required", "must be between", "must be an integer")
+    for rule in derived:
+        assert rule["message"] in said or any(kind in rule["message"] for kind in kinds), rule
+
+
+@pytest.mark.parametrize(
+    ("given", "holds"),
+    [({}, False), ({"width": 1}, True), ({"height": 1}, True), ({"width": 1, "height": 1}, True), ({"x": 1}, False)],
+)
+def test_one_given(given: dict[str, Any], holds: bool) -> None:
+    rule = one_given("width", "height")
+    assert rule.message == "width or height is required"
+    assert rule.holds(given) is holds
+    assert rule.cel == "has(self.width) || has(self.height)"
+    assert one_given("box").message == "box is required"
+    assert one_given("a", "b", "c").message == "a, b or c is required"
+
+
+@pytest.mark.parametrize(
+    ("given", "holds"),
+    [({}, True), ({"scale": 2}, True), ({"width": 1, "height": 2}, True), ({"scale": 2, "height": 2}, False)],
+)
+def test_not_with(given: dict[str, Any], holds: bool) -> None:
+    rule = not_with("scale", "width", "height")
+    assert rule.message == "give either scale or width/height, not both"
+    assert rule.holds(given) is holds
+    assert rule.cel == "!has(self.scale) || !(has(self.width) || has(self.height))"
+
+
+@pytest.mark.parametrize(
+    ("given", "holds"),
+    [({}, True), ({"box": [0, 0, 1, 1]}, True), ({"box": [1, 0, 1, 1]}, False), ({"box": [0, 1, 1, 1]}, False)],
+)
+def test_a_box_rule(given: dict[str, Any], holds: bool) -> None:
+    (rule,) = BoxParam(name="box", description="").rules()
+    assert rule.holds(given) is holds
+
+
+def test_first_broken_rule_is_the_filters_problem() -> None:
+    resize = CATALOG["resize"]
+    assert resize.check({}) == "width, height or scale is required"
+    assert resize.check({"scale": 2, "width": 3}) == "give either scale or width/height, not both"
+    assert resize.check({"scale": 2}) is None
+    assert CATALOG["blur"].check({}) is None
+
+
+def test_the_crd_phases_are_the_phase_enum() -> None:
+    phase = SCHEMA["properties"]["status"]["properties"]["phase"]
+    assert phase["enum"] == [p.value for p in Phase]
+    assert all(type(value) is str for value in phase["enum"])  # plain strings, for yaml.safe_dump
+    assert f"oldSelf.status.phase == '{Phase.PENDING}'" in crd.IMMUTABLE_WHILE_RUNNING["rule"]
