@@ -27,6 +27,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from filterjob_worker.errors import SpecError
+from filterjob_worker.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, Range
 from filterjob_worker.logs import scrub
 from filterjob_worker.topology import RetryPolicy, Topology
 
@@ -83,12 +84,17 @@ def broker_url_problem(url: str) -> str | None:
     return None
 
 
+def _bounds(limits: Range[float]) -> tuple[float, float, float]:
+    return limits.default, limits.minimum, limits.maximum
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerConfig:
     broker_url: str
     queue: str
-    concurrency: int = 2
-    prefetch: int = 3
+    concurrency: int = CONCURRENCY.default
+    # One delivery beyond the concurrency waits ready, so no slot idles for a round trip.
+    prefetch: int = CONCURRENCY.default + 1
     health_port: int = 8080
     log_level: str = "INFO"
     retry: RetryPolicy = RetryPolicy()
@@ -138,7 +144,8 @@ class WorkerConfig:
         queue = text("QUEUE")
         if queue and not queue.endswith(".tasks"):
             problems.append(f"{PREFIX}QUEUE must name a job's task queue (ending in .tasks), got {queue!r}")
-        concurrency = int(number("CONCURRENCY", 2, 1, 256))
+        # The worker's own bound, wider than what a FilterJob may ask for (spec.workers.concurrency).
+        concurrency = int(number("CONCURRENCY", CONCURRENCY.default, CONCURRENCY.minimum, 256))
         # One delivery beyond the concurrency waits ready, so no slot idles for a round trip.
         prefetch = int(number("PREFETCH", concurrency + 1, 1, 10_000))
         if prefetch < concurrency:
@@ -147,10 +154,10 @@ class WorkerConfig:
         level = text("LOG_LEVEL", "INFO").upper()
         if level not in LOG_LEVELS:
             problems.append(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
-        attempts = int(number("MAX_ATTEMPTS", 3, 1, 100))
+        attempts = int(number("MAX_ATTEMPTS", ATTEMPTS.default, ATTEMPTS.minimum, ATTEMPTS.maximum))
         # Positive, like RetryPolicy and the FilterJob API (spec.retry), so any valid job's workers start.
-        backoff = number("BACKOFF_SECONDS", 2.0, 0, 3600, integer=False)
-        max_backoff = number("MAX_BACKOFF_SECONDS", 300.0, 0, 86400, integer=False)
+        backoff = number("BACKOFF_SECONDS", *_bounds(BACKOFF_SECONDS), integer=False)
+        max_backoff = number("MAX_BACKOFF_SECONDS", *_bounds(MAX_BACKOFF_SECONDS), integer=False)
         for name, seconds in (("BACKOFF_SECONDS", backoff), ("MAX_BACKOFF_SECONDS", max_backoff)):
             if seconds <= 0:
                 problems.append(f"{PREFIX}{name} must be positive, got {seconds}")
