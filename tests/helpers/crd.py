@@ -4,6 +4,7 @@ them (``number`` fields are doubles)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import celpy
@@ -30,6 +31,17 @@ def typed(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+@functools.cache
+def program(rule: str) -> Any:
+    """A CEL rule compiled once (the same rules are evaluated for thousands of cases)."""
+    return CEL.program(CEL.compile(rule))
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(SCHEMA)
+
+
 def cel_problems(schema: dict[str, Any], value: Any, old: Any = None) -> list[str]:
     """Messages of every CEL rule that fails, walking the schema like the API server."""
     problems: list[str] = []
@@ -39,7 +51,7 @@ def cel_problems(schema: dict[str, Any], value: Any, old: Any = None) -> list[st
         context = {"self": celpy.json_to_cel(typed(schema, value))}
         if old is not None:
             context["oldSelf"] = celpy.json_to_cel(typed(schema, old))
-        if not CEL.program(CEL.compile(rule["rule"])).evaluate(context):
+        if not program(rule["rule"]).evaluate(context):
             problems.append(rule["message"])
     if isinstance(value, dict):
         for key, child in schema.get("properties", {}).items():
@@ -52,6 +64,5 @@ def cel_problems(schema: dict[str, Any], value: Any, old: Any = None) -> list[st
 
 
 def problems(document: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
-    validator = jsonschema.Draft4Validator(SCHEMA)
-    found = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+    found = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator().iter_errors(document)]
     return found or cel_problems(SCHEMA, document, old)

@@ -7,6 +7,7 @@ rules) drifts from its source, or if a rule's two forms disagree on a step.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -14,10 +15,14 @@ import celpy
 import pytest
 
 from filterjob_operator import crd
+from filterjob_operator.spec import JobSpecError, parse_job
 from filterjob_operator.status import Phase
 from filterjob_worker.catalog import CATALOG, FilterDef, not_with, one_given
+from filterjob_worker.codec import OutputFormat
+from filterjob_worker.config import WorkerConfig
 from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
-from tests.helpers.crd import CEL, SCHEMA, typed
+from filterjob_worker.topology import RetryPolicy
+from tests.helpers.crd import SCHEMA, problems, program, typed
 
 STEP_SCHEMA = SCHEMA["properties"]["spec"]["properties"]["filters"]["items"]
 
@@ -50,7 +55,7 @@ CASES = [(fdef, rule, step) for fdef in CATALOG.values() for rule in fdef.all_ru
 
 def _cel(expression: str, step: dict[str, Any]) -> bool:
     context = {"self": celpy.json_to_cel(typed(STEP_SCHEMA, step))}
-    return bool(CEL.program(CEL.compile(expression)).evaluate(context))
+    return bool(program(expression).evaluate(context))
 
 
 def test_some_filters_have_rules() -> None:
@@ -128,3 +133,145 @@ def test_the_crd_phases_are_the_phase_enum() -> None:
     assert phase["enum"] == [p.value for p in Phase]
     assert all(type(value) is str for value in phase["enum"])  # plain strings, for yaml.safe_dump
     assert f"oldSelf.status.phase == '{Phase.PENDING}'" in crd.IMMUTABLE_WHILE_RUNNING["rule"]
+
+
+def _leaves(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """The scalar fields of the spec schema the model describes (not the filter steps nor Kubernetes' types)."""
+    found = []
+    for name, child in node.get("properties", {}).items():
+        where = (*path, name)
+        if where == ("filters",) or ".".join(("spec", *where)) in crd.KUBERNETES_TYPED:
+            continue
+        if "properties" in child:
+            found += _leaves(child, where)
+        elif child["type"] in ("integer", "number", "string", "boolean"):
+            found.append((where, child))
+    return found
+
+
+SPEC = SCHEMA["properties"]["spec"]
+LEAVES = _leaves(SPEC)
+RANGED = [(path, node) for path, node in LEAVES if "minimum" in node or "maximum" in node]
+
+
+def _set(document: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    target = document["spec"]
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+    return document
+
+
+def _accepted_by_both(document: dict[str, Any]) -> tuple[bool, bool]:
+    try:
+        parse_job(document)
+        model = True
+    except JobSpecError:
+        model = False
+    return model, problems(document) == []
+
+
+def _edges(node: dict[str, Any]) -> list[tuple[float, bool]]:
+    """Values at and just beyond the schema's bounds, each with whether the schema takes it."""
+    step = 1 if node["type"] == "integer" else 0.001
+    edges: list[tuple[float, bool]] = []
+    if "minimum" in node:
+        low = node["minimum"]
+        if node.get("exclusiveMinimum"):
+            edges += [(low, False), (low + step, True)]
+        else:
+            edges += [(low, True), (low - step, False)]
+    if "maximum" in node:
+        edges += [(node["maximum"], True), (node["maximum"] + step, False)]
+    return edges
+
+
+def test_the_spec_has_ranged_fields() -> None:
+    assert {".".join(p) for p, _ in RANGED} >= {
+        "destination.quality",
+        "workers.concurrency",
+        "retry.maxAttempts",
+        "retry.backoffSeconds",
+        "retry.maxBackoffSeconds",
+        "autoscaling.minReplicas",
+        "maxFailedRatio",
+    }
+
+
+@pytest.mark.parametrize(("path", "node"), RANGED, ids=lambda p: ".".join(p) if isinstance(p, tuple) else "")
+def test_the_model_and_the_crd_take_the_same_range(job_doc: dict[str, Any], path: tuple[str, ...], node: Any) -> None:
+    for value, taken in _edges(node):
+        document = _set(copy.deepcopy(job_doc), path, value)
+        if path == ("autoscaling", "minReplicas"):
+            document["spec"]["autoscaling"]["maxReplicas"] = max(1, int(value))
+        assert _accepted_by_both(document) == (taken, taken), (path, value)
+
+
+def _dumped(document: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = parse_job(document).spec.model_dump(by_alias=True)
+    for key in path:
+        value = value[key]
+    return value
+
+
+@pytest.mark.parametrize(("path", "node"), LEAVES, ids=lambda p: ".".join(p) if isinstance(p, tuple) else "")
+def test_the_model_and_the_crd_have_the_same_default(job_doc: dict[str, Any], path: tuple[str, ...], node: Any) -> None:
+    if path[0] == "broker":
+        return  # no broker section, no defaults in it
+    document = copy.deepcopy(job_doc)
+    parent = document["spec"]
+    for key in path[:-1]:
+        parent = parent.setdefault(key, {})
+    if path[-1] in parent and "default" not in node:
+        return  # required or set by the example: nothing to default
+    parent.pop(path[-1], None)
+    assert _dumped(document, path) == node.get("default"), path
+
+
+@pytest.mark.parametrize(
+    ("path", "node"),
+    [(p, n) for p, n in LEAVES if "enum" in n],
+    ids=lambda p: ".".join(p) if isinstance(p, tuple) else "",
+)
+def test_the_model_and_the_crd_take_the_same_choices(job_doc: dict[str, Any], path: tuple[str, ...], node: Any) -> None:
+    for value in node["enum"]:
+        assert _accepted_by_both(_set(copy.deepcopy(job_doc), path, value)) == (True, True), (path, value)
+    assert _accepted_by_both(_set(copy.deepcopy(job_doc), path, "bogus")) == (False, False)
+
+
+def _default(*path: str) -> Any:
+    node = SPEC
+    for key in path:
+        node = node["properties"][key]
+    return node["default"]
+
+
+def test_the_worker_defaults_are_the_apis() -> None:
+    assert RetryPolicy() == RetryPolicy(
+        max_attempts=_default("retry", "maxAttempts"),
+        backoff_seconds=_default("retry", "backoffSeconds"),
+        max_backoff_seconds=_default("retry", "maxBackoffSeconds"),
+    )
+    config = WorkerConfig.from_env({"FILTERJOB_BROKER_URL": "amqp://localhost/", "FILTERJOB_QUEUE": "fj.a.b.c.tasks"})
+    assert config.retry == RetryPolicy()
+    assert config.concurrency == WorkerConfig(broker_url="", queue="").concurrency == _default("workers", "concurrency")
+    assert config.prefetch == WorkerConfig(broker_url="", queue="").prefetch == config.concurrency + 1
+    assert OutputFormat().quality == _default("destination", "quality")
+    assert OutputFormat().format == _default("destination", "format")
+
+
+@pytest.mark.parametrize(
+    ("variable", "path"),
+    [
+        ("FILTERJOB_CONCURRENCY", ("workers", "concurrency")),
+        ("FILTERJOB_MAX_ATTEMPTS", ("retry", "maxAttempts")),
+        ("FILTERJOB_BACKOFF_SECONDS", ("retry", "backoffSeconds")),
+        ("FILTERJOB_MAX_BACKOFF_SECONDS", ("retry", "maxBackoffSeconds")),
+    ],
+)
+def test_the_worker_takes_every_value_the_api_takes(variable: str, path: tuple[str, ...]) -> None:
+    node = dict(RANGED)[path]
+    env = {"FILTERJOB_BROKER_URL": "amqp://localhost/", "FILTERJOB_QUEUE": "fj.a.b.c.tasks"}
+    for value, taken in _edges(node):
+        if taken:
+            WorkerConfig.from_env({**env, variable: str(value), "FILTERJOB_PREFETCH": "10000"})
