@@ -1,9 +1,10 @@
 """The FilterJob CustomResourceDefinition, built from the model and the filter catalog.
 
 Written once, here: the chart and the plain manifests render this output
-(``filterjob crd``), and a test fails if it drifts from the catalog. The filter
-section enumerates every filter; what a structural schema cannot say (which
-parameters a filter takes, per-filter ranges, required parameters, min <=
+(``filterjob crd``), and a test fails if it drifts from the catalog. The ``spec``
+schema is generated from the API's models (``schemagen``); the filter section
+enumerates every filter; what a structural schema cannot say (which parameters a
+filter takes, per-filter ranges, required parameters, the catalog's rules, min <=
 max replicas, immutability once running) is said by CEL rules with messages a
 user can act on.
 """

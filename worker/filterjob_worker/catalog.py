@@ -2,7 +2,9 @@
 
 Every filter is a :class:`FilterDef` in :data:`CATALOG`. The pipeline validates
 steps against it, ``filterjob filters`` prints it, and :func:`json_schema`
-describes it for the CRD; a filter added here appears everywhere at once.
+describes it for the CRD; a filter added here appears everywhere at once. A
+filter's rules across its parameters are :class:`~filterjob_worker.params.Rule`
+objects: the pipeline runs their Python check, the CRD gets their CEL twin.
 
 Filters receive an image in mode ``L`` or ``RGB`` (the pipeline strips and later
 restores an alpha band) unless they are ``geometric``, in which case they receive
