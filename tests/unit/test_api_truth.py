@@ -8,7 +8,6 @@ rules) drifts from its source, or if a rule's two forms disagree on a step.
 from __future__ import annotations
 
 import copy
-import itertools
 from typing import Any
 
 import celpy
@@ -20,37 +19,16 @@ from filterjob_operator.status import Phase
 from filterjob_worker.catalog import CATALOG, FilterDef, not_with, one_given
 from filterjob_worker.codec import OutputFormat
 from filterjob_worker.config import WorkerConfig
-from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
+from filterjob_worker.errors import SpecError
+from filterjob_worker.params import BoxParam
+from filterjob_worker.pipeline import Pipeline
 from filterjob_worker.topology import RetryPolicy
-from tests.helpers.crd import SCHEMA, problems, program, typed
+from tests.helpers.crd import SCHEMA, problems, program, sample_steps, typed
 
 STEP_SCHEMA = SCHEMA["properties"]["spec"]["properties"]["filters"]["items"]
 
 
-def _values(param: Param) -> list[Any]:
-    """Values the parameter's own schema accepts, the edges of its range included."""
-    if isinstance(param, NumberParam):
-        return [param.minimum, param.maximum]
-    if isinstance(param, ChoiceParam):
-        return list(param.choices)
-    if isinstance(param, BoolParam):
-        return [True, False]
-    if isinstance(param, BoxParam):
-        return [[0, 0, 1, 1], [1, 0, 0, 1], [0, 1, 1, 1], [0, 0, param.maximum, param.maximum]]
-    raise AssertionError(f"no sample values for {type(param).__name__}")
-
-
-def _steps(fdef: FilterDef) -> list[dict[str, Any]]:
-    """Every combination of the filter's parameters given or not, each with every sample value."""
-    steps = []
-    for count in range(len(fdef.params) + 1):
-        for chosen in itertools.combinations(fdef.params, count):
-            for values in itertools.product(*(_values(p) for p in chosen)):
-                steps.append({"name": fdef.name, **{p.name: v for p, v in zip(chosen, values, strict=True)}})
-    return steps
-
-
-CASES = [(fdef, rule, step) for fdef in CATALOG.values() for rule in fdef.all_rules for step in _steps(fdef)]
+CASES = [(fdef, rule, step) for fdef in CATALOG.values() for rule in fdef.all_rules for step in sample_steps(fdef)]
 
 
 def _cel(expression: str, step: dict[str, Any]) -> bool:
@@ -275,3 +253,19 @@ def test_the_worker_takes_every_value_the_api_takes(variable: str, path: tuple[s
     for value, taken in _edges(node):
         if taken:
             WorkerConfig.from_env({**env, variable: str(value), "FILTERJOB_PREFETCH": "10000"})
+
+
+WHOLE_STEPS = [step for fdef in CATALOG.values() for step in sample_steps(fdef)]
+
+
+@pytest.mark.slow  # cel-python walks each of the filter section's rules for each of these steps
+@pytest.mark.parametrize("step", WHOLE_STEPS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_the_worker_and_the_crd_take_the_same_steps(job_doc: dict[str, Any], step: dict[str, Any]) -> None:
+    """Every combination of parameters, at the edges of their ranges: the pipeline and the CRD agree."""
+    job_doc["spec"]["filters"] = [step]
+    try:
+        Pipeline.parse([step])
+        worker = True
+    except SpecError:
+        worker = False
+    assert (problems(job_doc) == []) is worker, (step, problems(job_doc))
