@@ -53,8 +53,8 @@ class RetryPolicy:
     max_backoff_seconds: float = MAX_BACKOFF_SECONDS.default
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise SpecError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.max_attempts < ATTEMPTS.minimum:
+            raise SpecError(f"max_attempts must be at least {ATTEMPTS.minimum}, got {self.max_attempts}")
         if self.backoff_seconds <= 0 or self.max_backoff_seconds <= 0:
             raise SpecError("backoff_seconds and max_backoff_seconds must be positive")
 
