@@ -1,8 +1,11 @@
 """One source of truth for the API: each fact is said once, and what is derived from it agrees.
 
 The filter rules are said once in the catalog (a Python check and a CEL expression); the
-phases once in ``status.Phase``. These tests fail if a derived copy (the CRD's schema and
-rules) drifts from its source, or if a rule's two forms disagree on a step.
+spec's types, defaults and ranges once in its models (the CRD's schema is generated from
+them), the numbers shared with the worker once in ``filterjob_worker.limits``; the phases
+once in ``status.Phase``. These tests fail if a derived copy drifts from its source: a
+rule's two forms disagree on a step, the model and the CRD take different values or
+defaults, or the worker's defaults are not the API's.
 """
 
 from __future__ import annotations
