@@ -810,7 +810,7 @@ def filters(as_json: bool) -> None:
         for param in fdef.params:
             line = f"    {param.name}: {param.summary()} — {param.description}"
             console.print(escape(line), highlight=False, soft_wrap=True)
-        if fdef.check is not None and (problem := fdef.check({})):
+        if problem := fdef.check({}):
             console.print(escape(f"    ({problem})"), highlight=False, soft_wrap=True)
 
 

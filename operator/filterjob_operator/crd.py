@@ -1,9 +1,10 @@
 """The FilterJob CustomResourceDefinition, built from the model and the filter catalog.
 
 Written once, here: the chart and the plain manifests render this output
-(``filterjob crd``), and a test fails if it drifts from the catalog. The filter
-section enumerates every filter; what a structural schema cannot say (which
-parameters a filter takes, per-filter ranges, required parameters, min <=
+(``filterjob crd``), and a test fails if it drifts from the catalog. The ``spec``
+schema is generated from the API's models (``schemagen``); the filter section
+enumerates every filter; what a structural schema cannot say (which parameters a
+filter takes, per-filter ranges, required parameters, the catalog's rules, min <=
 max replicas, immutability once running) is said by CEL rules with messages a
 user can act on.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from filterjob_operator import kubetypes, podpolicy
-from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_NAME_LENGTH, MAX_URI_LENGTH, NAME_TOO_LONG, VERSION
-from filterjob_operator.status import SHOWN_SKIPPED
+from filterjob_operator.schemagen import model_schema
+from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_NAME_LENGTH, NAME_TOO_LONG, VERSION, FilterJobSpec
+from filterjob_operator.status import PENDING, SHOWN_SKIPPED, Phase
 from filterjob_worker.catalog import CATALOG, FilterDef
-from filterjob_worker.codec import FORMAT_ALIASES, FORMATS
 from filterjob_worker.params import NumberParam, Param
 
 Schema = dict[str, Any]
@@ -24,8 +25,7 @@ PLURAL = "filterjobs"
 SINGULAR = "filterjob"
 SHORT_NAMES = ["fj"]
 NAME = f"{PLURAL}.{GROUP}"
-PHASES = ["Pending", "Enqueuing", "Running", "Succeeded", "Failed", "Suspended"]
-_URI_PATTERN = r"^(file:///|s3://)[^\s]*$"
+PHASES = [phase.value for phase in Phase]
 #: Fields whose schema is a Kubernetes type's (vendored, see ``kubetypes``): field -> type.
 KUBERNETES_TYPED = {
     "spec.workers.podSecurityContext": "PodSecurityContext",
@@ -43,19 +43,6 @@ def _obj(
     out: Schema = {"type": "object", "description": description, "properties": properties, **(extra or {})}
     if required:
         out["required"] = required
-    return out
-
-
-def _int(
-    description: str, *, minimum: int | None = None, maximum: int | None = None, default: int | None = None
-) -> Schema:
-    out: Schema = {"type": "integer", "description": description}
-    if minimum is not None:
-        out["minimum"] = minimum
-    if maximum is not None:
-        out["maximum"] = maximum
-    if default is not None:
-        out["default"] = default
     return out
 
 
@@ -131,33 +118,8 @@ def _filter_rules(fdef: FilterDef, union: dict[str, Param]) -> list[Schema]:
                         "message": f"{fdef.name}: {param.name} must be an integer",
                     }
                 )
-    if fdef.name == "resize":
-        rules.append(
-            {
-                "rule": f"{when} || has(self.width) || has(self.height) || has(self.scale)",
-                "message": "resize: width, height or scale is required",
-            }
-        )
-        rules.append(
-            {
-                "rule": f"{when} || !has(self.scale) || !(has(self.width) || has(self.height))",
-                "message": "resize: give either scale or width/height, not both",
-            }
-        )
-    if fdef.name == "thumbnail":
-        rules.append(
-            {
-                "rule": f"{when} || has(self.width) || has(self.height)",
-                "message": "thumbnail: width or height is required",
-            }
-        )
-    if fdef.name == "crop":
-        rules.append(
-            {
-                "rule": f"{when} || !has(self.box) || (self.box[0] < self.box[2] && self.box[1] < self.box[3])",
-                "message": "crop: box must be [left, top, right, bottom] with left < right and top < bottom",
-            }
-        )
+    # Said once in the catalog, which checks them in Python too.
+    rules += [{"rule": f"{when} || {rule.cel}", "message": f"{fdef.name}: {rule.message}"} for rule in fdef.all_rules]
     return rules
 
 
@@ -174,11 +136,10 @@ def filters_schema() -> Schema:
     }
     properties.update({name: _param_schema(param) for name, param in sorted(union.items())})
     rules = [rule for fdef in CATALOG.values() for rule in _filter_rules(fdef, union)]
+    # Its length's lower bound and its description are the model's (FilterJobSpec.filters).
     return {
         "type": "array",
-        "minItems": 1,
         "maxItems": 64,
-        "description": "The filter pipeline, applied in order. `filterjob filters` lists every filter and parameter.",
         "items": _obj(
             "One step: a filter name and its parameters.",
             properties,
@@ -267,152 +228,19 @@ def pod_overrides_schema() -> Schema:
     }
 
 
+#: What the structural schema cannot say about autoscaling (the model checks it in ``_min_le_max``).
+MIN_NOT_OVER_MAX_REPLICAS = {
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "message": "minReplicas must not exceed maxReplicas",
+}
+
+
 def spec_schema() -> Schema:
-    any_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return _obj(
-        "What to filter, how, and where the results go.",
-        {
-            "source": _obj(
-                "Where the input images are.",
-                {
-                    "uri": {
-                        "type": "string",
-                        "pattern": _URI_PATTERN,
-                        "maxLength": MAX_URI_LENGTH,
-                        "description": "Prefix of the inputs: file:///path/ (a volume mounted in the workers).",
-                    },
-                    "include": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "Globs selecting inputs (key or file name, any case). "
-                        "Default: common image extensions.",
-                    },
-                    "skipUnreadable": {
-                        "type": "boolean",
-                        "default": False,
-                        "description": "false: a source that cannot be listed completely (a directory that "
-                        "cannot be read or vanishes, a broken symlink, a symlink loop, a FIFO, socket or device "
-                        "among the inputs) fails the job (reason InvalidSource, naming the paths). true: run "
-                        "without those paths; each is reported (status.skippedPaths, an InputsSkipped condition "
-                        "and an Event).",
-                    },
-                },
-                required=["uri"],
-            ),
-            "destination": _obj(
-                "Where outputs go: the same relative key below this prefix.",
-                {
-                    "uri": {
-                        "type": "string",
-                        "pattern": _URI_PATTERN,
-                        "maxLength": MAX_URI_LENGTH,
-                        "description": "Prefix of the outputs; neither the source, nor inside it, nor containing it.",
-                    },
-                    "format": {
-                        "type": "string",
-                        "enum": [*FORMATS, *FORMAT_ALIASES],
-                        "default": "jpeg",
-                        "description": "Output encoding; same keeps the input's format. "
-                        f"Also accepted: {', '.join(FORMAT_ALIASES)}.",
-                    },
-                    "quality": _int("JPEG/WebP quality.", minimum=1, maximum=100, default=90),
-                },
-                required=["uri"],
-            ),
-            "filters": filters_schema(),
-            "workers": _obj(
-                "The worker pods.",
-                {
-                    "image": {"type": "string", "description": "Worker image; default: the operator's own."},
-                    "concurrency": _int("Images processed at once per pod.", minimum=1, maximum=64, default=2),
-                    "resources": {**any_object, "description": "ResourceRequirements of the worker container."},
-                    "volumes": {
-                        "type": "array",
-                        "items": any_object,
-                        "description": "Pod volumes, e.g. the PVC holding file:// inputs and outputs.",
-                    },
-                    "volumeMounts": {
-                        "type": "array",
-                        "items": any_object,
-                        "description": "Where the volumes are mounted in the worker container.",
-                    },
-                    **pod_overrides_schema(),
-                },
-            ),
-            "autoscaling": _obj(
-                "How the number of worker pods follows the queue.",
-                {
-                    "mode": {
-                        "type": "string",
-                        "enum": ["queue", "hpa", "none"],
-                        "default": "queue",
-                        "description": "queue: the operator scales by queue depth; hpa: a HorizontalPodAutoscaler "
-                        "on the exported queue-depth metric; none: minReplicas pods.",
-                    },
-                    "minReplicas": _int("Fewest worker pods while work remains.", minimum=0, default=0),
-                    "maxReplicas": _int("Most worker pods.", minimum=1, default=10),
-                    "messagesPerReplica": _int("Target backlog (ready + unacked) per pod.", minimum=1, default=20),
-                    "scaleDownDelaySeconds": _int("Wait before scaling down.", minimum=0, default=30),
-                },
-                extra={
-                    "x-kubernetes-validations": [
-                        {
-                            "rule": "self.minReplicas <= self.maxReplicas",
-                            "message": "minReplicas must not exceed maxReplicas",
-                        }
-                    ]
-                },
-            ),
-            "retry": _obj(
-                "Retries of transient failures, with exponential backoff.",
-                {
-                    "maxAttempts": _int("Attempts before a task is parked.", minimum=1, maximum=100, default=3),
-                    "backoffSeconds": {
-                        "type": "number",
-                        "exclusiveMinimum": True,
-                        "minimum": 0,
-                        "maximum": 3600,
-                        "default": 2,
-                        "description": "First retry delay; doubled for each further retry.",
-                    },
-                    "maxBackoffSeconds": {
-                        "type": "number",
-                        "exclusiveMinimum": True,
-                        "minimum": 0,
-                        "maximum": 86400,
-                        "default": 300,
-                        "description": "Longest retry delay.",
-                    },
-                },
-            ),
-            "broker": _obj(
-                "The RabbitMQ to use; default: the operator's.",
-                {
-                    "secretRef": _obj(
-                        "Secret with key url (amqp URL) and optionally managementUrl.",
-                        {"name": {"type": "string", "description": "Secret name, in the job's namespace."}},
-                        required=["name"],
-                    )
-                },
-                required=["secretRef"],
-            ),
-            "suspend": {
-                "type": "boolean",
-                "default": False,
-                "description": "true scales workers to zero and pauses enqueueing; false resumes.",
-            },
-            "ttlSecondsAfterFinished": _int("Delete the job this long after it finished.", minimum=0),
-            "maxFailedRatio": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": 1,
-                "default": 0.1,
-                "description": "The job ends Failed when more than this share of its inputs failed "
-                "(corrupt images, bad parameters); otherwise Succeeded.",
-            },
-        },
-        required=["source", "destination", "filters"],
-        extra={"x-kubernetes-validations": [DESTINATION_APART_FROM_SOURCE]},
+    """``spec``, generated from the model; only the filter steps and the Kubernetes-typed fields are given here."""
+    return model_schema(
+        FilterJobSpec,
+        shaped={"filters": filters_schema(), **{f"workers.{k}": v for k, v in pod_overrides_schema().items()}},
+        validations={"": [DESTINATION_APART_FROM_SOURCE], "autoscaling": [MIN_NOT_OVER_MAX_REPLICAS]},
     )
 
 
@@ -530,7 +358,7 @@ NAME_FITS_CHILDREN = {
 }
 
 IMMUTABLE_WHILE_RUNNING = {
-    "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || "
+    "rule": f"!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == '{PENDING.value}' || "
     "(self.spec.source == oldSelf.spec.source && self.spec.destination == oldSelf.spec.destination && "
     "self.spec.filters == oldSelf.spec.filters)",
     "message": "spec.source, spec.destination and spec.filters are immutable once the job has started; "

@@ -41,6 +41,7 @@ from filterjob_operator.summary import Failure, RunSummary
 from filterjob_operator.supervisor import GaveUp, Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker import storage
+from filterjob_worker.config import Var
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
 from filterjob_worker.envelope import death_reason, event_message
 from filterjob_worker.errors import MalformedTask
@@ -341,10 +342,10 @@ async def _follow(
             await message.ack()
 
     consumer_tag = await progress.consume(on_progress)
-    env = {**worker_env(job, concurrency=options.concurrency), "FILTERJOB_BROKER_URL": options.broker_url}
-    env["FILTERJOB_HEALTH_PORT"] = "0"
+    env = {**worker_env(job, concurrency=options.concurrency), Var.BROKER_URL: options.broker_url}
+    env[Var.HEALTH_PORT] = "0"
     # Without a log directory, workers share this terminal: only their warnings show.
-    env.setdefault("FILTERJOB_LOG_LEVEL", "INFO" if options.log_dir else "WARNING")
+    env.setdefault(Var.LOG_LEVEL, "INFO" if options.log_dir else "WARNING")
     depth = asyncio.create_task(_show_depth(options.broker_url, topology, listener))
     work = asyncio.ensure_future(_enqueue_and_wait(enqueue, tally))
     supervisor: Supervisor | None = None

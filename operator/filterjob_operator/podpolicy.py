@@ -30,19 +30,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: Every FILTERJOB_* variable the operator sets in worker or lister pods.
-RESERVED_ENV = (
-    "FILTERJOB_BACKOFF_SECONDS",
-    "FILTERJOB_BROKER_URL",
-    "FILTERJOB_CONCURRENCY",
-    "FILTERJOB_GRACE_SECONDS",
-    "FILTERJOB_HEALTH_PORT",
-    "FILTERJOB_JOB",
-    "FILTERJOB_MAX_ATTEMPTS",
-    "FILTERJOB_MAX_BACKOFF_SECONDS",
-    "FILTERJOB_PREFETCH",
-    "FILTERJOB_QUEUE",
-    "FILTERJOB_WORKER_ID",
+from filterjob_worker.config import Var
+
+#: Every FILTERJOB_* variable the operator sets in worker or lister pods (FILTERJOB_JOB: the
+#: lister's and verifier's FilterJob, see ``builders.lister``).
+RESERVED_ENV = tuple(
+    sorted(
+        (
+            Var.BACKOFF_SECONDS,
+            Var.BROKER_URL,
+            Var.CONCURRENCY,
+            Var.GRACE_SECONDS,
+            Var.HEALTH_PORT,
+            "FILTERJOB_JOB",
+            Var.MAX_ATTEMPTS,
+            Var.MAX_BACKOFF_SECONDS,
+            Var.PREFETCH,
+            Var.QUEUE,
+            Var.WORKER_ID,
+        )
+    )
 )
 #: The labels the operator puts on every pod (see ``builders.common.labels``).
 RESERVED_LABELS = (

@@ -98,7 +98,7 @@ def _catalog() -> list[str]:
         lines.extend(
             f"| | `{param.name}` | {_cell(param.summary())} | {_cell(param.description)} |" for param in fdef.params
         )
-        if fdef.check is not None and (problem := fdef.check({})):
+        if problem := fdef.check({}):
             lines.append(f"| | | | {_cell(problem)} |")
     return lines
 

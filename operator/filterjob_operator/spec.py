@@ -27,8 +27,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from filterjob_operator import podpolicy
-from filterjob_worker.codec import FormatName, OutputFormat, format_name
+from filterjob_worker.codec import FORMAT_ALIASES, FORMATS, FormatName, OutputFormat, format_name
 from filterjob_worker.errors import SpecError, did_you_mean
+from filterjob_worker.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, QUALITY, Range
 from filterjob_worker.pipeline import Pipeline
 
 GROUP = "filterjob.dev"
@@ -50,6 +51,8 @@ MAX_JOB_BYTES = 1024 * 1024
 _LOCAL_HINT = " (a plain path is a local job's: use `filterjob run`, or `filterjob validate --local`)"
 #: Longest source or destination URI (it also bounds the cost of the CRD's CEL rules).
 MAX_URI_LENGTH = 2048
+#: The schemes a URI may have, for the CRD (the model says why it refuses one, in ``_check_uri``).
+URI_PATTERN = r"^(file:///|s3://)[^\s]*$"
 
 
 class JobSpecError(SpecError):
@@ -57,7 +60,16 @@ class JobSpecError(SpecError):
 
 
 class _Model(BaseModel):
+    """Models of the API; each one's docstring is its description in the CRD, as each field's is."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def _ranged(limits: Range[Any], description: str) -> Any:
+    """A number field with the default and range said once in ``filterjob_worker.limits``."""
+    if limits.exclusive_minimum:
+        return Field(default=limits.default, gt=limits.minimum, le=limits.maximum, description=description)
+    return Field(default=limits.default, ge=limits.minimum, le=limits.maximum, description=description)
 
 
 def _check_uri(value: str) -> str:
@@ -71,18 +83,45 @@ def _check_uri(value: str) -> str:
 
 
 class Source(_Model):
-    uri: str = Field(max_length=MAX_URI_LENGTH)
-    include: list[str] = Field(default_factory=list)
+    """Where the input images are."""
+
+    uri: str = Field(
+        max_length=MAX_URI_LENGTH,
+        description="Prefix of the inputs: file:///path/ (a volume mounted in the workers).",
+        json_schema_extra={"pattern": URI_PATTERN},
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Globs selecting inputs (key or file name, any case). Default: common image extensions.",
+    )
     #: Run without the paths that cannot be listed (each one reported) instead of failing.
-    skip_unreadable: bool = False
+    skip_unreadable: bool = Field(
+        default=False,
+        description="false: a source that cannot be listed completely (a directory that "
+        "cannot be read or vanishes, a broken symlink, a symlink loop, a FIFO, socket or device "
+        "among the inputs) fails the job (reason InvalidSource, naming the paths). true: run "
+        "without those paths; each is reported (status.skippedPaths, an InputsSkipped condition "
+        "and an Event).",
+    )
 
     _uri = field_validator("uri")(_check_uri)
 
 
 class Destination(_Model):
-    uri: str = Field(max_length=MAX_URI_LENGTH)
-    format: FormatName = "jpeg"
-    quality: int = Field(default=90, ge=1, le=100)
+    """Where outputs go: the same relative key below this prefix."""
+
+    uri: str = Field(
+        max_length=MAX_URI_LENGTH,
+        description="Prefix of the outputs; neither the source, nor inside it, nor containing it.",
+        json_schema_extra={"pattern": URI_PATTERN},
+    )
+    format: FormatName = Field(
+        default="jpeg",
+        description=f"Output encoding; same keeps the input's format. Also accepted: {', '.join(FORMAT_ALIASES)}.",
+        # The aliases too: ``_format_alias`` maps them to a format name.
+        json_schema_extra={"enum": [*FORMATS, *FORMAT_ALIASES]},
+    )
+    quality: int = _ranged(QUALITY, "JPEG/WebP quality.")
 
     _uri = field_validator("uri")(_check_uri)
 
@@ -100,11 +139,17 @@ class Destination(_Model):
 
 
 class Workers(_Model):
-    image: str | None = None
-    concurrency: int = Field(default=2, ge=1, le=64)
-    resources: dict[str, Any] = Field(default_factory=dict)
-    volumes: list[dict[str, Any]] = Field(default_factory=list)
-    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    """The worker pods."""
+
+    image: str | None = Field(default=None, description="Worker image; default: the operator's own.")
+    concurrency: int = _ranged(CONCURRENCY, "Images processed at once per pod.")
+    resources: dict[str, Any] = Field(default_factory=dict, description="ResourceRequirements of the worker container.")
+    volumes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Pod volumes, e.g. the PVC holding file:// inputs and outputs."
+    )
+    volume_mounts: list[dict[str, Any]] = Field(
+        default_factory=list, description="Where the volumes are mounted in the worker container."
+    )
     # Overrides for real clusters, on worker and lister pods alike; their shapes are the
     # Kubernetes types' (checked by the CRD), what they may not do is in ``podpolicy``.
     pod_security_context: dict[str, Any] = Field(default_factory=dict)
@@ -128,11 +173,17 @@ class Workers(_Model):
 
 
 class Autoscaling(_Model):
-    mode: Literal["queue", "hpa", "none"] = "queue"
-    min_replicas: int = Field(default=0, ge=0)
-    max_replicas: int = Field(default=10, ge=1)
-    messages_per_replica: int = Field(default=20, ge=1)
-    scale_down_delay_seconds: int = Field(default=30, ge=0)
+    """How the number of worker pods follows the queue."""
+
+    mode: Literal["queue", "hpa", "none"] = Field(
+        default="queue",
+        description="queue: the operator scales by queue depth; hpa: a HorizontalPodAutoscaler "
+        "on the exported queue-depth metric; none: minReplicas pods.",
+    )
+    min_replicas: int = Field(default=0, ge=0, description="Fewest worker pods while work remains.")
+    max_replicas: int = Field(default=10, ge=1, description="Most worker pods.")
+    messages_per_replica: int = Field(default=20, ge=1, description="Target backlog (ready + unacked) per pod.")
+    scale_down_delay_seconds: int = Field(default=30, ge=0, description="Wait before scaling down.")
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Autoscaling:
@@ -142,35 +193,56 @@ class Autoscaling(_Model):
 
 
 #: The most attempts a task may have (``spec.retry.maxAttempts``); it bounds a job's retry queues.
-MAX_ATTEMPTS = 100
+MAX_ATTEMPTS = ATTEMPTS.maximum
 
 
 class Retry(_Model):
-    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS)
-    backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
-    max_backoff_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """Retries of transient failures, with exponential backoff."""
+
+    max_attempts: int = _ranged(ATTEMPTS, "Attempts before a task is parked.")
+    backoff_seconds: float = _ranged(BACKOFF_SECONDS, "First retry delay; doubled for each further retry.")
+    max_backoff_seconds: float = _ranged(MAX_BACKOFF_SECONDS, "Longest retry delay.")
 
 
 class SecretRef(_Model):
-    name: str
+    """Secret with key url (amqp URL) and optionally managementUrl."""
+
+    name: str = Field(description="Secret name, in the job's namespace.")
 
 
 class BrokerRef(_Model):
+    """The RabbitMQ to use; default: the operator's."""
+
     secret_ref: SecretRef
 
 
 class FilterJobSpec(_Model):
+    """What to filter, how, and where the results go."""
+
     source: Source
     destination: Destination
-    filters: list[dict[str, Any]] = Field(min_length=1)
+    filters: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="The filter pipeline, applied in order. `filterjob filters` lists every filter and parameter.",
+    )
     workers: Workers = Field(default_factory=Workers)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     retry: Retry = Field(default_factory=Retry)
     broker: BrokerRef | None = None
-    suspend: bool = False
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    suspend: bool = Field(
+        default=False, description="true scales workers to zero and pauses enqueueing; false resumes."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the job this long after it finished."
+    )
     #: The job ends Failed when more than this share of its inputs failed.
-    max_failed_ratio: float = Field(default=0.1, ge=0, le=1)
+    max_failed_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="The job ends Failed when more than this share of its inputs failed "
+        "(corrupt images, bad parameters); otherwise Succeeded.",
+    )
 
     def pipeline(self) -> Pipeline:
         return Pipeline.parse(self.filters)

@@ -12,17 +12,22 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-Phase = str
-PENDING, ENQUEUING, RUNNING, SUCCEEDED, FAILED, SUSPENDED = (
-    "Pending",
-    "Enqueuing",
-    "Running",
-    "Succeeded",
-    "Failed",
-    "Suspended",
-)
+
+class Phase(StrEnum):
+    """Where a FilterJob is in its life (``status.phase``): the CRD's enum is this, in this order."""
+
+    PENDING = "Pending"
+    ENQUEUING = "Enqueuing"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+PENDING, ENQUEUING, RUNNING, SUCCEEDED, FAILED, SUSPENDED = Phase
 FINISHED = (SUCCEEDED, FAILED)
 #: Management API statistics (the unacked counts) are sampled every 5 s by
 #: default; the queues must read empty for longer than that before a job counts

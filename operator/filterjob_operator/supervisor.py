@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from filterjob_worker.config import INVALID_CONFIG_EXIT
+from filterjob_worker.config import INVALID_CONFIG_EXIT, Var
 
 log = logging.getLogger("filterjob.supervisor")
 
@@ -102,7 +102,7 @@ class Supervisor:
 
     async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
         # FILTERJOB_PARENT_PID: a worker drains and exits if this process dies without stopping it.
-        env = {**self.env, "FILTERJOB_WORKER_ID": f"local-{slot}", "FILTERJOB_PARENT_PID": str(os.getpid())}
+        env = {**self.env, Var.WORKER_ID: f"local-{slot}", Var.PARENT_PID: str(os.getpid())}
         return await asyncio.create_subprocess_exec(
             *self.command, env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )

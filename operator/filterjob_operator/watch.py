@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQu
 
 from filterjob_operator import broker_errors
 from filterjob_operator.local_broker import finished_outcome
+from filterjob_operator.status import FINISHED
 from filterjob_worker.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
 from filterjob_worker.errors import MalformedTask
 from filterjob_worker.topology import Topology
@@ -34,7 +35,7 @@ Printer = Callable[[Event], None]
 #: announces its deletion to a bound queue).
 EXCHANGE_CHECK_SECONDS = 2.0
 #: Phases of a cluster FilterJob after which nothing more happens.
-FINAL_PHASES = ("Succeeded", "Failed")
+FINAL_PHASES = FINISHED
 #: Seconds between reads of a cluster FilterJob's status phase.
 PHASE_POLL_SECONDS = 2.0
 

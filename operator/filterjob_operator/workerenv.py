@@ -7,7 +7,18 @@ variables in the worker pod template. One builder, so they never drift.
 from __future__ import annotations
 
 from filterjob_operator.spec import FilterJob
+from filterjob_worker.config import Var, WorkerConfig
 from filterjob_worker.topology import RetryPolicy, Topology
+
+#: What a job decides of its workers' configuration (the rest is the pod's or the run's).
+JOB_VARIABLES = (
+    Var.QUEUE,
+    Var.CONCURRENCY,
+    Var.PREFETCH,
+    Var.MAX_ATTEMPTS,
+    Var.BACKOFF_SECONDS,
+    Var.MAX_BACKOFF_SECONDS,
+)
 
 
 def retry_policy(job: FilterJob) -> RetryPolicy:
@@ -25,15 +36,14 @@ def topology_of(job: FilterJob) -> Topology:
 
 
 def worker_env(job: FilterJob, *, concurrency: int | None = None, prefetch: int | None = None) -> dict[str, str]:
-    """Every FILTERJOB_* variable but the broker URL (a secret, wired separately)."""
+    """The variables of :data:`JOB_VARIABLES`, as the worker reads them (``WorkerConfig.from_env``)."""
     topology = topology_of(job)
-    policy = topology.retry
     concurrency = concurrency or job.spec.workers.concurrency
-    return {
-        "FILTERJOB_QUEUE": topology.tasks,
-        "FILTERJOB_CONCURRENCY": str(concurrency),
-        "FILTERJOB_PREFETCH": str(prefetch or concurrency + 1),
-        "FILTERJOB_MAX_ATTEMPTS": str(policy.max_attempts),
-        "FILTERJOB_BACKOFF_SECONDS": str(policy.backoff_seconds),
-        "FILTERJOB_MAX_BACKOFF_SECONDS": str(policy.max_backoff_seconds),
-    }
+    config = WorkerConfig(
+        broker_url="",
+        queue=topology.tasks,
+        concurrency=concurrency,
+        prefetch=prefetch or concurrency + 1,
+        retry=topology.retry,
+    )
+    return config.to_env(only=JOB_VARIABLES)

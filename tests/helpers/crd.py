@@ -4,12 +4,16 @@ them (``number`` fields are doubles)."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Any
 
 import celpy
 import jsonschema
 
 from filterjob_operator.crd import build_crd
+from filterjob_worker.catalog import FilterDef
+from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
 
 CRD = build_crd()
 SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -30,16 +34,28 @@ def typed(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+@functools.cache
+def program(rule: str) -> Any:
+    """A CEL rule compiled once (the same rules are evaluated for thousands of cases)."""
+    return CEL.program(CEL.compile(rule))
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(SCHEMA)
+
+
 def cel_problems(schema: dict[str, Any], value: Any, old: Any = None) -> list[str]:
     """Messages of every CEL rule that fails, walking the schema like the API server."""
     problems: list[str] = []
-    for rule in schema.get("x-kubernetes-validations", []):
+    rules = schema.get("x-kubernetes-validations", [])
+    context = {"self": celpy.json_to_cel(typed(schema, value))} if rules else {}
+    if rules and old is not None:
+        context["oldSelf"] = celpy.json_to_cel(typed(schema, old))
+    for rule in rules:
         if "oldSelf" in rule["rule"] and old is None:
             continue  # transition rules only run on updates
-        context = {"self": celpy.json_to_cel(typed(schema, value))}
-        if old is not None:
-            context["oldSelf"] = celpy.json_to_cel(typed(schema, old))
-        if not CEL.program(CEL.compile(rule["rule"])).evaluate(context):
+        if not program(rule["rule"]).evaluate(context):
             problems.append(rule["message"])
     if isinstance(value, dict):
         for key, child in schema.get("properties", {}).items():
@@ -52,6 +68,28 @@ def cel_problems(schema: dict[str, Any], value: Any, old: Any = None) -> list[st
 
 
 def problems(document: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
-    validator = jsonschema.Draft4Validator(SCHEMA)
-    found = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+    found = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator().iter_errors(document)]
     return found or cel_problems(SCHEMA, document, old)
+
+
+def sample_values(param: Param) -> list[Any]:
+    """Values the parameter's own schema accepts: the edges of its range, boxes in and out of order."""
+    if isinstance(param, NumberParam):
+        return [param.minimum, param.maximum]
+    if isinstance(param, ChoiceParam):
+        return sorted({param.choices[0], param.choices[-1]})
+    if isinstance(param, BoolParam):
+        return [True, False]
+    if isinstance(param, BoxParam):
+        return [[0, 0, 1, 1], [1, 0, 0, 1], [0, 1, 1, 1], [0, 0, param.maximum, param.maximum]]
+    raise AssertionError(f"no sample values for {type(param).__name__}")
+
+
+def sample_steps(fdef: FilterDef) -> list[dict[str, Any]]:
+    """Every combination of the filter's parameters given or not, each with every sample value."""
+    steps = []
+    for count in range(len(fdef.params) + 1):
+        for chosen in itertools.combinations(fdef.params, count):
+            for values in itertools.product(*(sample_values(p) for p in chosen)):
+                steps.append({"name": fdef.name, **{p.name: v for p, v in zip(chosen, values, strict=True)}})
+    return steps

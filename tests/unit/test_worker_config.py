@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from filterjob_worker.config import WorkerConfig, broker_url_problem, redact
+from filterjob_worker.config import Var, WorkerConfig, broker_url_problem, redact
 from filterjob_worker.errors import SpecError
 from filterjob_worker.logs import CONTEXT_FIELDS, JsonFormatter, scrub
 from filterjob_worker.topology import RetryPolicy, Topology
@@ -292,3 +293,55 @@ def test_the_parent_pid_is_local_modes_only() -> None:
     assert WorkerConfig.from_env({**required, "FILTERJOB_PARENT_PID": "4242"}).parent_pid == 4242
     with pytest.raises(SpecError, match="FILTERJOB_PARENT_PID must be an integer"):
         WorkerConfig.from_env({**required, "FILTERJOB_PARENT_PID": "me"})
+
+
+FULL = WorkerConfig(
+    broker_url="amqps://u:p%2F@rabbit.example:5671/v",
+    queue=QUEUE,
+    concurrency=256,
+    prefetch=10_000,
+    health_port=0,
+    log_level="DEBUG",
+    retry=RetryPolicy(max_attempts=100, backoff_seconds=1e-4, max_backoff_seconds=86400.0),
+    grace_seconds=0.5,
+    executor="process",
+    worker_id="pod-7",
+    parent_pid=4242,
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        FULL,
+        WorkerConfig(broker_url=URL, queue=QUEUE, worker_id="w"),
+        WorkerConfig(broker_url=URL, queue=QUEUE, concurrency=1, prefetch=1, worker_id="w", grace_seconds=0.0),
+        WorkerConfig(broker_url=URL, queue=QUEUE, retry=RetryPolicy(backoff_seconds=0.1, max_backoff_seconds=0.3)),
+    ],
+)
+def test_to_env_then_from_env_is_the_same_config(config: WorkerConfig) -> None:
+    again = WorkerConfig.from_env(config.to_env())
+    assert again == (config if config.worker_id else dataclasses.replace(config, worker_id=again.worker_id))
+
+
+def test_to_env_writes_every_variable_and_every_field() -> None:
+    names = {value for key, value in vars(Var).items() if key.isupper()}
+    assert set(FULL.to_env()) == names
+    assert all(name.startswith("FILTERJOB_") for name in names)
+    # Each field shows in the environment: changing any one changes it.
+    other = WorkerConfig(broker_url=URL, queue="fj.x.tasks", retry=RetryPolicy(max_attempts=2))
+    for name in (f.name for f in dataclasses.fields(WorkerConfig)):
+        changed = dataclasses.replace(FULL, **{name: getattr(other, name)})
+        assert changed.to_env() != FULL.to_env(), name
+
+
+def test_to_env_without_worker_id_or_parent_leaves_them_to_the_worker() -> None:
+    env = WorkerConfig(broker_url=URL, queue=QUEUE).to_env()
+    assert Var.WORKER_ID not in env
+    assert Var.PARENT_PID not in env
+    assert WorkerConfig.from_env(env).parent_pid is None
+
+
+def test_to_env_only_some() -> None:
+    assert FULL.to_env(only=(Var.QUEUE, Var.PREFETCH)) == {Var.QUEUE: QUEUE, Var.PREFETCH: "10000"}
+    assert FULL.to_env(only=()) == {}

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from filterjob_operator.spec import FilterJob, parse_job
-from filterjob_operator.workerenv import retry_policy, topology_of, worker_env
-from filterjob_worker.config import WorkerConfig
+from filterjob_operator.workerenv import JOB_VARIABLES, retry_policy, topology_of, worker_env
+from filterjob_worker.config import Var, WorkerConfig
 from filterjob_worker.topology import RetryPolicy, Topology
 
 BROKER_URL = "amqp://filterjob:pw@rabbitmq.filterjob.svc:5672/"
@@ -85,3 +85,13 @@ def test_worker_accepts_the_env_it_is_given(job_doc: dict[str, Any], spec: dict[
     # The worker finds the same retry and parked queues the operator declared.
     assert config.topology == topology
     assert config.topology.arguments() == topology.arguments()
+
+
+@pytest.mark.parametrize(
+    "spec", [{}, {"workers": {"concurrency": 64}, "retry": {"maxAttempts": 100, "backoffSeconds": 0.25}}]
+)
+def test_the_env_written_is_the_env_the_worker_reads_back(job_doc: dict[str, Any], spec: dict[str, Any]) -> None:
+    env = worker_env(job(job_doc, **spec))
+    assert tuple(env) == JOB_VARIABLES
+    config = WorkerConfig.from_env({**env, Var.BROKER_URL: BROKER_URL})
+    assert config.to_env(only=JOB_VARIABLES) == env

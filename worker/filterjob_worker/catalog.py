@@ -2,7 +2,9 @@
 
 Every filter is a :class:`FilterDef` in :data:`CATALOG`. The pipeline validates
 steps against it, ``filterjob filters`` prints it, and :func:`json_schema`
-describes it for the CRD; a filter added here appears everywhere at once.
+describes it for the CRD; a filter added here appears everywhere at once. A
+filter's rules across its parameters are :class:`~filterjob_worker.params.Rule`
+objects: the pipeline runs their Python check, the CRD gets their CEL twin.
 
 Filters receive an image in mode ``L`` or ``RGB`` (the pipeline strips and later
 restores an alpha band) unless they are ``geometric``, in which case they receive
@@ -25,11 +27,11 @@ from filterjob_worker.params import (
     JSONSchema,
     NumberParam,
     Param,
+    Rule,
 )
 
 Params = Mapping[str, Any]
 Apply = Callable[[Image.Image, Params], Image.Image]
-Check = Callable[[Params], str | None]
 
 MAX_SIDE = 50_000
 RESAMPLING: dict[str, Image.Resampling] = {
@@ -56,12 +58,21 @@ class FilterDef:
     params: tuple[Param, ...] = ()
     #: Geometric filters move pixels (and so the alpha band with them).
     geometric: bool = False
-    #: Cross-parameter rule; returns a problem or None.
-    check: Check | None = None
+    #: Cross-parameter rules (on the parameters given), checked after each parameter's own.
+    rules: tuple[Rule, ...] = ()
     param_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "param_names", frozenset(p.name for p in self.params))
+
+    @property
+    def all_rules(self) -> tuple[Rule, ...]:
+        """The filter's rules, then those of its parameters (what a value's schema cannot say)."""
+        return (*self.rules, *(rule for param in self.params for rule in param.rules()))
+
+    def check(self, given: Params) -> str | None:
+        """The first cross-parameter rule the given parameters break, or None."""
+        return next((rule.message for rule in self.rules if not rule.holds(given)), None)
 
     def schema(self) -> JSONSchema:
         """JSON Schema of one pipeline step using this filter."""
@@ -86,20 +97,30 @@ def _side(name: str, description: str) -> NumberParam:
     return NumberParam(name=name, description=description, minimum=1, maximum=MAX_SIDE, integer=True)
 
 
-def _size_given(params: Params) -> str | None:
-    if "width" not in params and "height" not in params:
-        return "width or height is required"
-    return None
+def _alternatives(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
 
 
-def _resize_rule(params: Params) -> str | None:
-    if "scale" in params:
-        if "width" in params or "height" in params:
-            return "give either scale or width/height, not both"
-        return None
-    if "width" not in params and "height" not in params:
-        return "width, height or scale is required"
-    return None
+def _has_any(names: tuple[str, ...]) -> str:
+    return " || ".join(f"has(self.{name})" for name in names)
+
+
+def one_given(*names: str) -> Rule:
+    """At least one of these parameters is given."""
+    return Rule(
+        message=f"{_alternatives(names)} is required",
+        holds=lambda params: any(name in params for name in names),
+        cel=_has_any(names),
+    )
+
+
+def not_with(name: str, *others: str) -> Rule:
+    """``name`` excludes every one of ``others``."""
+    return Rule(
+        message=f"give either {name} or {'/'.join(others)}, not both",
+        holds=lambda params: name not in params or not any(other in params for other in others),
+        cel=f"!has(self.{name}) || !({_has_any(others)})",
+    )
 
 
 def _resize(image: Image.Image, p: Params) -> Image.Image:
@@ -257,7 +278,7 @@ _FILTERS = (
             ),
         ),
         geometric=True,
-        check=_resize_rule,
+        rules=(one_given("width", "height", "scale"), not_with("scale", "width", "height")),
         apply=_resize,
     ),
     FilterDef(
@@ -265,7 +286,7 @@ _FILTERS = (
         description="Shrink to fit within width x height, keeping the aspect ratio; never enlarges.",
         params=(_side("width", "Maximum width in pixels."), _side("height", "Maximum height in pixels.")),
         geometric=True,
-        check=_size_given,
+        rules=(one_given("width", "height"),),
         apply=_thumbnail,
     ),
     FilterDef(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from filterjob_worker.errors import ImageTooLarge, InvalidImage, SpecError, did_you_mean
+from filterjob_worker.limits import QUALITY
 
 FormatName = Literal["jpeg", "png", "webp", "same"]
 FORMATS: tuple[FormatName, ...] = ("jpeg", "png", "webp", "same")
@@ -69,14 +70,15 @@ class OutputFormat:
     """How outputs are encoded: a format (or ``same`` as the input) and a quality."""
 
     format: FormatName = "jpeg"
-    quality: int = 90
+    quality: int = QUALITY.default
 
     def __post_init__(self) -> None:
         problems = []
         if self.format not in FORMATS:
             problems.append(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
-            problems.append(f"quality must be an integer between 1 and 100, got {self.quality!r}")
+        low, high = QUALITY.minimum, QUALITY.maximum
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not low <= self.quality <= high:
+            problems.append(f"quality must be an integer between {low} and {high}, got {self.quality!r}")
         if problems:
             raise SpecError(problems)
 

@@ -8,7 +8,7 @@ from these objects so they can never disagree.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,21 @@ class ParamError(ValueError):
 
 def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """A rule on a step's parameters, said once for both places that enforce it.
+
+    ``holds`` is the worker's (and ``filterjob validate``'s) check on the parameters given,
+    ``cel`` the same rule as a CEL expression on the step (``self``), which the CRD puts in
+    its schema so the API server refuses what the worker would; a test evaluates both on
+    the same steps.
+    """
+
+    message: str
+    holds: Callable[[Mapping[str, Any]], bool]
+    cel: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +54,10 @@ class Param:
     def schema(self) -> JSONSchema:
         """The JSON Schema of this parameter (without the name)."""
         raise NotImplementedError
+
+    def rules(self) -> tuple[Rule, ...]:
+        """What :meth:`coerce` checks beyond :meth:`schema`, as rules the CRD can say too."""
+        return ()
 
     def _base_schema(self) -> JSONSchema:
         out: JSONSchema = {"description": self.description}
@@ -141,6 +160,11 @@ def _not_integral(v: Any) -> bool:
     return isinstance(v, float) and not v.is_integer()
 
 
+def _ordered(box: Sequence[float]) -> bool:
+    left, top, right, bottom = box
+    return left < right and top < bottom
+
+
 @dataclass(frozen=True, kw_only=True)
 class BoxParam(Param):
     """A pixel box ``[left, top, right, bottom]`` with left < right and top < bottom."""
@@ -157,9 +181,19 @@ class BoxParam(Param):
         left, top, right, bottom = (int(v) for v in value)
         if min(left, top) < 0 or max(right, bottom) > self.maximum:
             raise self.fail(f"within 0..{self.maximum}", list(value))
-        if not (left < right and top < bottom):
+        if not _ordered((left, top, right, bottom)):
             raise self.fail("a box with left < right and top < bottom", list(value))
         return left, top, right, bottom
+
+    def rules(self) -> tuple[Rule, ...]:
+        box = f"self.{self.name}"
+        return (
+            Rule(
+                message=f"{self.name} must be [left, top, right, bottom] with left < right and top < bottom",
+                holds=lambda params: self.name not in params or _ordered(params[self.name]),
+                cel=f"!has({box}) || ({box}[0] < {box}[2] && {box}[1] < {box}[3])",
+            ),
+        )
 
     def schema(self) -> JSONSchema:
         return {

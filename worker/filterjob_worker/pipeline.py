@@ -69,11 +69,8 @@ def _parse_step(index: int, raw: Any) -> tuple[Step | None, list[str]]:
             problems.append(f"{where}: {param.name} is required")
         elif param.default is not None:
             params[param.name] = param.default
-    if not problems and fdef.check is not None:
-        given = {k: v for k, v in params.items() if k in raw}
-        problem = fdef.check(given)
-        if problem:
-            problems.append(f"{where}: {problem}")
+    if not problems and (problem := fdef.check({k: v for k, v in params.items() if k in raw})):
+        problems.append(f"{where}: {problem}")
     if problems:
         return None, problems
     return Step(index=index, filter=fdef, params=params), []

@@ -32,6 +32,7 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from filterjob_worker.errors import SpecError
+from filterjob_worker.limits import ATTEMPTS, BACKOFF_SECONDS, MAX_BACKOFF_SECONDS
 
 TASKS_SUFFIX = ".tasks"
 EVENTS_KEY_PREFIX = "task."
@@ -47,13 +48,13 @@ _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 class RetryPolicy:
     """``max_attempts`` tries in all; waits ``backoff * 2^n`` seconds, at most ``max_backoff``."""
 
-    max_attempts: int = 3
-    backoff_seconds: float = 2.0
-    max_backoff_seconds: float = 300.0
+    max_attempts: int = ATTEMPTS.default
+    backoff_seconds: float = BACKOFF_SECONDS.default
+    max_backoff_seconds: float = MAX_BACKOFF_SECONDS.default
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise SpecError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.max_attempts < ATTEMPTS.minimum:
+            raise SpecError(f"max_attempts must be at least {ATTEMPTS.minimum}, got {self.max_attempts}")
         if self.backoff_seconds <= 0 or self.max_backoff_seconds <= 0:
             raise SpecError("backoff_seconds and max_backoff_seconds must be positive")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import API_VERSION, KIND, FilterJob
+from filterjob_worker.config import Var
 
 Manifest = dict[str, Any]
 JOB_LABEL = "filterjob.dev/job"
@@ -135,7 +136,7 @@ def volume_mounts(job: FilterJob) -> list[Manifest]:
 
 def broker_url_env(broker_secret: str) -> Manifest:
     """``FILTERJOB_BROKER_URL`` from the broker Secret's ``url``."""
-    return {"name": "FILTERJOB_BROKER_URL", "valueFrom": {"secretKeyRef": {"name": broker_secret, "key": "url"}}}
+    return {"name": Var.BROKER_URL, "valueFrom": {"secretKeyRef": {"name": broker_secret, "key": "url"}}}
 
 
 def pod_spec(job: FilterJob, settings: Settings, container: Manifest, **spec: Any) -> Manifest:

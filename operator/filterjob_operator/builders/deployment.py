@@ -14,6 +14,7 @@ from filterjob_operator.builders.common import (
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.workerenv import worker_env
+from filterjob_worker.config import Var
 
 HEALTH_PORT = 8080
 
@@ -21,12 +22,12 @@ HEALTH_PORT = 8080
 def _env(job: FilterJob, settings: Settings, broker_secret: str) -> list[Manifest]:
     plain = {
         **worker_env(job),
-        "FILTERJOB_HEALTH_PORT": str(HEALTH_PORT),
-        "FILTERJOB_GRACE_SECONDS": str(settings.worker_grace_seconds),
+        Var.HEALTH_PORT: str(HEALTH_PORT),
+        Var.GRACE_SECONDS: str(settings.worker_grace_seconds),
     }
     return [
         broker_url_env(broker_secret),
-        {"name": "FILTERJOB_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": Var.WORKER_ID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         *({"name": k, "value": v} for k, v in sorted(plain.items())),
     ]
 

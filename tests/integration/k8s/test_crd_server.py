@@ -19,7 +19,12 @@ import yaml
 
 from filterjob_operator import podpolicy
 from filterjob_operator.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
+from filterjob_worker.catalog import CATALOG, FilterDef
+from filterjob_worker.errors import SpecError
+from filterjob_worker.params import Rule
+from filterjob_worker.pipeline import Pipeline
 from tests.helpers.controlplane import ControlPlane
+from tests.helpers.crd import problems, sample_steps
 from tests.helpers.jobfiles import JOB
 from tests.helpers.realcluster import Kube, tool
 
@@ -96,6 +101,31 @@ def test_the_server_refuses_an_invalid_filterjob_with_the_crds_message(
     message = refused(control_plane, job(kube.namespace, **change))
     assert says in message, message
     assert kube.list("filterjobs") == []
+
+
+def _breaking_step(fdef: FilterDef, rule: Rule) -> dict[str, Any]:
+    """A step that breaks this rule and nothing else the CRD checks (by cel-python, before the server)."""
+    says = f"{fdef.name}: {rule.message}"
+    for step in sample_steps(fdef):
+        doc = copy.deepcopy(JOB)
+        doc["spec"]["filters"] = [step]
+        if not rule.holds({k: v for k, v in step.items() if k != "name"}) and problems(doc) == [says]:
+            return step
+    raise AssertionError(f"no sample step breaks only {says!r}")
+
+
+RULES = [(f"{f.name}: {r.message}", _breaking_step(f, r)) for f in CATALOG.values() for r in f.all_rules]
+
+
+@pytest.mark.parametrize(("says", "step"), RULES, ids=[says for says, _ in RULES])
+def test_the_server_refuses_what_a_catalog_rule_refuses(
+    control_plane: ControlPlane, kube: Kube, says: str, step: dict[str, Any]
+) -> None:
+    """Each rule of the catalog, said once there: its CEL twin in the real API server, its check in the worker."""
+    with pytest.raises(SpecError):
+        Pipeline.parse([step])
+    message = refused(control_plane, job(kube.namespace, filters=[step]))
+    assert says in message, message
 
 
 @pytest.mark.parametrize(
