@@ -42,6 +42,7 @@ import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -219,15 +220,21 @@ class Kube:
 def tool(
     control_plane: ControlPlane, name: str, *args: str | Path, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``helm``/``kubectl`` (from scripts/ensure-helm.sh) against ``control_plane`` as its admin."""
-    return subprocess.run(
-        [BIN / name, *map(str, args), "--kubeconfig", str(control_plane.kubeconfig)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    """``helm``/``kubectl`` (from scripts/ensure-helm.sh) against ``control_plane`` as its admin.
+
+    kubectl gets a discovery cache of its own each time: the shared one in ``~/.kube/cache`` holds
+    what helm discovered before the chart's CRD existed, and ``kubectl explain fj`` trusted it.
+    """
+    with tempfile.TemporaryDirectory(prefix="kubectl-cache-") as cache:
+        fresh = ("--cache-dir", cache) if name == "kubectl" else ()
+        return subprocess.run(
+            [BIN / name, *map(str, args), *fresh, "--kubeconfig", str(control_plane.kubeconfig)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
 
 
 def rule_permissions(rules: Sequence[Any]) -> set[Permission]:
