@@ -41,8 +41,9 @@ from filterjob_operator.spec import FilterJob, JobSpecError, load_job
 from filterjob_operator.summary import RunSummary
 from filterjob_worker import __version__, catalog
 from filterjob_worker.contract import Event, JobFinished
+from filterjob_worker.errors import SpecError
 from filterjob_worker.processing import Outcome
-from filterjob_worker.topology import Topology
+from filterjob_worker.topology import QueueName, Topology
 
 if TYPE_CHECKING:
     from filterjob_operator.watch import Ended
@@ -519,10 +520,11 @@ def _job_topology(console: Console, job: str) -> Topology:
             return topology_of(load_job(Path(job), local=True))
         except JobSpecError as e:
             _invalid(console, e)
-    base = re.sub(r"\.(tasks|parked|events|dlx|inputs|progress|retry\.\d+)$", "", job)
-    if not re.fullmatch(r"fj\.[^.\s]+\.[^.\s]+\.[^.\s]+", base):
-        raise click.BadParameter(f"neither a FilterJob file nor a job's queue name: {job!r}", param_hint="JOB")
-    return Topology(base=base)
+    try:
+        return Topology.from_queue_name(job)
+    except SpecError:
+        message = f"neither a FilterJob file nor a job's queue name: {job!r}"
+        raise click.BadParameter(message, param_hint="JOB") from None
 
 
 @main.command("parked")
@@ -580,7 +582,8 @@ def redrive_command(job: str, broker: str, workers: int | None, no_progress: boo
     moved = _on_broker(broker, lambda connection: redrive(connection, topology))
     console.print(f"moved {len(moved)} parked tasks back to {topology.tasks}", highlight=False, soft_wrap=True)
     if moved:
-        _, namespace, name, _ = topology.base.split(".")
+        owner = QueueName.parse(topology.base)
+        namespace, name = owner.namespace, owner.name
         console.print(
             "A running job's workers take them now. If the job has finished, its workers are at zero and the"
             f" tasks wait: kubectl annotate fj {name} -n {namespace} filterjob.dev/redrive=$(date +%s) --overwrite"
