@@ -44,7 +44,7 @@ from filterjob_worker import storage
 from filterjob_worker.config import Var
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
 from filterjob_worker.envelope import death_reason, event_message
-from filterjob_worker.errors import MalformedTask
+from filterjob_worker.errors import MalformedMessage
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology, declare, delete
 
@@ -96,7 +96,7 @@ def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Ou
         )
     try:
         event = Event.from_json(message.body)
-    except MalformedTask:
+    except MalformedMessage:
         return None
     return Outcome(
         task=event.task,
