@@ -42,9 +42,8 @@ from filterjob_operator.supervisor import GaveUp, Supervisor
 from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker import storage
 from filterjob_worker.config import Var
-from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished
-from filterjob_worker.envelope import death_reason, event_message
-from filterjob_worker.errors import MalformedMessage
+from filterjob_worker.contract import CONTENT_TYPE, JobFinished
+from filterjob_worker.envelope import event_message, finished_outcome
 from filterjob_worker.processing import Outcome
 from filterjob_worker.topology import Topology, declare, delete
 
@@ -80,32 +79,6 @@ async def declare_progress(channel: AbstractChannel, topology: Topology) -> Abst
         await queue.bind(topology.events, routing_key=key)
     await queue.bind(topology.dead_letters)
     return queue
-
-
-def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Outcome | None:
-    """The outcome a progress message reports, or None if it is not one."""
-    if message.exchange == topology.dead_letters:
-        why = death_reason(message.headers) or "delivery limit exceeded"
-        return Outcome(
-            task=message.message_id or "",
-            input="",
-            output="",
-            ok=False,
-            seconds=0.0,
-            reason=f"the task kept failing its workers ({why.replace('_', ' ')})",
-        )
-    try:
-        event = Event.from_json(message.body)
-    except MalformedMessage:
-        return None
-    return Outcome(
-        task=event.task,
-        input=event.input,
-        output=event.output,
-        ok=event.kind == "succeeded",
-        seconds=event.seconds,
-        reason=event.reason,
-    )
 
 
 class _Tally:

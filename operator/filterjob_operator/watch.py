@@ -24,9 +24,9 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from filterjob_operator import broker_errors
-from filterjob_operator.local_broker import finished_outcome
 from filterjob_operator.status import FINISHED
 from filterjob_worker.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
+from filterjob_worker.envelope import finished_outcome
 from filterjob_worker.errors import MalformedMessage
 from filterjob_worker.topology import Topology
 
