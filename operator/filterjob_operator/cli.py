@@ -36,9 +36,11 @@ from rich.table import Column
 from rich.text import Text
 
 from filterjob_operator import exits, samples, sources
-from filterjob_operator.local import Listener, LocalOptions, run_local
+from filterjob_operator.local.options import LocalOptions
+from filterjob_operator.local.pool import run_local
+from filterjob_operator.local.start import Listener
+from filterjob_operator.local.summary import RunSummary
 from filterjob_operator.spec import FilterJob, JobSpecError, load_job
-from filterjob_operator.summary import RunSummary
 from filterjob_worker import __version__, catalog
 from filterjob_worker.contract import Event, JobFinished
 from filterjob_worker.errors import SpecError
@@ -232,7 +234,8 @@ def run(
     def execute() -> RunSummary:
         if broker is None:
             return run_local(job, options=LocalOptions(workers=workers, skip_existing=skip_existing), listener=listener)
-        from filterjob_operator.local_broker import BrokerOptions, run_with_broker  # noqa: PLC0415 (see _LAZY)
+        from filterjob_operator.local.brokered import run_with_broker  # noqa: PLC0415 (see _LAZY)
+        from filterjob_operator.local.options import BrokerOptions  # noqa: PLC0415
 
         if worker_logs is not None:
             worker_logs.mkdir(parents=True, exist_ok=True)
@@ -264,7 +267,7 @@ def run(
 
 def _broker_run(url: str, run: Callable[[], Awaitable[RunSummary]], stopped: list[tuple[int, str]]) -> RunSummary:
     """A run through the broker; if its workers cannot run, ``stopped`` gets the reason (and its exit code)."""
-    from filterjob_operator.local_broker import WorkersFailed  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.local.brokered import WorkersFailed  # noqa: PLC0415 (see _LAZY)
 
     try:
         return _on_broker_errors(url, lambda: asyncio.run(_awaited(run)))
@@ -598,7 +601,8 @@ def _redrive_here(
     console: Console, job: FilterJob, broker: str, workers: int | None, no_progress: bool, worker_logs: Path | None
 ) -> None:
     """Re-drive a local job's parked tasks and run its workers until they are done."""
-    from filterjob_operator.local_broker import BrokerOptions, redrive_with_broker  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.local.brokered import redrive_with_broker  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.local.options import BrokerOptions  # noqa: PLC0415
     from filterjob_operator.workerenv import topology_of  # noqa: PLC0415
     from filterjob_worker.config import redact  # noqa: PLC0415
 
@@ -647,9 +651,8 @@ def clean_command(job: str, broker: str, force: bool) -> None:
     console = Console(stderr=True)
     topology = _job_topology(console, job)
     from filterjob_operator.broker.inventory import existing, remove  # noqa: PLC0415 (see _LAZY)
-    from filterjob_operator.local_broker import progress_queue  # noqa: PLC0415
 
-    extra = [progress_queue(topology)]
+    extra = [topology.progress]
     found = _on_broker(broker, lambda connection: existing(connection, topology, extra=extra))
     if not found:
         console.print(

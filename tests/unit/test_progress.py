@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from filterjob_operator.cli import _Bar, _progress, _Rate
-from filterjob_operator.summary import RunSummary
+from filterjob_operator.local.summary import RunSummary
 from filterjob_worker.processing import Outcome
 
 
