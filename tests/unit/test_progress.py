@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from filterjob_operator.cli import _Bar, _progress, _Rate
+from filterjob_operator.cli.bar import Bar, Rate, make_progress
 from filterjob_operator.local.summary import RunSummary
 from filterjob_worker.processing import Outcome
 
@@ -15,8 +15,8 @@ def outcome(ok: bool) -> Outcome:
 
 def test_the_broker_mode_bar_fits_80_columns() -> None:
     console = Console(width=80, record=True, force_terminal=True)
-    progress = _progress(console)
-    bar = _Bar(progress)
+    progress = make_progress(console)
+    bar = Bar(progress)
     bar.started(250_000)
     bar.queued(123_456, 64)
     for i in range(1500):
@@ -32,9 +32,9 @@ def test_the_broker_mode_bar_fits_80_columns() -> None:
 
 def test_the_final_rate_is_the_summarys_throughput() -> None:
     clock = [100.0]
-    progress = _progress(Console(width=120, force_terminal=True))
+    progress = make_progress(Console(width=120, force_terminal=True))
     progress.get_time = lambda: clock[0]
-    bar = _Bar(progress)
+    bar = Bar(progress)
     bar.started(10)
     summary = RunSummary(total=10, seconds=2.0)
     for i in range(10):
@@ -44,5 +44,5 @@ def test_the_final_rate_is_the_summarys_throughput() -> None:
     clock[0] = 102.0
     task = progress.tasks[0]
     assert task.finished
-    assert _Rate().render(task).plain.strip() == "2.0 img/s"
+    assert Rate().render(task).plain.strip() == "2.0 img/s"
     assert f"{summary.rate:.1f}" == "2.0"
