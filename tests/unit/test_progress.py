@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from filterjob_operator.cli.bar import Bar, Rate, make_progress
+from filterjob_operator.cli.run import shown
 from filterjob_operator.local.summary import RunSummary
 from filterjob_worker.processing import Outcome
 
@@ -46,3 +48,23 @@ def test_the_final_rate_is_the_summarys_throughput() -> None:
     assert task.finished
     assert Rate().render(task).plain.strip() == "2.0 img/s"
     assert f"{summary.rate:.1f}" == "2.0"
+
+
+def test_a_run_is_shown_with_the_bar_live_and_without_one_as_is() -> None:
+    progress = make_progress(Console(width=80, force_terminal=True))
+    live: list[bool] = []
+    assert shown(progress, lambda: live.append(progress.live.is_started) or "summary") == "summary"
+    assert live == [True]
+    assert not progress.live.is_started  # stopped again, even for a run that returns
+    assert shown(None, lambda: 42) == 42
+
+
+def test_the_bar_stops_when_the_run_raises() -> None:
+    progress = make_progress(Console(width=80, force_terminal=True))
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        shown(progress, interrupted)
+    assert not progress.live.is_started
