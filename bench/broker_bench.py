@@ -64,8 +64,9 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from PIL import Image
 
-from filterjob_operator import local_broker, sources
+from filterjob_operator import sources
 from filterjob_operator.broker.enqueue import publish_tasks
+from filterjob_operator.local import progress as local_progress
 from filterjob_worker.contract import Event, Task
 from filterjob_worker.topology import Topology, declare, delete
 from local_bench import FILTERS, QUALITY, SIZES, bare_loop, generate, make_job
@@ -518,7 +519,7 @@ async def measure_pipeline(monitor: Monitor, url: str, run: str, root: Path, n: 
     inputs = generate(source, size, n, seed=1000)
     print(f"  generated {n} x {size[0]}x{size[1]} JPEGs in {time.perf_counter() - t:.1f} s")
     topology = await monitor.filterjob_topology(f"fj.bench.{run}.pipeline")
-    progress_queue = await local_broker.declare_progress(monitor.channel, topology)
+    progress_queue = await local_progress.declare_progress(monitor.channel, topology)
     monitor.queues.add(progress_queue.name)
     progress = Progress()
     consumer_tag = await progress_queue.consume(progress.on_message, no_ack=True)

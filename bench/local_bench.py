@@ -98,7 +98,8 @@ def make_job(source: Path, destination: Path, name: str):  # -> FilterJob
 
 def runner(source: Path, out_dir: Path, workers: int, expected: int) -> float:
     """(b)/(c): wall seconds of one whole ``run_local`` call."""
-    from filterjob_operator.local import LocalOptions, run_local  # noqa: PLC0415 (see top)
+    from filterjob_operator.local.options import LocalOptions  # noqa: PLC0415 (see top)
+    from filterjob_operator.local.pool import run_local  # noqa: PLC0415
 
     job = make_job(source, out_dir, "bench")
     start = time.perf_counter()

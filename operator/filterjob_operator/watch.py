@@ -24,10 +24,10 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from filterjob_operator import broker_errors
-from filterjob_operator.local_broker import finished_outcome
 from filterjob_operator.status import FINISHED
 from filterjob_worker.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
-from filterjob_worker.errors import MalformedTask
+from filterjob_worker.envelope import finished_outcome
+from filterjob_worker.errors import MalformedMessage
 from filterjob_worker.topology import Topology
 
 Printer = Callable[[Event], None]
@@ -61,7 +61,7 @@ def dead_letter_event(message: AbstractIncomingMessage, topology: Topology) -> E
     outcome = finished_outcome(message, topology)
     try:
         task: Task | None = Task.from_json(message.body)
-    except MalformedTask:
+    except MalformedMessage:
         task = None
     return Event(
         kind="failed",
@@ -179,12 +179,12 @@ async def watch(
                 show(dead_letter_event(message, topology))
                 return
             if message.routing_key == JOB_FINISHED_KEY:
-                with contextlib.suppress(MalformedTask):
+                with contextlib.suppress(MalformedMessage):
                     end = JobFinished.from_json(message.body)
                     if not finished.done():
                         finished.set_result(end)
                 return
-            with contextlib.suppress(MalformedTask):  # not ours to judge; a watcher only shows
+            with contextlib.suppress(MalformedMessage):  # not ours to judge; a watcher only shows
                 show(Event.from_json(message.body))
 
         await queue.consume(on_message, no_ack=True)

@@ -42,7 +42,7 @@ def interrupted_run(
     is finished between the outputs counted and the signal. A local run's pool processes then
     cannot go far without the run handing them tasks; a run through the broker has its workers
     go on until it tells them to stop, a few milliseconds (a loaded machine once let it finish
-    everything: the run's cancel was swallowed, see ``local_broker._until_drained``).
+    everything: the run's cancel was swallowed, see ``filterjob_operator.local.follow._until_drained``).
     Checks what every interrupted run must do: exit 1, the resume hint, no traceback.
     """
     process = subprocess.Popen(

@@ -299,3 +299,19 @@ def test_a_bad_operator_setting_exits_two_naming_it(tmp_path: Path, variable: st
     assert f"invalid operator setting: {variable} must be" in done.stderr
     assert repr(value) in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+#: What only some commands need, imported inside them (see ``_LAZY`` in filterjob_operator.cli.common):
+#: local mode's pool processes re-import the command's module, and ``--help`` should not wait for these.
+LAZY = ("kopf", "kubernetes", "urllib3", "aiohttp", "filterjob_operator.local.brokered", "filterjob_operator.handlers")
+
+
+def test_the_command_line_starts_without_the_cluster_and_broker_clients() -> None:
+    script = (
+        "import sys\n"
+        "from filterjob_operator.cli import main\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {LAZY!r} or m in {LAZY!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

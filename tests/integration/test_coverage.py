@@ -16,7 +16,7 @@ from pathlib import Path
 import coverage
 import yaml
 
-from filterjob_operator import local
+from filterjob_operator.local import pool
 from filterjob_operator.samples import make_samples
 from filterjob_worker import catalog, processing
 from tests.helpers.childenv import COVERAGE_VARIABLES
@@ -74,8 +74,8 @@ def test_the_pool_processes_of_a_local_run_are_measured(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     data = recorded(tmp_path / "data")
-    pool_only = line_of(local, "signal.signal(signal.SIGINT, signal.SIG_IGN)")  # the pool's initializer
-    assert pool_only in (data.lines(str(Path(local.__file__).resolve())) or [])
+    pool_only = line_of(pool, "signal.signal(signal.SIGINT, signal.SIG_IGN)")  # the pool's initializer
+    assert pool_only in (data.lines(str(Path(pool.__file__).resolve())) or [])
     executed = data.lines(str(Path(processing.__file__).resolve())) or []
     assert line_of(processing, "pipeline = Pipeline.parse(task.filters)") in executed  # each image, in a pool process
     assert all(Path(name).is_relative_to(ROOT) for name in data.measured_files()), "only the two packages"

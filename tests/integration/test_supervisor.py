@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from filterjob_operator.supervisor import Supervisor, last_words
+from filterjob_operator.local.supervisor import Supervisor, last_words
 
 REJECTS_CONFIG = (
     "import sys\n"

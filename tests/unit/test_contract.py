@@ -10,7 +10,7 @@ import pytest
 
 from filterjob_worker.codec import OutputFormat
 from filterjob_worker.contract import JOB_FINISHED_KEY, VERSION, Event, JobFinished, Task
-from filterjob_worker.errors import MalformedTask, PermanentTaskError
+from filterjob_worker.errors import MalformedMessage, PermanentTaskError
 
 BODY: dict[str, Any] = {
     "v": 1,
@@ -96,8 +96,8 @@ def test_format_fields_default_individually() -> None:
 
 
 def test_malformed_task_is_permanent() -> None:
-    assert issubclass(MalformedTask, PermanentTaskError)
-    assert MalformedTask("x").permanent
+    assert issubclass(MalformedMessage, PermanentTaskError)
+    assert MalformedMessage("x").permanent
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_malformed_task_is_permanent() -> None:
     ],
 )
 def test_bodies_that_are_not_json_objects(raw: bytes, reason: str) -> None:
-    with pytest.raises(MalformedTask, match=reason):
+    with pytest.raises(MalformedMessage, match=reason):
         Task.from_json(raw)
 
 
@@ -126,14 +126,14 @@ def test_bodies_that_are_not_json_objects(raw: bytes, reason: str) -> None:
     [(..., "None"), (None, "None"), (0, "0"), (2, "2"), ("1", "'1'"), (True, "True"), ([1], r"\[1\]")],
 )
 def test_wrong_or_missing_version(version: Any, shown: str) -> None:
-    with pytest.raises(MalformedTask, match=rf"unsupported task version {shown}, expected 1"):
+    with pytest.raises(MalformedMessage, match=rf"unsupported task version {shown}, expected 1"):
         Task.from_json(body(v=version))
 
 
 @pytest.mark.parametrize("field", STRING_FIELDS)
 @pytest.mark.parametrize(("value", "shown"), [(..., "None"), (None, "None"), ("", "''"), (7, "7"), (["a"], "['a']")])
 def test_string_fields_must_be_non_empty_strings(field: str, value: Any, shown: str) -> None:
-    with pytest.raises(MalformedTask) as info:
+    with pytest.raises(MalformedMessage) as info:
         Task.from_json(body(**{field: value}))
     assert str(info.value) == f"field {field!r} must be a non-empty string, got {shown}"
 
@@ -143,7 +143,7 @@ def test_string_fields_must_be_non_empty_strings(field: str, value: Any, shown: 
     [..., None, "grayscale", {"name": "grayscale"}, ["grayscale"], [{"name": "blur"}, 3], [[]], [None]],
 )
 def test_filters_must_be_a_list_of_objects(filters: Any) -> None:
-    with pytest.raises(MalformedTask, match="field 'filters' must be a list of objects"):
+    with pytest.raises(MalformedMessage, match="field 'filters' must be a list of objects"):
         Task.from_json(body(filters=filters))
 
 
@@ -162,7 +162,7 @@ def test_filters_must_be_a_list_of_objects(filters: Any) -> None:
     ],
 )
 def test_bad_format_object(fmt: Any, reason: str) -> None:
-    with pytest.raises(MalformedTask, match=reason):
+    with pytest.raises(MalformedMessage, match=reason):
         Task.from_json(body(format=fmt))
 
 
@@ -176,11 +176,11 @@ def test_job_finished_round_trips_and_is_not_a_task_event() -> None:
     assert end.routing_key == JOB_FINISHED_KEY == "job.finished"
     assert JobFinished.from_json(end.to_json()) == end
     assert json.loads(end.to_json())["event"] == "finished"
-    with pytest.raises(MalformedTask):
+    with pytest.raises(MalformedMessage):
         Event.from_json(end.to_json())
-    with pytest.raises(MalformedTask):
+    with pytest.raises(MalformedMessage):
         JobFinished.from_json(b'{"event": "succeeded", "job": "a/b"}')
-    with pytest.raises(MalformedTask):
+    with pytest.raises(MalformedMessage):
         JobFinished.from_json(b"\xff")
 
 
@@ -193,5 +193,5 @@ def test_the_source_prefix_travels_with_a_task_and_is_optional() -> None:
 
 @pytest.mark.parametrize("bad", ["", 3, ["file:///data/in/"]])
 def test_a_malformed_source_prefix_is_refused(bad: Any) -> None:
-    with pytest.raises(MalformedTask, match="field 'source'"):
+    with pytest.raises(MalformedMessage, match="field 'source'"):
         Task.from_json(body(source=bad))

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from filterjob_operator import cli
 from filterjob_operator.builders import common, deployment
+from filterjob_operator.cli import pod
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import parse_job
 from filterjob_worker import __version__
@@ -131,7 +131,7 @@ def test_environment_suits_a_read_only_root(dockerfile: Dockerfile, worker_conta
 
 def test_exposes_the_health_and_metrics_ports(dockerfile: Dockerfile, worker_container: dict[str, Any]) -> None:
     exposed = {int(port) for expose in dockerfile.final.all("EXPOSE") for port in expose.value.split()}
-    liveness = next(p for p in cli.operator.params if p.name == "liveness").default
+    liveness = next(p for p in pod.operator.params if p.name == "liveness").default
     assert isinstance(liveness, str)
     pod_ports = {port["containerPort"] for port in worker_container["ports"]}
     assert exposed == {*pod_ports, urlsplit(liveness).port, Settings().metrics_port}
@@ -177,7 +177,7 @@ def test_the_build_context_is_what_the_builder_copies(dockerfile: Dockerfile) ->
         "worker/filterjob_worker/__pycache__/config.cpython-311.pyc",
         "build/lib/filterjob_worker/config.py",
         "Dockerfile",
-        "operator/filterjob_operator/cli.py",
+        "operator/filterjob_operator/cli/__init__.py",
         "pyproject.toml",
     ):
         assert ignore.excludes(path), path

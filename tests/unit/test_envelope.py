@@ -15,6 +15,7 @@ from pamqp.header import ContentHeader
 from filterjob_worker import envelope
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished, Task
 from filterjob_worker.envelope import ATTEMPT_HEADER, DEATH_HEADER, FAILED_AT_HEADER, REASON_HEADER, WORKER_HEADER
+from filterjob_worker.topology import Topology
 
 TASK = Task(job="ns/j", job_uid="u", task="t1", input="file:///in/a.png", output="file:///out/a.png", filters=())
 
@@ -27,6 +28,7 @@ class Delivery:
     headers: dict[str, Any] = field(default_factory=dict)
     message_id: str | None = "t1"
     content_type: str | None = CONTENT_TYPE
+    exchange: str = ""
 
 
 def test_a_task_message_reads_back_as_its_task_at_attempt_one() -> None:
@@ -159,3 +161,55 @@ async def test_a_message_returned_as_unroutable_raises_naming_why() -> None:
 
 def test_a_return_without_a_reply_text_is_unroutable() -> None:
     assert envelope.returned_why(PublishError(returned(""), returned("").delivery)) == "unroutable"
+
+
+TOPOLOGY = Topology(base="fj.ns.j.u")
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({DEATH_HEADER: [{"reason": b"delivery_limit"}]}, "delivery limit"),
+        ({DEATH_HEADER: [{"reason": "expired"}]}, "expired"),
+        ({}, "delivery limit exceeded"),  # the broker's record is gone: the one reason it parks for
+    ],
+)
+def test_a_dead_lettered_task_fails_saying_why_the_broker_parked_it(headers: dict[str, Any], why: str) -> None:
+    delivery = Delivery(headers=headers, exchange=TOPOLOGY.dead_letters)
+    outcome = envelope.finished_outcome(delivery, TOPOLOGY)  # type: ignore[arg-type]
+    assert outcome is not None
+    assert (outcome.task, outcome.ok) == ("t1", False)
+    assert outcome.reason == f"the task kept failing its workers ({why})"
+
+
+def test_a_dead_letter_without_a_message_id_still_finishes_failed() -> None:
+    delivery = Delivery(message_id=None, exchange=TOPOLOGY.dead_letters)
+    outcome = envelope.finished_outcome(delivery, TOPOLOGY)  # type: ignore[arg-type]
+    assert outcome is not None
+    assert (outcome.task, outcome.ok) == ("", False)
+
+
+@pytest.mark.parametrize(("kind", "ok"), [("succeeded", True), ("failed", False)])
+def test_a_final_event_finishes_its_task_as_it_says(kind: str, ok: bool) -> None:
+    event = Event(
+        kind=kind,
+        job="ns/j",
+        task="t9",
+        input="file:///in/a.png",
+        output="file:///out/a.png",
+        attempt=2,
+        worker="w",
+        seconds=1.5,
+        reason=None if ok else "bad",
+    )
+    delivery = Delivery(body=event.to_json(), exchange=TOPOLOGY.events)
+    outcome = envelope.finished_outcome(delivery, TOPOLOGY)  # type: ignore[arg-type]
+    assert outcome is not None
+    assert (outcome.task, outcome.input, outcome.output, outcome.ok) == ("t9", event.input, event.output, ok)
+    assert (outcome.seconds, outcome.reason) == (1.5, event.reason)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", TASK.to_json()])
+def test_a_message_that_is_no_event_finishes_nothing(body: bytes) -> None:
+    delivery = Delivery(body=body, exchange=TOPOLOGY.events)
+    assert envelope.finished_outcome(delivery, TOPOLOGY) is None  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from filterjob_operator.interrupts import Interrupts
+from filterjob_operator.local.interrupts import Interrupts
 
 
 def interrupt_me(sig: signal.Signals = signal.SIGINT) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from filterjob_operator.summary import RunSummary
+from filterjob_operator.local.summary import RunSummary
 from filterjob_worker.processing import Outcome
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from filterjob_worker.errors import SpecError
-from filterjob_worker.topology import EXTRA_DELIVERIES, TASKS_SUFFIX, RetryPolicy, Topology
+from filterjob_worker.topology import EXTRA_DELIVERIES, KINDS, TASKS_SUFFIX, QueueName, RetryPolicy, Topology
 
 UID = "0f5c7a1e-5b1b-4c57-9a43-1b2f5d0c9e11"
 POLICY = RetryPolicy(max_attempts=4, backoff_seconds=1.5, max_backoff_seconds=5.0)
@@ -143,3 +143,86 @@ def test_arguments_are_fresh_each_call(topology: Topology) -> None:
 def test_retry_policy_validation(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def every_name(topology: Topology) -> dict[str, str | None]:
+    """Each queue and exchange name of ``topology`` with the kind it has."""
+    names: dict[str, str | None] = {
+        topology.base: None,
+        topology.tasks: "tasks",
+        topology.parked: "parked",
+        topology.events: "events",
+        topology.dead_letters: "dlx",
+        topology.inputs: "inputs",
+        topology.outputs: "outputs",
+        topology.progress: "progress",
+    }
+    names.update({queue: f"retry.{n}" for n, queue in enumerate(topology.retry_queues)})
+    return names
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "uid"),
+    [
+        ("photos", "thumbs", UID),
+        ("p-1", "a.b.c", UID),  # a name is a DNS subdomain: dots too
+        ("default", "tasks", "local"),  # a name that is also a kind
+        ("ns", "x.parked", "ab12"),  # a kind inside the name
+        ("0", "9", "a_B-c"),
+    ],
+)
+def test_every_name_of_a_job_reads_back_to_its_base_and_kind(namespace: str, name: str, uid: str) -> None:
+    topology = Topology.for_job(namespace=namespace, name=name, uid=uid, retry=POLICY)
+    for queue, kind in every_name(topology).items():
+        parsed = QueueName.parse(queue)
+        assert (parsed.base, parsed.namespace, parsed.name, parsed.kind) == (topology.base, namespace, name, kind)
+        assert Topology.from_queue_name(queue).base == topology.base
+
+
+def test_the_grammar_names_every_kind_a_topology_has(topology: Topology) -> None:
+    kinds = {kind for kind in every_name(topology).values() if kind is not None}
+    assert {kind.split(".")[0] for kind in kinds} == {kind.split(".")[0] for kind in KINDS}
+
+
+def test_a_trailing_kind_is_read_as_a_kind_before_a_uid() -> None:
+    parsed = QueueName.parse("fj.ns.a.b.parked")
+    assert (parsed.base, parsed.name, parsed.kind) == ("fj.ns.a.b", "a", "parked")
+    # Nothing before it makes a base: then it is the uid.
+    parsed = QueueName.parse("fj.ns.a.parked")
+    assert (parsed.base, parsed.name, parsed.kind) == ("fj.ns.a.parked", "a", None)
+
+
+def test_from_queue_name_keeps_the_retry_policy_given() -> None:
+    assert Topology.from_queue_name("fj.ns.job.abc.tasks", POLICY).retry == POLICY
+
+
+@pytest.mark.parametrize(
+    "queue",
+    [
+        "",
+        "fj",
+        "fj.ns.job",  # no uid
+        "fj.ns..abc",
+        "fj.ns.job.abc.",
+        "xx.ns.job.abc",
+        "fj.Ns.job.abc",  # namespaces and names are lowercase
+        "fj.ns.Job.abc",
+        "fj.n_s.job.abc",
+        "fj.-ns.job.abc",
+        "fj.ns.job-.abc",
+        "fj.ns.job.abcdefghi",  # a short uid has at most 8 characters
+        # (fj.ns.job.abc.tasks.extra is a name: the base of a job job.abc.tasks, uid "extra")
+        "fj.ns.job.abc.tasks!",
+        "fj.ns.job.abc.retry.1x!",
+        "fj.ns.job.abc.retry.",
+        " fj.ns.job.abc",
+        "fj.ns.job.abc\n",
+        "fj.ns.job.abc/tasks",
+    ],
+)
+def test_a_name_outside_the_grammar_is_refused_naming_it(queue: str) -> None:
+    with pytest.raises(SpecError, match="not a job's queue name") as info:
+        QueueName.parse(queue)
+    assert repr(queue) in str(info.value)
+    with pytest.raises(SpecError):
+        Topology.from_queue_name(queue)

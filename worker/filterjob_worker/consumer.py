@@ -38,7 +38,7 @@ from aio_pika.abc import (
 from filterjob_worker import envelope, processing
 from filterjob_worker.config import WorkerConfig
 from filterjob_worker.contract import Event, Task
-from filterjob_worker.errors import MalformedTask, WorkerDied, reason_of
+from filterjob_worker.errors import MalformedMessage, WorkerDied, reason_of
 from filterjob_worker.health import Health
 from filterjob_worker.metrics import WorkerMetrics
 
@@ -162,7 +162,7 @@ class Consumer:
         attempt = envelope.attempt_of(message.headers) or 1  # a message naming none is a first try
         try:
             task = Task.from_json(message.body)
-        except MalformedTask as e:
+        except MalformedMessage as e:
             log.error("malformed task parked: %s", e, extra={"attempt": attempt})
             await self._settle(message, self._park(message, reason_of(e), attempt, cause="malformed"))
             return

@@ -1,7 +1,7 @@
 """The task contract: versioned JSON between whoever enqueues and the workers.
 
 Never pickle: a task is data that any language can write and read. Decoding is
-strict and turns every malformed body into :class:`MalformedTask` with a reason,
+strict and turns every malformed body into :class:`MalformedMessage` with a reason,
 so a bad message is parked instead of crashing a worker.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filterjob_worker.codec import OutputFormat
-from filterjob_worker.errors import MalformedTask, SpecError
+from filterjob_worker.errors import MalformedMessage, SpecError
 
 VERSION = 1
 CONTENT_TYPE = "application/json"
@@ -52,39 +52,39 @@ class Task:
 
     @classmethod
     def from_json(cls, body: bytes) -> Task:
-        """Decode a message body; raises :class:`MalformedTask` naming what is wrong."""
+        """Decode a message body; raises :class:`MalformedMessage` naming what is wrong."""
         try:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise MalformedTask(f"body is not JSON: {e}") from e
+            raise MalformedMessage(f"body is not JSON: {e}") from e
         if not isinstance(data, dict):
-            raise MalformedTask(f"body must be a JSON object, got {type(data).__name__}")
+            raise MalformedMessage(f"body must be a JSON object, got {type(data).__name__}")
         return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         # ``True == 1`` in Python; a boolean is not a version number.
         if isinstance(data.get("v"), bool) or data.get("v") != VERSION:
-            raise MalformedTask(f"unsupported task version {data.get('v')!r}, expected {VERSION}")
+            raise MalformedMessage(f"unsupported task version {data.get('v')!r}, expected {VERSION}")
         strings = {}
         for key in ("job", "jobUid", "task", "input", "output"):
             value = data.get(key)
             if not isinstance(value, str) or not value:
-                raise MalformedTask(f"field {key!r} must be a non-empty string, got {value!r}")
+                raise MalformedMessage(f"field {key!r} must be a non-empty string, got {value!r}")
             strings[key] = value
         filters = data.get("filters")
         if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
-            raise MalformedTask(f"field 'filters' must be a list of objects, got {filters!r}")
+            raise MalformedMessage(f"field 'filters' must be a list of objects, got {filters!r}")
         fmt = data.get("format", {})
         if not isinstance(fmt, dict):
-            raise MalformedTask(f"field 'format' must be an object, got {fmt!r}")
+            raise MalformedMessage(f"field 'format' must be an object, got {fmt!r}")
         try:
             output = OutputFormat(**fmt)
         except (TypeError, SpecError) as e:
-            raise MalformedTask(f"field 'format': {e}") from e
+            raise MalformedMessage(f"field 'format': {e}") from e
         source = data.get("source")
         if source is not None and (not isinstance(source, str) or not source):
-            raise MalformedTask(f"field 'source' must be a non-empty string when given, got {source!r}")
+            raise MalformedMessage(f"field 'source' must be a non-empty string when given, got {source!r}")
         return cls(
             job=strings["job"],
             job_uid=strings["jobUid"],
@@ -152,7 +152,7 @@ class Event:
                 redelivered=bool(data.get("redelivered", False)),
             )
         except (ValueError, KeyError, TypeError) as e:
-            raise MalformedTask(f"not a task event: {e}") from e
+            raise MalformedMessage(f"not a task event: {e}") from e
 
 
 JOB_FINISHED_KEY = "job.finished"
@@ -206,4 +206,4 @@ class JobFinished:
                 skipped=int(data.get("skipped", 0)),
             )
         except (ValueError, KeyError, TypeError) as e:
-            raise MalformedTask(f"not a job.finished event: {e}") from e
+            raise MalformedMessage(f"not a job.finished event: {e}") from e

@@ -18,6 +18,9 @@ from aio_pika.exceptions import PublishError
 from aiormq.abc import DeliveredMessage
 
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished, Task
+from filterjob_worker.errors import MalformedMessage
+from filterjob_worker.processing import Outcome
+from filterjob_worker.topology import Topology
 
 #: Which try of its task a message is, from 1 (set by whoever publishes it).
 ATTEMPT_HEADER = "x-attempt"
@@ -146,3 +149,30 @@ def death_reason(headers: Headers | None) -> str | None:
         return None
     given = deaths[0].get("reason", "dead-lettered")
     return given.decode() if isinstance(given, bytes) else str(given)
+
+
+def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Outcome | None:
+    """The outcome a message that says a task finished reports (a final event, or the task
+    itself dead-lettered by the broker to ``topology.dead_letters``), or None if it is not one."""
+    if message.exchange == topology.dead_letters:
+        why = death_reason(message.headers) or "delivery limit exceeded"
+        return Outcome(
+            task=message.message_id or "",
+            input="",
+            output="",
+            ok=False,
+            seconds=0.0,
+            reason=f"the task kept failing its workers ({why.replace('_', ' ')})",
+        )
+    try:
+        event = Event.from_json(message.body)
+    except MalformedMessage:
+        return None
+    return Outcome(
+        task=event.task,
+        input=event.input,
+        output=event.output,
+        ok=event.kind == "succeeded",
+        seconds=event.seconds,
+        reason=event.reason,
+    )

@@ -87,7 +87,7 @@ class WorkerDied(TransientTaskError):
     """The process working on the task died (out of memory?); the image may be the cause."""
 
 
-class MalformedTask(PermanentTaskError):
-    """A task message does not follow the task contract."""
+class MalformedMessage(PermanentTaskError):
+    """A message body does not follow its contract: a task, a task event or a job.finished message."""
 
     label = "not a valid task message"

@@ -16,6 +16,11 @@ Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
   such return against its delivery limit.
 - ``<base>.outputs`` — what a verifier Job found at the destination when the job ended
   (the same listing format, the same kind of queue; the operator's business only).
+- ``<base>.progress`` — a local run's queue of finished tasks (``filterjob run --broker``
+  only; declared by the runner, not by :func:`declare`).
+
+:class:`QueueName` reads these names back (the one grammar of them), for commands
+that are given any queue of a job.
 
 Every queue is a quorum queue (replicated, durable) with at-least-once
 dead-lettering, so no hop of a message's life can drop it. This module is used
@@ -42,6 +47,15 @@ EXTRA_DELIVERIES = 5
 #: Declaration arguments of ``<base>.inputs`` (classic even where a policy makes quorum the default).
 INPUTS_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+#: ``fj.<namespace>.<name>.<short uid>``: a namespace is a DNS label, a name a DNS subdomain
+#: (dots allowed), the short uid the last segment (a Kubernetes uid has no dots).
+_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_BASE = rf"fj\.(?P<namespace>{_LABEL})\.(?P<name>{_LABEL}(?:\.{_LABEL})*)\.[a-zA-Z0-9_-]{{1,8}}"
+#: What follows the base in each of a job's queue and exchange names.
+KINDS = ("tasks", "parked", "events", "dlx", "inputs", "outputs", "progress", "retry.<n>")
+_KIND = r"tasks|parked|events|dlx|inputs|outputs|progress|retry\.[0-9]+"
+_WITH_KIND = re.compile(rf"(?P<base>{_BASE})\.(?P<kind>{_KIND})")
+_BASE_ONLY = re.compile(rf"(?P<base>{_BASE})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +100,11 @@ class Topology:
             raise SpecError(f"task queue names end in {TASKS_SUFFIX!r}, got {queue!r}")
         return cls(base=queue.removesuffix(TASKS_SUFFIX), retry=retry)
 
+    @classmethod
+    def from_queue_name(cls, queue: str, retry: RetryPolicy = RetryPolicy()) -> Topology:
+        """The topology of a job from any of its queue or exchange names, or its base name."""
+        return cls(base=QueueName.parse(queue).base, retry=retry)
+
     @property
     def tasks(self) -> str:
         return self.base + TASKS_SUFFIX
@@ -107,6 +126,11 @@ class Topology:
     def outputs(self) -> str:
         """The queue holding what a verifier Job found at the destination (not one of :attr:`queues`)."""
         return f"{self.base}.outputs"
+
+    @property
+    def progress(self) -> str:
+        """A local run's queue of finished tasks (not one of :attr:`queues`)."""
+        return f"{self.base}.progress"
 
     @property
     def dead_letters(self) -> str:
@@ -155,6 +179,31 @@ class Topology:
                 "x-message-ttl": int(self.retry.delay(n) * 1000),
             }
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueName:
+    """A job's queue or exchange name read back: its base, namespace, name and kind (pure)."""
+
+    base: str
+    namespace: str
+    name: str
+    #: One of :data:`KINDS` (``retry.<n>`` with its number), or None for the base name itself.
+    kind: str | None
+
+    @classmethod
+    def parse(cls, queue: str) -> QueueName:
+        """Raises :class:`SpecError` for a name that is not one of a job's.
+
+        ``fj.ns.a.b.parked`` is the parked queue of ``fj.ns.a.b``, not the base of a job
+        ``a.b`` whose uid begins with "parked": a suffix is read as a kind first.
+        """
+        found = _WITH_KIND.fullmatch(queue) or _BASE_ONLY.fullmatch(queue)
+        if found is None:
+            kinds = ", ".join(KINDS)
+            raise SpecError(f"not a job's queue name (fj.NAMESPACE.NAME.UID[.KIND], KIND one of {kinds}): {queue!r}")
+        groups = found.groupdict()
+        return cls(base=groups["base"], namespace=groups["namespace"], name=groups["name"], kind=groups.get("kind"))
 
 
 async def declare(channel: AbstractChannel, topology: Topology) -> None:

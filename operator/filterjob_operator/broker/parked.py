@@ -11,7 +11,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from filterjob_operator.broker_errors import BrokerUnavailable
 from filterjob_worker import envelope
 from filterjob_worker.contract import Task
-from filterjob_worker.errors import MalformedTask
+from filterjob_worker.errors import MalformedMessage
 from filterjob_worker.topology import Topology
 
 #: The reason of a task the broker parked (its delivery limit), which no worker explained.
@@ -31,7 +31,7 @@ def parked_of(message: AbstractIncomingMessage) -> Parked:
     """What a parked message says about its task (attempt 0: its headers name none)."""
     try:
         source = Task.from_json(message.body).input
-    except MalformedTask:
+    except MalformedMessage:
         source = ""
     reason = envelope.reason_of(message.headers)
     return Parked(

@@ -20,7 +20,6 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from filterjob_operator import exits, listing
-from filterjob_operator.local_broker import progress_queue
 from filterjob_operator.samples import make_image
 from filterjob_operator.spec import load_job, parse_job
 from filterjob_operator.workerenv import topology_of
@@ -71,7 +70,7 @@ async def local_job_file(tmp_path: Path) -> AsyncIterator[Path]:
     connection = await aio_pika.connect(BROKER_URL)
     async with connection:
         channel = await connection.channel()
-        await channel.queue_delete(progress_queue(topology))
+        await channel.queue_delete(topology.progress)
         await delete(channel, topology)
 
 

@@ -19,21 +19,15 @@ import yaml
 from aio_pika.abc import AbstractIncomingMessage
 
 from filterjob_operator import exits, sources, verification
-from filterjob_operator.local import Listener
-from filterjob_operator.local_broker import (
-    BrokerOptions,
-    _count_written,
-    _Tally,
-    _verify,
-    declare_progress,
-    fresh_topology,
-    progress_queue,
-    run_with_broker,
-)
+from filterjob_operator.local.brokered import fresh_topology, run_with_broker
+from filterjob_operator.local.options import BrokerOptions
+from filterjob_operator.local.progress import declare_progress
+from filterjob_operator.local.start import Listener
+from filterjob_operator.local.summary import RunSummary
+from filterjob_operator.local.supervisor import Supervisor
+from filterjob_operator.local.tally import Tally, count_written, verify
 from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import FilterJob, load_job
-from filterjob_operator.summary import RunSummary
-from filterjob_operator.supervisor import Supervisor
 from filterjob_operator.workerenv import topology_of
 from filterjob_worker import storage
 from filterjob_worker.processing import Outcome
@@ -56,7 +50,7 @@ async def forget_local_queues(tmp_path: Path) -> AsyncIterator[None]:
         connection = await aio_pika.connect(BROKER_URL)
         async with connection:
             channel = await connection.channel()
-            await channel.queue_delete(progress_queue(topology))
+            await channel.queue_delete(topology.progress)
             await delete(channel, topology)
 
 
@@ -390,7 +384,7 @@ async def test_clean_deletes_a_jobs_queues_unless_consumers_are_attached(tmp_pat
         assert deleted == {
             f"deleted queue {topology.tasks} (0 messages)",
             f"deleted queue {topology.parked} (1 messages)",
-            f"deleted queue {progress_queue(topology)} (0 messages)",
+            f"deleted queue {topology.progress} (0 messages)",
             f"deleted queue {topology.retry_queue(0)} (0 messages)",
             f"deleted queue {topology.retry_queue(1)} (0 messages)",
             f"deleted exchange {topology.events}",
@@ -446,7 +440,7 @@ def test_outputs_written_without_an_event_still_count_after_an_interrupt(tmp_pat
     make_samples(tmp_path / "in", count=3, size=(20, 15))
     job = load_job(write_job(tmp_path, "written"), local=True)
     summary = RunSummary(total=3)
-    tally = _Tally(job, summary, Listener())
+    tally = Tally(job, summary, Listener())
     keys = sources.list_inputs(job)
     for key in keys:
         tally.expect(sources.task_id(job, key), key)
@@ -457,7 +451,7 @@ def test_outputs_written_without_an_event_still_count_after_an_interrupt(tmp_pat
     since = time.time_ns()
     os.utime(old, ns=(since - 10**9, since - 10**9))
     storage.write_atomic(tasks[1].output, b"written by this run")
-    _count_written(job, tally, since_ns=since)
+    count_written(job, tally, since_ns=since)
     assert (summary.succeeded, summary.done) == (1, 1)
     assert summary.failures == []
 
@@ -519,7 +513,7 @@ def test_a_destination_that_cannot_be_listed_fails_what_it_cannot_confirm_with_a
         make_image((20, 15), seed).save(source / key)
     job = load_job(write_job(tmp_path, "unlistable"), local=True)
     summary = RunSummary(total=3)
-    tally = _Tally(job, summary, Listener())
+    tally = Tally(job, summary, Listener())
     for key in sources.list_inputs(job):
         task = sources.make_task(job, key)
         tally.expect(task.task, key)
@@ -534,7 +528,7 @@ def test_a_destination_that_cannot_be_listed_fails_what_it_cannot_confirm_with_a
         return real(path)
 
     monkeypatch.setattr(storage.os, "scandir", scandir)
-    _verify(job, tally)
+    verify(job, tally)
     assert (summary.succeeded, summary.failed, summary.done) == (2, 1, 3)
     assert [f.input for f in summary.failures] == ["sub/b.png"]
     assert summary.failures[0].reason.startswith(verification.LOST + ", or in a part of the destination")

@@ -1,4 +1,4 @@
-"""The local runner: a FilterJob on this machine with a process pool, no cluster.
+"""The local runner: a FilterJob on this machine with a process pool, no cluster, no broker.
 
 The main process plans tasks and keeps a bounded number in flight (so a million
 inputs never sit in the pool's queue at once); worker processes run exactly the
@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
 from filterjob_operator import sources
-from filterjob_operator.interrupts import Interrupts
+from filterjob_operator.local.interrupts import Interrupts
+from filterjob_operator.local.options import LocalOptions
+from filterjob_operator.local.start import Listener, begin_run
+from filterjob_operator.local.summary import RunSummary
 from filterjob_operator.spec import FilterJob
-from filterjob_operator.summary import Failure, RunSummary
 from filterjob_worker import processing, storage
-from filterjob_worker.codec import DEFAULT_LIMITS, Limits
 from filterjob_worker.contract import Task
 from filterjob_worker.errors import WorkerDied
 
@@ -35,26 +34,7 @@ IN_FLIGHT_PER_WORKER = 2
 #: A task that was in flight when a worker process died runs again, alone; if a process
 #: dies while it runs alone, after this many deaths in all, it is failed, not retried.
 MAX_DEATHS = 1
-
-
-class Listener:
-    """Receives progress; the CLI draws a bar, tests record."""
-
-    def started(self, total: int) -> None:
-        """Called once with the number of selected inputs."""
-
-    def advanced(self, outcome: processing.Outcome | None) -> None:
-        """Called once per task; ``None`` means skipped."""
-
-    def queued(self, ready: int, unacked: int) -> None:
-        """Broker mode, where the management API answers: tasks waiting and being worked on."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LocalOptions:
-    workers: int = os.cpu_count() or 1
-    skip_existing: bool = False
-    limits: Limits = DEFAULT_LIMITS
+DEFAULT_OPTIONS = LocalOptions()
 
 
 def _prepare_pool_process() -> None:
@@ -74,7 +54,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def run_local(
-    job: FilterJob, *, options: LocalOptions = LocalOptions(), listener: Listener | None = None
+    job: FilterJob, *, options: LocalOptions = DEFAULT_OPTIONS, listener: Listener | None = None
 ) -> RunSummary:
     """Process every input of ``job``; returns the summary (never raises for bad images)."""
     listener = listener or Listener()
@@ -110,31 +90,6 @@ def run_local(
     return summary
 
 
-def begin_run(job: FilterJob, listener: Listener, *, skip_existing: bool) -> tuple[RunSummary, list[str]]:
-    """The start every runner shares: list the inputs, announce the total, count the
-    skipped ones (``--skip-existing``: their output exists); returns the keys to run."""
-    inputs = sources.scan_inputs(job)
-    keys = inputs.keys
-    summary = RunSummary(
-        total=len(keys),
-        destination=job.spec.destination.uri,
-        unlisted=[Failure(input=u.path, reason=u.reason) for u in inputs.skipped],
-    )
-    if not keys:
-        summary.warnings.append(sources.empty_message(job))
-    listener.started(summary.total)
-    if not skip_existing:
-        return summary, keys
-    to_run = []
-    for key in keys:
-        if storage.exists(sources.make_task(job, key).output):
-            summary.add(None, key)
-            listener.advanced(None)
-        else:
-            to_run.append(key)
-    return summary, to_run
-
-
 def _drive(
     tasks: Iterator[Task],
     options: LocalOptions,
@@ -149,62 +104,83 @@ def _drive(
     holds, and records each one that wrote its output (``since_ns``: the run's start) before
     raising again.
     """
-    limit = options.workers * IN_FLIGHT_PER_WORKER
-    pool = _pool(options.workers)
-    in_flight: dict[Future[processing.Outcome], Task] = {}
-    # Tasks that were in flight when a worker process died: we cannot tell which one
-    # killed it, so each runs again alone in a fresh pool, where a death is its own.
-    # (Retried side by side, an input that kills every process would fail the others.)
-    again: deque[Task] = deque()
-    died_with: Counter[str] = Counter()
-    restarts = 0
-
-    def room() -> bool:
-        if again or any(task.task in died_with for task in in_flight.values()):
-            return not in_flight
-        return len(in_flight) < limit
-
+    driver = _Driver(options, record)
     interrupts = Interrupts()
     try:
         with interrupts.held():
-            while True:
-                try:
-                    while room():
-                        task = again.popleft() if again else next(tasks, None)
-                        if task is None:
-                            break
-                        try:
-                            in_flight[pool.submit(processing.process, task, limits=options.limits)] = task
-                        except BrokenProcessPool:
-                            again.appendleft(task)
-                            raise
-                    if not in_flight:
-                        return restarts
-                    with interrupts.waiting():
-                        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    broken = False
-                    for future in done:
-                        if isinstance(future.exception(), BrokenProcessPool):
-                            broken = True
-                        else:
-                            record(future.result(), in_flight.pop(future))
-                    if not broken:
-                        continue
-                except BrokenProcessPool:
-                    pass
-                # A worker process died: the pool is unusable and its in-flight tasks are lost.
-                _after_death(in_flight, died_with, again, record)
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _pool(options.workers)
-                restarts += 1
+            while driver.step(tasks, interrupts):
+                pass
+            return driver.restarts
     except KeyboardInterrupt:
         # Interrupted: start nothing more, but the images the pool already holds finish;
         # count each one, so every output written is in the summary.
-        pool.shutdown(wait=True, cancel_futures=True)
-        _record_finished(in_flight, record, since_ns=since_ns)
+        driver.pool.shutdown(wait=True, cancel_futures=True)
+        _record_finished(driver.in_flight, record, since_ns=since_ns)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        driver.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Driver:
+    """The pool of one run and the tasks it holds, replaced when a worker process dies."""
+
+    def __init__(self, options: LocalOptions, record: Callable[[processing.Outcome | None, Task], None]) -> None:
+        self.options = options
+        self.record = record
+        self.limit = options.workers * IN_FLIGHT_PER_WORKER
+        self.pool = _pool(options.workers)
+        self.in_flight: dict[Future[processing.Outcome], Task] = {}
+        # Tasks that were in flight when a worker process died: we cannot tell which one
+        # killed it, so each runs again alone in a fresh pool, where a death is its own.
+        # (Retried side by side, an input that kills every process would fail the others.)
+        self.again: deque[Task] = deque()
+        self.died_with: Counter[str] = Counter()
+        self.restarts = 0
+
+    def step(self, tasks: Iterator[Task], interrupts: Interrupts) -> bool:
+        """Fill the pool, wait for a task to finish and record it; False once every task is done."""
+        try:
+            self._fill(tasks)
+            if not self.in_flight:
+                return False
+            with interrupts.waiting():
+                done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+            if not self._collect(done):
+                return True
+        except BrokenProcessPool:
+            pass
+        # A worker process died: the pool is unusable and its in-flight tasks are lost.
+        _after_death(self.in_flight, self.died_with, self.again, self.record)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = _pool(self.options.workers)
+        self.restarts += 1
+        return True
+
+    def _room(self) -> bool:
+        if self.again or any(task.task in self.died_with for task in self.in_flight.values()):
+            return not self.in_flight
+        return len(self.in_flight) < self.limit
+
+    def _fill(self, tasks: Iterator[Task]) -> None:
+        while self._room():
+            task = self.again.popleft() if self.again else next(tasks, None)
+            if task is None:
+                return
+            try:
+                self.in_flight[self.pool.submit(processing.process, task, limits=self.options.limits)] = task
+            except BrokenProcessPool:
+                self.again.appendleft(task)
+                raise
+
+    def _collect(self, done: set[Future[processing.Outcome]]) -> bool:
+        """Record the finished tasks; True if the pool broke (a worker process died)."""
+        broken = False
+        for future in done:
+            if isinstance(future.exception(), BrokenProcessPool):
+                broken = True
+            else:
+                self.record(future.result(), self.in_flight.pop(future))
+        return broken
 
 
 def _after_death(
