@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from filterjob_operator import status
-from filterjob_operator.kube import Workers
 from filterjob_operator.spec import Autoscaling
 
 
@@ -19,8 +18,9 @@ from filterjob_operator.spec import Autoscaling
 class Observation:
     total: int
     depths: status.Depths
-    #: The worker Deployment's replicas, None if it does not exist.
-    workers: Workers | None
+    #: The worker Deployment's replicas, and how many of them are ready (0 without a Deployment).
+    replicas: int
+    ready: int
     #: ``spec.suspend`` as the object holds it now.
     suspended: bool
     #: A monotonic clock's reading.
@@ -68,13 +68,13 @@ def decide(seen: Observation, memory: Memory, *, scaling: Autoscaling) -> Decisi
     counts = status.counts(total=seen.total, enqueued=seen.total, depths=depths)
     empty_since = status.drained_since(enqueued_all=True, depths=depths, now=seen.now, since=memory.empty_since)
     done = status.is_done(since=empty_since, now=seen.now)
-    current = seen.workers.desired if seen.workers else 0
+    current = seen.replicas
     replicas, below_since = _replicas(seen, memory, scaling=scaling, current=current, done=done)
     return Decision(
         counts=counts,
         replicas=replicas,
         scale=replicas != current,
-        ready=seen.workers.ready if seen.workers else 0,
+        ready=seen.ready,
         done=done,
         phase=status.SUSPENDED if seen.suspended else status.RUNNING,
         condition=Condition(

@@ -20,7 +20,14 @@ async def observe(ctx: JobContext, attempt: Attempt, *, total: int) -> Observati
     suspended = bool(ctx.spec.get("suspend"))
     ctx.services.metrics.queue_messages.labels(ctx.namespace, ctx.name).set(depths.outstanding)
     workers = await ctx.services.kube.workers(ctx.namespace, workers_name(attempt.job))
-    return Observation(total=total, depths=depths, workers=workers, suspended=suspended, now=now)
+    return Observation(
+        total=total,
+        depths=depths,
+        replicas=workers.desired if workers else 0,
+        ready=workers.ready if workers else 0,
+        suspended=suspended,
+        now=now,
+    )
 
 
 async def scale(ctx: JobContext, attempt: Attempt, decision: Decision) -> None:
