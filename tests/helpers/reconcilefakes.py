@@ -33,6 +33,8 @@ class FakeKube:
     body: dict[str, Any]
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     deployment: Workers | None = None
+    #: What ``job_failure`` says of every batch Job.
+    failure: str | None = None
     calls: list[tuple[str, Any]] = field(default_factory=list)
     #: Called after each status patch (a test stops the daemon from here).
     on_patch: Callable[[dict[str, Any]], None] = lambda fields: None
@@ -71,7 +73,7 @@ class FakeKube:
         return True
 
     async def job_failure(self, namespace: str, name: str) -> str | None:
-        return None
+        return self.failure
 
     async def job_pods(self, namespace: str, name: str) -> list[Manifest]:
         return []
@@ -97,7 +99,9 @@ class FakeBroker:
 
     depths_seen: list[Depths] = field(default_factory=lambda: [Depths()])
     parked_tasks: list[Parked] = field(default_factory=list)
+    #: The listing stored in the inputs queue, and the one a watch of a listing queue sees arrive.
     listing: listing.Listing | None = None
+    watched: listing.Listing | None = None
     published: list[Task] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     closed: bool = False
@@ -130,7 +134,7 @@ class FakeBroker:
 
     @contextlib.asynccontextmanager
     async def watch_listing(self, *, queue_name: str | None = None) -> AsyncIterator[FakeWatch]:
-        yield FakeWatch(self.listing)
+        yield FakeWatch(self.watched)
 
     async def close(self) -> None:
         self.closed = True

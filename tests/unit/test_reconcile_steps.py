@@ -13,11 +13,13 @@ import pytest
 from filterjob_operator import status, verification
 from filterjob_operator.broker.parked import Parked
 from filterjob_operator.kube import Workers
-from filterjob_operator.reconcile import enqueue, finish, finished, follow
+from filterjob_operator.listing import Listing
+from filterjob_operator.reconcile import enqueue, finish, finished, follow, inputs, job
 from filterjob_operator.reconcile.context import BROKER_RETRY_INTERVALS, Outcome, attempt
 from filterjob_operator.reconcile.enqueue import Checkpoint
 from filterjob_operator.reconcile.finished import AfterFinish
 from filterjob_operator.reconcile.redrive import ANNOTATION
+from filterjob_operator.sources import Inputs
 from filterjob_operator.spec import parse_job
 from filterjob_operator.status import Depths
 from tests.helpers.reconcilefakes import FakeBroker, Harness, harness
@@ -260,3 +262,129 @@ async def test_an_attempt_without_its_broker_secret_says_why_and_retries_later(j
     # One Warning: the second time, the status said so already.
     assert [(kind, reason) for kind, reason, _ in h.events.posted] == [("Warning", "BrokerSecretMissing")]
     assert h.connected == []
+
+
+# The inputs: a stored listing, or a lister Job's.
+
+
+async def test_a_stored_listing_is_the_jobs_inputs_sorted(job_doc: dict[str, Any]) -> None:
+    stored = Listing(run="r", keys=["b.jpg", "a.jpg"], skipped=[("x/", "permission denied")])
+    h = harness(job_doc, broker=FakeBroker(listing=stored))
+
+    found = await inputs.list_inputs(h.ctx, h.attempt(parse_job(job_doc)))
+
+    assert isinstance(found, Inputs)
+    assert found.keys == ["a.jpg", "b.jpg"]
+    assert [(u.path, u.reason) for u in found.skipped] == [("x/", "permission denied")]
+    assert not h.ctx.listed_here
+    assert h.kube.calls == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "watched", "failure", "reason", "message"),
+    [
+        (Listing(run="r", error="no such bucket"), None, None, "InvalidSource", "no such bucket"),
+        (
+            None,
+            None,
+            "BackoffLimitExceeded: gave up",
+            "ListerFailed",
+            "the lister Job thumbs-list failed without a listing: BackoffLimitExceeded: gave up",
+        ),
+        (None, Listing(run="r", error="no such bucket"), None, "InvalidSource", "no such bucket"),
+    ],
+)
+async def test_a_source_that_cannot_be_listed_fails_the_job(
+    job_doc: dict[str, Any],
+    stored: Listing | None,
+    watched: Listing | None,
+    failure: str | None,
+    reason: str,
+    message: str,
+) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    h = harness(job_doc, broker=FakeBroker(listing=stored, watched=watched), list_inputs="job")
+    h.kube.failure = failure
+
+    assert await inputs.list_inputs(h.ctx, h.attempt(parse_job(job_doc))) is Outcome.FINISHED
+
+    failed = patches(h)[-1]
+    assert failed["phase"] == status.FAILED
+    assert [(c["type"], c["status"], c["reason"], c["message"]) for c in failed["conditions"]] == [
+        ("Ready", "False", reason, message),
+        ("Failed", "True", reason, message),
+    ]
+    assert h.events.posted[-1] == ("Warning", reason, message)
+
+
+async def test_a_lister_job_lists_a_source_the_operator_cannot_see(job_doc: dict[str, Any]) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    h = harness(job_doc, broker=FakeBroker(watched=Listing(run="r", keys=["b.jpg", "a.jpg"])), list_inputs="job")
+
+    found = await inputs.list_inputs(h.ctx, h.attempt(parse_job(job_doc)))
+
+    assert isinstance(found, Inputs)
+    assert found.keys == ["a.jpg", "b.jpg"]
+    (waiting,) = patches(h)
+    assert waiting["phase"] == status.PENDING
+    (ready,) = waiting["conditions"]
+    assert (ready["reason"], ready["message"]) == (
+        "Listing",
+        "waiting for the lister Job thumbs-list to list file:///data/in/",
+    )
+    assert [m["metadata"]["name"] for m in h.kube.called("create_job")] == ["thumbs-list"]
+    assert h.events.posted == [("Normal", "Listing", "created the lister Job thumbs-list")]
+
+
+# The attempt: a spec that does not parse, where enqueueing resumes.
+
+
+async def test_an_invalid_spec_fails_the_job_without_its_broker(job_doc: dict[str, Any]) -> None:
+    job_doc["spec"]["filters"] = [{"name": "no-such-filter"}]
+    h = harness(job_doc)
+
+    assert await job.run_attempt(h.ctx) is Outcome.FINISHED
+
+    (failed,) = patches(h)
+    assert failed["phase"] == status.FAILED
+    assert failed["conditions"][1]["reason"] == "InvalidSpec"
+    assert h.connected == []
+
+
+@pytest.mark.parametrize("listed_here", [False, True])
+async def test_a_job_resumes_after_the_last_key_enqueued(job_doc: dict[str, Any], listed_here: bool) -> None:
+    listing_ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "Listing",
+        "message": "waiting",
+        "lastTransitionTime": "2020-01-01T00:00:00Z",
+    }
+    job_doc["status"] = {"enqueued": 1, "enqueuedThrough": "a.jpg", "conditions": [listing_ready]}
+    h = harness(job_doc)
+    h.ctx.listed_here = listed_here
+
+    plan = await job.start(h.ctx, h.attempt(parse_job(job_doc)), Inputs(keys=["a.jpg", "b.jpg", "c.jpg"]))
+
+    assert (plan.already, list(plan.remaining), plan.total) == (1, ["b.jpg", "c.jpg"], 3)
+    # Listed here again, the inputs may differ from the first listing: only those still to enqueue are surely tasks.
+    assert plan.sure == ({"b.jpg", "c.jpg"} if listed_here else None)
+    (started,) = patches(h)
+    assert (started["phase"], started["total"], started["skipped"]) == (status.ENQUEUING, 3, 0)
+    (ready,) = started["conditions"]
+    assert (ready["reason"], ready["message"]) == ("Listed", "3 inputs listed")
+    assert ready["lastTransitionTime"] == "2020-01-01T00:00:00Z"  # still not ready: no transition
+
+
+async def test_an_empty_source_says_so_in_a_condition_and_a_warning(job_doc: dict[str, Any]) -> None:
+    h = harness(job_doc)
+
+    plan = await job.start(h.ctx, h.attempt(parse_job(job_doc)), Inputs(keys=[]))
+
+    assert plan.total == 0
+    (started,) = patches(h)
+    assert started["phase"] == status.RUNNING  # nothing to enqueue
+    (empty,) = h.ctx.source_conditions
+    assert (empty["type"], empty["reason"]) == (status.SOURCE_EMPTY, "NoInputs")
+    assert started["conditions"] == [empty]
+    assert h.events.posted == [("Warning", "NoInputs", empty["message"])]
