@@ -388,3 +388,34 @@ async def test_an_empty_source_says_so_in_a_condition_and_a_warning(job_doc: dic
     assert (empty["type"], empty["reason"]) == (status.SOURCE_EMPTY, "NoInputs")
     assert started["conditions"] == [empty]
     assert h.events.posted == [("Warning", "NoInputs", empty["message"])]
+
+
+# A whole run, on fakes.
+
+
+async def test_a_job_runs_its_steps_in_order_to_its_end(
+    job_doc: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    job_doc["spec"]["destination"]["uri"] = tmp_path.as_uri() + "/"
+    for key in ("a.jpg", "b.jpg"):
+        (tmp_path / key).write_bytes(b"done")
+    readings = iter(range(0, 10**6, 60))  # a minute passes between two looks: the queues read empty long enough
+    monkeypatch.setattr(follow.time, "monotonic", lambda: float(next(readings)))
+    h = harness(job_doc, broker=FakeBroker(listing=Listing(run="r", keys=["b.jpg", "a.jpg"])))
+    h.kube.secrets["filterjob-broker"] = {"url": "amqp://127.0.0.1:5672/"}
+    h.kube.on_patch = lambda fields: h.stop() if fields.get("phase") == status.SUCCEEDED else None
+
+    await job.run_context(h.ctx)
+
+    phases = [p.get("phase") for p in patches(h)]
+    assert phases == [None, status.ENQUEUING, None, status.RUNNING, status.SUCCEEDED]
+    queues, _, cursor, _, final = patches(h)
+    assert queues == {"queues": h.attempt(parse_job(job_doc)).topology.base}
+    assert cursor == {"enqueued": 2, "enqueuedThrough": "b.jpg"}
+    assert (final["succeeded"], final["failed"], final["total"]) == (2, 0, 2)
+    assert [t.input.rsplit("/", 1)[1] for t in h.broker.published] == ["a.jpg", "b.jpg"]
+    assert [m["metadata"]["name"] for m in h.kube.called("apply_deployment")] == ["thumbs-workers"]
+    assert [reason for _, reason, _ in h.events.posted] == ["Enqueued", "Succeeded"]
+    assert h.broker.calls == ["declare"]
+    assert h.broker.closed

@@ -17,7 +17,11 @@ from filterjob_operator.spec import JobSpecError, parse_job
 
 async def run(services: Services, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
     """Run the job to its end, then wait there for its TTL or a re-drive request, until stopped."""
-    ctx = JobContext.of(services, body, stopped)
+    await run_context(JobContext.of(services, body, stopped))
+
+
+async def run_context(ctx: JobContext) -> None:
+    """:func:`run`, with the context given (and its Events with it)."""
     finished = ctx.observed.get("phase") in status.FINISHED
     while not ctx.stopped:
         if finished and await wait_finished(ctx) is not AfterFinish.REDRIVEN:
