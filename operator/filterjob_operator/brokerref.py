@@ -7,15 +7,23 @@ refuses or cannot be reached all end as :class:`BrokerUnavailable`, whose ``reas
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from filterjob_operator import broker_errors
 from filterjob_operator.broker.management import management_url_for
-from filterjob_operator.kube import Kube, KubeError
+from filterjob_operator.kube import KubeError
 from filterjob_worker.config import broker_url_problem
 
 #: The reasons of :class:`BrokerUnavailable`, as conditions show them.
 REASONS = ("BrokerSecretMissing", "BrokerSecretInvalid", "BrokerSecretUnreadable", "BrokerRefused", "BrokerUnreachable")
+
+
+class Secrets(Protocol):
+    """Where Secrets are read (``kube.Kube``)."""
+
+    async def secret(self, namespace: str, name: str) -> dict[str, str]: ...
 
 
 class BrokerUnavailable(Exception):
@@ -35,7 +43,7 @@ def check_url(url: str, where: str) -> str:
     return url
 
 
-async def urls(kube: Kube, namespace: str, name: str) -> tuple[str, str]:
+async def urls(kube: Secrets, namespace: str, name: str) -> tuple[str, str]:
     """The broker's AMQP URL and management API URL, from Secret ``name``."""
     where = f"the broker Secret {namespace}/{name}"
     try:
@@ -72,13 +80,13 @@ class RememberedUrls:
     def __init__(self) -> None:
         self._urls: dict[tuple[str, str], tuple[str, str]] = {}
 
-    async def read(self, kube: Kube, namespace: str, name: str) -> tuple[str, str]:
+    async def read(self, kube: Secrets, namespace: str, name: str) -> tuple[str, str]:
         """:func:`urls`, remembered."""
         found = await urls(kube, namespace, name)
         self._urls[namespace, name] = found
         return found
 
-    async def read_or_remembered(self, kube: Kube, namespace: str, name: str) -> tuple[str, str]:
+    async def read_or_remembered(self, kube: Secrets, namespace: str, name: str) -> tuple[str, str]:
         """:func:`urls`, or the last ones read if the Secret is gone."""
         try:
             return await self.read(kube, namespace, name)

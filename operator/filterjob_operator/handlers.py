@@ -1,4 +1,4 @@
-"""kopf handlers: they only wire. The work is in ``reconciler`` (one job's life),
+"""kopf handlers: they only wire. The work is in ``reconcile`` (one job's life),
 ``kube`` (the API), ``broker`` (RabbitMQ) and the pure ``builders`` and ``status``.
 
 Run with ``filterjob operator`` or ``kopf run -m filterjob_operator.handlers``.
@@ -17,7 +17,8 @@ import kopf
 from filterjob_operator import brokerref, kube, status
 from filterjob_operator.crd import PLURAL
 from filterjob_operator.metrics import OperatorMetrics
-from filterjob_operator.reconciler import Reconciler, Services
+from filterjob_operator.reconcile import job as reconcile
+from filterjob_operator.reconcile.services import Services
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import GROUP, MAX_ATTEMPTS, VERSION, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
@@ -46,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 # a status interval; cancelling it mid-call would only leave work half done.
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=30.0)
 async def run_job(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
-    await Reconciler(memo.services, body, stopped).run()
+    await reconcile.run(memo.services, body, stopped)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

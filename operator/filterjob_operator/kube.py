@@ -181,7 +181,8 @@ class Kube:
             if e.status != 404:
                 raise
 
-    async def delete_job(self, namespace: str, name: str) -> None:
+    async def delete_filterjob(self, namespace: str, name: str) -> None:
+        """Delete a FilterJob (its finalizer then removes its queues), if it exists."""
         try:
             await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
         except KubeError as e:

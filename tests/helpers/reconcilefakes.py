@@ -1,0 +1,192 @@
+"""Stand-ins for what the reconciler's steps are given (``reconcile.services``): the Kubernetes API,
+a job's broker and the Events, each recording what it was asked, so a step runs without a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
+
+from filterjob_operator import listing
+from filterjob_operator.broker.enqueue import Cursor
+from filterjob_operator.broker.parked import Parked
+from filterjob_operator.kube import KubeError, Manifest, Workers
+from filterjob_operator.metrics import OperatorMetrics
+from filterjob_operator.reconcile.context import Attempt, JobContext
+from filterjob_operator.reconcile.services import JobBroker, Services
+from filterjob_operator.settings import Settings
+from filterjob_operator.spec import FilterJob
+from filterjob_operator.status import Depths
+from filterjob_operator.workerenv import topology_of
+from filterjob_worker.contract import Task
+from filterjob_worker.topology import Topology
+
+
+@dataclass
+class FakeKube:
+    """Writes status patches into the job's object, as kopf's live view shows them a moment later."""
+
+    body: dict[str, Any]
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    deployment: Workers | None = None
+    #: What ``job_failure`` says of every batch Job.
+    failure: str | None = None
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    #: Called after each status patch (a test stops the daemon from here).
+    on_patch: Callable[[dict[str, Any]], None] = lambda fields: None
+
+    def called(self, name: str) -> list[Any]:
+        return [args for called, args in self.calls if called == name]
+
+    async def secret(self, namespace: str, name: str) -> dict[str, str]:
+        if name not in self.secrets:
+            raise KubeError(404, "Not Found")
+        return self.secrets[name]
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("patch_status", status))
+        merged = {**(self.body.get("status") or {}), **status}
+        self.body["status"] = {k: v for k, v in merged.items() if v is not None}
+        self.on_patch(status)
+
+    async def workers(self, namespace: str, name: str) -> Workers | None:
+        return self.deployment
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.calls.append(("scale", (name, replicas)))
+
+    async def apply_deployment(self, manifest: Manifest, *, keep_replicas: bool) -> None:
+        self.calls.append(("apply_deployment", manifest))
+
+    async def apply_hpa(self, manifest: Manifest) -> None:
+        self.calls.append(("apply_hpa", manifest))
+
+    async def delete_hpa(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete_hpa", name))
+
+    async def create_job(self, manifest: Manifest) -> bool:
+        self.calls.append(("create_job", manifest))
+        return True
+
+    async def job_failure(self, namespace: str, name: str) -> str | None:
+        return self.failure
+
+    async def job_pods(self, namespace: str, name: str) -> list[Manifest]:
+        return []
+
+    async def delete_batch_job(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete_batch_job", name))
+
+    async def delete_filterjob(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete_filterjob", (namespace, name)))
+
+
+@dataclass
+class FakeWatch:
+    found: listing.Listing | None = None
+
+    async def next(self, seconds: float) -> listing.Listing | None:
+        return self.found
+
+
+@dataclass
+class FakeBroker:
+    """A job's broker: the depths it reports in turn (the last one for good), parked tasks, a listing."""
+
+    depths_seen: list[Depths] = field(default_factory=lambda: [Depths()])
+    parked_tasks: list[Parked] = field(default_factory=list)
+    #: The listing stored in the inputs queue, and the one a watch of a listing queue sees arrive.
+    listing: listing.Listing | None = None
+    watched: listing.Listing | None = None
+    published: list[Task] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    async def declare(self) -> None:
+        self.calls.append("declare")
+
+    async def publish(self, tasks: Iterable[Task], *, cursor: Cursor) -> None:
+        start = cursor.resume()
+        for index, task in enumerate(tasks, start):
+            self.published.append(task)
+            cursor.confirm(index)
+
+    async def depths(self, *, enqueued: int) -> Depths:
+        return self.depths_seen.pop(0) if len(self.depths_seen) > 1 else self.depths_seen[0]
+
+    async def parked(self) -> list[Parked]:
+        return list(self.parked_tasks)
+
+    async def redrive(self) -> list[Parked]:
+        self.calls.append("redrive")
+        moved, self.parked_tasks = self.parked_tasks, []
+        return moved
+
+    async def stored_listing(self) -> listing.Listing | None:
+        return self.listing
+
+    async def forget_listing(self, *, queue_name: str | None = None) -> None:
+        self.calls.append(f"forget_listing {queue_name}")
+
+    @contextlib.asynccontextmanager
+    async def watch_listing(self, *, queue_name: str | None = None) -> AsyncIterator[FakeWatch]:
+        yield FakeWatch(self.watched)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeEvents:
+    posted: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def info(self, reason: str, message: str) -> None:
+        self.posted.append(("Normal", reason, message))
+
+    def warn(self, reason: str, message: str) -> None:
+        self.posted.append(("Warning", reason, message))
+
+
+@dataclass
+class Harness:
+    """A job's context on fakes; :meth:`stop` asks its daemon to stop."""
+
+    ctx: JobContext
+    kube: FakeKube
+    broker: FakeBroker
+    events: FakeEvents
+    stopper: FlagSetter[object]
+    #: What ``services.connect`` was called with.
+    connected: list[dict[str, Any]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.stopper.set()
+
+    def attempt(self, job: FilterJob) -> Attempt:
+        return Attempt(job=job, topology=topology_of(job), secret="broker", broker=self.broker)
+
+
+def harness(body: dict[str, Any], *, broker: FakeBroker | None = None, **settings: Any) -> Harness:
+    kube = FakeKube(body)
+    fake = broker or FakeBroker()
+    connected: list[dict[str, Any]] = []
+
+    async def connect(url: str, management_url: str | None, *, secret: str, name: str, topology: Topology) -> JobBroker:
+        connected.append({"url": url, "management_url": management_url, "secret": secret, "topology": topology})
+        return fake
+
+    services = Services(
+        settings=Settings(**{"status_interval": 0.001, **settings}),
+        kube=kube,
+        metrics=OperatorMetrics(),
+        connect=connect,
+    )
+    stopper: FlagSetter[object] = FlagSetter()
+    stopped: kopf.DaemonStopped = AsyncFlagWaiter(stopper)  # type: ignore[assignment]
+    events = FakeEvents()
+    ctx = JobContext(services=services, body=kopf.Body(body), stopped=stopped, events=events)
+    return Harness(ctx=ctx, kube=kube, broker=fake, events=events, stopper=stopper, connected=connected)
