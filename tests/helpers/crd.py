@@ -13,7 +13,9 @@ import jsonschema
 
 from filterjob_operator.crd import build_crd
 from filterjob_worker.catalog import FilterDef
+from filterjob_worker.errors import SpecError
 from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
+from filterjob_worker.pipeline import Pipeline
 
 CRD = build_crd()
 SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -93,3 +95,12 @@ def sample_steps(fdef: FilterDef) -> list[dict[str, Any]]:
             for values in itertools.product(*(sample_values(p) for p in chosen)):
                 steps.append({"name": fdef.name, **{p.name: v for p, v in zip(chosen, values, strict=True)}})
     return steps
+
+
+def worker_accepts(step: dict[str, Any]) -> bool:
+    """Whether the worker's pipeline takes ``step`` (what the CRD must agree with)."""
+    try:
+        Pipeline.parse([step])
+    except SpecError:
+        return False
+    return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,19 +15,7 @@ from filterjob_worker import envelope
 from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished, Task
 from filterjob_worker.envelope import ATTEMPT_HEADER, DEATH_HEADER, FAILED_AT_HEADER, REASON_HEADER, WORKER_HEADER
 from filterjob_worker.topology import Topology
-
-TASK = Task(job="ns/j", job_uid="u", task="t1", input="file:///in/a.png", output="file:///out/a.png", filters=())
-
-
-@dataclass
-class Delivery:
-    """The parts of an incoming message the envelope reads."""
-
-    body: bytes = TASK.to_json()
-    headers: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "t1"
-    content_type: str | None = CONTENT_TYPE
-    exchange: str = ""
+from tests.helpers.deliveries import TASK, Delivery
 
 
 def test_a_task_message_reads_back_as_its_task_at_attempt_one() -> None:

@@ -3,21 +3,9 @@ delivery limit), the input when the task decodes, the attempt when its headers n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from filterjob_operator.broker.parked import DELIVERY_LIMIT_REASON, Parked, parked_of
-from filterjob_worker.contract import Task
 from filterjob_worker.envelope import ATTEMPT_HEADER, REASON_HEADER
-
-TASK = Task(job="ns/j", job_uid="u", task="t1", input="file:///in/a.png", output="file:///out/a.png", filters=())
-
-
-@dataclass
-class Delivery:
-    body: bytes = TASK.to_json()
-    headers: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "t1"
+from tests.helpers.deliveries import TASK, Delivery
 
 
 def test_a_task_parked_by_its_worker_has_its_reason_input_and_attempt() -> None:
