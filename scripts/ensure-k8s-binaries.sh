@@ -73,8 +73,18 @@ fi
 rm -rf "$k8s_dir"/.build.* "$etcd_dir"/.build.*
 
 scratch="" builder=""
+# The build and everything it started, leaves first, then waited for: when this script has
+# exited, no compiler or linker of its build is left running.
+stop_tree() {
+  local child
+  for child in $(pgrep -P "$1" || true); do stop_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
 cleanup() {
-  [[ -z "$builder" ]] || kill "$builder" 2>/dev/null || true
+  if [[ -n "$builder" ]]; then
+    stop_tree "$builder"
+    wait "$builder" 2>/dev/null || true
+  fi
   [[ -z "$scratch" ]] || rm -rf "$scratch"
 }
 trap cleanup EXIT
