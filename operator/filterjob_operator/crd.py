@@ -17,8 +17,8 @@ from filterjob_operator import kubetypes, podpolicy
 from filterjob_operator.schemagen import model_schema
 from filterjob_operator.spec import API_VERSION, GROUP, KIND, MAX_NAME_LENGTH, NAME_TOO_LONG, VERSION, FilterJobSpec
 from filterjob_operator.status import PENDING, SHOWN_SKIPPED, Phase
-from filterjob_worker.catalog import CATALOG, FilterDef
-from filterjob_worker.params import NumberParam, Param
+from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_worker.core.params import NumberParam, Param
 
 Schema = dict[str, Any]
 PLURAL = "filterjobs"

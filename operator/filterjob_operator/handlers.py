@@ -15,6 +15,7 @@ import aio_pika
 import kopf
 
 from filterjob_operator import brokerref, kube, status
+from filterjob_operator.broker.topology import delete
 from filterjob_operator.crd import PLURAL
 from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.reconcile import job as reconcile
@@ -22,7 +23,7 @@ from filterjob_operator.reconcile.services import Services
 from filterjob_operator.settings import Settings
 from filterjob_operator.spec import GROUP, MAX_ATTEMPTS, VERSION, JobSpecError, parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import RetryPolicy, Topology, delete
+from filterjob_worker.core.topology import RetryPolicy, Topology
 
 FINALIZER = f"{GROUP}/cleanup"
 #: Seconds between two attempts of a deleted job's cleanup, at most.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from filterjob_operator.crd import KUBERNETES_TYPED, Schema, build_crd
-from filterjob_worker.catalog import CATALOG
+from filterjob_worker.core.catalog import CATALOG
 
 _HEADER = """\
 # FilterJob reference

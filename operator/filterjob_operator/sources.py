@@ -15,9 +15,9 @@ from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
 from filterjob_operator.spec import FilterJob, JobSpecError, overlap
-from filterjob_worker import storage
-from filterjob_worker.contract import Task
-from filterjob_worker.errors import SpecError
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.errors import SpecError
 
 #: Inputs listed when a job gives no ``include`` globs.
 DEFAULT_INCLUDE = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.gif", "*.bmp", "*.tif", "*.tiff")

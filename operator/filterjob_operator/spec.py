@@ -27,10 +27,10 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from filterjob_operator import podpolicy
-from filterjob_worker.codec import FORMAT_ALIASES, FORMATS, FormatName, OutputFormat, format_name
-from filterjob_worker.errors import SpecError, did_you_mean
-from filterjob_worker.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, QUALITY, Range
-from filterjob_worker.pipeline import Pipeline
+from filterjob_worker.core.codec import FORMAT_ALIASES, FORMATS, FormatName, OutputFormat, format_name
+from filterjob_worker.core.errors import SpecError, did_you_mean
+from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, QUALITY, Range
+from filterjob_worker.core.pipeline import Pipeline
 
 GROUP = "filterjob.dev"
 VERSION = "v1alpha1"
@@ -66,7 +66,7 @@ class _Model(BaseModel):
 
 
 def _ranged(limits: Range[Any], description: str) -> Any:
-    """A number field with the default and range said once in ``filterjob_worker.limits``."""
+    """A number field with the default and range said once in ``filterjob_worker.core.limits``."""
     if limits.exclusive_minimum:
         return Field(default=limits.default, gt=limits.minimum, le=limits.maximum, description=description)
     return Field(default=limits.default, ge=limits.minimum, le=limits.maximum, description=description)

@@ -20,8 +20,8 @@ from filterjob_operator import broker_errors, listing
 from filterjob_operator.broker.listings import publish_listing
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker import storage
-from filterjob_worker.errors import SpecError
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.errors import SpecError
 
 log = logging.getLogger("filterjob.verifier")
 #: Unreadable paths named in the error; the rest are counted.

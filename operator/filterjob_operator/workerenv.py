@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from filterjob_operator.spec import FilterJob
 from filterjob_worker.config import Var, WorkerConfig
-from filterjob_worker.topology import RetryPolicy, Topology
+from filterjob_worker.core.topology import RetryPolicy, Topology
 
 #: What a job decides of its workers' configuration (the rest is the pod's or the run's).
 JOB_VARIABLES = (

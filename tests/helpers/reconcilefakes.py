@@ -22,8 +22,8 @@ from filterjob_operator.settings import Settings
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.status import Depths
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.contract import Task
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.topology import Topology
 
 
 @dataclass

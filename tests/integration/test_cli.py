@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from filterjob_operator.samples import make_samples
-from filterjob_worker.catalog import CATALOG
+from filterjob_worker.core.catalog import CATALOG
 from tests.helpers import runs
 from tests.helpers.childenv import child_env
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from filterjob_operator.crd import KUBERNETES_TYPED, build_crd
 from filterjob_operator.reference import render_reference
-from filterjob_worker.catalog import CATALOG
+from filterjob_worker.core.catalog import CATALOG
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 

@@ -10,7 +10,7 @@ import pytest
 
 from filterjob_operator import sources
 from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
-from filterjob_worker import storage
+from filterjob_worker.adapters import storage
 
 
 def touch(root: Path, *keys: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from filterjob_operator.spec import FilterJob, parse_job
 from filterjob_operator.workerenv import JOB_VARIABLES, retry_policy, topology_of, worker_env
 from filterjob_worker.config import Var, WorkerConfig
-from filterjob_worker.topology import RetryPolicy, Topology
+from filterjob_worker.core.topology import RetryPolicy, Topology
 
 BROKER_URL = "amqp://filterjob:pw@rabbitmq.filterjob.svc:5672/"
 UID = "6a1f0c2e-93d4-4b7e-8f11-0c9e5d2b7a44"

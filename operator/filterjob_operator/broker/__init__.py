@@ -7,6 +7,6 @@
 - :mod:`.listings`: a job's inputs (and outputs) listing stored in a queue;
 - :mod:`.inventory`: what of a job exists on the broker, and removing it.
 
-The messages themselves (tasks, events, their headers) are :mod:`filterjob_worker.envelope`'s,
-shared with the workers; the queue names are :mod:`filterjob_worker.topology`'s.
+The messages themselves (tasks, events, their headers) are :mod:`filterjob_worker.core.envelope`'s,
+shared with the workers; the queue names are :mod:`filterjob_worker.core.topology`'s.
 """

@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractChannel
 
 from filterjob_operator.broker.management import Management, QueueStats
 from filterjob_operator.status import Depths, estimate_unacked
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.topology import Topology
 
 log = logging.getLogger("filterjob.operator")
 

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 
 from aio_pika.abc import AbstractChannel
 
-from filterjob_worker.contract import Task
-from filterjob_worker.envelope import publish_confirmed, task_message
-from filterjob_worker.topology import Topology
+from filterjob_worker.adapters.amqp import publish_confirmed
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.envelope import task_message
+from filterjob_worker.core.topology import Topology
 
 DEFAULT_WINDOW = 256
 

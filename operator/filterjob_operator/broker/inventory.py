@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import ChannelNotFoundEntity
 
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.topology import Topology
 
 
 @dataclass(frozen=True)

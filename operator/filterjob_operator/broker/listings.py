@@ -15,9 +15,10 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from aio_pika.exceptions import ChannelNotFoundEntity
 
 from filterjob_operator import listing
-from filterjob_worker.contract import CONTENT_TYPE
-from filterjob_worker.envelope import publish_confirmed
-from filterjob_worker.topology import Topology, declare_inputs
+from filterjob_operator.broker.topology import declare_inputs
+from filterjob_worker.adapters.amqp import publish_confirmed
+from filterjob_worker.core.contract import CONTENT_TYPE
+from filterjob_worker.core.topology import Topology
 
 log = logging.getLogger("filterjob.operator")
 

@@ -9,10 +9,11 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from filterjob_operator.broker_errors import BrokerUnavailable
-from filterjob_worker import envelope
-from filterjob_worker.contract import Task
-from filterjob_worker.errors import MalformedMessage
-from filterjob_worker.topology import Topology
+from filterjob_worker.adapters import amqp
+from filterjob_worker.core import envelope
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.errors import MalformedMessage
+from filterjob_worker.core.topology import Topology
 
 #: The reason of a task the broker parked (its delivery limit), which no worker explained.
 DELIVERY_LIMIT_REASON = "the task kept failing its workers (delivery limit exceeded)"
@@ -75,7 +76,7 @@ async def redrive(connection: AbstractConnection, topology: Topology) -> list[Pa
         await channel.get_queue(topology.tasks, ensure=True)
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
             try:
-                await envelope.publish_confirmed(
+                await amqp.publish_confirmed(
                     channel.default_exchange, envelope.redriven_message(message), routing_key=topology.tasks
                 )
             except PublishError as e:  # returned: the task queue is gone

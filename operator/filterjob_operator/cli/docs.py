@@ -12,7 +12,7 @@ from rich.markup import escape
 from filterjob_operator import samples, sources
 from filterjob_operator.cli.common import invalid
 from filterjob_operator.spec import JobSpecError, load_job
-from filterjob_worker import catalog
+from filterjob_worker.core import catalog
 
 
 @click.command()

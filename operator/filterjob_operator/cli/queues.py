@@ -1,7 +1,7 @@
 """``filterjob parked``, ``redrive`` and ``clean``: a job's parked tasks and its queues on the broker.
 
 Each takes JOB as a FilterJob file (its local-mode queues) or any queue name of a cluster
-job, read by the one grammar of queue names (:class:`filterjob_worker.topology.QueueName`).
+job, read by the one grammar of queue names (:class:`filterjob_worker.core.topology.QueueName`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from filterjob_operator.cli.common import broker_option, invalid, on_broker
 from filterjob_operator.cli.run import Stopped, broker_options, broker_run, finish, shown
 from filterjob_operator.local.summary import RunSummary
 from filterjob_operator.spec import FilterJob, JobSpecError, load_job
-from filterjob_worker.errors import SpecError
-from filterjob_worker.topology import QueueName, Topology
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.topology import QueueName, Topology
 
 
 def _job_topology(console: Console, job: str) -> Topology:

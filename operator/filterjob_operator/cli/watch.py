@@ -25,8 +25,8 @@ from rich.markup import escape
 from filterjob_operator import exits, sources
 from filterjob_operator.cli.common import broker_option, invalid, on_broker_errors
 from filterjob_operator.spec import JobSpecError, load_job
-from filterjob_worker.contract import Event, JobFinished
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.contract import Event, JobFinished
+from filterjob_worker.core.topology import Topology
 
 if TYPE_CHECKING:
     from filterjob_operator.watch import Ended

@@ -27,7 +27,7 @@ from filterjob_operator.local.tally import Tally, verify
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker.config import Var
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.topology import Topology
 
 #: Seconds between refreshes of the queue depth shown with the progress bar.
 DEPTH_REFRESH = 1.0

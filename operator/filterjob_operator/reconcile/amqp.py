@@ -14,9 +14,10 @@ from filterjob_operator.broker.enqueue import Cursor, publish_tasks
 from filterjob_operator.broker.listings import ListingWatch, forget_listing, stored_listing
 from filterjob_operator.broker.management import Management, vhost_of
 from filterjob_operator.broker.parked import Parked, parked_failures, redrive
+from filterjob_operator.broker.topology import declare
 from filterjob_operator.status import Depths
-from filterjob_worker.contract import Task
-from filterjob_worker.topology import Topology, declare
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.topology import Topology
 
 
 class AmqpBroker:

@@ -22,7 +22,7 @@ from filterjob_operator import brokerref, status
 from filterjob_operator.reconcile.services import Events, JobBroker, Services
 from filterjob_operator.spec import FilterJob
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.topology import Topology
 
 log = logging.getLogger("filterjob.operator")
 #: A job whose broker (or its Secret) cannot be used tries again after this many status intervals.

@@ -18,7 +18,7 @@ from filterjob_operator.builders.common import lister_name
 from filterjob_operator.kube import KubeError
 from filterjob_operator.reconcile.context import Attempt, JobContext, Outcome
 from filterjob_operator.spec import FilterJob, JobSpecError
-from filterjob_worker import storage
+from filterjob_worker.adapters import storage
 
 #: The ``Ready`` reason of a job whose lister Job's pod has not started (see ``status.lister_not_started``).
 LISTER_NOT_STARTED = "ListerNotStarted"

@@ -19,8 +19,8 @@ from filterjob_operator.metrics import OperatorMetrics
 from filterjob_operator.reconcile import amqp
 from filterjob_operator.settings import Settings
 from filterjob_operator.status import Depths
-from filterjob_worker.contract import Task
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.topology import Topology
 
 
 class KubeApi(Protocol):

@@ -19,6 +19,7 @@ import yaml
 from aio_pika.abc import AbstractIncomingMessage
 
 from filterjob_operator import exits, sources, verification
+from filterjob_operator.broker.topology import declare, delete
 from filterjob_operator.local.brokered import fresh_topology, run_with_broker
 from filterjob_operator.local.options import BrokerOptions
 from filterjob_operator.local.progress import declare_progress
@@ -29,9 +30,8 @@ from filterjob_operator.local.tally import Tally, count_written, verify
 from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import FilterJob, load_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker import storage
-from filterjob_worker.processing import Outcome
-from filterjob_worker.topology import declare, delete
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.outcome import Outcome
 from tests.helpers import runs
 from tests.helpers.brokers import BROKER_URL, closed_port, filterjob
 from tests.helpers.gates import Gates, take_one_task

@@ -22,7 +22,8 @@ from aio_pika.abc import (
 )
 
 from filterjob_operator.broker.depths import ready_counts
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.broker.topology import declare, delete
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import MANAGEMENT_URL
 
 

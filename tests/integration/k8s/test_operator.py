@@ -26,7 +26,7 @@ from filterjob_operator.broker import listings
 from filterjob_operator.samples import make_image, make_samples
 from filterjob_operator.spec import parse_job
 from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.filterjobs import (

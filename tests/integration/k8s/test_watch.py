@@ -14,8 +14,9 @@ import aio_pika
 import pytest
 
 from filterjob_operator import exits
-from filterjob_worker.contract import CONTENT_TYPE, Event
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.broker.topology import declare, delete
+from filterjob_worker.core.contract import CONTENT_TYPE, Event
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, closed_port
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs

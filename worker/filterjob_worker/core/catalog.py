@@ -3,7 +3,7 @@
 Every filter is a :class:`FilterDef` in :data:`CATALOG`. The pipeline validates
 steps against it, ``filterjob filters`` prints it, and :func:`json_schema`
 describes it for the CRD; a filter added here appears everywhere at once. A
-filter's rules across its parameters are :class:`~filterjob_worker.params.Rule`
+filter's rules across its parameters are :class:`~filterjob_worker.core.params.Rule`
 objects: the pipeline runs their Python check, the CRD gets their CEL twin.
 
 Filters receive an image in mode ``L`` or ``RGB`` (the pipeline strips and later
@@ -19,8 +19,8 @@ from typing import Any
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from filterjob_worker.errors import PermanentTaskError
-from filterjob_worker.params import (
+from filterjob_worker.core.errors import PermanentTaskError
+from filterjob_worker.core.params import (
     BoolParam,
     BoxParam,
     ChoiceParam,

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from filterjob_worker.errors import ImageTooLarge, InvalidImage, SpecError, did_you_mean
-from filterjob_worker.limits import QUALITY
+from filterjob_worker.core.errors import ImageTooLarge, InvalidImage, SpecError, did_you_mean
+from filterjob_worker.core.limits import QUALITY
 
 FormatName = Literal["jpeg", "png", "webp", "same"]
 FORMATS: tuple[FormatName, ...] = ("jpeg", "png", "webp", "same")

@@ -13,9 +13,9 @@ from typing import Any
 
 from PIL import Image
 
-from filterjob_worker.catalog import CATALOG, FilterDef
-from filterjob_worker.errors import PermanentTaskError, SpecError, did_you_mean
-from filterjob_worker.params import ParamError
+from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_worker.core.errors import PermanentTaskError, SpecError, did_you_mean
+from filterjob_worker.core.params import ParamError
 
 
 @dataclass(frozen=True)

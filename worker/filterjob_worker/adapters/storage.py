@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from filterjob_worker.errors import InputNotFound, PermanentTaskError, SpecError, TransientTaskError
+from filterjob_worker.core.errors import InputNotFound, PermanentTaskError, SpecError, TransientTaskError
 
 TEMP_SUFFIX = ".filterjob-tmp"
 SCHEMES = ("file",)

@@ -1,8 +1,9 @@
 """The messages of a job on the wire: tasks and events as AMQP messages, built and read here only.
 
 :mod:`contract` says what a body holds; this module says what travels around it: the
-headers a task gathers on its way (its attempt, why it failed, which worker parked it),
-their names, and how a message is published so that a broker that drops it is an error.
+headers a task gathers on its way (its attempt, why it failed, which worker parked it)
+and their names. Publishing them so that a broker that drops one is an error is
+:mod:`filterjob_worker.adapters.amqp`'s.
 The worker and the operator both use it (the worker never imports the operator).
 """
 
@@ -13,14 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, DeliveryMode
+from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 from aio_pika.exceptions import PublishError
-from aiormq.abc import DeliveredMessage
 
-from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished, Task
-from filterjob_worker.errors import MalformedMessage
-from filterjob_worker.processing import Outcome
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.contract import CONTENT_TYPE, Event, JobFinished, Task
+from filterjob_worker.core.errors import MalformedMessage
+from filterjob_worker.core.outcome import Outcome
+from filterjob_worker.core.topology import Topology
 
 #: Which try of its task a message is, from 1 (set by whoever publishes it).
 ATTEMPT_HEADER = "x-attempt"
@@ -104,19 +104,6 @@ def _persistent(
         content_type=content_type,
         delivery_mode=DeliveryMode.PERSISTENT,
     )
-
-
-async def publish_confirmed(exchange: AbstractExchange, message: aio_pika.Message, *, routing_key: str) -> None:
-    """Publish ``message`` and wait for the broker to take it (on a channel with publisher confirms).
-
-    Raises ``PublishError`` when the broker returns it as unroutable (no queue of that
-    name): aio-pika hands a returned message back instead of raising unless the channel
-    has ``on_return_raises``, and either way it was not enqueued. A nack raises
-    aio-pika's ``DeliveryError`` (``PublishError`` is one too: catch it first).
-    """
-    result = await exchange.publish(message, routing_key=routing_key)
-    if isinstance(result, DeliveredMessage):
-        raise PublishError(result, result.delivery)
 
 
 def returned_why(error: PublishError) -> str:

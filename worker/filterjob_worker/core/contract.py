@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from filterjob_worker.codec import OutputFormat
-from filterjob_worker.errors import MalformedMessage, SpecError
+from filterjob_worker.core.codec import OutputFormat
+from filterjob_worker.core.errors import MalformedMessage, SpecError
 
 VERSION = 1
 CONTENT_TYPE = "application/json"

@@ -1,4 +1,4 @@
-"""The RabbitMQ objects of one job, their names and their idempotent declaration.
+"""The RabbitMQ objects of one job: their names and declaration arguments (pure).
 
 Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
 
@@ -17,7 +17,7 @@ Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
 - ``<base>.outputs`` — what a verifier Job found at the destination when the job ended
   (the same listing format, the same kind of queue; the operator's business only).
 - ``<base>.progress`` — a local run's queue of finished tasks (``filterjob run --broker``
-  only; declared by the runner, not by :func:`declare`).
+  only; declared by the runner, not by ``declare``).
 
 :class:`QueueName` reads these names back (the one grammar of them), for commands
 that are given any queue of a job.
@@ -25,7 +25,8 @@ that are given any queue of a job.
 Every queue is a quorum queue (replicated, durable) with at-least-once
 dead-lettering, so no hop of a message's life can drop it. This module is used
 everywhere a job's topology is needed: the operator, the local broker mode, the
-worker (to find its retry and parked queues) and the tests.
+worker (to find its retry and parked queues) and the tests. Only the operator
+declares them (:mod:`filterjob_operator.broker.topology`); the worker never does.
 """
 
 from __future__ import annotations
@@ -34,10 +35,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
-
-from filterjob_worker.errors import SpecError
-from filterjob_worker.limits import ATTEMPTS, BACKOFF_SECONDS, MAX_BACKOFF_SECONDS
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, MAX_BACKOFF_SECONDS
 
 TASKS_SUFFIX = ".tasks"
 EVENTS_KEY_PREFIX = "task."
@@ -154,7 +153,7 @@ class Topology:
         return self.retry.max_attempts + EXTRA_DELIVERIES
 
     def arguments(self) -> dict[str, dict[str, Any]]:
-        """Queue name → declaration arguments (pure; what :func:`declare` sends)."""
+        """Queue name → declaration arguments (pure; what ``declare`` sends)."""
         quorum: dict[str, Any] = {"x-queue-type": "quorum"}
         safe = {
             "x-dead-letter-strategy": "at-least-once",
@@ -204,27 +203,3 @@ class QueueName:
             raise SpecError(f"not a job's queue name (fj.NAMESPACE.NAME.UID[.KIND], KIND one of {kinds}): {queue!r}")
         groups = found.groupdict()
         return cls(base=groups["base"], namespace=groups["namespace"], name=groups["name"], kind=groups.get("kind"))
-
-
-async def declare(channel: AbstractChannel, topology: Topology) -> None:
-    """Declare every queue and the events exchange; safe to call any number of times."""
-    dead_letters = await channel.declare_exchange(topology.dead_letters, ExchangeType.FANOUT, durable=True)
-    for queue, arguments in topology.arguments().items():
-        declared = await channel.declare_queue(queue, durable=True, arguments=arguments)
-        if queue == topology.parked:
-            await declared.bind(dead_letters)
-    await channel.declare_exchange(topology.events, ExchangeType.TOPIC, durable=True)
-
-
-async def declare_inputs(channel: AbstractChannel, topology: Topology, *, queue: str | None = None) -> AbstractQueue:
-    """Declare the queue of the job's input listing (or another listing queue, ``queue``:
-    :attr:`Topology.outputs`); safe to call any number of times."""
-    return await channel.declare_queue(queue or topology.inputs, durable=True, arguments=INPUTS_ARGUMENTS)
-
-
-async def delete(channel: AbstractChannel, topology: Topology) -> None:
-    """Remove a job's queues and exchange (when the job is deleted)."""
-    for queue in [*topology.queues, topology.inputs, topology.outputs]:
-        await channel.queue_delete(queue)
-    await channel.exchange_delete(topology.events)
-    await channel.exchange_delete(topology.dead_letters)
