@@ -15,7 +15,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from filterjob_operator.broker.enqueue import publish_tasks
+from filterjob_operator.adapters.broker.enqueue import publish_tasks
 from filterjob_worker.core.contract import Event, Task
 from filterjob_worker.core.topology import RetryPolicy, Topology
 

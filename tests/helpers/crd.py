@@ -11,7 +11,7 @@ from typing import Any
 import celpy
 import jsonschema
 
-from filterjob_operator.crd import build_crd
+from filterjob_operator.core.crd import build_crd
 from filterjob_worker.core.catalog import FilterDef
 from filterjob_worker.core.errors import SpecError
 from filterjob_worker.core.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param

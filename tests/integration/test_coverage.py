@@ -16,8 +16,8 @@ from pathlib import Path
 import coverage
 import yaml
 
+from filterjob_operator.core.samples import make_samples
 from filterjob_operator.local import pool
-from filterjob_operator.samples import make_samples
 from filterjob_worker import processing
 from filterjob_worker.core import catalog
 from tests.helpers.childenv import COVERAGE_VARIABLES

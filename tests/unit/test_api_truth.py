@@ -16,9 +16,9 @@ from typing import Any
 import celpy
 import pytest
 
-from filterjob_operator import crd
-from filterjob_operator.spec import JobSpecError, parse_job
-from filterjob_operator.status import Phase
+from filterjob_operator.core import crd
+from filterjob_operator.core.spec import JobSpecError, parse_job
+from filterjob_operator.core.status import Phase
 from filterjob_worker.config import WorkerConfig
 from filterjob_worker.core.catalog import CATALOG, FilterDef, not_with, one_given
 from filterjob_worker.core.codec import OutputFormat

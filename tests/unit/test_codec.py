@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from filterjob_operator.samples import make_image, write_broken
+from filterjob_operator.core.samples import make_image, write_broken
 from filterjob_worker.core import codec
 from filterjob_worker.core.codec import Limits, OutputFormat
 from filterjob_worker.core.errors import ImageTooLarge, InvalidImage, PermanentTaskError, SpecError

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator.broker.enqueue import Cursor, publish_tasks
+from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.topology import Topology
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from filterjob_operator.samples import make_image, write_broken
+from filterjob_operator.core.samples import make_image, write_broken
 from filterjob_worker import processing
 from filterjob_worker.adapters import storage
 from filterjob_worker.core.codec import Limits, OutputFormat

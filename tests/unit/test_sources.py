@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import sources
-from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
+from filterjob_operator.adapters import sources
+from filterjob_operator.core.spec import FilterJob, JobSpecError, parse_job
 from filterjob_worker.adapters import storage
 
 

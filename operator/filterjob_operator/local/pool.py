@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from filterjob_operator import sources
+from filterjob_operator.adapters import sources
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.interrupts import Interrupts
 from filterjob_operator.local.options import LocalOptions
 from filterjob_operator.local.start import Listener, begin_run
 from filterjob_operator.local.summary import RunSummary
-from filterjob_operator.spec import FilterJob
 from filterjob_worker import processing
 from filterjob_worker.adapters import storage
 from filterjob_worker.core.contract import Task

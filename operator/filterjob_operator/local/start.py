@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from filterjob_operator import sources
+from filterjob_operator.adapters import sources
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.summary import Failure, RunSummary
-from filterjob_operator.spec import FilterJob
 from filterjob_worker.adapters import storage
 from filterjob_worker.core.outcome import Outcome
 

@@ -20,7 +20,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from PIL import Image
 
-from filterjob_operator.samples import make_image
+from filterjob_operator.core.samples import make_image
 from filterjob_worker.adapters.storage import TEMP_SUFFIX
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.topology import Topology

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator.samples import make_image
+from filterjob_operator.core.samples import make_image
 from filterjob_worker.adapters.storage import TEMP_SUFFIX, to_path
 from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import EventLog, make_tasks, publish, ready_count

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from filterjob_operator import podpolicy
-from filterjob_operator.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
+from filterjob_operator.core import podpolicy
+from filterjob_operator.core.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
 from filterjob_worker.core.catalog import CATALOG, FilterDef
 from filterjob_worker.core.errors import SpecError
 from filterjob_worker.core.params import Rule

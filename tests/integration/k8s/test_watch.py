@@ -13,8 +13,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from filterjob_operator import exits
-from filterjob_operator.broker.topology import declare, delete
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core import exits
 from filterjob_worker.core.contract import CONTENT_TYPE, Event
 from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, closed_port

@@ -1,6 +1,6 @@
 """Defaults and ranges of the FilterJob API's numbers, said once.
 
-The API's model (``filterjob_operator.spec``, and from it the CRD's schema), the retry
+The API's model (``filterjob_operator.core.spec``, and from it the CRD's schema), the retry
 policy and output format of the worker, and the worker's configuration from its
 environment all read them here (the worker never imports the operator, so the shared
 definition lives on this side).

@@ -26,7 +26,7 @@ Every queue is a quorum queue (replicated, durable) with at-least-once
 dead-lettering, so no hop of a message's life can drop it. This module is used
 everywhere a job's topology is needed: the operator, the local broker mode, the
 worker (to find its retry and parked queues) and the tests. Only the operator
-declares them (:mod:`filterjob_operator.broker.topology`); the worker never does.
+declares them (:mod:`filterjob_operator.adapters.broker.topology`); the worker never does.
 """
 
 from __future__ import annotations
