@@ -9,7 +9,7 @@ and a RabbitMQ; see bench/README.md). In one run, on the same broker:
 
     - FilterJob: ``bench/noop_filterjob_worker.py``, the real worker entrypoint whose
       ``Consumer`` gets ``work=noop``, on a job topology declared by
-      ``filterjob_worker.topology.declare`` (quorum queues), tasks published by
+      ``filterjob_operator.adapters.broker.topology.declare`` (quorum queues), tasks published by
       ``publish_tasks``;
     - Celery: ``celery worker -P solo`` on ``bench/noop_celery_app.py``, on a classic queue
       (Celery's default) and on a quorum queue (FilterJob's kind);
@@ -64,11 +64,12 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from PIL import Image
 
-from filterjob_operator import sources
-from filterjob_operator.broker.enqueue import publish_tasks
+from filterjob_operator.adapters import sources
+from filterjob_operator.adapters.broker.enqueue import publish_tasks
+from filterjob_operator.adapters.broker.topology import declare, delete
 from filterjob_operator.local import progress as local_progress
-from filterjob_worker.contract import Event, Task
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_worker.core.contract import Event, Task
+from filterjob_worker.core.topology import Topology
 from local_bench import FILTERS, QUALITY, SIZES, bare_loop, generate, make_job
 
 BENCH_DIR = Path(__file__).resolve().parent

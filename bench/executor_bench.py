@@ -18,9 +18,9 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from filterjob_operator.samples import make_image
+from filterjob_operator.core.samples import make_image
 from filterjob_worker import processing
-from filterjob_worker.contract import Task
+from filterjob_worker.core.contract import Task
 
 PIPELINE = (
     {"name": "resize", "width": 1024},

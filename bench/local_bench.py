@@ -80,7 +80,7 @@ def bare_loop(inputs: list[Path], out_dir: Path) -> tuple[float, float]:
 
 
 def make_job(source: Path, destination: Path, name: str):  # -> FilterJob
-    from filterjob_operator.spec import parse_job  # noqa: PLC0415 (see top)
+    from filterjob_operator.core.spec import parse_job  # noqa: PLC0415 (see top)
 
     return parse_job(
         {
@@ -111,7 +111,7 @@ def runner(source: Path, out_dir: Path, workers: int, expected: int) -> float:
 
 
 def generate(directory: Path, size: tuple[int, int], count: int, seed: int) -> list[Path]:
-    from filterjob_operator.samples import make_image  # noqa: PLC0415 (see top)
+    from filterjob_operator.core.samples import make_image  # noqa: PLC0415 (see top)
 
     directory.mkdir(parents=True)
     paths = []

@@ -16,12 +16,13 @@ import sys
 from functools import partial
 
 from filterjob_worker import __main__ as entrypoint
-from filterjob_worker import processing, service
-from filterjob_worker.contract import Task
+from filterjob_worker import service
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.outcome import Outcome
 
 
-def noop(task: Task) -> processing.Outcome:
-    return processing.Outcome.of(task)
+def noop(task: Task) -> Outcome:
+    return Outcome.of(task)
 
 
 service.Consumer = partial(service.Consumer, work=noop)  # type: ignore[misc]

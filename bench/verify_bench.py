@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from filterjob_operator import verification, verifier
-from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_operator.adapters import verification, verifier
+from filterjob_operator.core.spec import FilterJob, parse_job
 
 
 def scandir_walk(root: str) -> int:

@@ -5,7 +5,7 @@ The FilterJob CRD validates pod overrides (securityContext, tolerations, affinit
 with the shapes Kubernetes itself gives them. They come from the JSON schemas of the
 Kubernetes OpenAPI spec that ``kubernetes-validate`` (a test extra) ships; the operator must
 not need a test package at run time, so this script writes them, converted to what a CRD's
-structural schema allows, into ``operator/filterjob_operator/kubernetes-types.json``.
+structural schema allows, into ``operator/filterjob_operator/core/kubernetes-types.json``.
 ``tests/unit/test_crd.py`` runs :func:`render` again and fails if the file is stale.
 
 Conversion: ``$ref`` inlined; ``type: [T, "null"]`` becomes ``type: T``; IntOrString and
@@ -26,7 +26,7 @@ from typing import Any
 
 KUBERNETES_VERSION = "1.33"
 TYPES = ("PodSecurityContext", "SecurityContext", "Toleration", "Affinity", "EnvVar", "EnvFromSource")
-OUT = Path(__file__).resolve().parents[1] / "operator" / "filterjob_operator" / "kubernetes-types.json"
+OUT = Path(__file__).resolve().parents[1] / "operator" / "filterjob_operator" / "core" / "kubernetes-types.json"
 _INT_OR_STRING = ("io.k8s.apimachinery.pkg.util.intstr.IntOrString", "io.k8s.apimachinery.pkg.api.resource.Quantity")
 _KEEP = ("type", "format", "enum", "required", "items", "properties", "additionalProperties", "description")
 

@@ -23,12 +23,12 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from filterjob_operator import broker_errors
-from filterjob_operator.status import FINISHED
-from filterjob_worker.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
-from filterjob_worker.envelope import finished_outcome
-from filterjob_worker.errors import MalformedMessage
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters import broker_errors
+from filterjob_operator.core.status import FINISHED
+from filterjob_worker.core.contract import JOB_FINISHED_KEY, Event, JobFinished, Task
+from filterjob_worker.core.envelope import finished_outcome
+from filterjob_worker.core.errors import MalformedMessage
+from filterjob_worker.core.topology import Topology
 
 Printer = Callable[[Event], None]
 #: Seconds between checks that the job's events exchange still exists (nothing

@@ -15,9 +15,9 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from filterjob_operator.broker.enqueue import publish_tasks
-from filterjob_worker.contract import Event, Task
-from filterjob_worker.topology import RetryPolicy, Topology
+from filterjob_operator.adapters.broker.enqueue import publish_tasks
+from filterjob_worker.core.contract import Event, Task
+from filterjob_worker.core.topology import RetryPolicy, Topology
 
 BROKER_URL = os.environ.get("FILTERJOB_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("FILTERJOB_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/")

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from filterjob_worker import storage
-from filterjob_worker.contract import Task
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.contract import Task
 from tests.helpers.brokers import BROKER_URL
 
 T = TypeVar("T")

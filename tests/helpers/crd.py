@@ -11,11 +11,11 @@ from typing import Any
 import celpy
 import jsonschema
 
-from filterjob_operator.crd import build_crd
-from filterjob_worker.catalog import FilterDef
-from filterjob_worker.errors import SpecError
-from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
-from filterjob_worker.pipeline import Pipeline
+from filterjob_operator.core.crd import build_crd
+from filterjob_worker.core.catalog import FilterDef
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
+from filterjob_worker.core.pipeline import Pipeline
 
 CRD = build_crd()
 SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

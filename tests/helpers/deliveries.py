@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from filterjob_worker.contract import CONTENT_TYPE, Task
+from filterjob_worker.core.contract import CONTENT_TYPE, Task
 
 TASK = Task(job="ns/j", job_uid="u", task="t1", input="file:///in/a.png", output="file:///out/a.png", filters=())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aio_pika
 
-from filterjob_worker.contract import Task
+from filterjob_worker.core.contract import Task
 
 #: Between looks for a reader at a gate, or a ready task in a queue.
 POLL = 0.05

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_operator.core.spec import FilterJob, parse_job
 
 #: A valid FilterJob document (the ``job_doc`` fixture hands out a fresh copy).
 JOB: dict[str, Any] = {

@@ -16,7 +16,8 @@ import aio_pika
 import kubernetes.client
 from kubernetes.watch.watch import iter_resp_lines
 
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.kubelet import raw
 

@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 CHART = ROOT / "charts" / "filterjob"
 #: The operator's handlers, imported by kopf as a module (by name, as coverage measures it).
-HANDLERS = "filterjob_operator.handlers"
+HANDLERS = "filterjob_operator.control.handlers"
 GROUP, VERSION, PLURAL = "filterjob.dev", "v1alpha1", "filterjobs"
 RELEASE, RELEASE_NAMESPACE = "filterjob", "filterjob-system"
 NODE = "filterjob-node"
@@ -413,7 +413,7 @@ class FilterJobOperator:
     def run(
         self, *, args: Sequence[str] = ("--all-namespaces", "--standalone", "--verbose"), timeout: float = 30
     ) -> Iterator[KopfRunner]:
-        """``kopf run ARGS -m filterjob_operator.handlers`` in a ``KopfRunner`` thread, logged in by kopf's own
+        """``kopf run ARGS -m filterjob_operator.control.handlers`` in a ``KopfRunner`` thread, logged in by kopf's own
         ``login_via_client`` from ``KUBECONFIG`` (the token), as ``filterjob operator`` logs in.
 
         A fresh registry each time, so the handlers never leak into kopf's process-wide default

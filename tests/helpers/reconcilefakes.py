@@ -11,19 +11,19 @@ from typing import Any
 import kopf
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
-from filterjob_operator import listing
-from filterjob_operator.broker.enqueue import Cursor
-from filterjob_operator.broker.parked import Parked
-from filterjob_operator.kube import KubeError, Manifest, Workers
-from filterjob_operator.metrics import OperatorMetrics
-from filterjob_operator.reconcile.context import Attempt, JobContext
-from filterjob_operator.reconcile.services import JobBroker, Services
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import FilterJob
-from filterjob_operator.status import Depths
-from filterjob_operator.workerenv import topology_of
-from filterjob_worker.contract import Task
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters.broker.enqueue import Cursor
+from filterjob_operator.adapters.broker.parked import Parked
+from filterjob_operator.adapters.kube import KubeError, Manifest, Workers
+from filterjob_operator.adapters.metrics import OperatorMetrics
+from filterjob_operator.control.reconcile.context import Attempt, JobContext
+from filterjob_operator.control.reconcile.services import JobBroker, Services
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core import listing
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import FilterJob
+from filterjob_operator.core.status import Depths
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.topology import Topology
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from filterjob_worker.storage import TEMP_SUFFIX
+from filterjob_worker.adapters.storage import TEMP_SUFFIX
 
 #: The summary's "succeeded" row.
 _SUCCEEDED = re.compile(r"succeeded\s*│\s*(\d+)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from filterjob_operator import exits
+from filterjob_operator.core import exits
 
 ROOT = Path(__file__).resolve().parents[2]
 

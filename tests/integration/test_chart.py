@@ -25,11 +25,11 @@ import yaml
 from click.testing import CliRunner
 
 from filterjob_operator import cli
-from filterjob_operator.builders import deployment, hpa
-from filterjob_operator.crd import build_crd
-from filterjob_operator.metrics import OperatorMetrics
-from filterjob_operator.settings import DEFAULT_IMAGE, Settings
-from filterjob_operator.spec import parse_job
+from filterjob_operator.adapters.metrics import OperatorMetrics
+from filterjob_operator.control.builders import deployment, hpa
+from filterjob_operator.control.settings import DEFAULT_IMAGE, Settings
+from filterjob_operator.core.crd import build_crd
+from filterjob_operator.core.spec import parse_job
 from filterjob_worker import __version__
 from tests import quickstart
 from tests.helpers.jobfiles import JOB

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from filterjob_operator.samples import make_samples
-from filterjob_worker.catalog import CATALOG
+from filterjob_operator.core.samples import make_samples
+from filterjob_worker.core.catalog import CATALOG
 from tests.helpers import runs
 from tests.helpers.childenv import child_env
 
@@ -303,7 +303,14 @@ def test_a_bad_operator_setting_exits_two_naming_it(tmp_path: Path, variable: st
 
 #: What only some commands need, imported inside them (see ``_LAZY`` in filterjob_operator.cli.common):
 #: local mode's pool processes re-import the command's module, and ``--help`` should not wait for these.
-LAZY = ("kopf", "kubernetes", "urllib3", "aiohttp", "filterjob_operator.local.brokered", "filterjob_operator.handlers")
+LAZY = (
+    "kopf",
+    "kubernetes",
+    "urllib3",
+    "aiohttp",
+    "filterjob_operator.local.brokered",
+    "filterjob_operator.control.handlers",
+)
 
 
 def test_the_command_line_starts_without_the_cluster_and_broker_clients() -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 import coverage
 import yaml
 
+from filterjob_operator.core.samples import make_samples
 from filterjob_operator.local import pool
-from filterjob_operator.samples import make_samples
-from filterjob_worker import catalog, processing
+from filterjob_worker import processing
+from filterjob_worker.core import catalog
 from tests.helpers.childenv import COVERAGE_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_the_pool_processes_of_a_local_run_are_measured(tmp_path: Path) -> None:
 
 def test_a_process_ended_by_sigterm_keeps_its_measurement(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    script = "import sys, filterjob_worker.catalog; print('ready', flush=True); sys.stdin.read()"
+    script = "import sys, filterjob_worker.core.catalog; print('ready', flush=True); sys.stdin.read()"
     with subprocess.Popen(
         [sys.executable, "-c", script],
         env=measured_env(tmp_path / "data"),

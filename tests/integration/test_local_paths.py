@@ -14,11 +14,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from filterjob_operator.core.samples import make_image
 from filterjob_operator.local.options import LocalOptions
 from filterjob_operator.local.pool import run_local
 from filterjob_operator.local.start import Listener
-from filterjob_operator.samples import make_image
-from filterjob_worker.storage import TEMP_SUFFIX
+from filterjob_worker.adapters.storage import TEMP_SUFFIX
 from tests.helpers.gates import POLL, Gates, holders, reader_waiting
 from tests.helpers.jobfiles import local_job, output_files
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from filterjob_operator.core.samples import BROKEN_KINDS, make_samples
 from filterjob_operator.local.options import LocalOptions
 from filterjob_operator.local.pool import run_local
 from filterjob_operator.local.start import Listener
-from filterjob_operator.samples import BROKEN_KINDS, make_samples
-from filterjob_worker.processing import Outcome
-from filterjob_worker.storage import TEMP_SUFFIX
+from filterjob_worker.adapters.storage import TEMP_SUFFIX
+from filterjob_worker.core.outcome import Outcome
 from tests.helpers.jobfiles import local_job, output_files
 
 

@@ -169,7 +169,7 @@ def test_every_module_imports_with_the_declared_dependencies(image: Image) -> No
     )
     result = image.run("python", "-c", script)
     assert result.returncode == 0, result.stderr
-    assert {"filterjob_operator.handlers", "filterjob_worker.service"} <= set(result.stdout.split())
+    assert {"filterjob_operator.control.handlers", "filterjob_worker.service"} <= set(result.stdout.split())
 
 
 def test_a_worker_without_its_queue_fails_clearly(image: Image) -> None:

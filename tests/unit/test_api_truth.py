@@ -2,7 +2,7 @@
 
 The filter rules are said once in the catalog (a Python check and a CEL expression); the
 spec's types, defaults and ranges once in its models (the CRD's schema is generated from
-them), the numbers shared with the worker once in ``filterjob_worker.limits``; the phases
+them), the numbers shared with the worker once in ``filterjob_worker.core.limits``; the phases
 once in ``status.Phase``. These tests fail if a derived copy drifts from its source: a
 rule's two forms disagree on a step, the model and the CRD take different values or
 defaults, or the worker's defaults are not the API's.
@@ -16,14 +16,14 @@ from typing import Any
 import celpy
 import pytest
 
-from filterjob_operator import crd
-from filterjob_operator.spec import JobSpecError, parse_job
-from filterjob_operator.status import Phase
-from filterjob_worker.catalog import CATALOG, FilterDef, not_with, one_given
-from filterjob_worker.codec import OutputFormat
+from filterjob_operator.core import crd
+from filterjob_operator.core.spec import JobSpecError, parse_job
+from filterjob_operator.core.status import Phase
 from filterjob_worker.config import WorkerConfig
-from filterjob_worker.params import BoxParam
-from filterjob_worker.topology import RetryPolicy
+from filterjob_worker.core.catalog import CATALOG, FilterDef, not_with, one_given
+from filterjob_worker.core.codec import OutputFormat
+from filterjob_worker.core.params import BoxParam
+from filterjob_worker.core.topology import RetryPolicy
 from tests.helpers.crd import SCHEMA, problems, program, sample_steps, typed, worker_accepts
 
 STEP_SCHEMA = SCHEMA["properties"]["spec"]["properties"]["filters"]["items"]

@@ -7,7 +7,7 @@ import socket
 import aiormq.exceptions
 import pytest
 
-from filterjob_operator.broker_errors import CONNECT_TIMEOUT, connect_timeout, describe, unreachable
+from filterjob_operator.adapters.broker_errors import CONNECT_TIMEOUT, connect_timeout, describe, unreachable
 
 URL = "amqp://app:s3cret@rabbit.example:5672/jobs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filterjob_operator.broker.management import management_url_for, vhost_of
+from filterjob_operator.adapters.broker.management import management_url_for, vhost_of
 
 
 @pytest.mark.parametrize(

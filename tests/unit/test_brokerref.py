@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filterjob_operator.brokerref import BrokerUnavailable, check_url
+from filterjob_operator.adapters.brokerref import BrokerUnavailable, check_url
 
 
 @pytest.mark.parametrize("url", ["amqp://u:p@rabbit:5672/", "amqps://rabbit/vhost", "amqp://127.0.0.1"])

@@ -9,11 +9,11 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from filterjob_operator import podpolicy
-from filterjob_operator.builders import common, deployment, hpa, lister
-from filterjob_operator.settings import DEFAULT_WORKER_RESOURCES, Settings
-from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.control.builders import common, deployment, hpa, lister
+from filterjob_operator.control.settings import DEFAULT_WORKER_RESOURCES, Settings
+from filterjob_operator.core import podpolicy
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import FilterJob, JobSpecError, parse_job
 from filterjob_worker.config import WorkerConfig
 
 SETTINGS = Settings(worker_image="registry.example/filterjob:1.0", worker_grace_seconds=40)

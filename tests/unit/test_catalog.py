@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from filterjob_worker.catalog import CATALOG, json_schema
-from filterjob_worker.errors import PermanentTaskError, SpecError
-from filterjob_worker.pipeline import Pipeline
+from filterjob_worker.core.catalog import CATALOG, json_schema
+from filterjob_worker.core.errors import PermanentTaskError, SpecError
+from filterjob_worker.core.pipeline import Pipeline
 
 W, H = 96, 64
 BICUBIC = Image.Resampling.BICUBIC

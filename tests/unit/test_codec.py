@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from filterjob_operator.samples import make_image, write_broken
-from filterjob_worker import codec
-from filterjob_worker.codec import Limits, OutputFormat
-from filterjob_worker.errors import ImageTooLarge, InvalidImage, PermanentTaskError, SpecError
+from filterjob_operator.core.samples import make_image, write_broken
+from filterjob_worker.core import codec
+from filterjob_worker.core.codec import Limits, OutputFormat
+from filterjob_worker.core.errors import ImageTooLarge, InvalidImage, PermanentTaskError, SpecError
 
 ORIENTATION = 0x0112
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)

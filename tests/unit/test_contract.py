@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_worker.codec import OutputFormat
-from filterjob_worker.contract import JOB_FINISHED_KEY, VERSION, Event, JobFinished, Task
-from filterjob_worker.errors import MalformedMessage, PermanentTaskError
+from filterjob_worker.core.codec import OutputFormat
+from filterjob_worker.core.contract import JOB_FINISHED_KEY, VERSION, Event, JobFinished, Task
+from filterjob_worker.core.errors import MalformedMessage, PermanentTaskError
 
 BODY: dict[str, Any] = {
     "v": 1,

@@ -19,9 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from filterjob_operator import podpolicy
-from filterjob_operator.spec import JobSpecError, parse_job
-from filterjob_worker.catalog import CATALOG
+from filterjob_operator.core import podpolicy
+from filterjob_operator.core.spec import JobSpecError, parse_job
+from filterjob_worker.core.catalog import CATALOG
 from tests.helpers.crd import CEL, CRD, SCHEMA, problems, worker_accepts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def _vendor_script() -> Any:
 def test_the_vendored_kubernetes_types_are_current() -> None:
     script = _vendor_script()
     assert script.OUT.read_text() == script.text(), (
-        "operator/filterjob_operator/kubernetes-types.json is stale: run scripts/vendor-kubernetes-types.py"
+        "operator/filterjob_operator/core/kubernetes-types.json is stale: run scripts/vendor-kubernetes-types.py"
     )
 
 
@@ -350,8 +350,8 @@ def test_every_field_a_pod_guard_names_is_in_the_schema() -> None:
 
 
 def test_the_crd_takes_every_output_format_the_model_takes() -> None:
-    from filterjob_operator.spec import Destination  # noqa: PLC0415
-    from filterjob_worker.codec import FORMAT_ALIASES, FORMATS  # noqa: PLC0415
+    from filterjob_operator.core.spec import Destination  # noqa: PLC0415
+    from filterjob_worker.core.codec import FORMAT_ALIASES, FORMATS  # noqa: PLC0415
 
     enum = SCHEMA["properties"]["spec"]["properties"]["destination"]["properties"]["format"]["enum"]
     assert set(enum) == {*FORMATS, *FORMAT_ALIASES}

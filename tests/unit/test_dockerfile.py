@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from filterjob_operator.builders import common, deployment
 from filterjob_operator.cli import pod
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import parse_job
+from filterjob_operator.control.builders import common, deployment
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core.spec import parse_job
 from filterjob_worker import __version__
 from tests.dockerfile import ROOT, Dockerfile, DockerIgnore
 

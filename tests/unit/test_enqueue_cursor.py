@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator.broker.enqueue import Cursor, publish_tasks
-from filterjob_worker.contract import Task
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.topology import Topology
 
 TOPOLOGY = Topology.for_job(namespace="ns", name="j", uid="u")
 

@@ -11,10 +11,11 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from filterjob_worker import envelope
-from filterjob_worker.contract import CONTENT_TYPE, Event, JobFinished, Task
-from filterjob_worker.envelope import ATTEMPT_HEADER, DEATH_HEADER, FAILED_AT_HEADER, REASON_HEADER, WORKER_HEADER
-from filterjob_worker.topology import Topology
+from filterjob_worker.adapters import amqp
+from filterjob_worker.core import envelope
+from filterjob_worker.core.contract import CONTENT_TYPE, Event, JobFinished, Task
+from filterjob_worker.core.envelope import ATTEMPT_HEADER, DEATH_HEADER, FAILED_AT_HEADER, REASON_HEADER, WORKER_HEADER
+from filterjob_worker.core.topology import Topology
 from tests.helpers.deliveries import TASK, Delivery
 
 
@@ -135,14 +136,14 @@ def returned(reply_text: str) -> DeliveredMessage:
 
 async def test_a_confirmed_publish_that_the_broker_takes_returns() -> None:
     exchange = Exchange(returned=None)
-    await envelope.publish_confirmed(exchange, envelope.task_message(TASK), routing_key="q")  # type: ignore[arg-type]
+    await amqp.publish_confirmed(exchange, envelope.task_message(TASK), routing_key="q")  # type: ignore[arg-type]
     assert exchange.published == [(TASK.to_json(), "q")]
 
 
 async def test_a_message_returned_as_unroutable_raises_naming_why() -> None:
     exchange = Exchange(returned=returned("NO_ROUTE"))
     with pytest.raises(PublishError, match="NO_ROUTE") as raised:
-        await envelope.publish_confirmed(exchange, envelope.task_message(TASK), routing_key="q")  # type: ignore[arg-type]
+        await amqp.publish_confirmed(exchange, envelope.task_message(TASK), routing_key="q")  # type: ignore[arg-type]
     assert envelope.returned_why(raised.value) == "NO_ROUTE"
 
 

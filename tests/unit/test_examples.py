@@ -10,9 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from filterjob_operator.builders import deployment, hpa
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import parse_job
+from filterjob_operator.control.builders import deployment, hpa
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core.spec import parse_job
 from tests.helpers.crd import problems
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import lister, listing, sources
-from filterjob_operator.builders.lister import JOB_ENV, job_document
-from filterjob_operator.samples import make_samples
-from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
+from filterjob_operator.adapters import sources
+from filterjob_operator.control import lister
+from filterjob_operator.control.builders.lister import JOB_ENV, job_document
+from filterjob_operator.core import listing
+from filterjob_operator.core.samples import make_samples
+from filterjob_operator.core.spec import FilterJob, JobSpecError, parse_job
 
 
 def test_chunks_carry_the_keys_in_order_and_mark_the_last() -> None:

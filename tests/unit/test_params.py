@@ -7,8 +7,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from filterjob_worker.catalog import CATALOG
-from filterjob_worker.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param, ParamError
+from filterjob_worker.core.catalog import CATALOG
+from filterjob_worker.core.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param, ParamError
 
 ALL_PARAMS = [(f.name, p) for f in CATALOG.values() for p in f.params]
 PARAM_IDS = [f"{name}.{p.name}" for name, p in ALL_PARAMS]

@@ -3,8 +3,8 @@ delivery limit), the input when the task decodes, the attempt when its headers n
 
 from __future__ import annotations
 
-from filterjob_operator.broker.parked import DELIVERY_LIMIT_REASON, Parked, parked_of
-from filterjob_worker.envelope import ATTEMPT_HEADER, REASON_HEADER
+from filterjob_operator.adapters.broker.parked import DELIVERY_LIMIT_REASON, Parked, parked_of
+from filterjob_worker.core.envelope import ATTEMPT_HEADER, REASON_HEADER
 from tests.helpers.deliveries import TASK, Delivery
 
 

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
-from filterjob_operator.reconcile.context import pause
+from filterjob_operator.control.reconcile.context import pause
 
 
 @pytest_asyncio.fixture

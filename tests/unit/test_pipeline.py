@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_worker.catalog import CATALOG
-from filterjob_worker.errors import FilterJobError, SpecError
-from filterjob_worker.pipeline import Pipeline
+from filterjob_worker.core.catalog import CATALOG
+from filterjob_worker.core.errors import FilterJobError, SpecError
+from filterjob_worker.core.pipeline import Pipeline
 
 KNOWN = ", ".join(CATALOG)
 BOX = "a list of 4 integers [left, top, right, bottom]"

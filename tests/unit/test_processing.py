@@ -12,17 +12,19 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from filterjob_operator.samples import make_image, write_broken
-from filterjob_worker import processing, storage
-from filterjob_worker.codec import Limits, OutputFormat
-from filterjob_worker.contract import Task
-from filterjob_worker.errors import (
+from filterjob_operator.core.samples import make_image, write_broken
+from filterjob_worker import processing
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.codec import Limits, OutputFormat
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.errors import (
     ImageTooLarge,
     InputNotFound,
     InvalidImage,
     PermanentTaskError,
     TransientTaskError,
 )
+from filterjob_worker.core.outcome import Outcome
 
 
 def make_task(
@@ -125,7 +127,7 @@ def test_an_outcome_names_the_process_that_ran_it_and_a_recorded_one_none(tmp_pa
     ran = processing.process(make_task(photo, tmp_path / "out.jpg"))
     failed = processing.process(make_task(tmp_path / "missing.jpg", tmp_path / "out2.jpg"))
     assert (ran.pid, failed.pid) == (os.getpid(), os.getpid())
-    assert processing.Outcome.of(make_task(photo, tmp_path / "x.jpg")).pid is None
+    assert Outcome.of(make_task(photo, tmp_path / "x.jpg")).pid is None
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "truncated", "empty", "not-an-image"])

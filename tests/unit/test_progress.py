@@ -8,7 +8,7 @@ from rich.console import Console
 from filterjob_operator.cli.bar import Bar, Rate, make_progress
 from filterjob_operator.cli.run import shown
 from filterjob_operator.local.summary import RunSummary
-from filterjob_worker.processing import Outcome
+from filterjob_worker.core.outcome import Outcome
 
 
 def outcome(ok: bool) -> Outcome:

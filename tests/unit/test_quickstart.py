@@ -11,10 +11,10 @@ import kubernetes_validate
 import pytest
 
 from filterjob_operator import cli
-from filterjob_operator.builders import deployment
-from filterjob_operator.builders.common import workers_name
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import FilterJob, parse_job
+from filterjob_operator.control.builders import deployment
+from filterjob_operator.control.builders.common import workers_name
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core.spec import FilterJob, parse_job
 from tests import quickstart
 from tests.helpers.crd import problems
 from tests.quickstart import ROOT, Object

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import status
-from filterjob_operator.reconcile.decision import Memory, Observation, decide
-from filterjob_operator.spec import Autoscaling
-from filterjob_operator.status import Depths
+from filterjob_operator.control.reconcile.decision import Memory, Observation, decide
+from filterjob_operator.core import status
+from filterjob_operator.core.spec import Autoscaling
+from filterjob_operator.core.status import Depths
 
 BUSY = Depths(ready=50, unacked=10, retrying=0, parked=0)  # 60 outstanding: 3 replicas at 20 each
 EMPTY = Depths(parked=2)
@@ -113,10 +113,16 @@ def test_the_decision_needs_no_client_of_any_system() -> None:
     """Pure: importing it loads neither kopf nor the operator's clients of the Kubernetes API, the
     management API or the broker. (aio-pika itself comes with the spec model, through the worker's
     queue names.)"""
-    code = "import sys, filterjob_operator.reconcile.decision; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, filterjob_operator.control.reconcile.decision; print(' '.join(sorted(sys.modules)))"
     loaded = set(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
-    clients = {"kopf", "kubernetes", "aiohttp", "filterjob_operator.kube", "filterjob_operator.broker"}
-    assert "filterjob_operator.reconcile.decision" in loaded
+    clients = {
+        "kopf",
+        "kubernetes",
+        "aiohttp",
+        "filterjob_operator.adapters.kube",
+        "filterjob_operator.adapters.broker",
+    }
+    assert "filterjob_operator.control.reconcile.decision" in loaded
     assert loaded & clients == set()

@@ -10,18 +10,19 @@ from typing import Any
 import kopf
 import pytest
 
-from filterjob_operator import status, verification
-from filterjob_operator.broker.parked import Parked
-from filterjob_operator.kube import Workers
-from filterjob_operator.listing import Listing
-from filterjob_operator.reconcile import enqueue, finish, finished, follow, inputs, job
-from filterjob_operator.reconcile.context import BROKER_RETRY_INTERVALS, Outcome, attempt
-from filterjob_operator.reconcile.enqueue import Checkpoint
-from filterjob_operator.reconcile.finished import AfterFinish
-from filterjob_operator.reconcile.redrive import ANNOTATION
-from filterjob_operator.sources import Inputs
-from filterjob_operator.spec import parse_job
-from filterjob_operator.status import Depths
+from filterjob_operator.adapters import verification
+from filterjob_operator.adapters.broker.parked import Parked
+from filterjob_operator.adapters.kube import Workers
+from filterjob_operator.adapters.sources import Inputs
+from filterjob_operator.control.reconcile import enqueue, finish, finished, follow, inputs, job
+from filterjob_operator.control.reconcile.context import BROKER_RETRY_INTERVALS, Outcome, attempt
+from filterjob_operator.control.reconcile.enqueue import Checkpoint
+from filterjob_operator.control.reconcile.finished import AfterFinish
+from filterjob_operator.control.reconcile.redrive import ANNOTATION
+from filterjob_operator.core import status
+from filterjob_operator.core.listing import Listing
+from filterjob_operator.core.spec import parse_job
+from filterjob_operator.core.status import Depths
 from tests.helpers.reconcilefakes import FakeBroker, Harness, harness
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filterjob_operator.crd import KUBERNETES_TYPED, build_crd
-from filterjob_operator.reference import render_reference
-from filterjob_worker.catalog import CATALOG
+from filterjob_operator.core.crd import KUBERNETES_TYPED, build_crd
+from filterjob_operator.core.reference import render_reference
+from filterjob_worker.core.catalog import CATALOG
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from filterjob_operator.settings import DEFAULT_IMAGE
+from filterjob_operator.control.settings import DEFAULT_IMAGE
 from tests.dockerfile import ROOT, Dockerfile
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from filterjob_operator.schemagen import model_schema, plain
+from filterjob_operator.core.schemagen import model_schema, plain
 
 
 class Inner(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filterjob_operator.settings import DEFAULT_IMAGE, DEFAULT_WORKER_RESOURCES, Settings
+from filterjob_operator.control.settings import DEFAULT_IMAGE, DEFAULT_WORKER_RESOURCES, Settings
 from filterjob_worker import __version__
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import sources
-from filterjob_operator.spec import FilterJob, JobSpecError, parse_job
-from filterjob_worker import storage
+from filterjob_operator.adapters import sources
+from filterjob_operator.core.spec import FilterJob, JobSpecError, parse_job
+from filterjob_worker.adapters import storage
 
 
 def touch(root: Path, *keys: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from filterjob_operator.spec import JobSpecError, load_job, parse_job
+from filterjob_operator.core.spec import JobSpecError, load_job, parse_job
 
 
 def problems_of(doc: Any) -> list[str]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import status
-from filterjob_operator.status import Depths
+from filterjob_operator.core import status
+from filterjob_operator.core.status import Depths
 
 
 def test_progress_is_derived_from_the_queues() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from filterjob_worker import storage
-from filterjob_worker.errors import (
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.errors import (
     InputNotFound,
     PermanentTaskError,
     SpecError,

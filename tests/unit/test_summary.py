@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from filterjob_operator.local.summary import RunSummary
-from filterjob_worker.processing import Outcome
+from filterjob_worker.core.outcome import Outcome
 
 
 def rendered(summary: RunSummary) -> str:

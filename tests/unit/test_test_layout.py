@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from filterjob_operator.spec import load_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import load_job
 from tests.helpers.jobfiles import write_job
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from filterjob_worker.errors import SpecError
-from filterjob_worker.topology import EXTRA_DELIVERIES, KINDS, TASKS_SUFFIX, QueueName, RetryPolicy, Topology
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.topology import EXTRA_DELIVERIES, KINDS, TASKS_SUFFIX, QueueName, RetryPolicy, Topology
 
 UID = "0f5c7a1e-5b1b-4c57-9a43-1b2f5d0c9e11"
 POLICY = RetryPolicy(max_attempts=4, backoff_seconds=1.5, max_backoff_seconds=5.0)

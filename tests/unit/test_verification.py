@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import sources, verification, verifier
-from filterjob_operator.spec import FilterJob, parse_job
-from filterjob_operator.verification import LOST, Planned, verify
+from filterjob_operator.adapters import sources, verification, verifier
+from filterjob_operator.adapters.verification import LOST, Planned, verify
+from filterjob_operator.core.spec import FilterJob, parse_job
 
 
 def tasks(*names: str) -> list[Planned]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from filterjob_operator.watch import _exchange_gone, final_phase
-from filterjob_worker.contract import JobFinished
+from filterjob_worker.core.contract import JobFinished
 
 META = {"namespace": "photos", "name": "thumbs"}
 

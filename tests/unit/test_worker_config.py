@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from filterjob_worker.config import Var, WorkerConfig, broker_url_problem, redact
-from filterjob_worker.errors import SpecError
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.topology import RetryPolicy, Topology
 from filterjob_worker.logs import CONTEXT_FIELDS, JsonFormatter, scrub
-from filterjob_worker.topology import RetryPolicy, Topology
 
 URL = "amqp://user:s3cret@rabbit:5672/vhost"
 QUEUE = "fj.photos.thumbs.0f5c7a1e.tasks"

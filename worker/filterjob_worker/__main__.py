@@ -9,7 +9,7 @@ import sys
 from filterjob_worker import __version__, logs
 from filterjob_worker.config import INVALID_CONFIG_EXIT, WorkerConfig
 from filterjob_worker.config import __doc__ as CONFIG_DOC
-from filterjob_worker.errors import SpecError
+from filterjob_worker.core.errors import SpecError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from filterjob_worker.errors import SpecError
-from filterjob_worker.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, Range
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, Range
+from filterjob_worker.core.topology import RetryPolicy, Topology
 from filterjob_worker.logs import scrub
-from filterjob_worker.topology import RetryPolicy, Topology
 
 
 class Var:

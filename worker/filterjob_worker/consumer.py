@@ -35,10 +35,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from filterjob_worker import envelope, processing
+from filterjob_worker import processing
 from filterjob_worker.config import WorkerConfig
-from filterjob_worker.contract import Event, Task
-from filterjob_worker.errors import MalformedMessage, WorkerDied, reason_of
+from filterjob_worker.core import envelope
+from filterjob_worker.core.contract import Event, Task
+from filterjob_worker.core.errors import MalformedMessage, WorkerDied, reason_of
+from filterjob_worker.core.outcome import Outcome
 from filterjob_worker.health import Health
 from filterjob_worker.metrics import WorkerMetrics
 
@@ -46,7 +48,7 @@ log = logging.getLogger("filterjob.worker")
 
 ExecutorFactory = Callable[[], Executor]
 #: What a task does; the image pipeline, or a stand-in (benchmarks of pure messaging).
-Work = Callable[[Task], processing.Outcome]
+Work = Callable[[Task], Outcome]
 
 
 class Consumer:
@@ -183,7 +185,7 @@ class Consumer:
         # next task's image work instead of idling the executor (the ack still comes last).
         await self._settle(message, self._conclude(message, task, attempt, outcome, context))
 
-    async def _process(self, task: Task) -> processing.Outcome:
+    async def _process(self, task: Task) -> Outcome:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, partial(self._work, task))
@@ -192,14 +194,14 @@ class Consumer:
             # one failed attempt, and the next task gets a fresh pool.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._executor_factory()
-            return processing.Outcome.of(task, error=WorkerDied("the process handling this image died"))
+            return Outcome.of(task, error=WorkerDied("the process handling this image died"))
 
     async def _conclude(
         self,
         message: AbstractIncomingMessage,
         task: Task,
         attempt: int,
-        outcome: processing.Outcome,
+        outcome: Outcome,
         context: dict[str, Any],
     ) -> None:
         redelivered = bool(message.redelivered)
@@ -220,7 +222,7 @@ class Consumer:
             log.error("task parked (%s): %s", cause, outcome.reason, extra=context)
             await self._emit(Event(kind="failed", **self._event_fields(task, attempt, outcome, redelivered)))
 
-    def _event_fields(self, task: Task, attempt: int, outcome: processing.Outcome, redelivered: bool) -> dict[str, Any]:
+    def _event_fields(self, task: Task, attempt: int, outcome: Outcome, redelivered: bool) -> dict[str, Any]:
         return {
             "job": task.job,
             "task": task.task,

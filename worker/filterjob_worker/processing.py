@@ -8,54 +8,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 from PIL import Image
 
-from filterjob_worker import codec, storage
-from filterjob_worker.contract import Task
-from filterjob_worker.errors import PermanentTaskError, SpecError, TaskError, reason_of
-from filterjob_worker.pipeline import Pipeline
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """What became of one task."""
-
-    task: str
-    input: str
-    output: str
-    ok: bool
-    seconds: float
-    reason: str | None = None
-    permanent: bool = True
-    bytes_written: int = 0
-    #: The process that ran the task (None: recorded without running it, e.g. its process died).
-    pid: int | None = None
-
-    @classmethod
-    def of(
-        cls,
-        task: Task,
-        *,
-        error: TaskError | None = None,
-        seconds: float = 0.0,
-        bytes_written: int = 0,
-        pid: int | None = None,
-    ) -> Outcome:
-        """Success, or the failure that ``error`` describes."""
-        return cls(
-            task=task.task,
-            input=task.input,
-            output=task.output,
-            ok=error is None,
-            seconds=seconds,
-            reason=None if error is None else reason_of(error),
-            permanent=True if error is None else error.permanent,
-            bytes_written=bytes_written,
-            pid=pid,
-        )
-
+from filterjob_worker.adapters import storage
+from filterjob_worker.core import codec
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.errors import PermanentTaskError, SpecError, TaskError
+from filterjob_worker.core.outcome import Outcome
+from filterjob_worker.core.pipeline import Pipeline
 
 #: Memory blocks Pillow keeps for reuse after an image is freed. Without a cache,
 #: every image's buffers go back to the OS and the next image page-faults them in

@@ -6,7 +6,7 @@
 - :mod:`.docs` — ``crd``, ``filters``, ``samples``, ``validate``;
 - :mod:`.common` — the ``--broker`` option and errors as one line; :mod:`.bar` — the progress bar.
 
-Exit codes are defined once, in :mod:`filterjob_operator.exits`. Importing this package
+Exit codes are defined once, in :mod:`filterjob_operator.core.exits`. Importing this package
 stays cheap (see ``_LAZY`` in :mod:`.common`).
 """
 

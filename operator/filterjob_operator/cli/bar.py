@@ -18,7 +18,7 @@ from rich.table import Column
 from rich.text import Text
 
 from filterjob_operator.local.start import Listener
-from filterjob_worker.processing import Outcome
+from filterjob_worker.core.outcome import Outcome
 
 
 class Bar(Listener):

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from filterjob_operator import exits
-from filterjob_operator.spec import JobSpecError
+from filterjob_operator.core import exits
+from filterjob_operator.core.spec import JobSpecError
 
 T = TypeVar("T")
 BROKER_ENV = "FILTERJOB_BROKER_URL"
@@ -30,7 +30,7 @@ def _broker_url(ctx: click.Context, param: click.Parameter, value: str | None) -
     """``--broker``, checked before anything starts (the workers' own check: one function)."""
     if value is None:
         return None
-    from filterjob_operator.broker_errors import connect_timeout  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.adapters.broker_errors import connect_timeout  # noqa: PLC0415 (see _LAZY)
     from filterjob_worker.config import broker_url_problem  # noqa: PLC0415
 
     try:
@@ -62,7 +62,7 @@ def broker_option(*, required: bool, text: str) -> Callable[[Callable[..., Any]]
 
 def on_broker_errors(url: str, call: Callable[[], T]) -> T:
     """``call()``, which talks to the broker at ``url``: a broker failure is one line and exit BROKER."""
-    from filterjob_operator.broker_errors import BrokerUnavailable, translated  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.adapters.broker_errors import BrokerUnavailable, translated  # noqa: PLC0415 (see _LAZY)
 
     try:
         with translated(url):
@@ -74,7 +74,7 @@ def on_broker_errors(url: str, call: Callable[[], T]) -> T:
 
 def on_broker(url: str, action: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``action(connection)`` on a fresh broker connection, closed afterwards; broker errors exit BROKER."""
-    from filterjob_operator import broker_errors  # noqa: PLC0415 (see _LAZY)
+    from filterjob_operator.adapters import broker_errors  # noqa: PLC0415 (see _LAZY)
 
     async def run() -> T:
         connection = await broker_errors.connect(url, name="filterjob cli")

@@ -9,10 +9,11 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from filterjob_operator import samples, sources
+from filterjob_operator.adapters import sources
 from filterjob_operator.cli.common import invalid
-from filterjob_operator.spec import JobSpecError, load_job
-from filterjob_worker import catalog
+from filterjob_operator.core import samples
+from filterjob_operator.core.spec import JobSpecError, load_job
+from filterjob_worker.core import catalog
 
 
 @click.command()
@@ -36,8 +37,8 @@ def crd(reference: bool) -> None:
     """Print the FilterJob CustomResourceDefinition (YAML)."""
     import yaml  # noqa: PLC0415
 
-    from filterjob_operator.crd import build_crd  # noqa: PLC0415
-    from filterjob_operator.reference import render_reference  # noqa: PLC0415
+    from filterjob_operator.core.crd import build_crd  # noqa: PLC0415
+    from filterjob_operator.core.reference import render_reference  # noqa: PLC0415
 
     if reference:
         click.echo(render_reference(), nl=False)

@@ -12,9 +12,9 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from filterjob_operator import exits
 from filterjob_operator.cli.common import broker_option, invalid, on_broker_errors
-from filterjob_operator.spec import FilterJob, JobSpecError
+from filterjob_operator.core import exits
+from filterjob_operator.core.spec import FilterJob, JobSpecError
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 def _in_job_pod(broker: str, task: Callable[[FilterJob, str], Coroutine[Any, Any, T]]) -> tuple[FilterJob, T]:
     """What the operator's lister and verifier Jobs share: the FilterJob from FILTERJOB_JOB
     (exit 2 if it is not one), then ``task(job, broker)`` with broker errors as one line."""
-    from filterjob_operator import lister  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.control import lister  # noqa: PLC0415 (see _LAZY in cli.common)
     from filterjob_worker import logs  # noqa: PLC0415
 
     logs.configure("INFO")
@@ -42,7 +42,7 @@ def list_inputs_command(broker: str) -> None:
     The FilterJob comes as JSON in FILTERJOB_JOB. A source that cannot be listed is
     reported to the operator through the queue, and the command still exits 0.
     """
-    from filterjob_operator import lister  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.control import lister  # noqa: PLC0415 (see _LAZY in cli.common)
 
     job, result = _in_job_pod(broker, lister.list_inputs)
     if result.error is not None:
@@ -63,7 +63,7 @@ def verify_outputs_command(broker: str) -> None:
     outputs from this listing. A destination that cannot be listed completely is
     reported to the operator through the queue, and the command still exits 0.
     """
-    from filterjob_operator import verifier  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.adapters import verifier  # noqa: PLC0415 (see _LAZY in cli.common)
 
     job, result = _in_job_pod(broker, verifier.verify_outputs)
     if result.error is not None:
@@ -80,8 +80,8 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str) -
     """Run the FilterJob operator (in-cluster or with the current kubeconfig)."""
     import kopf  # noqa: PLC0415 (see _LAZY in cli.common)
 
-    from filterjob_operator import handlers  # noqa: F401, PLC0415 -- registers the handlers
-    from filterjob_operator.settings import Settings  # noqa: PLC0415
+    from filterjob_operator.control import handlers  # noqa: F401, PLC0415 -- registers the handlers
+    from filterjob_operator.control.settings import Settings  # noqa: PLC0415
     from filterjob_worker import logs  # noqa: PLC0415
 
     logs.configure("INFO")

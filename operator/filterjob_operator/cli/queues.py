@@ -1,7 +1,7 @@
 """``filterjob parked``, ``redrive`` and ``clean``: a job's parked tasks and its queues on the broker.
 
 Each takes JOB as a FilterJob file (its local-mode queues) or any queue name of a cluster
-job, read by the one grammar of queue names (:class:`filterjob_worker.topology.QueueName`).
+job, read by the one grammar of queue names (:class:`filterjob_worker.core.topology.QueueName`).
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from filterjob_operator import exits
 from filterjob_operator.cli.bar import Bar, make_progress
 from filterjob_operator.cli.common import broker_option, invalid, on_broker
 from filterjob_operator.cli.run import Stopped, broker_options, broker_run, finish, shown
+from filterjob_operator.core import exits
+from filterjob_operator.core.spec import FilterJob, JobSpecError, load_job
 from filterjob_operator.local.summary import RunSummary
-from filterjob_operator.spec import FilterJob, JobSpecError, load_job
-from filterjob_worker.errors import SpecError
-from filterjob_worker.topology import QueueName, Topology
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.topology import QueueName, Topology
 
 
 def _job_topology(console: Console, job: str) -> Topology:
     """The queues of JOB: a job file's (local mode), or a cluster job's from one of its queue names."""
-    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.core.jobworkers import topology_of  # noqa: PLC0415 (see _LAZY in cli.common)
 
     if Path(job).is_file():
         try:
@@ -54,7 +54,7 @@ def parked_command(job: str, broker: str, as_json: bool) -> None:
     """
     console = Console(stderr=True)
     topology = _job_topology(console, job)
-    from filterjob_operator.broker.parked import parked_failures  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.adapters.broker.parked import parked_failures  # noqa: PLC0415 (see _LAZY in cli.common)
 
     failures = on_broker(broker, lambda connection: parked_failures(connection, topology))
     for failure in failures:
@@ -91,7 +91,7 @@ def redrive_command(job: str, broker: str, workers: int | None, no_progress: boo
     if Path(job).is_file():
         _redrive_here(console, load_job(Path(job), local=True), broker, workers, no_progress, worker_logs)
         return
-    from filterjob_operator.broker.parked import redrive  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.adapters.broker.parked import redrive  # noqa: PLC0415 (see _LAZY in cli.common)
 
     moved = on_broker(broker, lambda connection: redrive(connection, topology))
     console.print(f"moved {len(moved)} parked tasks back to {topology.tasks}", highlight=False, soft_wrap=True)
@@ -112,8 +112,8 @@ def _redrive_here(
     console: Console, job: FilterJob, broker: str, workers: int | None, no_progress: bool, worker_logs: Path | None
 ) -> None:
     """Re-drive a local job's parked tasks and run its workers until they are done."""
+    from filterjob_operator.core.jobworkers import topology_of  # noqa: PLC0415
     from filterjob_operator.local.brokered import redrive_with_broker  # noqa: PLC0415 (see _LAZY in cli.common)
-    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415
     from filterjob_worker.config import redact  # noqa: PLC0415
 
     workers = workers or os.cpu_count() or 1
@@ -154,7 +154,7 @@ def clean_command(job: str, broker: str, force: bool) -> None:
     """
     console = Console(stderr=True)
     topology = _job_topology(console, job)
-    from filterjob_operator.broker.inventory import existing, remove  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.adapters.broker.inventory import existing, remove  # noqa: PLC0415 (see _LAZY in cli.common)
 
     extra = [topology.progress]
     found = on_broker(broker, lambda connection: existing(connection, topology, extra=extra))

@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.text import Text
 
-from filterjob_operator import exits
 from filterjob_operator.cli.bar import Bar, make_progress
 from filterjob_operator.cli.common import broker_option, broker_origin, interrupt, invalid, on_broker_errors
+from filterjob_operator.core import exits
+from filterjob_operator.core.spec import FilterJob, JobSpecError, load_job
 from filterjob_operator.local.options import BrokerOptions, LocalOptions
 from filterjob_operator.local.pool import run_local
 from filterjob_operator.local.summary import RunSummary
-from filterjob_operator.spec import FilterJob, JobSpecError, load_job
 
 if TYPE_CHECKING:
     from filterjob_operator.local.start import Listener

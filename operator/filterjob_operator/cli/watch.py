@@ -22,11 +22,12 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from filterjob_operator import exits, sources
+from filterjob_operator.adapters import sources
 from filterjob_operator.cli.common import broker_option, invalid, on_broker_errors
-from filterjob_operator.spec import JobSpecError, load_job
-from filterjob_worker.contract import Event, JobFinished
-from filterjob_worker.topology import Topology
+from filterjob_operator.core import exits
+from filterjob_operator.core.spec import JobSpecError, load_job
+from filterjob_worker.core.contract import Event, JobFinished
+from filterjob_worker.core.topology import Topology
 
 if TYPE_CHECKING:
     from filterjob_operator.watch import Ended
@@ -66,7 +67,7 @@ def _broker_failed(console: Console, url: str, error: BaseException) -> NoReturn
 
 
 def _watched(console: Console, job: str) -> _Watched:
-    from filterjob_operator.workerenv import topology_of  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.core.jobworkers import topology_of  # noqa: PLC0415 (see _LAZY in cli.common)
 
     path = Path(job)
     if path.exists() or path.suffix in (".yaml", ".yml", ".json") or not _JOB_REF.fullmatch(job):
@@ -80,7 +81,7 @@ def _watched(console: Console, job: str) -> _Watched:
             invalid(console, e)
         hint = f"start it with: filterjob run {job} --broker URL"
         return _Watched(key=local.key, topology=topology_of(local), source=local.spec.source.uri, hint=hint)
-    from filterjob_operator import kube  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_operator.adapters import kube  # noqa: PLC0415 (see _LAZY in cli.common)
 
     namespace, name = job.split("/", 1)
     client = kube.Kube(_kube_client(console))
@@ -105,7 +106,7 @@ KUBE_TIMEOUT = 15.0
 def _kube_client(console: Console) -> Any:
     import kubernetes  # noqa: PLC0415 (see _LAZY in cli.common)
 
-    from filterjob_operator import kube  # noqa: PLC0415
+    from filterjob_operator.adapters import kube  # noqa: PLC0415
 
     try:
         return kube.load_config()
@@ -128,7 +129,7 @@ class _ClusterFailed(Exception):
 async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T:
     import urllib3  # noqa: PLC0415 (see _LAZY in cli.common)
 
-    from filterjob_operator import kube  # noqa: PLC0415
+    from filterjob_operator.adapters import kube  # noqa: PLC0415
 
     try:
         return await action

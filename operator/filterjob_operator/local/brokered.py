@@ -20,9 +20,12 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator import broker_errors, sources
-from filterjob_operator.broker.enqueue import Cursor, publish_tasks
-from filterjob_operator.broker.parked import redrive
+from filterjob_operator.adapters import broker_errors, sources
+from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
+from filterjob_operator.adapters.broker.parked import redrive
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.follow import follow
 from filterjob_operator.local.options import BrokerOptions
 from filterjob_operator.local.progress import count_finished, declare_progress
@@ -30,11 +33,9 @@ from filterjob_operator.local.start import Listener, begin_run
 from filterjob_operator.local.summary import RunSummary
 from filterjob_operator.local.supervisor import GaveUp, Supervisor
 from filterjob_operator.local.tally import Tally, count_written
-from filterjob_operator.spec import FilterJob
-from filterjob_operator.workerenv import topology_of
-from filterjob_worker.contract import JobFinished
-from filterjob_worker.envelope import event_message
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_worker.core.contract import JobFinished
+from filterjob_worker.core.envelope import event_message
+from filterjob_worker.core.topology import Topology
 
 log = logging.getLogger("filterjob.local")
 

@@ -17,17 +17,17 @@ from typing import Any
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from filterjob_operator.broker.depths import ready_counts
-from filterjob_operator.broker.management import Management, management_url_for, vhost_of
+from filterjob_operator.adapters.broker.depths import ready_counts
+from filterjob_operator.adapters.broker.management import Management, management_url_for, vhost_of
+from filterjob_operator.core.jobworkers import topology_of, worker_env
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.options import BrokerOptions
 from filterjob_operator.local.progress import flush, progress_consumer
 from filterjob_operator.local.start import Listener
 from filterjob_operator.local.supervisor import GaveUp, Supervisor
 from filterjob_operator.local.tally import Tally, verify
-from filterjob_operator.spec import FilterJob
-from filterjob_operator.workerenv import topology_of, worker_env
 from filterjob_worker.config import Var
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.topology import Topology
 
 #: Seconds between refreshes of the queue depth shown with the progress bar.
 DEPTH_REFRESH = 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from filterjob_worker.codec import DEFAULT_LIMITS, Limits
+from filterjob_worker.core.codec import DEFAULT_LIMITS, Limits
 
 
 @dataclass(frozen=True, kw_only=True)

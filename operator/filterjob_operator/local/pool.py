@@ -18,15 +18,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from filterjob_operator import sources
+from filterjob_operator.adapters import sources
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.interrupts import Interrupts
 from filterjob_operator.local.options import LocalOptions
 from filterjob_operator.local.start import Listener, begin_run
 from filterjob_operator.local.summary import RunSummary
-from filterjob_operator.spec import FilterJob
-from filterjob_worker import processing, storage
-from filterjob_worker.contract import Task
-from filterjob_worker.errors import WorkerDied
+from filterjob_worker import processing
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.errors import WorkerDied
+from filterjob_worker.core.outcome import Outcome
 
 #: Tasks submitted per worker process ahead of completion: enough to keep every
 #: process busy, few enough that memory stays flat for any job size.
@@ -62,14 +64,14 @@ def run_local(
     summary, keys = begin_run(job, listener, skip_existing=options.skip_existing)
     source_root = job.spec.source.uri
 
-    def record(outcome: processing.Outcome | None, task: Task) -> None:
+    def record(outcome: Outcome | None, task: Task) -> None:
         summary.add(outcome, task.input.removeprefix(source_root))
         listener.advanced(outcome)
 
     tasks = sources.plan(job, keys)
     recorded: set[str] = set()
 
-    def record_once(outcome: processing.Outcome | None, task: Task) -> None:
+    def record_once(outcome: Outcome | None, task: Task) -> None:
         # An interrupt can land between counting a task and forgetting it: count it once.
         if task.task not in recorded:
             recorded.add(task.task)
@@ -93,7 +95,7 @@ def run_local(
 def _drive(
     tasks: Iterator[Task],
     options: LocalOptions,
-    record: Callable[[processing.Outcome | None, Task], None],
+    record: Callable[[Outcome | None, Task], None],
     *,
     since_ns: int,
 ) -> int:
@@ -124,12 +126,12 @@ def _drive(
 class _Driver:
     """The pool of one run and the tasks it holds, replaced when a worker process dies."""
 
-    def __init__(self, options: LocalOptions, record: Callable[[processing.Outcome | None, Task], None]) -> None:
+    def __init__(self, options: LocalOptions, record: Callable[[Outcome | None, Task], None]) -> None:
         self.options = options
         self.record = record
         self.limit = options.workers * IN_FLIGHT_PER_WORKER
         self.pool = _pool(options.workers)
-        self.in_flight: dict[Future[processing.Outcome], Task] = {}
+        self.in_flight: dict[Future[Outcome], Task] = {}
         # Tasks that were in flight when a worker process died: we cannot tell which one
         # killed it, so each runs again alone in a fresh pool, where a death is its own.
         # (Retried side by side, an input that kills every process would fail the others.)
@@ -172,7 +174,7 @@ class _Driver:
                 self.again.appendleft(task)
                 raise
 
-    def _collect(self, done: set[Future[processing.Outcome]]) -> bool:
+    def _collect(self, done: set[Future[Outcome]]) -> bool:
         """Record the finished tasks; True if the pool broke (a worker process died)."""
         broken = False
         for future in done:
@@ -184,10 +186,10 @@ class _Driver:
 
 
 def _after_death(
-    in_flight: dict[Future[processing.Outcome], Task],
+    in_flight: dict[Future[Outcome], Task],
     died_with: Counter[str],
     again: deque[Task],
-    record: Callable[[processing.Outcome | None, Task], None],
+    record: Callable[[Outcome | None, Task], None],
 ) -> None:
     """The tasks a dead pool held: each runs again alone, or fails if it died alone too often."""
     alone = len(in_flight) == 1
@@ -201,8 +203,8 @@ def _after_death(
 
 
 def _record_finished(
-    in_flight: dict[Future[processing.Outcome], Task],
-    record: Callable[[processing.Outcome | None, Task], None],
+    in_flight: dict[Future[Outcome], Task],
+    record: Callable[[Outcome | None, Task], None],
     *,
     since_ns: int,
 ) -> None:
@@ -214,10 +216,8 @@ def _record_finished(
             record(future.result(), task)
         elif storage.written_since(task.output, since_ns):
             # Its process was killed after the output was in place (writes are atomic).
-            record(processing.Outcome.of(task), task)
+            record(Outcome.of(task), task)
 
 
-def _died(task: Task) -> processing.Outcome:
-    return processing.Outcome.of(
-        task, error=WorkerDied("a worker process died while processing this image (out of memory?)")
-    )
+def _died(task: Task) -> Outcome:
+    return Outcome.of(task, error=WorkerDied("a worker process died while processing this image (out of memory?)"))

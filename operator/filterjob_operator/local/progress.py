@@ -15,9 +15,9 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from filterjob_operator.local.tally import Tally
-from filterjob_worker.contract import CONTENT_TYPE
-from filterjob_worker.envelope import finished_outcome
-from filterjob_worker.topology import Topology
+from filterjob_worker.core.contract import CONTENT_TYPE
+from filterjob_worker.core.envelope import finished_outcome
+from filterjob_worker.core.topology import Topology
 
 log = logging.getLogger("filterjob.local")
 

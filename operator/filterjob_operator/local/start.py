@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from filterjob_operator import sources
+from filterjob_operator.adapters import sources
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.summary import Failure, RunSummary
-from filterjob_operator.spec import FilterJob
-from filterjob_worker import processing, storage
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.outcome import Outcome
 
 
 class Listener:
@@ -14,7 +15,7 @@ class Listener:
     def started(self, total: int) -> None:
         """Called once with the number of selected inputs."""
 
-    def advanced(self, outcome: processing.Outcome | None) -> None:
+    def advanced(self, outcome: Outcome | None) -> None:
         """Called once per task; ``None`` means skipped."""
 
     def queued(self, ready: int, unacked: int) -> None:

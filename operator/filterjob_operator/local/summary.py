@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from filterjob_worker import storage
-from filterjob_worker.errors import SpecError
-from filterjob_worker.processing import Outcome
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.outcome import Outcome
 
 #: Failures listed one by one in the summary; the rest are counted.
 SHOWN_FAILURES = 20

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 
-from filterjob_operator import sources, verification, verifier
+from filterjob_operator.adapters import sources, verification, verifier
+from filterjob_operator.core.spec import FilterJob
 from filterjob_operator.local.start import Listener
 from filterjob_operator.local.summary import Failure, RunSummary
-from filterjob_operator.spec import FilterJob
-from filterjob_worker import storage
-from filterjob_worker.processing import Outcome
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.outcome import Outcome
 
 
 class Tally:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator.samples import make_samples
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core.samples import make_samples
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, FAST_RETRY, EventLog
 from tests.helpers.workers import WorkerFactory, WorkerProcess
 

@@ -22,7 +22,7 @@ import pytest
 import trustme
 import yaml
 
-from filterjob_operator import exits
+from filterjob_operator.core import exits
 from tests.helpers.brokers import BROKER_URL, closed_port, filterjob
 
 MISSING_QUEUE = f"fj.x.y.{uuid.uuid4().hex[:8]}.parked"

@@ -19,13 +19,14 @@ import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator import exits, listing
-from filterjob_operator.samples import make_image
-from filterjob_operator.spec import load_job, parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.adapters.broker.topology import delete
+from filterjob_operator.core import exits, listing
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_image
+from filterjob_operator.core.spec import load_job, parse_job
 from filterjob_worker.config import redact
-from filterjob_worker.envelope import REASON_HEADER
-from filterjob_worker.topology import Topology, delete
+from filterjob_worker.core.envelope import REASON_HEADER
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, filterjob, ready_count
 from tests.helpers.jobfiles import unique, write_job
 

@@ -20,10 +20,10 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from PIL import Image
 
-from filterjob_operator.samples import make_image
-from filterjob_worker.contract import Task
-from filterjob_worker.storage import TEMP_SUFFIX
-from filterjob_worker.topology import Topology
+from filterjob_operator.core.samples import make_image
+from filterjob_worker.adapters.storage import TEMP_SUFFIX
+from filterjob_worker.core.contract import Task
+from filterjob_worker.core.topology import Topology
 from tests.helpers import runs
 from tests.helpers.brokers import EventLog, make_tasks, publish
 from tests.helpers.gates import Gates

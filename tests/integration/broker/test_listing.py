@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator import exits, listing
-from filterjob_operator.broker.listings import ListingWatch, publish_listing, stored_listing
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import Topology, delete
+from filterjob_operator.adapters.broker.listings import ListingWatch, publish_listing, stored_listing
+from filterjob_operator.adapters.broker.topology import delete
+from filterjob_operator.core import exits, listing
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import parse_job
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, filterjob
 
 

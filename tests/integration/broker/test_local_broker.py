@@ -18,7 +18,12 @@ import pytest
 import yaml
 from aio_pika.abc import AbstractIncomingMessage
 
-from filterjob_operator import exits, sources, verification
+from filterjob_operator.adapters import sources, verification
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core import exits
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_image, make_samples
+from filterjob_operator.core.spec import FilterJob, load_job
 from filterjob_operator.local.brokered import fresh_topology, run_with_broker
 from filterjob_operator.local.options import BrokerOptions
 from filterjob_operator.local.progress import declare_progress
@@ -26,12 +31,8 @@ from filterjob_operator.local.start import Listener
 from filterjob_operator.local.summary import RunSummary
 from filterjob_operator.local.supervisor import Supervisor
 from filterjob_operator.local.tally import Tally, count_written, verify
-from filterjob_operator.samples import make_image, make_samples
-from filterjob_operator.spec import FilterJob, load_job
-from filterjob_operator.workerenv import topology_of
-from filterjob_worker import storage
-from filterjob_worker.processing import Outcome
-from filterjob_worker.topology import declare, delete
+from filterjob_worker.adapters import storage
+from filterjob_worker.core.outcome import Outcome
 from tests.helpers import runs
 from tests.helpers.brokers import BROKER_URL, closed_port, filterjob
 from tests.helpers.gates import Gates, take_one_task

@@ -21,14 +21,14 @@ import aiohttp
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
-from filterjob_operator.broker.management import Management, management_url_for, vhost_of
-from filterjob_operator.broker.parked import parked_failures, redrive
-from filterjob_operator.broker_errors import BrokerUnavailable
+from filterjob_operator.adapters.broker.management import Management, management_url_for, vhost_of
+from filterjob_operator.adapters.broker.parked import parked_failures, redrive
+from filterjob_operator.adapters.broker_errors import BrokerUnavailable
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_samples
+from filterjob_operator.core.spec import load_job
 from filterjob_operator.local.brokered import run_with_broker
 from filterjob_operator.local.options import BrokerOptions
-from filterjob_operator.samples import make_samples
-from filterjob_operator.spec import load_job
-from filterjob_operator.workerenv import topology_of
 from tests.helpers.brokers import MANAGEMENT_URL
 from tests.helpers.jobfiles import write_job
 

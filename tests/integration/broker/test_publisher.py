@@ -19,13 +19,13 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import PublishError
 from aiohttp import web
 
-from filterjob_operator.broker.depths import depths as queue_depths
-from filterjob_operator.broker.depths import ready_counts
-from filterjob_operator.broker.enqueue import DEFAULT_WINDOW, publish_tasks
-from filterjob_operator.broker.management import Management, QueueStats, management_url_for
-from filterjob_worker.contract import CONTENT_TYPE, Task
-from filterjob_worker.envelope import ATTEMPT_HEADER
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters.broker.depths import depths as queue_depths
+from filterjob_operator.adapters.broker.depths import ready_counts
+from filterjob_operator.adapters.broker.enqueue import DEFAULT_WINDOW, publish_tasks
+from filterjob_operator.adapters.broker.management import Management, QueueStats, management_url_for
+from filterjob_worker.core.contract import CONTENT_TYPE, Task
+from filterjob_worker.core.envelope import ATTEMPT_HEADER
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from filterjob_operator import brokerref
-from filterjob_operator.broker.enqueue import Cursor
-from filterjob_operator.reconcile import amqp
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters import brokerref
+from filterjob_operator.adapters.broker.enqueue import Cursor
+from filterjob_operator.control.reconcile import amqp
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, make_tasks
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator.broker.parked import parked_failures, redrive
-from filterjob_operator.samples import make_image
-from filterjob_worker.envelope import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters.broker.parked import parked_failures, redrive
+from filterjob_operator.core.samples import make_image
+from filterjob_worker.core.envelope import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, EventLog, make_tasks, publish
 from tests.helpers.workers import WorkerFactory
 

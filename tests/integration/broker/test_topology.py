@@ -21,8 +21,9 @@ from aio_pika.abc import (
     ExchangeType,
 )
 
-from filterjob_operator.broker.depths import ready_counts
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.adapters.broker.depths import ready_counts
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import MANAGEMENT_URL
 
 

@@ -30,11 +30,12 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, DeliveryMode
 from prometheus_client.parser import text_string_to_metric_families
 
-from filterjob_operator.samples import make_image
-from filterjob_worker.contract import CONTENT_TYPE
-from filterjob_worker.envelope import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
-from filterjob_worker.storage import to_path
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core.samples import make_image
+from filterjob_worker.adapters.storage import to_path
+from filterjob_worker.core.contract import CONTENT_TYPE
+from filterjob_worker.core.envelope import ATTEMPT_HEADER, REASON_HEADER, WORKER_HEADER
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, FAST_RETRY, MANAGEMENT_URL, EventLog, make_tasks, publish
 from tests.helpers.gates import Gates
 from tests.helpers.workers import WorkerFactory, WorkerProcess

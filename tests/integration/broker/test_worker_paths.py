@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from filterjob_operator.samples import make_image
-from filterjob_worker.storage import TEMP_SUFFIX, to_path
-from filterjob_worker.topology import Topology
+from filterjob_operator.core.samples import make_image
+from filterjob_worker.adapters.storage import TEMP_SUFFIX, to_path
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import EventLog, make_tasks, publish, ready_count
 from tests.helpers.gates import Gates, holders
 from tests.helpers.workers import WorkerFactory, WorkerProcess

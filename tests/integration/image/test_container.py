@@ -24,15 +24,16 @@ import pytest
 import yaml
 from aio_pika.abc import AbstractChannel
 
-from filterjob_operator import exits, sources
-from filterjob_operator.broker.enqueue import publish_tasks
-from filterjob_operator.builders import deployment
-from filterjob_operator.samples import make_samples
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.adapters import sources
+from filterjob_operator.adapters.broker.enqueue import publish_tasks
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.control.builders import deployment
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core import exits
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_samples
+from filterjob_operator.core.spec import parse_job
 from filterjob_worker import __version__
-from filterjob_worker.topology import declare, delete
 from tests.helpers.brokers import BROKER_URL, EventLog
 from tests.helpers.image import PODMAN, plain_env, run_args
 from tests.helpers.jobfiles import JOB

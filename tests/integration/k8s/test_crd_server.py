@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from filterjob_operator import podpolicy
-from filterjob_operator.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
-from filterjob_worker.catalog import CATALOG, FilterDef
-from filterjob_worker.errors import SpecError
-from filterjob_worker.params import Rule
-from filterjob_worker.pipeline import Pipeline
+from filterjob_operator.core import podpolicy
+from filterjob_operator.core.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
+from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.params import Rule
+from filterjob_worker.core.pipeline import Pipeline
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.crd import problems, sample_steps
 from tests.helpers.jobfiles import JOB

@@ -22,10 +22,10 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 
-from filterjob_operator.builders import deployment as deployment_builder
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.control.builders import deployment as deployment_builder
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import parse_job
 from tests.helpers import kubelet_podman
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.kubeapi import (

@@ -24,10 +24,10 @@ import kubernetes.config
 import pytest
 import trustme
 
-from filterjob_operator.builders import deployment as deployment_builder
-from filterjob_operator.settings import Settings
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.control.builders import deployment as deployment_builder
+from filterjob_operator.control.settings import Settings
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.spec import parse_job
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.kubeapi import (

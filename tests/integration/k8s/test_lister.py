@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator.samples import make_samples
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_samples
+from filterjob_operator.core.spec import parse_job
 from tests.helpers.filterjobs import job_body, phase_is, queue_exists, ready_reason
 from tests.helpers.kubelet import Kubelet
 from tests.helpers.realcluster import FilterJobOperator, Kube

@@ -21,12 +21,13 @@ from typing import Any
 import aio_pika
 import pytest
 
-from filterjob_operator import listing, sources
-from filterjob_operator.broker import listings
-from filterjob_operator.samples import make_image, make_samples
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
-from filterjob_worker.topology import Topology
+from filterjob_operator.adapters import sources
+from filterjob_operator.adapters.broker import listings
+from filterjob_operator.core import listing
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_image, make_samples
+from filterjob_operator.core.spec import parse_job
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.filterjobs import (

@@ -27,13 +27,14 @@ import kubernetes.watch
 import pytest
 from PIL import Image
 
-from filterjob_operator import status
-from filterjob_operator.samples import make_samples, write_broken
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
-from filterjob_worker.contract import Event
-from filterjob_worker.storage import TEMP_SUFFIX
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core import status
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_samples, write_broken
+from filterjob_operator.core.spec import parse_job
+from filterjob_worker.adapters.storage import TEMP_SUFFIX
+from filterjob_worker.core.contract import Event
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.brokerthread import BrokerThread, BusyWorkers
 from tests.helpers.controlplane import ControlPlane

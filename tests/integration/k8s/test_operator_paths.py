@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator.samples import make_image, write_broken
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_image, write_broken
+from filterjob_operator.core.spec import parse_job
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.brokerthread import BrokerThread, BusyWorkers
 from tests.helpers.filterjobs import (

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator import verification
-from filterjob_operator.samples import make_image
-from filterjob_operator.spec import parse_job
-from filterjob_operator.workerenv import topology_of
+from filterjob_operator.adapters import verification
+from filterjob_operator.core.jobworkers import topology_of
+from filterjob_operator.core.samples import make_image
+from filterjob_operator.core.spec import parse_job
 from tests.helpers.brokers import BROKER_URL
 from tests.helpers.filterjobs import job_body, phase_is
 from tests.helpers.gates import Gates, take_one_task

@@ -13,9 +13,10 @@ from typing import Any
 import aio_pika
 import pytest
 
-from filterjob_operator import exits
-from filterjob_worker.contract import CONTENT_TYPE, Event
-from filterjob_worker.topology import Topology, declare, delete
+from filterjob_operator.adapters.broker.topology import declare, delete
+from filterjob_operator.core import exits
+from filterjob_worker.core.contract import CONTENT_TYPE, Event
+from filterjob_worker.core.topology import Topology
 from tests.helpers.brokers import BROKER_URL, closed_port
 from tests.helpers.controlplane import ControlPlane
 from tests.helpers.realcluster import GROUP, PLURAL, VERSION, ClusterApi, Kube, Release, remove_filterjobs

@@ -1,0 +1,190 @@
+"""The one module that talks to the Kubernetes API (besides kopf itself).
+
+The official client is synchronous; every call runs in a thread so the
+operator's event loop never blocks. API errors become :class:`KubeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from filterjob_operator.core.spec import GROUP, VERSION
+
+PLURAL = "filterjobs"
+T = TypeVar("T")
+Manifest = dict[str, Any]
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def load_config() -> kubernetes.client.ApiClient:
+    """In a pod: the service account; elsewhere: the kubeconfig (``KUBECONFIG``)."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+@dataclass(frozen=True)
+class Workers:
+    desired: int
+    ready: int
+
+
+class Kube:
+    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+        self.api = api
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.autoscaling = kubernetes.client.AutoscalingV2Api(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
+
+    @staticmethod
+    async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as e:
+            raise KubeError(e.status or 0, e.reason or str(e)) from e
+
+    async def _read(self, read: Callable[..., T], namespace: str, name: str) -> T | None:
+        """The object, or None if it does not exist."""
+        try:
+            return await self._call(read, name, namespace)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def filterjob(self, namespace: str, name: str, *, seconds: float | None = None) -> Manifest | None:
+        """The FilterJob as the API returns it (status included), or None if it does not exist."""
+        get = self.custom.get_namespaced_custom_object
+        try:
+            job = await self._call(get, GROUP, VERSION, namespace, PLURAL, name, _request_timeout=seconds)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+        return job if isinstance(job, dict) else None
+
+    async def secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    async def apply_deployment(self, manifest: Manifest, *, keep_replicas: bool) -> None:
+        """Create the Deployment, or bring an existing one to the manifest.
+
+        ``keep_replicas``: leave ``spec.replicas`` as it is (an HPA or the scaler owns it).
+        """
+        patch = {**manifest, "spec": dict(manifest["spec"])}
+        if keep_replicas:
+            patch["spec"].pop("replicas", None)
+        await self._apply(
+            self.apps.create_namespaced_deployment, self.apps.patch_namespaced_deployment, manifest, patch
+        )
+
+    async def apply_hpa(self, manifest: Manifest) -> None:
+        await self._apply(
+            self.autoscaling.create_namespaced_horizontal_pod_autoscaler,
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            manifest,
+            manifest,
+        )
+
+    async def delete_hpa(self, namespace: str, name: str) -> None:
+        """Remove the HPA, if there is one."""
+        try:
+            await self._call(self.autoscaling.delete_namespaced_horizontal_pod_autoscaler, name, namespace)
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
+    async def _apply(
+        self, create: Callable[..., Any], patch: Callable[..., Any], manifest: Manifest, changes: Manifest
+    ) -> None:
+        """Create-or-update in one step: create; if it exists already, patch it to ``changes``."""
+        meta = manifest["metadata"]
+        try:
+            await self._call(create, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            await self._call(patch, meta["name"], meta["namespace"], changes)
+
+    async def create_job(self, manifest: Manifest) -> bool:
+        """Create a batch/v1 Job; False if one of that name exists already (it is left as it is)."""
+        meta = manifest["metadata"]
+        try:
+            await self._call(self.batch.create_namespaced_job, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            return False
+        return True
+
+    async def job_failure(self, namespace: str, name: str) -> str | None:
+        """Why the Job failed for good (its ``Failed`` condition), or None: running, done or gone."""
+        job = await self._read(self.batch.read_namespaced_job, namespace, name)
+        if job is None:
+            return None
+        for condition in (job.status.conditions if job.status is not None else None) or []:
+            if condition.type == "Failed" and condition.status == "True":
+                return f"{condition.reason or 'Failed'}: {condition.message or 'the Job failed'}"
+        return None
+
+    async def job_pods(self, namespace: str, name: str) -> list[Manifest]:
+        """The pods of a batch/v1 Job (by the label its controller sets), as the API returns them."""
+        found = await self._call(
+            self.core.list_namespaced_pod, namespace, label_selector=f"batch.kubernetes.io/job-name={name}"
+        )
+        pods = self.api.sanitize_for_serialization(found.items)  # type: ignore[no-untyped-call]
+        return [pod for pod in pods if isinstance(pod, dict)]
+
+    async def workers(self, namespace: str, name: str) -> Workers | None:
+        deployment = await self._read(self.apps.read_namespaced_deployment, namespace, name)
+        if deployment is None:
+            return None
+        ready = deployment.status.ready_replicas if deployment.status is not None else None
+        return Workers(desired=deployment.spec.replicas or 0, ready=ready or 0)
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        await self._call(self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}})
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+        )
+
+    async def delete_batch_job(self, namespace: str, name: str) -> None:
+        """Remove a batch/v1 Job now (its pods follow in the background), if it exists."""
+        try:
+            await self._call(self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
+    async def delete_filterjob(self, namespace: str, name: str) -> None:
+        """Delete a FilterJob (its finalizer then removes its queues), if it exists."""
+        try:
+            await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        except KubeError as e:
+            if e.status != 404:
+                raise
