@@ -161,7 +161,7 @@ def watch_command(job: str, broker: str, as_json: bool) -> None:
 
     if target.read is not None:
         current: dict[str, Any] | None = _on_cluster(console, job, target.read)
-        if (already := watch.final_phase(current or {})) is not None:
+        if (already := watch.cluster_finished(current or {})) is not None:
             output.finish(already)
             return
     import aio_pika  # noqa: PLC0415 (see _LAZY in cli.common)
