@@ -1,6 +1,6 @@
 """FilterJob's worker entrypoint with a no-op ``work`` function (bench/broker_bench.py only).
 
-Runs the real ``python -m filterjob_worker`` path — ``WorkerConfig.from_env``, JSON
+Runs the real ``python -m filterjob_worker`` path — ``config.load``, JSON
 logging, ``service.serve`` with its health server, loop-lag probe, thread executor,
 signal handling and drain — except that the ``Consumer`` it builds is given
 ``work=noop``. Done by rebinding ``service.Consumer`` to a partial before ``serve``

@@ -9,7 +9,7 @@ creating an empty exchange that nothing will ever publish to.
 
 A watch ends by itself when the job ends: on the ``job.finished`` event (local
 runs), when the job's events exchange is deleted, or when the caller's ``ended``
-awaitable completes (a cluster job reaching a final phase, see :func:`final_phase`).
+awaitable completes (a cluster job reaching a final phase, see :func:`cluster_finished`).
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def dead_letter_event(message: AbstractIncomingMessage, topology: Topology) -> E
     )
 
 
-def final_phase(job: Mapping[str, Any]) -> JobFinished | None:
-    """The end of a cluster FilterJob from its status, or None while it runs (pure)."""
+def cluster_finished(job: Mapping[str, Any]) -> JobFinished | None:
+    """The ``job.finished`` a cluster FilterJob's status amounts to once its phase is final, or
+    None while it runs (pure)."""
     status = job.get("status") or {}
     phase = status.get("phase")
     if phase not in FINAL_PHASES:
@@ -102,7 +103,7 @@ async def cluster_end(read: Callable[[], Awaitable[Mapping[str, Any] | None]], k
         job = await read()
         if job is None:
             return Ended(f"the FilterJob {key} was deleted")
-        if (end := final_phase(job)) is not None:
+        if (end := cluster_finished(job)) is not None:
             return Ended("finished", end)
         await asyncio.sleep(PHASE_POLL_SECONDS)  # a poll of the API; a watch stream would need a thread
 

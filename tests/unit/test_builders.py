@@ -14,7 +14,7 @@ from filterjob_operator.control.settings import DEFAULT_WORKER_RESOURCES, Settin
 from filterjob_operator.core import podpolicy
 from filterjob_operator.core.jobworkers import topology_of
 from filterjob_operator.core.spec import FilterJob, JobSpecError, parse_job
-from filterjob_worker.config import WorkerConfig
+from filterjob_worker.core.environment import WorkerConfig
 
 SETTINGS = Settings(worker_image="registry.example/filterjob:1.0", worker_grace_seconds=40)
 

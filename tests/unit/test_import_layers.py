@@ -59,3 +59,25 @@ def test_local_mode_never_imports_the_control_plane() -> None:
         c for c in CONTRACTS if c["type"] == "forbidden" and c["source_modules"] == ["filterjob_operator.local"]
     ]
     assert [c["forbidden_modules"] for c in forbidden] == [["filterjob_operator.control"]]
+
+
+def forbidden_of(source: str) -> set[str]:
+    """What the ``forbidden`` contract on ``source`` forbids it."""
+    (contract,) = [c for c in CONTRACTS if c["type"] == "forbidden" and c["source_modules"] == [source]]
+    return set(contract["forbidden_modules"])
+
+
+def worker_modules_but(*allowed: str) -> set[str]:
+    """Every module at the top of the worker package but ``allowed``, by full name."""
+    return {f"filterjob_worker.{name}" for name in top_modules("filterjob_worker") - set(allowed)}
+
+
+def test_the_operator_core_imports_only_the_worker_core() -> None:
+    # Named one by one (a forbidden contract on the whole package would forbid its core too),
+    # so a new worker module must be added here or the operator's core could import it unchecked.
+    assert forbidden_of("filterjob_operator.core") == worker_modules_but("core")
+
+
+def test_the_operator_adapters_never_import_the_worker_service() -> None:
+    service = {f"filterjob_worker.{name}" for name in layers_of("filterjob_worker")[0]}
+    assert forbidden_of("filterjob_operator.adapters") == worker_modules_but("core", "adapters") == service

@@ -8,7 +8,7 @@ import pytest
 
 from filterjob_operator.core.jobworkers import JOB_VARIABLES, retry_policy, topology_of, worker_env
 from filterjob_operator.core.spec import FilterJob, parse_job
-from filterjob_worker.config import Var, WorkerConfig
+from filterjob_worker.core.environment import Var, WorkerConfig
 from filterjob_worker.core.topology import RetryPolicy, Topology
 
 BROKER_URL = "amqp://filterjob:pw@rabbitmq.filterjob.svc:5672/"

@@ -55,6 +55,19 @@ def test_the_finalizer_timeout_defaults_to_five_minutes_and_must_be_seconds() ->
             Settings.from_env({"FILTERJOB_FINALIZER_TIMEOUT": bad})
 
 
+def test_the_enqueue_batch_defaults_to_500_and_must_be_at_least_one_task() -> None:
+    assert Settings.from_env({}).enqueue_batch == 500
+    assert Settings.from_env({"FILTERJOB_ENQUEUE_BATCH": " 1 "}).enqueue_batch == 1
+    for bad, problem in [
+        ("many", "a whole number"),
+        ("2.5", "a whole number"),
+        ("0", "at least 1"),
+        ("-5", "at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=f"FILTERJOB_ENQUEUE_BATCH must be {problem}"):
+            Settings.from_env({"FILTERJOB_ENQUEUE_BATCH": bad})
+
+
 def test_the_lister_deadline_defaults_to_ten_minutes_and_must_be_whole_seconds() -> None:
     assert Settings.from_env({}).lister_deadline == 600
     assert Settings.from_env({"FILTERJOB_LISTER_DEADLINE": " 1 "}).lister_deadline == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator.watch import _exchange_gone, final_phase
+from filterjob_operator.watch import _exchange_gone, cluster_finished
 from filterjob_worker.core.contract import JobFinished
 
 META = {"namespace": "photos", "name": "thumbs"}
@@ -16,17 +16,17 @@ META = {"namespace": "photos", "name": "thumbs"}
 
 @pytest.mark.parametrize("status", [None, {}, {"phase": "Running", "total": 3}, {"phase": "Enqueuing"}])
 def test_a_running_job_has_not_ended(status: dict[str, Any] | None) -> None:
-    assert final_phase({"metadata": META, "status": status}) is None
+    assert cluster_finished({"metadata": META, "status": status}) is None
 
 
 @pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
 def test_a_final_phase_ends_the_watch_with_its_counts(phase: str) -> None:
     job = {"metadata": META, "status": {"phase": phase, "total": 4, "succeeded": 3, "failed": 1}}
-    assert final_phase(job) == JobFinished(job="photos/thumbs", phase=phase, total=4, succeeded=3, failed=1)
+    assert cluster_finished(job) == JobFinished(job="photos/thumbs", phase=phase, total=4, succeeded=3, failed=1)
 
 
 def test_missing_counts_read_as_zero() -> None:
-    end = final_phase({"metadata": META, "status": {"phase": "Failed", "total": "x"}})
+    end = cluster_finished({"metadata": META, "status": {"phase": "Failed", "total": "x"}})
     assert end is not None
     assert (end.total, end.succeeded, end.failed) == (0, 0, 0)
 

@@ -11,10 +11,12 @@ import sys
 
 import pytest
 
-from filterjob_worker.config import Var, WorkerConfig, broker_url_problem, redact
+from filterjob_worker.config import load
+from filterjob_worker.core.environment import Var, WorkerConfig
 from filterjob_worker.core.errors import SpecError
 from filterjob_worker.core.topology import RetryPolicy, Topology
-from filterjob_worker.logs import CONTEXT_FIELDS, JsonFormatter, scrub
+from filterjob_worker.core.urls import broker_url_problem, redact, scrub
+from filterjob_worker.logs import CONTEXT_FIELDS, JsonFormatter
 
 URL = "amqp://user:s3cret@rabbit:5672/vhost"
 QUEUE = "fj.photos.thumbs.0f5c7a1e.tasks"
@@ -28,7 +30,7 @@ def problems_of(env: dict[str, str]) -> list[str]:
 
 
 def test_defaults() -> None:
-    config = WorkerConfig.from_env(REQUIRED)
+    config = load(REQUIRED)
     assert config.broker_url == URL
     assert config.queue == QUEUE
     assert config.concurrency == 2
@@ -95,8 +97,20 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("FILTERJOB_CONCURRENCY", "3")
-    config = WorkerConfig.from_env()
+    config = load()
     assert (config.queue, config.concurrency) == (QUEUE, 3)
+
+
+def test_the_contract_leaves_an_unnamed_worker_unnamed() -> None:
+    # The environment's contract is pure: naming a worker after its host and process is the
+    # running worker's business, so the same environment reads the same anywhere.
+    assert WorkerConfig.from_env(REQUIRED).worker_id == ""
+    assert WorkerConfig.from_env({**REQUIRED, Var.WORKER_ID: "  "}).worker_id == ""
+
+
+def test_a_worker_named_by_its_environment_keeps_the_name() -> None:
+    assert load({**REQUIRED, Var.WORKER_ID: "pod-3"}).worker_id == "pod-3"
+    assert load({**REQUIRED, Var.WORKER_ID: " "}).worker_id == f"{socket.gethostname()}-{os.getpid()}"
 
 
 def test_required_variables() -> None:

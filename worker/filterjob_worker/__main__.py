@@ -7,8 +7,9 @@ import asyncio
 import sys
 
 from filterjob_worker import __version__, logs
-from filterjob_worker.config import INVALID_CONFIG_EXIT, WorkerConfig
-from filterjob_worker.config import __doc__ as CONFIG_DOC
+from filterjob_worker.config import load
+from filterjob_worker.core.environment import INVALID_CONFIG_EXIT, WorkerConfig
+from filterjob_worker.core.environment import __doc__ as CONFIG_DOC
 from filterjob_worker.core.errors import SpecError
 
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     parser.parse_args(argv)
     try:
-        config = WorkerConfig.from_env()
+        config = load()
     except SpecError as e:
         print("filterjob-worker: invalid configuration:", file=sys.stderr)
         for problem in e.problems:

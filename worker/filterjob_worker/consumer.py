@@ -36,9 +36,9 @@ from aio_pika.abc import (
 )
 
 from filterjob_worker import processing
-from filterjob_worker.config import WorkerConfig
 from filterjob_worker.core import envelope
 from filterjob_worker.core.contract import Event, Task
+from filterjob_worker.core.environment import WorkerConfig
 from filterjob_worker.core.errors import MalformedMessage, WorkerDied, reason_of
 from filterjob_worker.core.outcome import Outcome
 from filterjob_worker.health import Health

@@ -1,8 +1,9 @@
 """Health of a worker: healthy / degraded / unhealthy, always with a reason.
 
 The state is computed when asked, from facts the consumer records as they
-happen (connection lost at, outcomes of recent tasks, draining), so there is no
-background loop polling anything. Liveness fails only when a restart could help:
+happen (connection lost at, outcomes of recent tasks, draining), so nothing polls
+the consumer or the broker; only a timer (:class:`LoopLagProbe`) measures how late
+the event loop runs. Liveness fails only when a restart could help:
 the broker unreachable past its budget, or the event loop stalled (in which case
 the probe itself is not answered in time).
 """

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
 
+from filterjob_worker.core.urls import scrub
+
 CONTEXT_FIELDS = ("job", "task", "attempt", "worker", "queue", "event", "port")
-# user:password@ in any URL-ish text; the password is replaced.
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I)
-
-
-def scrub(text: str) -> str:
-    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,9 +9,10 @@ import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from filterjob_worker import http, logs, parent, processing
-from filterjob_worker.config import WorkerConfig, redact
+from filterjob_worker import http, parent, processing
 from filterjob_worker.consumer import Consumer
+from filterjob_worker.core.environment import WorkerConfig
+from filterjob_worker.core.urls import redact, scrub
 from filterjob_worker.health import Health, LoopLagProbe
 from filterjob_worker.metrics import WorkerMetrics
 
@@ -84,7 +85,7 @@ async def _connect(consumer: Consumer, stop: asyncio.Event) -> bool:
             return True
         except Exception as e:
             consumer.health.connection_lost()
-            log.warning("cannot start consuming (%s); retrying in %.1f s", logs.scrub(str(e)), delay)
+            log.warning("cannot start consuming (%s); retrying in %.1f s", scrub(str(e)), delay)
         try:
             async with asyncio.timeout(delay):  # not wait_for: it can swallow a cancel (Python 3.11)
                 await stop.wait()

@@ -25,8 +25,7 @@ import aiormq.exceptions as amqp
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from aio_pika.connection import make_url
 
-from filterjob_worker.config import redact
-from filterjob_worker.logs import scrub
+from filterjob_worker.core.urls import redact, scrub
 
 #: Seconds to wait for the broker to complete the AMQP handshake (a port that accepts
 #: TCP but never speaks AMQP would otherwise hang the command forever).

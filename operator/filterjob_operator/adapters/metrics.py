@@ -20,9 +20,6 @@ class OperatorMetrics:
             ["namespace", "job"],
             registry=self.registry,
         )
-        self.tasks = Gauge(
-            "filterjob_job_tasks", "Tasks of a job by state.", ["namespace", "job", "state"], registry=self.registry
-        )
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
@@ -30,5 +27,3 @@ class OperatorMetrics:
     def forget(self, namespace: str, job: str) -> None:
         for gauge in (self.queue_messages, self.desired_replicas):
             gauge.remove(namespace, job)
-        for state in ("succeeded", "failed", "total"):
-            self.tasks.remove(namespace, job, state)

@@ -31,7 +31,7 @@ def _broker_url(ctx: click.Context, param: click.Parameter, value: str | None) -
     if value is None:
         return None
     from filterjob_operator.adapters.broker_errors import connect_timeout  # noqa: PLC0415 (see _LAZY)
-    from filterjob_worker.config import broker_url_problem  # noqa: PLC0415
+    from filterjob_worker.core.urls import broker_url_problem  # noqa: PLC0415
 
     try:
         connect_timeout()

@@ -114,7 +114,7 @@ def _redrive_here(
     """Re-drive a local job's parked tasks and run its workers until they are done."""
     from filterjob_operator.core.jobworkers import topology_of  # noqa: PLC0415
     from filterjob_operator.local.brokered import redrive_with_broker  # noqa: PLC0415 (see _LAZY in cli.common)
-    from filterjob_worker.config import redact  # noqa: PLC0415
+    from filterjob_worker.core.urls import redact  # noqa: PLC0415
 
     workers = workers or os.cpu_count() or 1
     options = broker_options(broker, workers, worker_logs)

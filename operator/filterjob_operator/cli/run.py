@@ -106,7 +106,7 @@ def _say_where(console: Console, ctx: click.Context, broker: str | None, workers
     if broker is None:
         console.print(f"running locally with {workers} processes", highlight=False, soft_wrap=True)
         return
-    from filterjob_worker.config import redact  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_worker.core.urls import redact  # noqa: PLC0415 (see _LAZY in cli.common)
 
     where = f"running through RabbitMQ at {redact(broker)}{broker_origin(ctx)} with {workers} worker processes"
     console.print(where, highlight=False, soft_wrap=True, markup=False)

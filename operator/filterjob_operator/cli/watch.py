@@ -58,7 +58,7 @@ def _cluster_failed(console: Console, message: str) -> NoReturn:
 
 def _broker_failed(console: Console, url: str, error: BaseException) -> NoReturn:
     """One line for a broker lost after it was reached (what :func:`.common.on_broker_errors` does not describe)."""
-    from filterjob_worker.config import redact  # noqa: PLC0415 (see _LAZY in cli.common)
+    from filterjob_worker.core.urls import redact  # noqa: PLC0415 (see _LAZY in cli.common)
 
     password = urlsplit(url).password
     detail = (str(error) or type(error).__name__).replace(password or "\0", "***")
@@ -161,7 +161,7 @@ def watch_command(job: str, broker: str, as_json: bool) -> None:
 
     if target.read is not None:
         current: dict[str, Any] | None = _on_cluster(console, job, target.read)
-        if (already := watch.final_phase(current or {})) is not None:
+        if (already := watch.cluster_finished(current or {})) is not None:
             output.finish(already)
             return
     import aio_pika  # noqa: PLC0415 (see _LAZY in cli.common)

@@ -77,6 +77,19 @@ def _seconds(name: str, text: str | None, default: float) -> float:
     return value
 
 
+def _batch(name: str, text: str | None, default: int) -> int:
+    """A whole number of tasks >= 1 (a batch of none would enqueue nothing, for ever)."""
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of tasks, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 task, got {text!r}")
+    return value
+
+
 def _deadline(name: str, text: str | None, default: int) -> int:
     """A whole number of seconds >= 1 (Kubernetes' ``activeDeadlineSeconds`` takes nothing else)."""
     if text is None or not text.strip():
@@ -119,7 +132,7 @@ class Settings:
             status_interval=float(env.get("FILTERJOB_STATUS_INTERVAL", "5")),
             metrics_port=int(env.get("FILTERJOB_METRICS_PORT", "9090")),
             worker_grace_seconds=int(env.get("FILTERJOB_WORKER_GRACE_SECONDS", "50")),
-            enqueue_batch=int(env.get("FILTERJOB_ENQUEUE_BATCH", "500")),
+            enqueue_batch=_batch("FILTERJOB_ENQUEUE_BATCH", env.get("FILTERJOB_ENQUEUE_BATCH"), 500),
             worker_resources=_resources(env.get("FILTERJOB_WORKER_RESOURCES")),
             list_inputs=_list_inputs(env.get("FILTERJOB_LIST_INPUTS")),
             image_pull_secrets=tuple(

@@ -8,7 +8,7 @@ variables in the worker pod template. One builder, so they never drift.
 from __future__ import annotations
 
 from filterjob_operator.core.spec import FilterJob
-from filterjob_worker.config import Var, WorkerConfig
+from filterjob_worker.core.environment import Var, WorkerConfig
 from filterjob_worker.core.topology import RetryPolicy, Topology
 
 #: What a job decides of its workers' configuration (the rest is the pod's or the run's).

@@ -24,10 +24,6 @@ def _vendored() -> Schema:
     return data
 
 
-def kubernetes_version() -> str:
-    return str(_vendored()["kubernetesVersion"])
-
-
 def schema(name: str, description: str | None = None) -> Schema:
     """A copy of the structural schema of ``core/v1`` type ``name``, e.g. ``Toleration``."""
     out: Schema = copy.deepcopy(_vendored()["types"][name])

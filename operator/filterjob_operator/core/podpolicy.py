@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from filterjob_worker.config import Var
+from filterjob_worker.core.environment import Var
 
 #: Every FILTERJOB_* variable the operator sets in worker or lister pods (FILTERJOB_JOB: the
 #: lister's and verifier's FilterJob, see ``builders.lister``).

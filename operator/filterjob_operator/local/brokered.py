@@ -21,7 +21,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from filterjob_operator.adapters import broker_errors, sources
-from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
+from filterjob_operator.adapters.broker.backlog import Backlog
+from filterjob_operator.adapters.broker.enqueue import publish_tasks
 from filterjob_operator.adapters.broker.parked import redrive
 from filterjob_operator.adapters.broker.topology import declare, delete
 from filterjob_operator.core.jobworkers import topology_of
@@ -227,13 +228,13 @@ async def _enqueue(connection: AbstractRobustConnection, job: FilterJob, keys: l
     """
     topology = topology_of(job)
     channel = await connection.channel(publisher_confirms=True)
-    cursor = Cursor()
+    backlog = Backlog(keys)
     while True:
         try:
-            await publish_tasks(channel, topology, sources.plan(job, keys[cursor.position :]), cursor=cursor)
+            await publish_tasks(channel, topology, sources.plan(job, backlog.pending()), cursor=backlog.cursor)
             break
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as e:
-            log.warning("publishing interrupted at task %d of %d (%s); resuming", cursor.position, len(keys), e)
+            log.warning("publishing interrupted at task %d of %d (%s); resuming", backlog.position, len(keys), e)
             await asyncio.sleep(REPUBLISH_DELAY)  # backoff while the robust connection reconnects
     await channel.close()
     tally.all_enqueued()

@@ -26,7 +26,7 @@ from filterjob_operator.local.progress import flush, progress_consumer
 from filterjob_operator.local.start import Listener
 from filterjob_operator.local.supervisor import GaveUp, Supervisor
 from filterjob_operator.local.tally import Tally, verify
-from filterjob_worker.config import Var
+from filterjob_worker.core.environment import Var
 from filterjob_worker.core.topology import Topology
 
 #: Seconds between refreshes of the queue depth shown with the progress bar.

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from filterjob_worker.config import INVALID_CONFIG_EXIT, Var
+from filterjob_worker.core.environment import INVALID_CONFIG_EXIT, Var
 
 log = logging.getLogger("filterjob.supervisor")
 

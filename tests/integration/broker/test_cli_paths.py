@@ -24,9 +24,9 @@ from filterjob_operator.core import exits, listing
 from filterjob_operator.core.jobworkers import topology_of
 from filterjob_operator.core.samples import make_image
 from filterjob_operator.core.spec import load_job, parse_job
-from filterjob_worker.config import redact
 from filterjob_worker.core.envelope import REASON_HEADER
 from filterjob_worker.core.topology import Topology
+from filterjob_worker.core.urls import redact
 from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, filterjob, ready_count
 from tests.helpers.jobfiles import unique, write_job
 

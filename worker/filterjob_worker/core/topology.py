@@ -22,11 +22,13 @@ Per job (``base`` = ``fj.<namespace>.<name>.<uid[:8]>``):
 :class:`QueueName` reads these names back (the one grammar of them), for commands
 that are given any queue of a job.
 
-Every queue is a quorum queue (replicated, durable) with at-least-once
-dead-lettering, so no hop of a message's life can drop it. This module is used
+The task, retry, parked and progress queues are quorum queues (replicated, durable), the
+task and retry queues with at-least-once dead-lettering, so no hop of a task's life can
+drop it; the inputs and outputs queues are classic (see above). This module is used
 everywhere a job's topology is needed: the operator, the local broker mode, the
-worker (to find its retry and parked queues) and the tests. Only the operator
-declares them (:mod:`filterjob_operator.adapters.broker.topology`); the worker never does.
+worker (to find its retry and parked queues) and the tests. Only the operator's package
+declares them (:mod:`filterjob_operator.adapters.broker.topology`, for the operator and
+``filterjob run --broker``); the worker never does.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from filterjob_worker.core.errors import SpecError
 from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, MAX_BACKOFF_SECONDS
 
 TASKS_SUFFIX = ".tasks"
-EVENTS_KEY_PREFIX = "task."
 # Deliveries beyond the retry budget that a task may spend on crashing workers
 # before it counts as poison (a worker killed by a scale-down must not park a task).
 EXTRA_DELIVERIES = 5
@@ -145,7 +146,8 @@ class Topology:
 
     @property
     def queues(self) -> list[str]:
-        """Every queue of the job; their messages are the job's outstanding and failed work."""
+        """The queues a task lives in (task, retry and parked): their messages are the job's
+        outstanding and failed work. The listing and progress queues are not among them."""
         return [self.tasks, *self.retry_queues, self.parked]
 
     @property

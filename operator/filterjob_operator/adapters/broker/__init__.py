@@ -1,6 +1,7 @@
 """Everything the control plane says to RabbitMQ about a job, one concern per module.
 
 - :mod:`.enqueue`: publishing tasks in a confirm window, from a resumable :class:`~.enqueue.Cursor`;
+- :mod:`.backlog`: a job's keys to enqueue, a batch at a time from the confirmed position on;
 - :mod:`.depths`: how many messages wait in a job's queues;
 - :mod:`.management`: the management HTTP API (unacked counts);
 - :mod:`.parked`: parked tasks, listed in place and re-driven;

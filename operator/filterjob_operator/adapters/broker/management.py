@@ -14,7 +14,6 @@ import aiohttp
 class QueueStats:
     ready: int
     unacked: int
-    consumers: int
     #: False until the broker sampled the queue's statistics once (the counts then read 0).
     sampled: bool = True
 
@@ -77,7 +76,6 @@ class Management:
         return QueueStats(
             ready=int(data.get("messages_ready", 0)),
             unacked=int(data.get("messages_unacknowledged", 0)),
-            consumers=int(data.get("consumers", 0)),
             sampled="messages_unacknowledged" in data,
         )
 

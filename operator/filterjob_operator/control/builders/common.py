@@ -7,7 +7,7 @@ from typing import Any
 
 from filterjob_operator.control.settings import Settings
 from filterjob_operator.core.spec import API_VERSION, KIND, FilterJob
-from filterjob_worker.config import Var
+from filterjob_worker.core.environment import Var
 
 Manifest = dict[str, Any]
 JOB_LABEL = "filterjob.dev/job"

@@ -14,7 +14,7 @@ from filterjob_operator.control.builders.common import (
 from filterjob_operator.control.settings import Settings
 from filterjob_operator.core.jobworkers import worker_env
 from filterjob_operator.core.spec import FilterJob
-from filterjob_worker.config import Var
+from filterjob_worker.core.environment import Var
 
 HEALTH_PORT = 8080
 

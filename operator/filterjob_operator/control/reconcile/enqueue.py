@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from filterjob_operator.adapters import sources
-from filterjob_operator.adapters.broker.enqueue import Cursor
+from filterjob_operator.adapters.broker.backlog import Backlog
 from filterjob_operator.control.reconcile.context import Attempt, JobContext, Outcome
 
 #: Persist the enqueue cursor at least this often (seconds), besides once per batch.
@@ -46,11 +46,11 @@ class Checkpoint:
 
 
 async def _save(
-    ctx: JobContext, checkpoint: Checkpoint, cursor: Cursor, keys: Sequence[str], *, already: int, force: bool = False
+    ctx: JobContext, checkpoint: Checkpoint, backlog: Backlog, *, already: int, force: bool = False
 ) -> None:
-    done = cursor.position
+    done = backlog.position
     if checkpoint.due(done, now=time.monotonic(), force=force):
-        through = {"enqueuedThrough": keys[done - 1]} if done else {}
+        through = {"enqueuedThrough": backlog.through} if done else {}
         await ctx.patch(enqueued=already + done, **through)
         checkpoint.mark(done, now=time.monotonic())
 
@@ -59,17 +59,16 @@ async def enqueue(ctx: JobContext, attempt: Attempt, keys: Sequence[str], *, alr
     """Publish a task for each of ``keys`` (those after the saved cursor): :attr:`Outcome.CONTINUE`
     once all are enqueued, :attr:`Outcome.STOPPED` if the daemon stopped first (the next one resumes)."""
     batch = ctx.services.settings.enqueue_batch
-    cursor = Cursor()  # into keys
+    backlog = Backlog(keys, batch=batch)
     checkpoint = Checkpoint(batch=batch)
-    while cursor.position < len(keys):
+    while not backlog.done:
         if await ctx.wait_unsuspended() is Outcome.STOPPED:
             return Outcome.STOPPED
         if ctx.stopped:
-            await _save(ctx, checkpoint, cursor, keys, already=already, force=True)
+            await _save(ctx, checkpoint, backlog, already=already, force=True)
             return Outcome.STOPPED
-        chunk = keys[cursor.position : cursor.position + batch]
-        await attempt.broker.publish(sources.plan(attempt.job, chunk), cursor=cursor)
-        await _save(ctx, checkpoint, cursor, keys, already=already)
-    await _save(ctx, checkpoint, cursor, keys, already=already, force=True)
+        await attempt.broker.publish(sources.plan(attempt.job, backlog.pending()), cursor=backlog.cursor)
+        await _save(ctx, checkpoint, backlog, already=already)
+    await _save(ctx, checkpoint, backlog, already=already, force=True)
     ctx.events.info("Enqueued", f"{already + len(keys)} tasks enqueued")
     return Outcome.CONTINUE
