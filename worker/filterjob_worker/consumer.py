@@ -34,8 +34,10 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import DeliveryError
 
 from filterjob_worker import processing
+from filterjob_worker.adapters.amqp import describe_refusal, publish_confirmed
 from filterjob_worker.core import envelope
 from filterjob_worker.core.contract import Event, Task
 from filterjob_worker.core.environment import WorkerConfig
@@ -250,18 +252,25 @@ class Consumer:
         self.metrics.parked.labels(cause).inc()
 
     async def _settle(self, message: AbstractIncomingMessage, conclude: Any) -> None:
-        """Run the follow-ups, then ack; if the broker went away meanwhile, the delivery returns."""
+        """Run the follow-ups, then ack: a delivery is acked only once what replaces it (a retry or a
+        parked copy) is confirmed by the broker, so no failure path can lose a task."""
         try:
             await conclude
             await message.ack()
         except asyncio.CancelledError:
             raise
+        except DeliveryError as e:
+            # The broker refused or returned the follow-up (its queue was deleted?): the delivery goes
+            # back to the queue for another try; its delivery limit ends in the dead letters, not a loop.
+            log.error("could not settle a delivery, it goes back to its queue: %s", describe_refusal(e))
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
         except Exception as e:
             log.warning("could not settle a delivery, it will be redelivered: %s", e)
 
     async def _publish(self, queue: str, message: aio_pika.Message) -> None:
         assert self._channel is not None
-        await self._channel.default_exchange.publish(message, routing_key=queue)
+        await publish_confirmed(self._channel.default_exchange, message, routing_key=queue)
 
     async def _emit(self, event: Event) -> None:
         assert self._events is not None

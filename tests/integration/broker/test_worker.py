@@ -145,6 +145,41 @@ async def _good_task_still_served(
     assert output_exists(good.output)
 
 
+async def test_a_task_whose_parked_queue_is_gone_is_never_acked_and_is_parked_once_the_queue_is_back(
+    connection: AbstractRobustConnection,
+    channel: AbstractChannel,
+    declared: Topology,
+    spawn_worker: WorkerFactory,
+    images: Callable[..., tuple[Path, Path]],
+) -> None:
+    """Before, the broker returned the parked copy as unroutable, the worker acked the delivery
+    anyway, and the task was gone from every queue."""
+    src, dst = images(0, broken=1)
+    (task,) = make_tasks(declared, src, dst)
+    worker = spawn_worker()
+    await worker.consuming()
+    await channel.queue_delete(declared.parked)  # deleted behind the worker's back
+    await publish(channel, declared, [task])
+    line = await asyncio.to_thread(
+        worker.wait_log, lambda line: str(line.get("msg", "")).startswith("could not settle a delivery")
+    )
+    assert f"for queue {declared.parked!r} as unroutable" in line["msg"]
+    assert line["level"] == "error"
+
+    await declare(channel, declared)  # the parked queue is back, bound to the dead letters again
+    log = ParkedLog()
+    parked_channel = await connection.channel()
+    queue = await parked_channel.get_queue(declared.parked)
+    tag = await queue.consume(log.on_message, no_ack=True)
+    try:
+        (message,) = await log.wait_for(1)
+    finally:
+        await queue.cancel(tag)
+        await parked_channel.close()
+    assert message.body == task.to_json()
+    assert await terminate(worker) == 0
+
+
 @pytest.mark.parametrize("kind", ["malformed", "unknown-filter", "corrupt-image"])
 async def test_permanent_poison_is_parked_at_once_and_worker_keeps_serving(
     kind: str,

@@ -1,11 +1,13 @@
-"""The AMQP calls the worker package owns, shared with the operator (the worker never imports the operator)."""
+"""Confirmed publishing: the worker's retries and parked copies, and the operator's tasks
+(here, as the worker never imports the operator)."""
 
 from __future__ import annotations
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
-from aio_pika.exceptions import PublishError
+from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 
 
 async def publish_confirmed(exchange: AbstractExchange, message: aio_pika.Message, *, routing_key: str) -> None:
@@ -19,3 +21,12 @@ async def publish_confirmed(exchange: AbstractExchange, message: aio_pika.Messag
     result = await exchange.publish(message, routing_key=routing_key)
     if isinstance(result, DeliveredMessage):
         raise PublishError(result, result.delivery)
+
+
+def describe_refusal(error: DeliveryError) -> str:
+    """What the broker did with a message it did not take, naming the queue it was meant for."""
+    returned = error.message.delivery if isinstance(error, PublishError) and error.message else None
+    if isinstance(returned, Basic.Return):
+        queue = returned.routing_key
+        return f"the broker returned a message for queue {queue!r} as unroutable (was the queue deleted?)"
+    return f"the broker refused a message (nack): {error}"
