@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
-from filterjob_operator.core.spec import FilterJob, JobSpecError, overlap
+from filterjob_operator.core.locations import overlap
+from filterjob_operator.core.spec import FilterJob, JobSpecError
 from filterjob_worker.adapters import storage
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.errors import SpecError
