@@ -33,6 +33,16 @@ def plain(value: Any) -> Any:
     return value
 
 
+def object_schema(
+    description: str, properties: Schema, *, required: list[str] | None = None, extra: Schema | None = None
+) -> Schema:
+    """A hand-written object schema (for what no model describes), its description first as the CRD prints it."""
+    out: Schema = {"type": "object", "description": description, "properties": properties, **(extra or {})}
+    if required:
+        out["required"] = required
+    return out
+
+
 def model_schema(
     model: type[BaseModel],
     *,

@@ -198,6 +198,8 @@ SOURCE_EMPTY, INPUTS_SKIPPED = "SourceEmpty", "InputsSkipped"
 SOURCE_CONDITIONS = (SOURCE_EMPTY, INPUTS_SKIPPED)
 #: Skipped paths named in ``status.skippedPaths``; ``status.skipped`` counts them all.
 SHOWN_SKIPPED = 20
+#: Failures named in ``status.recentFailures`` (all are kept in the job's parked queue).
+RECENT_FAILURES = 20
 
 
 def source_conditions(
