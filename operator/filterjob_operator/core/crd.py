@@ -26,7 +26,8 @@ from filterjob_operator.core.spec import (
 )
 from filterjob_operator.core.status import PENDING
 from filterjob_operator.core.statusschema import status_schema
-from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_worker.core.catalog import CATALOG
+from filterjob_worker.core.filterdef import FilterDef
 from filterjob_worker.core.params import NumberParam, Param
 
 Schema = dict[str, Any]
