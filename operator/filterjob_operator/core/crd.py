@@ -136,10 +136,9 @@ def filters_schema() -> Schema:
     }
     properties.update({name: _param_schema(param) for name, param in sorted(union.items())})
     rules = [rule for fdef in CATALOG.values() for rule in _filter_rules(fdef, union)]
-    # Its length's lower bound and its description are the model's (FilterJobSpec.filters).
+    # Its length's bounds and its description are the model's (FilterJobSpec.filters).
     return {
         "type": "array",
-        "maxItems": 64,
         "items": object_schema(
             "One step: a filter name and its parameters.",
             properties,

@@ -77,6 +77,8 @@ MAX_TOLERATIONS = 64
 MAX_LABELS = 64
 MAX_CAPABILITIES = 64
 MAX_KEY_LENGTH = 317  # 253 for the prefix, 1 for the slash, 63 for the name
+#: The longest name of a Kubernetes object (a DNS subdomain), e.g. a PriorityClass or ServiceAccount.
+MAX_OBJECT_NAME = 253
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,11 @@ def _labels_ok(labels: Mapping[str, str]) -> bool:
     return all(_key_ok(k) and re.match(LABEL_VALUE, v) is not None for k, v in labels.items())
 
 
+def _capabilities_bounded(context: Mapping[str, Any]) -> bool:
+    capabilities = context.get("capabilities") or {}
+    return all(len(capabilities.get(key) or []) <= MAX_CAPABILITIES for key in ("add", "drop"))
+
+
 def _own(values: tuple[str, ...]) -> Callable[[Any], bool]:
     return lambda mapping: all(k not in values and not k.startswith(RESERVED_PREFIX) for k in mapping)
 
@@ -195,6 +202,12 @@ GUARDS: tuple[Guard, ...] = (
         f"no readOnlyRootFilesystem false, no Unmasked procMount, no capabilities added but "
         f"{', '.join(ALLOWED_CAPABILITIES)}",
         _container_context_ok,
+    ),
+    Guard(
+        "securityContext",
+        None,  # the schema bounds them (maxItems); said here too, for what does not go through the API server
+        f"capabilities.add and capabilities.drop may list at most {MAX_CAPABILITIES} capabilities each",
+        _capabilities_bounded,
     ),
     Guard(
         "env",

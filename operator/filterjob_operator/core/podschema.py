@@ -20,14 +20,14 @@ def _guarded(field: str, schema: Schema) -> Schema:
 def _string_map(description: str, *, values: Schema | None = None) -> Schema:
     return {
         "type": "object",
-        "maxProperties": podpolicy.MAX_LABELS,
         "additionalProperties": {"type": "string", **(values or {})},
         "description": description,
     }
 
 
-def _list_of(kind: str, description: str, *, max_items: int) -> Schema:
-    return {"type": "array", "maxItems": max_items, "items": kubetypes.schema(kind), "description": description}
+def _list_of(kind: str, description: str) -> Schema:
+    """A list of a Kubernetes type; its bound is the model's (``workload.Workers``)."""
+    return {"type": "array", "items": kubetypes.schema(kind), "description": description}
 
 
 def _container_security_context() -> Schema:
@@ -37,7 +37,7 @@ def _container_security_context() -> Schema:
         "non-root, all capabilities dropped). May not weaken it: no privileged, no "
         "allowPrivilegeEscalation, no writable root, no capability added but NET_BIND_SERVICE.",
     )
-    for key in ("add", "drop"):  # bounded, so the guard's CEL cost is
+    for key in ("add", "drop"):  # bounded, so the guard's CEL cost is (a guard of podpolicy checks it too)
         context["properties"]["capabilities"]["properties"][key]["maxItems"] = podpolicy.MAX_CAPABILITIES
     return context
 
@@ -56,26 +56,17 @@ def pod_overrides_schema(*, at: str) -> Schema:
         ),
         "securityContext": _guarded("securityContext", _container_security_context()),
         "nodeSelector": _string_map("Node labels the pods must be scheduled on."),
-        "tolerations": _list_of("Toleration", "Taints the pods tolerate.", max_items=podpolicy.MAX_TOLERATIONS),
+        "tolerations": _list_of("Toleration", "Taints the pods tolerate."),
         "affinity": kubetypes.schema("Affinity", "Node and pod (anti-)affinity of the pods."),
-        "priorityClassName": {"type": "string", "maxLength": 253, "description": "PriorityClass of the pods."},
-        "serviceAccountName": {
-            "type": "string",
-            "maxLength": 253,
-            "description": "ServiceAccount of the pods, e.g. for a cloud identity; its API token is not mounted.",
-        },
         "env": _guarded(
             "env",
             _list_of(
-                "EnvVar",
-                "More environment variables of the containers; not the FILTERJOB_* ones the operator sets.",
-                max_items=podpolicy.MAX_ENV,
+                "EnvVar", "More environment variables of the containers; not the FILTERJOB_* ones the operator sets."
             ),
         ),
         "envFrom": _list_of(
             "EnvFromSource",
             "ConfigMaps and Secrets as environment variables; the operator's own variables take precedence.",
-            max_items=podpolicy.MAX_ENV_FROM,
         ),
         "podLabels": _guarded(
             "podLabels",

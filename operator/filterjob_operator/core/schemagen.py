@@ -125,7 +125,7 @@ def _type_schema(
 def _constraints(field: FieldInfo, kind: str) -> Schema:
     """The field's bounds (pydantic keeps them as annotated_types metadata) in OpenAPI v3.0 terms."""
     out: Schema = {}
-    sized = "Items" if kind == "array" else "Length"
+    sized = {"array": "Items", "object": "Properties"}.get(kind, "Length")
     for bound in field.metadata:
         if isinstance(bound, annotated_types.Gt):
             out.update(exclusiveMinimum=True, minimum=plain(bound.gt))

@@ -19,6 +19,7 @@ from filterjob_operator.core.apimodel import ApiModel
 from filterjob_operator.core.locations import Destination, Source, overlap, uri_path
 from filterjob_operator.core.workload import Autoscaling, BrokerRef, Retry, Workers
 from filterjob_worker.core.errors import SpecError, did_you_mean
+from filterjob_worker.core.limits import MAX_FILTERS
 from filterjob_worker.core.pipeline import Pipeline
 
 GROUP = "filterjob.dev"
@@ -50,6 +51,7 @@ class FilterJobSpec(ApiModel):
     destination: Destination
     filters: list[dict[str, Any]] = Field(
         min_length=1,
+        max_length=MAX_FILTERS,
         description="The filter pipeline, applied in order. `filterjob filters` lists every filter and parameter.",
     )
     workers: Workers = Field(default_factory=Workers)
@@ -149,6 +151,11 @@ def _problem(error: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         loc = tuple(error["loc"])
         return f"{where}: unknown field{did_you_mean(loc[-1], _fields_at(loc[:-1]))}"
+    if kind == "too_long":  # a list or mapping: pydantic's message would quote every item
+        # pydantic stops counting a mapping at its limit (no actual_length); its input has them all.
+        limit, given = error["ctx"]["max_length"], error["ctx"].get("actual_length") or len(error["input"])
+        unit = "entries" if error["ctx"].get("field_type") == "Dictionary" else "items"
+        return f"{where}: at most {limit} {unit} are allowed, got {given}; remove {given - limit}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return f"{where}: {message}"

@@ -29,18 +29,25 @@ class Workers(ApiModel):
         default_factory=list, description="Where the volumes are mounted in the worker container."
     )
     # Overrides for real clusters, on worker and lister pods alike; their shapes are the
-    # Kubernetes types' (checked by the CRD), what they may not do is in ``podpolicy``.
+    # Kubernetes types' (checked by the CRD), what they may not do is in ``podpolicy``; their bounds
+    # (which keep the CRD's CEL rules within the API server's cost budget) are said here, once.
     pod_security_context: dict[str, Any] = Field(default_factory=dict)
     security_context: dict[str, Any] = Field(default_factory=dict)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=podpolicy.MAX_LABELS)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=podpolicy.MAX_TOLERATIONS)
     affinity: dict[str, Any] = Field(default_factory=dict)
-    priority_class_name: str | None = None
-    service_account_name: str | None = None
-    env: list[dict[str, Any]] = Field(default_factory=list)
-    env_from: list[dict[str, Any]] = Field(default_factory=list)
-    pod_labels: dict[str, str] = Field(default_factory=dict)
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    priority_class_name: str | None = Field(
+        default=None, max_length=podpolicy.MAX_OBJECT_NAME, description="PriorityClass of the pods."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=podpolicy.MAX_OBJECT_NAME,
+        description="ServiceAccount of the pods, e.g. for a cloud identity; its API token is not mounted.",
+    )
+    env: list[dict[str, Any]] = Field(default_factory=list, max_length=podpolicy.MAX_ENV)
+    env_from: list[dict[str, Any]] = Field(default_factory=list, max_length=podpolicy.MAX_ENV_FROM)
+    pod_labels: dict[str, str] = Field(default_factory=dict, max_length=podpolicy.MAX_LABELS)
+    pod_annotations: dict[str, str] = Field(default_factory=dict, max_length=podpolicy.MAX_LABELS)
 
     @field_validator("pod_security_context", "security_context", "env", "pod_labels", "pod_annotations")
     @classmethod
