@@ -68,8 +68,9 @@ ALLOWED_CAPABILITIES = ("NET_BIND_SERVICE",)
 #: A label key: an optional DNS-subdomain prefix and a name (Kubernetes' own rule).
 _DNS_PREFIX = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
 LABEL_KEY = rf"^{_DNS_PREFIX}[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
-#: A label value (empty allowed).
-LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+#: A label value (empty allowed), of at most ``MAX_LABEL_VALUE`` characters.
+MAX_LABEL_VALUE = 63
+LABEL_VALUE = rf"^(([A-Za-z0-9][-A-Za-z0-9_.]{{0,{MAX_LABEL_VALUE - 2}}})?[A-Za-z0-9])?$"
 #: Bounds that keep the CEL rules' estimated cost within the API server's budget.
 MAX_ENV = 256
 MAX_ENV_FROM = 64

@@ -72,7 +72,7 @@ def pod_overrides_schema(*, at: str) -> Schema:
             "podLabels",
             _string_map(
                 "More labels of the pods (not the operator's own).",
-                values={"maxLength": 63, "pattern": podpolicy.LABEL_VALUE},
+                values={"maxLength": podpolicy.MAX_LABEL_VALUE, "pattern": podpolicy.LABEL_VALUE},
             ),
         ),
         "podAnnotations": _guarded(
