@@ -4,7 +4,7 @@ Makes N empty output files (default 100,000, 1,000 per directory, in a temporary
 and times, in interleaved rounds, in one process:
 
 - (a) baseline: a bare recursive ``os.scandir`` walk collecting the file names;
-- (b) ``verifier.observe``: one listing of the destination (``storage.list_objects``);
+- (b) ``verifier.observe``: one listing of the destination (``filelisting.list_objects``);
 - (c) ``verification.planned`` + ``verification.verify``: planning the N tasks' outputs and
   intersecting them with what (b) found, i.e. the rest of what the operator does at a job's end;
 - (d) a ``stat`` per output, the way not taken, for comparison.

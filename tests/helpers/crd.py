@@ -12,8 +12,8 @@ import celpy
 import jsonschema
 
 from filterjob_operator.core.crd import build_crd
-from filterjob_worker.core.catalog import FilterDef
 from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.filterdef import FilterDef
 from filterjob_worker.core.params import BoolParam, BoxParam, ChoiceParam, NumberParam, Param
 from filterjob_worker.core.pipeline import Pipeline
 

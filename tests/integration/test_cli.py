@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
+from filterjob_operator.core import exits
 from filterjob_operator.core.samples import make_samples
 from filterjob_worker.core.catalog import CATALOG
+from filterjob_worker.core.limits import MAX_FILTERS
 from tests.helpers import runs
 from tests.helpers.childenv import child_env
 
@@ -64,6 +66,23 @@ def test_invalid_job_exits_two_naming_the_problem(tmp_path: Path, job_doc: dict[
         result = filterjob(command, str(tmp_path / "job.yaml"))
         assert result.returncode == 2
         assert "spec.filters[0] (blur): radius must be between 0 and 100, got -1" in result.stderr
+
+
+def test_a_pipeline_longer_than_the_apis_limit_exits_two_naming_it(tmp_path: Path, job_doc: dict[str, Any]) -> None:
+    assert filterjob("samples", str(tmp_path / "in"), "-n", "2", "--size", "40x30").returncode == 0
+    job_doc["spec"]["source"]["uri"] = "in"
+    job_doc["spec"]["destination"]["uri"] = "out"
+    job_doc["spec"]["filters"] = [{"name": "grayscale"}] * (MAX_FILTERS + 1)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc))
+    result = filterjob("run", "job.yaml", "--no-progress", cwd=tmp_path)
+    assert result.returncode == exits.INVALID, result.stdout + result.stderr
+    assert f"spec.filters: at most {MAX_FILTERS} items are allowed, got {MAX_FILTERS + 1}; remove 1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    job_doc["spec"]["filters"] = [{"name": "grayscale"}] * MAX_FILTERS
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc))
+    accepted = filterjob("run", "job.yaml", "--no-progress", cwd=tmp_path)
+    assert accepted.returncode == exits.OK, accepted.stdout + accepted.stderr
 
 
 def test_validate_accepts_the_cluster_example() -> None:

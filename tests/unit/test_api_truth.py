@@ -19,9 +19,10 @@ import pytest
 from filterjob_operator.core import crd
 from filterjob_operator.core.spec import JobSpecError, parse_job
 from filterjob_operator.core.status import Phase
-from filterjob_worker.core.catalog import CATALOG, FilterDef, not_with, one_given
+from filterjob_worker.core.catalog import CATALOG
 from filterjob_worker.core.codec import OutputFormat
 from filterjob_worker.core.environment import WorkerConfig
+from filterjob_worker.core.filterdef import FilterDef, not_with, one_given
 from filterjob_worker.core.params import BoxParam
 from filterjob_worker.core.topology import RetryPolicy
 from tests.helpers.crd import SCHEMA, problems, program, sample_steps, typed, worker_accepts

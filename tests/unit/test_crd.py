@@ -350,7 +350,7 @@ def test_every_field_a_pod_guard_names_is_in_the_schema() -> None:
 
 
 def test_the_crd_takes_every_output_format_the_model_takes() -> None:
-    from filterjob_operator.core.spec import Destination  # noqa: PLC0415
+    from filterjob_operator.core.locations import Destination  # noqa: PLC0415
     from filterjob_worker.core.codec import FORMAT_ALIASES, FORMATS  # noqa: PLC0415
 
     enum = SCHEMA["properties"]["spec"]["properties"]["destination"]["properties"]["format"]["enum"]

@@ -11,8 +11,8 @@ import pytest
 
 from filterjob_operator.control.reconcile.decision import Memory, Observation, decide
 from filterjob_operator.core import status
-from filterjob_operator.core.spec import Autoscaling
 from filterjob_operator.core.status import Depths
+from filterjob_operator.core.workload import Autoscaling
 
 BUSY = Depths(ready=50, unacked=10, retrying=0, parked=0)  # 60 outstanding: 3 replicas at 20 each
 EMPTY = Depths(parked=2)

@@ -144,3 +144,19 @@ def test_what_has_no_structural_schema_is_refused_not_dropped(model: type[BaseMo
 def test_plain(value: Any, shown: Any) -> None:
     assert plain(value) == shown
     assert type(plain(value)) is type(shown)
+
+
+class Bounded(BaseModel):
+    """Bounded mappings."""
+
+    labels: dict[str, str] = Field(default_factory=dict, max_length=4, min_length=1, description="Labels.")
+
+
+def test_a_mappings_bounds_count_its_properties() -> None:
+    assert model_schema(Bounded)["properties"]["labels"] == {
+        "type": "object",
+        "description": "Labels.",
+        "additionalProperties": {"type": "string"},
+        "maxProperties": 4,
+        "minProperties": 1,
+    }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from filterjob_worker.adapters import storage
+from filterjob_worker.adapters import filelisting, storage
 from filterjob_worker.core.errors import (
     InputNotFound,
     PermanentTaskError,
@@ -217,7 +217,7 @@ def test_list_keys_is_recursive_sorted_and_skips_hidden_and_temp_files(tmp_path:
         "a/x.jpg",
         "a-b/x.jpg",
     )
-    keys = list(storage.list_keys(uri(tmp_path)))
+    keys = list(filelisting.list_keys(uri(tmp_path)))
     # Sorted as keys (strings), not directory by directory: a file never comes before a
     # key that sorts lower in a sub-directory.
     assert keys == ["a-b/x.jpg", "a.png", "a/x.jpg", "b.jpg", "m/n.jpg", "z/a/b/c.jpg", "z/y.jpg", "zz.jpg"]
@@ -225,14 +225,14 @@ def test_list_keys_is_recursive_sorted_and_skips_hidden_and_temp_files(tmp_path:
 
 
 def test_list_keys_of_an_empty_directory(tmp_path: Path) -> None:
-    assert list(storage.list_keys(uri(tmp_path))) == []
+    assert list(filelisting.list_keys(uri(tmp_path))) == []
 
 
 @pytest.mark.parametrize("exclude", ["out", "out/"])
 def test_list_keys_skips_the_excluded_prefix(tmp_path: Path, exclude: str) -> None:
     touch(tmp_path, "a.jpg", "out/a.jpg", "out/sub/b.jpg", "outer/c.jpg", "sub/out/d.jpg")
     excluded = uri(tmp_path / "out") + ("/" if exclude.endswith("/") else "")
-    keys = list(storage.list_keys(uri(tmp_path) + "/", exclude=excluded))
+    keys = list(filelisting.list_keys(uri(tmp_path) + "/", exclude=excluded))
     assert keys == ["a.jpg", "outer/c.jpg", "sub/out/d.jpg"]
 
 
@@ -240,7 +240,7 @@ def test_list_keys_excludes_a_nested_prefix_given_through_a_symlink(tmp_path: Pa
     src = tmp_path / "src"
     touch(src, "a.jpg", "out/a.jpg")
     (tmp_path / "link-to-out").symlink_to(src / "out")
-    assert list(storage.list_keys(uri(src), exclude=uri(tmp_path / "link-to-out"))) == ["a.jpg"]
+    assert list(filelisting.list_keys(uri(src), exclude=uri(tmp_path / "link-to-out"))) == ["a.jpg"]
 
 
 @pytest.mark.parametrize("kind", ["missing", "file"])
@@ -249,7 +249,7 @@ def test_list_keys_of_a_missing_source_is_an_error(tmp_path: Path, kind: str) ->
     if kind == "file":
         source.write_bytes(b"x")
     with pytest.raises(SpecError, match="is not an existing directory"):
-        list(storage.list_keys(uri(source)))
+        list(filelisting.list_keys(uri(source)))
 
 
 # --- join --------------------------------------------------------------------------------
@@ -331,13 +331,13 @@ def test_joined_uris_work_with_read_and_write(tmp_path: Path) -> None:
     target = storage.join(uri(tmp_path), "sub dir/ünï #1.jpg", resolve=True)
     storage.write_atomic(target, b"data")
     assert storage.read_bytes(target) == b"data"
-    assert list(storage.list_keys(uri(tmp_path))) == ["sub dir/ünï #1.jpg"]
+    assert list(filelisting.list_keys(uri(tmp_path))) == ["sub dir/ünï #1.jpg"]
 
 
 # --- scan: nothing left out silently -----------------------------------------------------
 
 
-def reasons(found: storage.Scan, root: Path) -> dict[str, str]:
+def reasons(found: filelisting.Scan, root: Path) -> dict[str, str]:
     return {Path(u.path).relative_to(root).as_posix(): u.reason for u in found.unlisted}
 
 
@@ -348,7 +348,7 @@ def test_scan_reports_broken_links_loops_and_special_files(tmp_path: Path) -> No
     (tmp_path / "loop-b.jpg").symlink_to(tmp_path / "loop-a.jpg")
     (tmp_path / "sub" / "up").symlink_to(tmp_path)
     os.mkfifo(tmp_path / "pipe.jpg")
-    found = storage.scan(uri(tmp_path))
+    found = filelisting.scan(uri(tmp_path))
     assert found.keys == ["a.jpg", "sub/b.jpg"]
     got = reasons(found, tmp_path)
     assert set(got) == {"dangling.jpg", "loop-a.jpg", "loop-b.jpg", "sub/up", "pipe.jpg"}
@@ -364,7 +364,7 @@ def test_scan_reports_sockets_and_devices_that_are_selected(tmp_path: Path) -> N
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(tmp_path / "s.jpg"))
         (tmp_path / "null.jpg").symlink_to("/dev/null")
-        found = storage.scan(uri(tmp_path))
+        found = filelisting.scan(uri(tmp_path))
     got = reasons(found, tmp_path)
     assert got["s.jpg"].startswith("not a regular file (a socket)")
     assert got["null.jpg"].startswith("not a regular file (a device)")
@@ -375,7 +375,7 @@ def test_scan_ignores_special_files_that_are_not_selected_but_never_a_broken_lin
     os.mkfifo(tmp_path / "notes.fifo")
     # A dangling link may have stood for a directory of inputs: reported whatever its name.
     (tmp_path / "2019").symlink_to(tmp_path / "unmounted")
-    found = storage.scan(uri(tmp_path), select=lambda key: key.endswith(".jpg"))
+    found = filelisting.scan(uri(tmp_path), select=lambda key: key.endswith(".jpg"))
     assert found.keys == ["a.jpg"]
     assert set(reasons(found, tmp_path)) == {"2019"}
 
@@ -383,7 +383,7 @@ def test_scan_ignores_special_files_that_are_not_selected_but_never_a_broken_lin
 def test_scan_follows_symlinked_directories(tmp_path: Path) -> None:
     touch(tmp_path, "elsewhere/x.jpg", "src/a.jpg")
     (tmp_path / "src" / "more").symlink_to(tmp_path / "elsewhere")
-    found = storage.scan(uri(tmp_path / "src"))
+    found = filelisting.scan(uri(tmp_path / "src"))
     assert (found.keys, found.unlisted) == (["a.jpg", "more/x.jpg"], [])
 
 
@@ -395,7 +395,7 @@ def test_scan_reports_a_directory_that_vanishes_while_listed(tmp_path: Path) -> 
         shutil.rmtree(tmp_path / "later", ignore_errors=True)
         return True
 
-    found = storage.scan(uri(tmp_path), select=remove_later)
+    found = filelisting.scan(uri(tmp_path), select=remove_later)
     assert found.keys == ["0.jpg"]
     assert reasons(found, tmp_path) == {"later": "vanished while listing (No such file or directory)"}
 
@@ -409,7 +409,7 @@ def test_scan_reports_a_file_that_vanishes_while_listed(tmp_path: Path) -> None:
                 (tmp_path / name).unlink(missing_ok=True)
         return True
 
-    found = storage.scan(uri(tmp_path), select=remove_the_other)
+    found = filelisting.scan(uri(tmp_path), select=remove_the_other)
     assert len(found.keys) == 1
     assert list(reasons(found, tmp_path).values()) == ["vanished while listing (No such file or directory)"]
 
@@ -418,7 +418,7 @@ def test_list_keys_refuses_a_source_it_cannot_list_completely(tmp_path: Path) ->
     touch(tmp_path, "a.jpg")
     (tmp_path / "b.jpg").symlink_to(tmp_path / "gone.jpg")
     with pytest.raises(SpecError, match=r"b\.jpg: broken symbolic link"):
-        list(storage.list_keys(uri(tmp_path)))
+        list(filelisting.list_keys(uri(tmp_path)))
 
 
 # --- refuse_overwriting_inputs ------------------------------------------------------------
@@ -459,15 +459,15 @@ def test_list_objects_finds_every_file_below_a_prefix_once_and_skips_temporary_f
     (tmp_path / "elsewhere" / "v.png").write_bytes(b"data")
     (root / "linked").symlink_to(tmp_path / "elsewhere")
     (root / "a" / "loop").symlink_to(root)  # walked once, not for ever
-    found = storage.list_objects(uri(root))
+    found = filelisting.list_objects(uri(root))
     assert found.keys == [".hidden.png", "a/b/z.png", "a/y.png", "linked/v.png", "x.png"]
     assert found.unlisted == []
 
 
 def test_list_objects_of_a_missing_prefix_is_empty_and_of_a_file_is_unlisted(tmp_path: Path) -> None:
-    assert storage.list_objects(uri(tmp_path / "nothing")) == storage.Scan()
+    assert filelisting.list_objects(uri(tmp_path / "nothing")) == filelisting.Scan()
     (tmp_path / "file").write_bytes(b"x")
-    found = storage.list_objects(uri(tmp_path / "file"))
+    found = filelisting.list_objects(uri(tmp_path / "file"))
     assert found.keys == []
     assert [u.path for u in found.unlisted] == [str(tmp_path / "file")]
     assert found.unlisted[0].reason.startswith("cannot be listed: ")

@@ -94,14 +94,14 @@ def test_a_destination_that_cannot_be_listed_completely_is_a_problem_naming_the_
     out = tmp_path / "out"
     (out / "locked").mkdir(parents=True)
     (out / "a.png").write_bytes(b"x")
-    real = verifier.storage.os.scandir
+    real = verifier.filelisting.os.scandir
 
     def scandir(path: Any) -> Any:
         if Path(path) == out / "locked":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(verifier.storage.os, "scandir", scandir)
+    monkeypatch.setattr(verifier.filelisting.os, "scandir", scandir)
     observed = verifier.observe(job)
     assert observed.present == frozenset({"a.png"})
     assert observed.problem is not None

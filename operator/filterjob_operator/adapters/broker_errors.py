@@ -17,6 +17,7 @@ import os
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -73,56 +74,89 @@ def _text(error: BaseException) -> str:
     return scrub(" ".join(str(a) for a in error.args if not isinstance(a, BaseException)) or type(error).__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Target:
+    """The parts of a broker URL that a message about it names (never its password)."""
+
+    broker: str
+    hostname: str | None
+    hostport: str
+    user: str
+    vhost: str
+    tls: bool
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    return _Target(
+        broker=f"the broker at {redact(url)}",
+        hostname=parts.hostname,
+        hostport=f"{host}:{_port(url)}",
+        user=parts.username or "guest",
+        vhost=parts.path[1:] or "/",
+        tls=parts.scheme == "amqps",
+    )
+
+
+def _not_reached(cause: BaseException, at: _Target) -> str | None:
+    """TLS, name resolution, a refused connection, a refused login: checked first, in this order."""
+    broker, hostport = at.broker, at.hostport
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (
+            f"{broker}: TLS certificate not accepted ({cause.verify_message}); give the CA that signed it "
+            "with ?cafile=PATH in the URL"
+        )
+    if isinstance(cause, ssl.SSLError):
+        return (
+            f"{broker}: TLS handshake failed ({cause.reason or _text(cause)}); is {hostport} a TLS port "
+            "(RabbitMQ's is usually 5671; amqp:// without TLS uses 5672)?"
+        )
+    if isinstance(cause, socket.gaierror):
+        return f"{broker}: unknown host {at.hostname!r} ({cause.strerror}); check the host name in the URL"
+    if isinstance(cause, ConnectionRefusedError):
+        return f"{broker}: connection refused by {hostport}; is RabbitMQ running and listening on that port?"
+    if isinstance(cause, amqp.ProbableAuthenticationError | amqp.AuthenticationError):
+        return f"{broker} refused the login of user {at.user!r}; check the user name and password in the URL"
+    return None
+
+
+def _refused_or_closed(cause: BaseException, at: _Target, timeout: float | None) -> str | None:
+    """What the broker refused once reached, or how the connection ended; after ``_not_reached``."""
+    broker, hostport = at.broker, at.hostport
+    if isinstance(cause, amqp.ConnectionNotAllowed) or (
+        isinstance(cause, amqp.InvalidFrameError) and "Connection.OpenOk" in str(cause)
+    ):
+        return (
+            f"{broker} refused the virtual host {at.vhost!r}: it does not exist or user {at.user!r} may not use it; "
+            "check the path of the URL (amqp://HOST/ is the default vhost /)"
+        )
+    if isinstance(cause, amqp.ChannelNotFoundEntity):
+        missing = _text(cause).removeprefix("NOT_FOUND - ")
+        return f"{broker} has {missing}; check the name (the job's queues exist once it has run)"
+    if isinstance(cause, amqp.ChannelAccessRefused):
+        return f"{broker} refused user {at.user!r}: {_text(cause).removeprefix('ACCESS_REFUSED - ')}"
+    if isinstance(cause, TimeoutError):
+        waited = f" within {timeout:g} s" if timeout is not None else ""
+        return f"{broker} did not answer as RabbitMQ{waited}; is {hostport} an AMQP port?"
+    if isinstance(cause, amqp.IncompatibleProtocolError | amqp.InvalidFrameError | amqp.ConnectionClosed):
+        return f"{broker} closed the connection ({_text(cause)}); is {hostport} an AMQP port?"
+    if isinstance(cause, amqp.AMQPConnectionError) and "unexpectedly closed" in str(cause):
+        what = "TLS " if at.tls else ""
+        return f"{broker} closed the connection during the {what}handshake; is {hostport} an AMQP port?"
+    if isinstance(cause, OSError) and not isinstance(cause, amqp.AMQPConnectionError):
+        return f"{broker}: cannot connect to {hostport} ({cause.strerror or _text(cause)})"
+    return None
+
+
 def describe(error: BaseException, url: str, *, timeout: float | None = None) -> str | None:
     """One line saying what ``error`` means for the broker at ``url``; None if it is not a broker error."""
-    parts = urlsplit(url)
-    broker = f"the broker at {redact(url)}"
-    tls = parts.scheme == "amqps"
-    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
-    hostport = f"{host}:{_port(url)}"
-    user = parts.username or "guest"
-    vhost = parts.path[1:] or "/"
+    at = _target(url)
     for cause in _chain(error):
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return (
-                f"{broker}: TLS certificate not accepted ({cause.verify_message}); give the CA that signed it "
-                "with ?cafile=PATH in the URL"
-            )
-        if isinstance(cause, ssl.SSLError):
-            return (
-                f"{broker}: TLS handshake failed ({cause.reason or _text(cause)}); is {hostport} a TLS port "
-                "(RabbitMQ's is usually 5671; amqp:// without TLS uses 5672)?"
-            )
-        if isinstance(cause, socket.gaierror):
-            return f"{broker}: unknown host {parts.hostname!r} ({cause.strerror}); check the host name in the URL"
-        if isinstance(cause, ConnectionRefusedError):
-            return f"{broker}: connection refused by {hostport}; is RabbitMQ running and listening on that port?"
-        if isinstance(cause, amqp.ProbableAuthenticationError | amqp.AuthenticationError):
-            return f"{broker} refused the login of user {user!r}; check the user name and password in the URL"
-        if isinstance(cause, amqp.ConnectionNotAllowed) or (
-            isinstance(cause, amqp.InvalidFrameError) and "Connection.OpenOk" in str(cause)
-        ):
-            return (
-                f"{broker} refused the virtual host {vhost!r}: it does not exist or user {user!r} may not use it; "
-                "check the path of the URL (amqp://HOST/ is the default vhost /)"
-            )
-        if isinstance(cause, amqp.ChannelNotFoundEntity):
-            missing = _text(cause).removeprefix("NOT_FOUND - ")
-            return f"{broker} has {missing}; check the name (the job's queues exist once it has run)"
-        if isinstance(cause, amqp.ChannelAccessRefused):
-            return f"{broker} refused user {user!r}: {_text(cause).removeprefix('ACCESS_REFUSED - ')}"
-        if isinstance(cause, TimeoutError):
-            waited = f" within {timeout:g} s" if timeout is not None else ""
-            return f"{broker} did not answer as RabbitMQ{waited}; is {hostport} an AMQP port?"
-        if isinstance(cause, amqp.IncompatibleProtocolError | amqp.InvalidFrameError | amqp.ConnectionClosed):
-            return f"{broker} closed the connection ({_text(cause)}); is {hostport} an AMQP port?"
-        if isinstance(cause, amqp.AMQPConnectionError) and "unexpectedly closed" in str(cause):
-            what = "TLS " if tls else ""
-            return f"{broker} closed the connection during the {what}handshake; is {hostport} an AMQP port?"
-        if isinstance(cause, OSError) and not isinstance(cause, amqp.AMQPConnectionError):
-            return f"{broker}: cannot connect to {hostport} ({cause.strerror or _text(cause)})"
+        if (found := _not_reached(cause, at) or _refused_or_closed(cause, at, timeout)) is not None:
+            return found
     if isinstance(error, amqp.AMQPError):
-        return f"{broker}: {_text(error)}"
+        return f"{at.broker}: {_text(error)}"
     return None
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
-from filterjob_operator.core.spec import FilterJob, JobSpecError, overlap
-from filterjob_worker.adapters import storage
+from filterjob_operator.core.locations import overlap
+from filterjob_operator.core.spec import FilterJob, JobSpecError
+from filterjob_worker.adapters import filelisting, storage
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.errors import SpecError
 
@@ -40,7 +41,7 @@ class Inputs:
     """A job's inputs: the keys to run, and the paths skipped (``skipUnreadable``) with why."""
 
     keys: list[str] = field(default_factory=list)
-    skipped: list[storage.Unlisted] = field(default_factory=list)
+    skipped: list[filelisting.Unlisted] = field(default_factory=list)
 
 
 def scan_inputs(job: FilterJob) -> Inputs:
@@ -53,7 +54,7 @@ def scan_inputs(job: FilterJob) -> Inputs:
     spec = job.spec
     refuse_overlap(job)
     try:
-        found = storage.scan(
+        found = filelisting.scan(
             spec.source.uri, exclude=spec.destination.uri, select=lambda k: matches(k, spec.source.include)
         )
     except SpecError as e:

@@ -21,7 +21,7 @@ from filterjob_operator.adapters.broker.listings import publish_listing
 from filterjob_operator.core import listing
 from filterjob_operator.core.jobworkers import topology_of
 from filterjob_operator.core.spec import FilterJob
-from filterjob_worker.adapters import storage
+from filterjob_worker.adapters import filelisting, storage
 from filterjob_worker.core.errors import SpecError
 
 log = logging.getLogger("filterjob.verifier")
@@ -42,7 +42,7 @@ def observe(job: FilterJob) -> Observed:
     """One listing of the job's destination (no stat per output)."""
     uri = job.spec.destination.uri
     try:
-        found = storage.list_objects(uri)
+        found = filelisting.list_objects(uri)
     except SpecError as e:
         return Observed(problem=f"spec.destination.uri: {'; '.join(e.problems)}")
     if found.unlisted:

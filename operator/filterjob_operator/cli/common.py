@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -88,7 +88,7 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def invalid(console: Console, error: JobSpecError) -> Any:
+def invalid(console: Console, error: JobSpecError) -> NoReturn:
     console.print("[red]invalid FilterJob:[/]", highlight=False, soft_wrap=True)
     for problem in error.problems:
         console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)

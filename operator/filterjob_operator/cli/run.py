@@ -72,26 +72,22 @@ def run(
     spec.source.skipUnreadable: true; then the summary lists each skipped path.
     """
     console = Console(stderr=True)
-    try:
-        job = load_job(job_file, local=True)
-    except JobSpecError as e:
-        invalid(console, e)
+    job = _load(console, job_file)
     workers = workers or os.cpu_count() or 1
     progress = make_progress(console) if not no_progress else None
     listener = Bar(progress) if progress is not None else None
     _say_where(console, ctx, broker, workers)
     stopped: Stopped = []
 
-    def execute() -> RunSummary:
-        if broker is None:
-            return run_local(job, options=LocalOptions(workers=workers, skip_existing=skip_existing), listener=listener)
-        options = broker_options(broker, workers, worker_logs, skip_existing=skip_existing)
-        return _through_broker(job, options, listener, stopped)
-
     # SIGTERM (timeout, CI, kill) ends a run as Ctrl-C does: summary, resume hint, exit 1.
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        summary = shown(progress, execute)
+        summary = shown(
+            progress,
+            lambda: _execute(
+                job, broker, workers, worker_logs, skip_existing=skip_existing, listener=listener, stopped=stopped
+            ),
+        )
     except JobSpecError as e:
         invalid(console, e)
     except KeyboardInterrupt:
@@ -99,6 +95,31 @@ def run(
         console.print("interrupted before any image was processed", highlight=False)
         sys.exit(exits.FAILED)
     finish(console, summary, stopped)
+
+
+def _load(console: Console, job_file: Path) -> FilterJob:
+    """The job of ``job_file`` (plain paths taken relative to it); an invalid one exits 2, naming its problems."""
+    try:
+        return load_job(job_file, local=True)
+    except JobSpecError as e:
+        invalid(console, e)
+
+
+def _execute(
+    job: FilterJob,
+    broker: str | None,
+    workers: int,
+    worker_logs: Path | None,
+    *,
+    skip_existing: bool,
+    listener: Bar | None,
+    stopped: Stopped,
+) -> RunSummary:
+    """The run itself: a process pool, or local workers through the broker."""
+    if broker is None:
+        return run_local(job, options=LocalOptions(workers=workers, skip_existing=skip_existing), listener=listener)
+    options = broker_options(broker, workers, worker_logs, skip_existing=skip_existing)
+    return _through_broker(job, options, listener, stopped)
 
 
 def _say_where(console: Console, ctx: click.Context, broker: str | None, workers: int) -> None:

@@ -23,7 +23,8 @@ from filterjob_operator.control.settings import Settings
 from filterjob_operator.core import status
 from filterjob_operator.core.crd import PLURAL
 from filterjob_operator.core.jobworkers import topology_of
-from filterjob_operator.core.spec import GROUP, MAX_ATTEMPTS, VERSION, JobSpecError, parse_job
+from filterjob_operator.core.spec import GROUP, VERSION, JobSpecError, parse_job
+from filterjob_operator.core.workload import MAX_ATTEMPTS
 from filterjob_worker.core.topology import RetryPolicy, Topology
 
 FINALIZER = f"{GROUP}/cleanup"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from filterjob_operator.core import kubetypes, podpolicy
-from filterjob_operator.core.schemagen import model_schema
+from filterjob_operator.core import podschema
+from filterjob_operator.core.schemagen import model_schema, object_schema
 from filterjob_operator.core.spec import (
     API_VERSION,
     GROUP,
@@ -24,8 +24,10 @@ from filterjob_operator.core.spec import (
     VERSION,
     FilterJobSpec,
 )
-from filterjob_operator.core.status import PENDING, SHOWN_SKIPPED, Phase
-from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_operator.core.status import PENDING
+from filterjob_operator.core.statusschema import status_schema
+from filterjob_worker.core.catalog import CATALOG
+from filterjob_worker.core.filterdef import FilterDef
 from filterjob_worker.core.params import NumberParam, Param
 
 Schema = dict[str, Any]
@@ -33,7 +35,6 @@ PLURAL = "filterjobs"
 SINGULAR = "filterjob"
 SHORT_NAMES = ["fj"]
 NAME = f"{PLURAL}.{GROUP}"
-PHASES = [phase.value for phase in Phase]
 #: Fields whose schema is a Kubernetes type's (vendored, see ``kubetypes``): field -> type.
 KUBERNETES_TYPED = {
     "spec.workers.podSecurityContext": "PodSecurityContext",
@@ -43,15 +44,6 @@ KUBERNETES_TYPED = {
     "spec.workers.env": "EnvVar",
     "spec.workers.envFrom": "EnvFromSource",
 }
-
-
-def _obj(
-    description: str, properties: Schema, *, required: list[str] | None = None, extra: Schema | None = None
-) -> Schema:
-    out: Schema = {"type": "object", "description": description, "properties": properties, **(extra or {})}
-    if required:
-        out["required"] = required
-    return out
 
 
 def _literal(value: Any) -> str:
@@ -144,94 +136,14 @@ def filters_schema() -> Schema:
     }
     properties.update({name: _param_schema(param) for name, param in sorted(union.items())})
     rules = [rule for fdef in CATALOG.values() for rule in _filter_rules(fdef, union)]
-    # Its length's lower bound and its description are the model's (FilterJobSpec.filters).
+    # Its length's bounds and its description are the model's (FilterJobSpec.filters).
     return {
         "type": "array",
-        "maxItems": 64,
-        "items": _obj(
+        "items": object_schema(
             "One step: a filter name and its parameters.",
             properties,
             required=["name"],
             extra={"x-kubernetes-validations": rules},
-        ),
-    }
-
-
-def _guarded(field: str, schema: Schema) -> Schema:
-    if found := podpolicy.rules(field):
-        schema["x-kubernetes-validations"] = found
-    return schema
-
-
-def _string_map(description: str, *, values: Schema | None = None) -> Schema:
-    return {
-        "type": "object",
-        "maxProperties": podpolicy.MAX_LABELS,
-        "additionalProperties": {"type": "string", **(values or {})},
-        "description": description,
-    }
-
-
-def _list_of(kind: str, description: str, *, max_items: int) -> Schema:
-    return {"type": "array", "maxItems": max_items, "items": kubetypes.schema(kind), "description": description}
-
-
-def _container_security_context() -> Schema:
-    context = kubetypes.schema(
-        "SecurityContext",
-        "Merged over the container's default (no privilege escalation, read-only root filesystem, "
-        "non-root, all capabilities dropped). May not weaken it: no privileged, no "
-        "allowPrivilegeEscalation, no writable root, no capability added but NET_BIND_SERVICE.",
-    )
-    for key in ("add", "drop"):  # bounded, so the guard's CEL cost is
-        context["properties"]["capabilities"]["properties"][key]["maxItems"] = podpolicy.MAX_CAPABILITIES
-    return context
-
-
-def pod_overrides_schema() -> Schema:
-    """``spec.workers`` fields for real clusters: Kubernetes' own shapes, guarded by ``podpolicy``."""
-    return {
-        "podSecurityContext": _guarded(
-            "podSecurityContext",
-            kubetypes.schema(
-                "PodSecurityContext",
-                "Merged over the default (runAsUser/runAsGroup/fsGroup 10001, runAsNonRoot, RuntimeDefault "
-                "seccomp, fsGroupChangePolicy OnRootMismatch) of worker and lister pods, e.g. the user and "
-                "group owning a volume. May not make the pods root or unconfined.",
-            ),
-        ),
-        "securityContext": _guarded("securityContext", _container_security_context()),
-        "nodeSelector": _string_map("Node labels the pods must be scheduled on."),
-        "tolerations": _list_of("Toleration", "Taints the pods tolerate.", max_items=podpolicy.MAX_TOLERATIONS),
-        "affinity": kubetypes.schema("Affinity", "Node and pod (anti-)affinity of the pods."),
-        "priorityClassName": {"type": "string", "maxLength": 253, "description": "PriorityClass of the pods."},
-        "serviceAccountName": {
-            "type": "string",
-            "maxLength": 253,
-            "description": "ServiceAccount of the pods, e.g. for a cloud identity; its API token is not mounted.",
-        },
-        "env": _guarded(
-            "env",
-            _list_of(
-                "EnvVar",
-                "More environment variables of the containers; not the FILTERJOB_* ones the operator sets.",
-                max_items=podpolicy.MAX_ENV,
-            ),
-        ),
-        "envFrom": _list_of(
-            "EnvFromSource",
-            "ConfigMaps and Secrets as environment variables; the operator's own variables take precedence.",
-            max_items=podpolicy.MAX_ENV_FROM,
-        ),
-        "podLabels": _guarded(
-            "podLabels",
-            _string_map(
-                "More labels of the pods (not the operator's own).",
-                values={"maxLength": 63, "pattern": podpolicy.LABEL_VALUE},
-            ),
-        ),
-        "podAnnotations": _guarded(
-            "podAnnotations", _string_map("More annotations of the pods (not the operator's own).")
         ),
     }
 
@@ -247,7 +159,7 @@ def spec_schema() -> Schema:
     """``spec``, generated from the model; only the filter steps and the Kubernetes-typed fields are given here."""
     return model_schema(
         FilterJobSpec,
-        shaped={"filters": filters_schema(), **{f"workers.{k}": v for k, v in pod_overrides_schema().items()}},
+        shaped={"filters": filters_schema(), **podschema.pod_overrides_schema(at="workers")},
         validations={"": [DESTINATION_APART_FROM_SOURCE], "autoscaling": [MIN_NOT_OVER_MAX_REPLICAS]},
     )
 
@@ -264,100 +176,6 @@ DESTINATION_APART_FROM_SOURCE = {
     "message": "destination.uri must not be source.uri, inside it, or contain it: outputs would be written among "
     "the inputs and could overwrite them; choose a destination outside the source",
 }
-
-
-def status_schema() -> Schema:
-    count = {"type": "integer", "minimum": 0}
-    return _obj(
-        "Observed state, written by the operator.",
-        {
-            "phase": {"type": "string", "enum": PHASES, "description": "Where the job is in its life."},
-            "progress": {"type": "string", "description": "succeeded/total, for kubectl get."},
-            **{
-                name: {**count, "description": description}
-                for name, description in {
-                    "total": "Inputs selected.",
-                    "enqueued": "Tasks published and confirmed by the broker.",
-                    "succeeded": "Outputs written.",
-                    "failed": "Tasks parked for good.",
-                    "retrying": "Tasks waiting in retry delay queues.",
-                    "queued": "Tasks ready in the task queue.",
-                    "inFlight": "Tasks being processed.",
-                    "observedGeneration": "The spec generation this status describes.",
-                }.items()
-            },
-            "workers": _obj(
-                "Worker pods.",
-                {
-                    "desired": {**count, "description": "Replicas asked for."},
-                    "ready": {**count, "description": "Replicas ready."},
-                    "summary": {"type": "string", "description": "ready/desired, for kubectl get."},
-                },
-            ),
-            "queues": {
-                "type": "string",
-                "description": "Base name of the job's RabbitMQ queues (fj.<namespace>.<name>.<uid8>): "
-                "<base>.tasks, <base>.retry.<n>, <base>.parked; e.g. for filterjob parked.",
-            },
-            "skipped": {**count, "description": "Paths below the source skipped (spec.source.skipUnreadable)."},
-            "skippedPaths": {
-                "type": "array",
-                "maxItems": SHOWN_SKIPPED,
-                "description": "The first skipped paths with their reasons (status.skipped counts them all).",
-                "items": _obj(
-                    "A path left out of the job.",
-                    {
-                        "path": {"type": "string", "description": "The path, as the lister saw it."},
-                        "reason": {"type": "string", "description": "Why it could not be listed."},
-                    },
-                ),
-            },
-            "enqueuedThrough": {
-                "type": "string",
-                "description": "The last input key enqueued (inputs are enqueued in key order): "
-                "where a restarted operator resumes.",
-            },
-            "redriven": {
-                "type": "string",
-                "description": "The value of the filterjob.dev/redrive annotation last acted on: changing the "
-                "annotation moves the parked tasks back to the task queue and runs the job again.",
-            },
-            "startTime": {"type": "string", "format": "date-time", "description": "When work started."},
-            "completionTime": {"type": "string", "format": "date-time", "description": "When the job finished."},
-            "conditions": {
-                "type": "array",
-                "description": "Ready, Complete, Failed, Suspended; InputsSkipped and SourceEmpty when they apply "
-                "(Kubernetes API conventions).",
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-                "items": _obj(
-                    "A condition.",
-                    {
-                        "type": {"type": "string", "description": "Condition type."},
-                        "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "Status."},
-                        "reason": {"type": "string", "description": "CamelCase reason."},
-                        "message": {"type": "string", "description": "Human-readable details."},
-                        "lastTransitionTime": {"type": "string", "format": "date-time", "description": "Last change."},
-                        "observedGeneration": {**count, "description": "Generation observed."},
-                    },
-                    required=["type", "status"],
-                ),
-            },
-            "recentFailures": {
-                "type": "array",
-                "maxItems": 20,
-                "description": "The latest failures (bounded); all are kept in the job's parked queue.",
-                "items": _obj(
-                    "A failed input.",
-                    {
-                        "key": {"type": "string", "description": "Input key."},
-                        "reason": {"type": "string", "description": "Why it failed."},
-                    },
-                ),
-            },
-        },
-        extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
 
 
 NAME_FITS_CHILDREN = {
@@ -406,7 +224,7 @@ def build_crd() -> Schema:
                         {"name": "Queues", "type": "string", "jsonPath": ".status.queues", "priority": 1},
                     ],
                     "schema": {
-                        "openAPIV3Schema": _obj(
+                        "openAPIV3Schema": object_schema(
                             f"A batch of images to filter ({API_VERSION}).",
                             {
                                 "apiVersion": {"type": "string", "description": "APIVersion of the object."},

@@ -68,8 +68,9 @@ ALLOWED_CAPABILITIES = ("NET_BIND_SERVICE",)
 #: A label key: an optional DNS-subdomain prefix and a name (Kubernetes' own rule).
 _DNS_PREFIX = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
 LABEL_KEY = rf"^{_DNS_PREFIX}[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
-#: A label value (empty allowed).
-LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+#: A label value (empty allowed), of at most ``MAX_LABEL_VALUE`` characters.
+MAX_LABEL_VALUE = 63
+LABEL_VALUE = rf"^(([A-Za-z0-9][-A-Za-z0-9_.]{{0,{MAX_LABEL_VALUE - 2}}})?[A-Za-z0-9])?$"
 #: Bounds that keep the CEL rules' estimated cost within the API server's budget.
 MAX_ENV = 256
 MAX_ENV_FROM = 64
@@ -77,6 +78,8 @@ MAX_TOLERATIONS = 64
 MAX_LABELS = 64
 MAX_CAPABILITIES = 64
 MAX_KEY_LENGTH = 317  # 253 for the prefix, 1 for the slash, 63 for the name
+#: The longest name of a Kubernetes object (a DNS subdomain), e.g. a PriorityClass or ServiceAccount.
+MAX_OBJECT_NAME = 253
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,11 @@ def _labels_ok(labels: Mapping[str, str]) -> bool:
     return all(_key_ok(k) and re.match(LABEL_VALUE, v) is not None for k, v in labels.items())
 
 
+def _capabilities_bounded(context: Mapping[str, Any]) -> bool:
+    capabilities = context.get("capabilities") or {}
+    return all(len(capabilities.get(key) or []) <= MAX_CAPABILITIES for key in ("add", "drop"))
+
+
 def _own(values: tuple[str, ...]) -> Callable[[Any], bool]:
     return lambda mapping: all(k not in values and not k.startswith(RESERVED_PREFIX) for k in mapping)
 
@@ -195,6 +203,12 @@ GUARDS: tuple[Guard, ...] = (
         f"no readOnlyRootFilesystem false, no Unmasked procMount, no capabilities added but "
         f"{', '.join(ALLOWED_CAPABILITIES)}",
         _container_context_ok,
+    ),
+    Guard(
+        "securityContext",
+        None,  # the schema bounds them (maxItems); said here too, for what does not go through the API server
+        f"capabilities.add and capabilities.drop may list at most {MAX_CAPABILITIES} capabilities each",
+        _capabilities_bounded,
     ),
     Guard(
         "env",

@@ -33,6 +33,16 @@ def plain(value: Any) -> Any:
     return value
 
 
+def object_schema(
+    description: str, properties: Schema, *, required: list[str] | None = None, extra: Schema | None = None
+) -> Schema:
+    """A hand-written object schema (for what no model describes), its description first as the CRD prints it."""
+    out: Schema = {"type": "object", "description": description, "properties": properties, **(extra or {})}
+    if required:
+        out["required"] = required
+    return out
+
+
 def model_schema(
     model: type[BaseModel],
     *,
@@ -115,7 +125,7 @@ def _type_schema(
 def _constraints(field: FieldInfo, kind: str) -> Schema:
     """The field's bounds (pydantic keeps them as annotated_types metadata) in OpenAPI v3.0 terms."""
     out: Schema = {}
-    sized = "Items" if kind == "array" else "Length"
+    sized = {"array": "Items", "object": "Properties"}.get(kind, "Length")
     for bound in field.metadata:
         if isinstance(bound, annotated_types.Gt):
             out.update(exclusiveMinimum=True, minimum=plain(bound.gt))

@@ -7,29 +7,19 @@ back at once as a :class:`JobSpecError` whose lines name the field, e.g.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from filterjob_operator.core import podpolicy
-from filterjob_worker.core.codec import FORMAT_ALIASES, FORMATS, FormatName, OutputFormat, format_name
+from filterjob_operator.core.apimodel import ApiModel
+from filterjob_operator.core.locations import Destination, Source, overlap, uri_path
+from filterjob_operator.core.workload import Autoscaling, BrokerRef, Retry, Workers
 from filterjob_worker.core.errors import SpecError, did_you_mean
-from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, QUALITY, Range
+from filterjob_worker.core.limits import MAX_FILTERS
 from filterjob_worker.core.pipeline import Pipeline
 
 GROUP = "filterjob.dev"
@@ -45,184 +35,23 @@ NAME_TOO_LONG = (
     " label values are at most 63), got {length}: choose a shorter name"
 )
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_URI_SCHEMES = ("file://", "s3://")
 #: A FilterJob is a few KiB; the Kubernetes API refuses objects above about 1.5 MiB.
 MAX_JOB_BYTES = 1024 * 1024
 _LOCAL_HINT = " (a plain path is a local job's: use `filterjob run`, or `filterjob validate --local`)"
-#: Longest source or destination URI (it also bounds the cost of the CRD's CEL rules).
-MAX_URI_LENGTH = 2048
-#: The schemes a URI may have, for the CRD (the model says why it refuses one, in ``_check_uri``).
-URI_PATTERN = r"^(file:///|s3://)[^\s]*$"
 
 
 class JobSpecError(SpecError):
     """A FilterJob document is invalid; ``problems`` name each field at fault."""
 
 
-class _Model(BaseModel):
-    """Models of the API; each one's docstring is its description in the CRD, as each field's is."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-
-def _ranged(limits: Range[Any], description: str) -> Any:
-    """A number field with the default and range said once in ``filterjob_worker.core.limits``."""
-    if limits.exclusive_minimum:
-        return Field(default=limits.default, gt=limits.minimum, le=limits.maximum, description=description)
-    return Field(default=limits.default, ge=limits.minimum, le=limits.maximum, description=description)
-
-
-def _check_uri(value: str) -> str:
-    if not value.startswith(_URI_SCHEMES):
-        raise ValueError(f"must be a file:///absolute/path/ or s3://bucket/prefix/ URI, got {value!r}")
-    if value.startswith("s3://"):
-        raise ValueError(f"s3:// URIs are not supported yet, got {value!r}")
-    if not value.startswith("file:///"):
-        raise ValueError(f"file URIs need an absolute path (file:///...), got {value!r}")
-    return value
-
-
-class Source(_Model):
-    """Where the input images are."""
-
-    uri: str = Field(
-        max_length=MAX_URI_LENGTH,
-        description="Prefix of the inputs: file:///path/ (a volume mounted in the workers).",
-        json_schema_extra={"pattern": URI_PATTERN},
-    )
-    include: list[str] = Field(
-        default_factory=list,
-        description="Globs selecting inputs (key or file name, any case). Default: common image extensions.",
-    )
-    #: Run without the paths that cannot be listed (each one reported) instead of failing.
-    skip_unreadable: bool = Field(
-        default=False,
-        description="false: a source that cannot be listed completely (a directory that "
-        "cannot be read or vanishes, a broken symlink, a symlink loop, a FIFO, socket or device "
-        "among the inputs) fails the job (reason InvalidSource, naming the paths). true: run "
-        "without those paths; each is reported (status.skippedPaths, an InputsSkipped condition "
-        "and an Event).",
-    )
-
-    _uri = field_validator("uri")(_check_uri)
-
-
-class Destination(_Model):
-    """Where outputs go: the same relative key below this prefix."""
-
-    uri: str = Field(
-        max_length=MAX_URI_LENGTH,
-        description="Prefix of the outputs; neither the source, nor inside it, nor containing it.",
-        json_schema_extra={"pattern": URI_PATTERN},
-    )
-    format: FormatName = Field(
-        default="jpeg",
-        description=f"Output encoding; same keeps the input's format. Also accepted: {', '.join(FORMAT_ALIASES)}.",
-        # The aliases too: ``_format_alias`` maps them to a format name.
-        json_schema_extra={"enum": [*FORMATS, *FORMAT_ALIASES]},
-    )
-    quality: int = _ranged(QUALITY, "JPEG/WebP quality.")
-
-    _uri = field_validator("uri")(_check_uri)
-
-    @field_validator("format", mode="before")
-    @classmethod
-    def _format_alias(cls, value: Any) -> FormatName:
-        try:
-            return format_name(value)
-        except SpecError as e:
-            raise ValueError(str(e)) from None
-
-    @property
-    def output_format(self) -> OutputFormat:
-        return OutputFormat(format=self.format, quality=self.quality)
-
-
-class Workers(_Model):
-    """The worker pods."""
-
-    image: str | None = Field(default=None, description="Worker image; default: the operator's own.")
-    concurrency: int = _ranged(CONCURRENCY, "Images processed at once per pod.")
-    resources: dict[str, Any] = Field(default_factory=dict, description="ResourceRequirements of the worker container.")
-    volumes: list[dict[str, Any]] = Field(
-        default_factory=list, description="Pod volumes, e.g. the PVC holding file:// inputs and outputs."
-    )
-    volume_mounts: list[dict[str, Any]] = Field(
-        default_factory=list, description="Where the volumes are mounted in the worker container."
-    )
-    # Overrides for real clusters, on worker and lister pods alike; their shapes are the
-    # Kubernetes types' (checked by the CRD), what they may not do is in ``podpolicy``.
-    pod_security_context: dict[str, Any] = Field(default_factory=dict)
-    security_context: dict[str, Any] = Field(default_factory=dict)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    affinity: dict[str, Any] = Field(default_factory=dict)
-    priority_class_name: str | None = None
-    service_account_name: str | None = None
-    env: list[dict[str, Any]] = Field(default_factory=list)
-    env_from: list[dict[str, Any]] = Field(default_factory=list)
-    pod_labels: dict[str, str] = Field(default_factory=dict)
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("pod_security_context", "security_context", "env", "pod_labels", "pod_annotations")
-    @classmethod
-    def _policy(cls, value: Any, info: ValidationInfo) -> Any:
-        if problems := podpolicy.problems(to_camel(str(info.field_name)), value):
-            raise ValueError("; ".join(problems))
-        return value
-
-
-class Autoscaling(_Model):
-    """How the number of worker pods follows the queue."""
-
-    mode: Literal["queue", "hpa", "none"] = Field(
-        default="queue",
-        description="queue: the operator scales by queue depth; hpa: a HorizontalPodAutoscaler "
-        "on the exported queue-depth metric; none: minReplicas pods.",
-    )
-    min_replicas: int = Field(default=0, ge=0, description="Fewest worker pods while work remains.")
-    max_replicas: int = Field(default=10, ge=1, description="Most worker pods.")
-    messages_per_replica: int = Field(default=20, ge=1, description="Target backlog (ready + unacked) per pod.")
-    scale_down_delay_seconds: int = Field(default=30, ge=0, description="Wait before scaling down.")
-
-    @model_validator(mode="after")
-    def _min_le_max(self) -> Autoscaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
-        return self
-
-
-#: The most attempts a task may have (``spec.retry.maxAttempts``); it bounds a job's retry queues.
-MAX_ATTEMPTS = ATTEMPTS.maximum
-
-
-class Retry(_Model):
-    """Retries of transient failures, with exponential backoff."""
-
-    max_attempts: int = _ranged(ATTEMPTS, "Attempts before a task is parked.")
-    backoff_seconds: float = _ranged(BACKOFF_SECONDS, "First retry delay; doubled for each further retry.")
-    max_backoff_seconds: float = _ranged(MAX_BACKOFF_SECONDS, "Longest retry delay.")
-
-
-class SecretRef(_Model):
-    """Secret with key url (amqp URL) and optionally managementUrl."""
-
-    name: str = Field(description="Secret name, in the job's namespace.")
-
-
-class BrokerRef(_Model):
-    """The RabbitMQ to use; default: the operator's."""
-
-    secret_ref: SecretRef
-
-
-class FilterJobSpec(_Model):
+class FilterJobSpec(ApiModel):
     """What to filter, how, and where the results go."""
 
     source: Source
     destination: Destination
     filters: list[dict[str, Any]] = Field(
         min_length=1,
+        max_length=MAX_FILTERS,
         description="The filter pipeline, applied in order. `filterjob filters` lists every filter and parameter.",
     )
     workers: Workers = Field(default_factory=Workers)
@@ -258,25 +87,6 @@ class FilterJobSpec(_Model):
         return self
 
 
-def uri_path(uri: str) -> str:
-    """The normalized path of a URI, as text: escapes decoded, ``.``/``..``/``//`` and
-    trailing slashes folded (symlinks are for whoever can see the paths)."""
-    path = unquote(urlsplit(uri).path)
-    return "/" + posixpath.normpath("/" + path).lstrip("/")
-
-
-def overlap(source: str, destination: str) -> str | None:
-    """How a destination path overlaps a source path, or None if they are apart."""
-    src, dst = PurePosixPath(source), PurePosixPath(destination)
-    if src == dst:
-        return "the same directory as"
-    if dst.is_relative_to(src):
-        return "inside"
-    if src.is_relative_to(dst):
-        return "a parent of"
-    return None
-
-
 class Metadata(BaseModel):
     # Kubernetes adds many fields (labels, managedFields, …); only these matter here.
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -295,7 +105,7 @@ class Metadata(BaseModel):
         return value
 
 
-class FilterJob(_Model):
+class FilterJob(ApiModel):
     model_config = ConfigDict(extra="ignore")
 
     api_version: Literal["filterjob.dev/v1alpha1"]
@@ -341,6 +151,11 @@ def _problem(error: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         loc = tuple(error["loc"])
         return f"{where}: unknown field{did_you_mean(loc[-1], _fields_at(loc[:-1]))}"
+    if kind == "too_long":  # a list or mapping: pydantic's message would quote every item
+        # pydantic stops counting a mapping at its limit (no actual_length); its input has them all.
+        limit, given = error["ctx"]["max_length"], error["ctx"].get("actual_length") or len(error["input"])
+        unit = "entries" if error["ctx"].get("field_type") == "Dictionary" else "items"
+        return f"{where}: at most {limit} {unit} are allowed, got {given}; remove {given - limit}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return f"{where}: {message}"

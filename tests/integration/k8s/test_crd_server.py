@@ -19,8 +19,9 @@ import yaml
 
 from filterjob_operator.core import podpolicy
 from filterjob_operator.core.crd import DESTINATION_APART_FROM_SOURCE, IMMUTABLE_WHILE_RUNNING, build_crd
-from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_worker.core.catalog import CATALOG
 from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.filterdef import FilterDef
 from filterjob_worker.core.params import Rule
 from filterjob_worker.core.pipeline import Pipeline
 from tests.helpers.controlplane import ControlPlane

@@ -34,3 +34,6 @@ BACKOFF_SECONDS = Range(default=2.0, minimum=0, maximum=3600, exclusive_minimum=
 MAX_BACKOFF_SECONDS = Range(default=300.0, minimum=0, maximum=86400, exclusive_minimum=True)
 #: JPEG/WebP quality (``spec.destination.quality``).
 QUALITY = Range(default=90, minimum=1, maximum=100)
+#: Steps a job's pipeline may have (``spec.filters``): the CRD's per-step CEL rules are costed for
+#: this many, and every task message carries the whole pipeline.
+MAX_FILTERS = 64

@@ -13,8 +13,9 @@ from typing import Any
 
 from PIL import Image
 
-from filterjob_worker.core.catalog import CATALOG, FilterDef
+from filterjob_worker.core.catalog import CATALOG
 from filterjob_worker.core.errors import PermanentTaskError, SpecError, did_you_mean
+from filterjob_worker.core.filterdef import FilterDef
 from filterjob_worker.core.params import ParamError
 
 

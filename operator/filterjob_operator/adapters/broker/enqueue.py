@@ -57,6 +57,25 @@ class Cursor:
         return index - self.position
 
 
+async def _room_for(
+    index: int, *, cursor: Cursor, window: int, moved: asyncio.Event, failure: list[BaseException]
+) -> None:
+    """Wait until task ``index`` fits in the window, or a publish failed.
+
+    The window is counted from the cursor, not in flight: one slow confirm holds the
+    producer, so the tasks past the cursor (and the confirms held) never exceed it.
+    """
+    while not failure and cursor.ahead(index) >= window:
+        moved.clear()
+        await moved.wait()
+
+
+async def _settle(running: set[asyncio.Task[None]]) -> None:
+    """Even if the task source fails, settle what is in flight before returning."""
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
+
+
 async def publish_tasks(
     channel: AbstractChannel,
     topology: Topology,
@@ -95,11 +114,7 @@ async def publish_tasks(
     count = 0
     try:
         for index, task in enumerate(tasks, start):
-            # The window is counted from the cursor, not in flight: one slow confirm holds the
-            # producer, so the tasks past the cursor (and the confirms held) never exceed it.
-            while not failure and at.ahead(index) >= window:
-                moved.clear()
-                await moved.wait()
+            await _room_for(index, cursor=at, window=window, moved=moved, failure=failure)
             if failure:
                 break
             job = asyncio.create_task(publish(index, task))
@@ -107,9 +122,7 @@ async def publish_tasks(
             job.add_done_callback(running.discard)
             count += 1
     finally:
-        # Even if the task source fails, settle what is in flight before returning.
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        await _settle(running)
     if failure:
         raise failure[0]
     return count

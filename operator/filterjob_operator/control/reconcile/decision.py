@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from filterjob_operator.core import status
-from filterjob_operator.core.spec import Autoscaling
+from filterjob_operator.core.workload import Autoscaling
 
 
 @dataclass(frozen=True, kw_only=True)

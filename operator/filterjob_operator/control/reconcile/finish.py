@@ -21,7 +21,6 @@ from filterjob_operator.control.reconcile.children import release_workers
 from filterjob_operator.control.reconcile.context import Attempt, JobContext, Outcome
 from filterjob_operator.core import status
 
-RECENT_FAILURES = 20
 #: Lost inputs named in the final message; the rest are counted.
 SHOWN_LOST = 5
 
@@ -64,7 +63,7 @@ async def finish(
         completionTime=status.now_iso(),
         observedGeneration=ctx.generation,
         workers={"desired": 0, "ready": 0, "summary": "0/0"},
-        recentFailures=_failures(counted, plan, parked)[:RECENT_FAILURES],
+        recentFailures=_failures(counted, plan, parked)[: status.RECENT_FAILURES],
         conditions=_conditions(ctx, phase, message),
     )
     if phase == status.SUCCEEDED:

@@ -17,11 +17,11 @@ from filterjob_operator.adapters.kube import KubeError
 from filterjob_operator.control.builders import lister
 from filterjob_operator.control.builders.common import lister_name
 from filterjob_operator.control.reconcile.context import Attempt, JobContext, Outcome
-from filterjob_operator.core import listing, status
+from filterjob_operator.core import listing, podstart, status
 from filterjob_operator.core.spec import FilterJob, JobSpecError
-from filterjob_worker.adapters import storage
+from filterjob_worker.adapters import filelisting
 
-#: The ``Ready`` reason of a job whose lister Job's pod has not started (see ``status.lister_not_started``).
+#: The ``Ready`` reason of a job whose lister Job's pod has not started (see ``podstart.lister_not_started``).
 LISTER_NOT_STARTED = "ListerNotStarted"
 
 
@@ -57,7 +57,7 @@ def inputs_of(found: listing.Listing) -> sources.Inputs:
     """The inputs of a lister's listing, or its error as the job's."""
     if found.error is not None:
         raise JobSpecError(found.error)
-    skipped = [storage.Unlisted(path=path, reason=reason) for path, reason in found.skipped]
+    skipped = [filelisting.Unlisted(path=path, reason=reason) for path, reason in found.skipped]
     return sources.Inputs(keys=sorted(found.keys), skipped=skipped)
 
 
@@ -108,7 +108,7 @@ async def lister_not_started(ctx: JobContext, name: str, listing: str, previous:
     except KubeError as e:  # a diagnosis only: the Job's deadline still ends the wait
         ctx.warning(f"cannot read the pods of the lister Job {name}: {e}")
         return previous
-    why = status.lister_not_started(pods, previous=previous, now=datetime.now(UTC))
+    why = podstart.lister_not_started(pods, previous=previous, now=datetime.now(UTC))
     if why == previous:
         return why
     if why is None:
