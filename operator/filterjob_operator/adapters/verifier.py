@@ -16,8 +16,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from filterjob_operator.adapters import broker_errors
-from filterjob_operator.adapters.broker.listings import publish_listing
+from filterjob_operator.adapters.broker.listings import Published, publish_run
 from filterjob_operator.core import listing
 from filterjob_operator.core.jobworkers import topology_of
 from filterjob_operator.core.spec import FilterJob
@@ -63,15 +62,7 @@ def from_listing(found: listing.Listing) -> Observed:
     return Observed(present=frozenset(found.keys))
 
 
-@dataclass(frozen=True)
-class Result:
-    queue: str
-    keys: int
-    messages: int
-    error: str | None
-
-
-async def verify_outputs(job: FilterJob, broker_url: str) -> Result:
+async def verify_outputs(job: FilterJob, broker_url: str) -> Published:
     run = uuid.uuid4().hex
     observed = observe(job)
     if observed.problem is not None:
@@ -79,11 +70,11 @@ async def verify_outputs(job: FilterJob, broker_url: str) -> Result:
     else:
         messages = listing.encode(run, sorted(observed.present))
     topology = topology_of(job)
-    connection = await broker_errors.connect(broker_url, name=f"filterjob verifier {job.key}")
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        published = await publish_listing(channel, topology, messages, queue_name=topology.outputs)
-    return Result(queue=topology.outputs, keys=len(observed.present), messages=published, error=observed.problem)
+    who = f"filterjob verifier {job.key}"
+    keys, error = len(observed.present), observed.problem
+    return await publish_run(
+        broker_url, topology, messages, queue_name=topology.outputs, keys=keys, error=error, who=who
+    )
 
 
 def visible(job: FilterJob) -> bool:

@@ -17,10 +17,9 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from filterjob_operator.adapters import broker_errors, sources
-from filterjob_operator.adapters.broker.listings import publish_listing
+from filterjob_operator.adapters import sources
+from filterjob_operator.adapters.broker.listings import Published, publish_run
 from filterjob_operator.control.builders.lister import JOB_ENV
 from filterjob_operator.core import listing
 from filterjob_operator.core.jobworkers import topology_of
@@ -43,14 +42,6 @@ def job_from_env(env: Mapping[str, str]) -> FilterJob:
     return job
 
 
-@dataclass(frozen=True)
-class Result:
-    queue: str
-    keys: int
-    messages: int
-    error: str | None
-
-
 def messages_of(job: FilterJob, *, run: str) -> tuple[list[bytes], int, str | None]:
     """The listing messages of the job's source: (messages, keys, error)."""
     try:
@@ -62,12 +53,10 @@ def messages_of(job: FilterJob, *, run: str) -> tuple[list[bytes], int, str | No
     return listing.encode(run, inputs.keys, skipped=skipped), len(inputs.keys), None
 
 
-async def list_inputs(job: FilterJob, broker_url: str) -> Result:
-    run = uuid.uuid4().hex
-    messages, keys, error = messages_of(job, run=run)
+async def list_inputs(job: FilterJob, broker_url: str) -> Published:
+    messages, keys, error = messages_of(job, run=uuid.uuid4().hex)
     topology = topology_of(job)
-    connection = await broker_errors.connect(broker_url, name=f"filterjob lister {job.key}")
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        published = await publish_listing(channel, topology, messages)
-    return Result(queue=topology.inputs, keys=keys, messages=published, error=error)
+    who = f"filterjob lister {job.key}"
+    return await publish_run(
+        broker_url, topology, messages, queue_name=topology.inputs, keys=keys, error=error, who=who
+    )

@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, DeliveryMode
 from aio_pika.exceptions import ChannelNotFoundEntity
 
+from filterjob_operator.adapters import broker_errors
 from filterjob_operator.adapters.broker.topology import declare_inputs
 from filterjob_operator.core import listing
 from filterjob_worker.adapters.amqp import publish_confirmed
@@ -21,6 +23,34 @@ from filterjob_worker.core.contract import CONTENT_TYPE
 from filterjob_worker.core.topology import Topology
 
 log = logging.getLogger("filterjob.operator")
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a pod command (the lister, the verifier) left in its job's listing queue."""
+
+    queue: str
+    keys: int
+    messages: int
+    error: str | None
+
+
+async def publish_run(
+    broker_url: str,
+    topology: Topology,
+    messages: list[bytes],
+    *,
+    queue_name: str,
+    keys: int,
+    error: str | None,
+    who: str,
+) -> Published:
+    """Connect as ``who``, replace the listing in ``queue_name`` with ``messages``, and say what was left."""
+    connection = await broker_errors.connect(broker_url, name=who)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        published = await publish_listing(channel, topology, messages, queue_name=queue_name)
+    return Published(queue=queue_name, keys=keys, messages=published, error=error)
 
 
 async def publish_listing(
