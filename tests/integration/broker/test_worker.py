@@ -163,7 +163,7 @@ async def test_a_task_whose_parked_queue_is_gone_is_never_acked_and_is_parked_on
     line = await asyncio.to_thread(
         worker.wait_log, lambda line: str(line.get("msg", "")).startswith("could not settle a delivery")
     )
-    assert f"for queue {declared.parked!r} as unroutable" in line["msg"]
+    assert f"returned a message for queue {declared.parked!r} (NO_ROUTE" in line["msg"]
     assert line["level"] == "error"
 
     await declare(channel, declared)  # the parked queue is back, bound to the dead letters again

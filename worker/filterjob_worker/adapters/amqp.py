@@ -9,6 +9,8 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from filterjob_worker.core.envelope import returned_why
+
 
 async def publish_confirmed(exchange: AbstractExchange, message: aio_pika.Message, *, routing_key: str) -> None:
     """Publish ``message`` and wait for the broker to take it (on a channel with publisher confirms).
@@ -25,8 +27,7 @@ async def publish_confirmed(exchange: AbstractExchange, message: aio_pika.Messag
 
 def describe_refusal(error: DeliveryError) -> str:
     """What the broker did with a message it did not take, naming the queue it was meant for."""
-    returned = error.message.delivery if isinstance(error, PublishError) and error.message else None
-    if isinstance(returned, Basic.Return):
-        queue = returned.routing_key
-        return f"the broker returned a message for queue {queue!r} as unroutable (was the queue deleted?)"
+    if isinstance(error, PublishError) and error.message and isinstance(error.message.delivery, Basic.Return):
+        queue = error.message.delivery.routing_key
+        return f"the broker returned a message for queue {queue!r} ({returned_why(error)}: was the queue deleted?)"
     return f"the broker refused a message (nack): {error}"
