@@ -28,6 +28,10 @@ class KubeError(Exception):
         self.status = status
 
 
+class NotOurs(KubeError):
+    """An object of the name the operator writes exists, without the labels that make it the operator's."""
+
+
 def load_config() -> kubernetes.client.ApiClient:
     """In a pod: the service account; elsewhere: the kubeconfig (``KUBECONFIG``)."""
     try:
@@ -110,6 +114,69 @@ class Kube:
         except KubeError as e:
             if e.status != 404:
                 raise
+
+    async def apply_custom(self, plural: str, manifest: Manifest) -> str:
+        """Create-or-patch a namespaced custom object (group and version from its ``apiVersion``); its uid."""
+        group, version = manifest["apiVersion"].split("/")
+        meta = manifest["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            stored = await self._call(
+                self.custom.create_namespaced_custom_object, group, version, namespace, plural, manifest
+            )
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            stored = await self._call(
+                self.custom.patch_namespaced_custom_object, group, version, namespace, plural, name, manifest
+            )
+        if not isinstance(stored, dict):
+            raise KubeError(0, f"the API server answered {plural} {namespace}/{name} with no object")
+        return str(stored["metadata"]["uid"])
+
+    async def delete_custom(self, api_version: str, plural: str, namespace: str, name: str) -> None:
+        """Remove a namespaced custom object, if there is one (or its resource is not installed at all)."""
+        group, version = api_version.split("/")
+        try:
+            await self._call(self.custom.delete_namespaced_custom_object, group, version, namespace, plural, name)
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
+    async def apply_secret(self, manifest: Manifest) -> None:
+        """Create the Secret, or bring one that carries the manifest's labels to its data and owners.
+
+        Never another's: a Secret of that name without those labels (a user's) is left as it is and
+        :class:`NotOurs` raised. The labels are tested in the same patch that writes (JSON patch
+        ``test``), so nothing can change in between.
+        """
+        meta = manifest["metadata"]
+        try:
+            await self._call(self.core.create_namespaced_secret, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+        else:
+            return
+        data = {key: base64.b64encode(value.encode()).decode() for key, value in manifest["stringData"].items()}
+        label = "/metadata/labels/"
+        patch = [
+            *(
+                {"op": "test", "path": label + key.replace("~", "~0").replace("/", "~1"), "value": value}
+                for key, value in meta["labels"].items()
+            ),
+            {"op": "add", "path": "/data", "value": data},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]},
+        ]
+        patch_secret = self.core.patch_namespaced_secret
+        try:
+            await self._call(
+                patch_secret, meta["name"], meta["namespace"], patch, _content_type="application/json-patch+json"
+            )
+        except KubeError as e:
+            if e.status != 422:  # a failed test (a label missing or different); a Secret is never invalid here
+                raise
+            raise NotOurs(409, f"Secret {meta['namespace']}/{meta['name']} exists and is not the operator's") from e
 
     async def _apply(
         self, create: Callable[..., Any], patch: Callable[..., Any], manifest: Manifest, changes: Manifest
