@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -36,11 +37,14 @@ CRD_FILES = {
 @functools.cache
 def module_dir() -> Path:
     """KEDA's module, downloaded (or found in the Go module cache) with the project's Go env."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.fail("no bash on PATH, needed to source tools/k8s/env.sh (the project's Go env)")
     with tempfile.TemporaryDirectory(prefix="keda-module-") as outside:  # no go.mod around: a plain download
         try:
             done = subprocess.run(
                 [
-                    "bash",
+                    bash,
                     "-c",
                     f'source "$1" && GOFLAGS=-mod=mod go mod download -json {MODULE}@{VERSION}',
                     "bash",
