@@ -84,6 +84,19 @@ def test_min_replicas_and_the_scale_down_delay_follow_the_spec(job_doc: dict[str
     assert spec["triggers"][0]["metadata"]["value"] == "20"  # messagesPerReplica's default
 
 
+def test_a_scale_down_delay_beyond_the_hpas_limit_keeps_the_cooldown_and_caps_the_window(
+    job_doc: dict[str, Any],
+) -> None:
+    job_doc["metadata"]["uid"] = UID
+    job_doc["spec"]["autoscaling"] = {"mode": "keda", "scaleDownDelaySeconds": 7200}
+    spec = scaled(parse_job(job_doc))["spec"]
+    assert spec["cooldownPeriod"] == 7200
+    window = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert (
+        window == {"stabilizationWindowSeconds": keda.MAX_STABILIZATION_SECONDS} == {"stabilizationWindowSeconds": 3600}
+    )
+
+
 @pytest.mark.parametrize(("vhost", "named"), [("/", None), ("photos", "photos"), ("team/a", "team/a")])
 def test_the_vhost_is_named_unless_it_is_the_default(job: FilterJob, vhost: str, named: str | None) -> None:
     assert scaled(job, vhost=vhost)["spec"]["triggers"][0]["metadata"].get("vhostName") == named
@@ -108,6 +121,8 @@ def test_the_queue_pattern_matches_the_task_and_retry_queues_of_this_job_only(jo
         # Behind a prefix: without the trailing slash KEDA would read "rabbitmq" as the vhost.
         ("https://u:p%40ss@example.com/rabbitmq", "https://u:p%40ss@example.com/rabbitmq/"),
         ("https://u:p@example.com/rabbitmq//?x=1#f", "https://u:p@example.com/rabbitmq/"),
+        # No credentials: RabbitMQ's defaults, as the operator's own management client uses them.
+        ("http://rabbit:15672/", "http://guest:guest@rabbit:15672/"),
     ],
 )
 def test_the_host_is_the_management_url_with_its_credentials_ending_in_a_slash(management_url: str, host: str) -> None:

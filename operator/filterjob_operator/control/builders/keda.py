@@ -27,6 +27,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 SCALED_OBJECTS, TRIGGER_AUTHENTICATIONS = "scaledobjects", "triggerauthentications"
 #: The key of the operator's Secret that the TriggerAuthentication maps to the trigger's ``host``.
 HOST_KEY = "host"
+#: The longest scale-down stabilization window the HPA that KEDA makes may have (the HPA API's limit).
+MAX_STABILIZATION_SECONDS = 3600
 
 
 def secret_name(job: FilterJob) -> str:
@@ -38,10 +40,12 @@ def host_url(management_url: str) -> str:
 
     KEDA takes the path's last segment for the vhost and the rest for a prefix the API sits under;
     with a trailing ``/`` the last segment is empty (the default vhost, or ``vhostName``) and a prefix
-    (``http://host/rabbitmq``) stays a prefix instead of being read as a vhost.
+    (``http://host/rabbitmq``) stays a prefix instead of being read as a vhost. A URL without
+    credentials gets RabbitMQ's default ones, as the operator's own client uses it (``Management``).
     """
     parts = urlsplit(management_url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/", "", ""))
+    netloc = parts.netloc if parts.username is not None else f"guest:guest@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/", "", ""))
 
 
 def queue_pattern(topology: Topology) -> str:
@@ -84,6 +88,7 @@ def build_scaled_object(job: FilterJob, *, topology: Topology, vhost: str, polli
     KEDA reacts as fast as ``mode: queue`` does; KEDA's default is 30 s).
     """
     scaling = job.spec.autoscaling
+    window = min(scaling.scale_down_delay_seconds, MAX_STABILIZATION_SECONDS)
     trigger = {
         "protocol": "http",
         "mode": "QueueLength",
@@ -104,12 +109,11 @@ def build_scaled_object(job: FilterJob, *, topology: Topology, vhost: str, polli
             "minReplicaCount": scaling.min_replicas,
             "maxReplicaCount": scaling.max_replicas,
             "pollingInterval": polling_seconds,
-            # Both waits before fewer workers: the last one's (to zero), and the HPA's for the others.
+            # Both waits before fewer workers: the last one's (to zero), and the HPA's for the others
+            # (KEDA could not create an HPA with a longer window than the HPA API allows).
             "cooldownPeriod": scaling.scale_down_delay_seconds,
             "advanced": {
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": scaling.scale_down_delay_seconds}}
-                }
+                "horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": window}}}
             },
             "triggers": [
                 {
