@@ -38,6 +38,8 @@ class FakeKube:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     #: Custom resources (plurals) the API server does not know: creating one answers 404.
     missing: set[str] = field(default_factory=set)
+    #: Custom resources (plurals) whose objects the API server refuses as invalid (422), with this message.
+    invalid: dict[str, str] = field(default_factory=dict)
     #: Secrets (names) that exist and are not the operator's.
     taken: set[str] = field(default_factory=set)
     #: Called after each status patch (a test stops the daemon from here).
@@ -75,6 +77,8 @@ class FakeKube:
     async def apply_custom(self, plural: str, manifest: Manifest) -> str:
         if plural in self.missing:
             raise KubeError(404, "Not Found")
+        if plural in self.invalid:
+            raise KubeError(422, "Unprocessable Entity", detail=self.invalid[plural])
         self.calls.append(("apply_custom", manifest))
         return f"uid-of-{manifest['kind']}"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from filterjob_operator.adapters.kube import KubeError
 from filterjob_operator.control.reconcile import children, job
 from filterjob_operator.control.reconcile.context import Outcome
 from filterjob_operator.core import status
@@ -101,6 +102,35 @@ async def test_keda_mode_without_kedas_crds_fails_the_job_once_and_removes_what_
     assert "filterjob.dev/redrive" in condition["message"]
     assert h.kube.called("delete_custom") == KEDA_OBJECTS
     assert [reason for _, reason, _ in h.events.posted] == ["KedaNotInstalled"]
+
+
+async def test_keda_objects_the_api_server_refuses_fail_the_job_with_its_reason(job_doc: dict[str, Any]) -> None:
+    doc = in_mode(job_doc, "keda")
+    h = harness(doc, keda=True)
+    said = 'ScaledObject.keda.sh "thumbs-workers" is invalid: spec.maxReplicaCount: Invalid value'
+    h.kube.invalid = {"scaledobjects": said}
+
+    assert await children.ensure_workers(h.ctx, h.attempt(parse_job(doc)), replicas=0) is Outcome.FINISHED
+
+    condition = failed(h)
+    assert condition["reason"] == "KedaRefused"
+    assert condition["message"].startswith(f"the API server refused the job's KEDA objects: {said}; then re-drive")
+    assert h.kube.called("delete_custom") == KEDA_OBJECTS
+
+
+async def test_other_api_errors_go_to_kopf_to_retry(job_doc: dict[str, Any]) -> None:
+    doc = in_mode(job_doc, "keda")
+    h = harness(doc, keda=True)
+    h.kube.invalid = {}
+    h.kube.missing = set()
+
+    async def unavailable(plural: str, manifest: dict[str, Any]) -> str:
+        raise KubeError(503, "Service Unavailable")
+
+    h.kube.apply_custom = unavailable  # type: ignore[method-assign]
+    with pytest.raises(KubeError):
+        await children.ensure_workers(h.ctx, h.attempt(parse_job(doc)), replicas=0)
+    assert h.kube.called("patch_status") == []  # not failed: the API server may come back
 
 
 async def test_a_secret_of_the_operators_name_that_is_not_its_own_is_left_alone_and_fails_the_job(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,9 +24,20 @@ Manifest = dict[str, Any]
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, detail: str = "") -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+        #: The API server's own message (its Status object's), e.g. which field it refused; or "".
+        self.detail = detail
+
+
+def _detail(error: ApiException) -> str:
+    """The ``message`` of the Status the API server answered with, if its body is one."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return ""
+    return str(status.get("message") or "") if isinstance(status, dict) else ""
 
 
 class NotOurs(KubeError):
@@ -61,7 +73,7 @@ class Kube:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as e:
-            raise KubeError(e.status or 0, e.reason or str(e)) from e
+            raise KubeError(e.status or 0, e.reason or str(e), detail=_detail(e)) from e
 
     async def _read(self, read: Callable[..., T], namespace: str, name: str) -> T | None:
         """The object, or None if it does not exist."""

@@ -74,10 +74,14 @@ async def ensure_keda(ctx: JobContext, attempt: Attempt) -> Outcome:
         )
         return Outcome.FINISHED
     except KubeError as e:
-        if e.status != 404:  # the resource does not exist: KEDA's CRDs are not installed
+        if e.status not in (404, 422):
             raise
         await remove_keda(ctx, job)  # what a partial install let be made
-        await ctx.fail("KedaNotInstalled", KEDA_NOT_INSTALLED)
+        if e.status == 404:  # the resource does not exist: KEDA's CRDs are not installed
+            await ctx.fail("KedaNotInstalled", KEDA_NOT_INSTALLED)
+        else:  # what KEDA's schema refuses and the FilterJob's admits, e.g. replicas beyond an int32
+            refused = e.detail or str(e)
+            await ctx.fail("KedaRefused", f"the API server refused the job's KEDA objects: {refused}; {AFTERWARDS}")
         return Outcome.FINISHED
     return Outcome.CONTINUE
 
