@@ -4,7 +4,7 @@ a job's broker and the Events, each recording what it was asked, so a step runs 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,8 @@ class FakeKube:
     async def delete_custom(self, api_version: str, plural: str, namespace: str, name: str) -> None:
         self.calls.append(("delete_custom", (plural, name)))
 
-    async def apply_secret(self, manifest: Manifest) -> None:
+    async def apply_secret(self, manifest: Manifest, *, claim: Collection[str]) -> None:
+        assert set(claim) <= set(manifest["metadata"]["labels"])
         if manifest["metadata"]["name"] in self.taken:
             raise NotOurs(409, "taken")
         self.calls.append(("apply_secret", manifest))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -155,8 +155,8 @@ class Kube:
             if e.status != 404:
                 raise
 
-    async def apply_secret(self, manifest: Manifest) -> None:
-        """Create the Secret, or bring one that carries the manifest's labels to its data and owners.
+    async def apply_secret(self, manifest: Manifest, *, claim: Collection[str]) -> None:
+        """Create the Secret, or bring one whose ``claim`` labels are the manifest's to its data and owners.
 
         Never another's: a Secret of that name without those labels (a user's) is left as it is and
         :class:`NotOurs` raised. The labels are tested in the same patch that writes (JSON patch
@@ -176,6 +176,7 @@ class Kube:
             *(
                 {"op": "test", "path": label + key.replace("~", "~0").replace("/", "~1"), "value": value}
                 for key, value in meta["labels"].items()
+                if key in claim
             ),
             {"op": "add", "path": "/data", "value": data},
             {"op": "add", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]},

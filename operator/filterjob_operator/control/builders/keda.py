@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from filterjob_operator.control.builders.common import Manifest, metadata, workers_name
+from filterjob_operator.control.builders.common import JOB_LABEL, Manifest, metadata, workers_name
 from filterjob_operator.core.spec import FilterJob
 from filterjob_worker.core.topology import Topology
 
@@ -27,6 +27,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 SCALED_OBJECTS, TRIGGER_AUTHENTICATIONS = "scaledobjects", "triggerauthentications"
 #: The key of the operator's Secret that the TriggerAuthentication maps to the trigger's ``host``.
 HOST_KEY = "host"
+#: The labels that make a Secret of :func:`secret_name` the operator's (a user's of that name is never touched).
+CLAIM_LABELS = ("app.kubernetes.io/managed-by", JOB_LABEL)
 #: The longest scale-down stabilization window the HPA that KEDA makes may have (the HPA API's limit).
 MAX_STABILIZATION_SECONDS = 3600
 

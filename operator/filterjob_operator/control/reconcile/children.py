@@ -59,7 +59,7 @@ async def ensure_keda(ctx: JobContext, attempt: Attempt) -> Outcome:
     try:
         uid = await kube.apply_custom(keda.TRIGGER_AUTHENTICATIONS, keda.build_trigger_authentication(job))
         secret = keda.build_secret(job, management_url=attempt.management_url, authentication_uid=uid)
-        await kube.apply_secret(secret)
+        await kube.apply_secret(secret, claim=keda.CLAIM_LABELS)
         scaled = keda.build_scaled_object(
             job, topology=attempt.topology, vhost=vhost_of(attempt.url), polling_seconds=polling
         )
