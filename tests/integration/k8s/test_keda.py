@@ -249,3 +249,27 @@ def test_a_users_secret_of_the_operators_name_is_left_alone_and_fails_the_job(
             keda.GROUP, keda.VERSION, kube.namespace, keda.SCALED_OBJECTS, "mine-workers"
         )
     assert_audited(kube, keda_operator)
+
+
+@pytest.mark.usefixtures("keda_crds")
+def test_switching_between_hpa_and_keda_removes_the_other_modes_objects(
+    kube: Kube, keda_operator: FilterJobOperator, tmp_path: Path, created: list[dict[str, Any]]
+) -> None:
+    make_samples(tmp_path / "in", count=4, size=(16, 12))
+    body = job_body("switch", kube.namespace, tmp_path / "in", tmp_path / "out")
+    body["spec"]["autoscaling"] = {"mode": "keda", "maxReplicas": 2}
+    created.append(kube.create_job(body))
+    with run(keda_operator, kube):
+        keda_object(kube, keda.SCALED_OBJECTS, "switch-workers")
+        kube.wait("filterjobs", "switch", lambda o: o["status"].get("enqueued") == 4, timeout=30)
+    # A job's mode is read at each attempt: here, when the operator starts again.
+    kube.patch_job("switch", {"spec": {"autoscaling": {"mode": "hpa"}}})
+    with run(keda_operator, kube):
+        kube.wait("horizontalpodautoscalers", "switch-workers", timeout=30)
+        keda_gone(kube, keda.SCALED_OBJECTS, "switch-workers")
+        keda_gone(kube, keda.TRIGGER_AUTHENTICATIONS, "switch-workers")
+    kube.patch_job("switch", {"spec": {"autoscaling": {"mode": "keda"}}})
+    with run(keda_operator, kube):
+        keda_object(kube, keda.SCALED_OBJECTS, "switch-workers")
+        kube.gone("horizontalpodautoscalers", "switch-workers", timeout=30)
+    assert assert_audited(kube, keda_operator)
