@@ -4,7 +4,7 @@ a job's broker and the Events, each recording what it was asked, so a step runs 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from filterjob_operator.adapters.broker.enqueue import Cursor
 from filterjob_operator.adapters.broker.parked import Parked
-from filterjob_operator.adapters.kube import KubeError, Manifest, Workers
+from filterjob_operator.adapters.kube import KubeError, Manifest, NotOurs, Workers
 from filterjob_operator.adapters.metrics import OperatorMetrics
 from filterjob_operator.control.reconcile.context import Attempt, JobContext
 from filterjob_operator.control.reconcile.services import JobBroker, Services
@@ -36,6 +36,12 @@ class FakeKube:
     #: What ``job_failure`` says of every batch Job.
     failure: str | None = None
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    #: Custom resources (plurals) the API server does not know: creating one answers 404.
+    missing: set[str] = field(default_factory=set)
+    #: Custom resources (plurals) whose objects the API server refuses as invalid (422), with this message.
+    invalid: dict[str, str] = field(default_factory=dict)
+    #: Secrets (names) that exist and are not the operator's.
+    taken: set[str] = field(default_factory=set)
     #: Called after each status patch (a test stops the daemon from here).
     on_patch: Callable[[dict[str, Any]], None] = lambda fields: None
 
@@ -67,6 +73,23 @@ class FakeKube:
 
     async def delete_hpa(self, namespace: str, name: str) -> None:
         self.calls.append(("delete_hpa", name))
+
+    async def apply_custom(self, plural: str, manifest: Manifest) -> str:
+        if plural in self.missing:
+            raise KubeError(404, "Not Found")
+        if plural in self.invalid:
+            raise KubeError(422, "Unprocessable Entity", detail=self.invalid[plural])
+        self.calls.append(("apply_custom", manifest))
+        return f"uid-of-{manifest['kind']}"
+
+    async def delete_custom(self, api_version: str, plural: str, namespace: str, name: str) -> None:
+        self.calls.append(("delete_custom", (plural, name)))
+
+    async def apply_secret(self, manifest: Manifest, *, claim: Collection[str]) -> None:
+        assert set(claim) <= set(manifest["metadata"]["labels"])
+        if manifest["metadata"]["name"] in self.taken:
+            raise NotOurs(409, "taken")
+        self.calls.append(("apply_secret", manifest))
 
     async def create_job(self, manifest: Manifest) -> bool:
         self.calls.append(("create_job", manifest))
@@ -167,7 +190,14 @@ class Harness:
         self.stopper.set()
 
     def attempt(self, job: FilterJob) -> Attempt:
-        return Attempt(job=job, topology=topology_of(job), secret="broker", broker=self.broker)
+        return Attempt(
+            job=job,
+            topology=topology_of(job),
+            secret="broker",
+            broker=self.broker,
+            url="amqp://guest:guest@broker:5672/",
+            management_url="http://guest:guest@broker:15672/",
+        )
 
 
 def harness(body: dict[str, Any], *, broker: FakeBroker | None = None, **settings: Any) -> Harness:

@@ -349,6 +349,23 @@ def test_watching_a_namespace_list_grants_the_same_per_namespace_and_the_cluster
     assert cluster_wide == {t for t in everywhere if t[1] in CLUSTER_SCOPED} | namespaces
 
 
+def test_keda_is_granted_and_switched_on_only_when_enabled(chart: Chart) -> None:
+    keda = {
+        ("keda.sh", r, v) for r in ("scaledobjects", "triggerauthentications") for v in ("create", "patch", "delete")
+    }
+    owned_secrets = {("", "secrets", "create"), ("", "secrets", "patch")}
+    default = chart.values("default")
+    assert not (keda | owned_secrets) & triples(one(default, "ClusterRole"))
+    assert not Settings.from_env(env_of(operator_container(default))).keda
+    enabled = chart.values("keda")
+    role = one(enabled, "ClusterRole")
+    assert keda | owned_secrets <= triples(role)
+    assert Settings.from_env(env_of(operator_container(enabled))).keda
+    # Reading Secrets stays limited to rbac.secretNames: only the operator's own are written.
+    (read,) = [r for r in role["rules"] if r["resources"] == ["secrets"] and "get" in r["verbs"]]
+    assert (read["verbs"], read["resourceNames"]) == (["get"], ["rabbitmq"])
+
+
 # ----------------------------------------------------------------------------------------------
 # The CRD.
 

@@ -84,12 +84,13 @@ def test_a_suspended_job_has_no_workers_and_says_so() -> None:
     assert (decision.condition.status, decision.condition.reason) == (False, "Suspended")
 
 
+@pytest.mark.parametrize("mode", ["hpa", "keda"])
 @pytest.mark.parametrize("suspended", [False, True])
-def test_hpa_mode_leaves_the_replicas_to_the_hpa(suspended: bool) -> None:
+def test_hpa_and_keda_modes_leave_the_replicas_to_the_autoscaler(mode: str, suspended: bool) -> None:
     decision = decide(
         seen(replicas=4, ready=2, suspended=suspended),
         Memory(below_since=7.0),
-        scaling=scaling(mode="hpa"),
+        scaling=scaling(mode=mode),
     )
     assert (decision.replicas, decision.scale, decision.memory.below_since) == (4, False, 7.0)
     assert decision.workers() == {"desired": 4, "ready": 2, "summary": "2/4"}

@@ -30,6 +30,7 @@ def test_every_variable_is_read() -> None:
             "FILTERJOB_IMAGE_PULL_SECRETS": "regcred, mirror,",
             "FILTERJOB_FINALIZER_TIMEOUT": "42.5",
             "FILTERJOB_LISTER_DEADLINE": "120",
+            "FILTERJOB_KEDA": "true",
         }
     )
     assert settings == Settings(
@@ -44,7 +45,20 @@ def test_every_variable_is_read() -> None:
         image_pull_secrets=("regcred", "mirror"),
         finalizer_timeout=42.5,
         lister_deadline=120,
+        keda=True,
     )
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", False), ("false", False), (" True ", True), ("true", True)])
+def test_keda_is_off_unless_true(text: str, expected: bool) -> None:
+    assert Settings.from_env({"FILTERJOB_KEDA": text}).keda is expected
+    assert Settings.from_env({}).keda is False
+
+
+@pytest.mark.parametrize("bad", ["yes", "1", "enabled"])
+def test_a_keda_flag_that_is_neither_true_nor_false_is_refused_by_name(bad: str) -> None:
+    with pytest.raises(ValueError, match=f"FILTERJOB_KEDA must be true or false, got '{bad}'"):
+        Settings.from_env({"FILTERJOB_KEDA": bad})
 
 
 def test_the_finalizer_timeout_defaults_to_five_minutes_and_must_be_seconds() -> None:

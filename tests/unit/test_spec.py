@@ -76,7 +76,11 @@ def test_filter_problems_name_step_filter_and_parameter(job_doc: dict[str, Any])
         (("spec", "filters"), [], "spec.filters: List should have at least 1 item"),
         (("spec", "filters"), "blur", "spec.filters: Input should be a valid list"),
         (("spec", "workers", "concurrency"), 0, "spec.workers.concurrency: Input should be greater than or equal to 1"),
-        (("spec", "autoscaling", "mode"), "magic", "spec.autoscaling.mode: Input should be 'queue', 'hpa' or 'none'"),
+        (
+            ("spec", "autoscaling", "mode"),
+            "magic",
+            "spec.autoscaling.mode: Input should be 'queue', 'hpa', 'keda' or 'none'",
+        ),
         (("spec", "retry", "maxAttempts"), 0, "spec.retry.maxAttempts: Input should be greater than or equal to 1"),
         (("spec", "ttlSecondsAfterFinished"), -1, "spec.ttlSecondsAfterFinished: Input should be greater than"),
         (("spec", "suspend"), "maybe", "spec.suspend: Input should be a valid boolean"),

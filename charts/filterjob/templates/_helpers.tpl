@@ -118,6 +118,18 @@ real API server and check, from its audit log, that it used every rule and nothi
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.keda.enabled }}
+# autoscaling.mode: keda: a job's ScaledObject and TriggerAuthentication, created or patched at each
+# attempt, deleted at its end or when it leaves the mode.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects", "triggerauthentications"]
+  verbs: ["create", "patch", "delete"]
+# The Secret <job>-keda the TriggerAuthentication reads (the management URL with credentials); it
+# is owned by the TriggerAuthentication, so the garbage collector deletes it.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
+{{- end }}
 {{- end }}
 
 {{/* Cluster-scoped rules in every mode: kopf follows CRDs to notice the FilterJob CRD appear or change. */}}

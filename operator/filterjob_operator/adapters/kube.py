@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,9 +24,24 @@ Manifest = dict[str, Any]
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, detail: str = "") -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+        #: The API server's own message (its Status object's), e.g. which field it refused; or "".
+        self.detail = detail
+
+
+def _detail(error: ApiException) -> str:
+    """The ``message`` of the Status the API server answered with, if its body is one."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return ""
+    return str(status.get("message") or "") if isinstance(status, dict) else ""
+
+
+class NotOurs(KubeError):
+    """An object of the name the operator writes exists, without the labels that make it the operator's."""
 
 
 def load_config() -> kubernetes.client.ApiClient:
@@ -57,7 +73,7 @@ class Kube:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as e:
-            raise KubeError(e.status or 0, e.reason or str(e)) from e
+            raise KubeError(e.status or 0, e.reason or str(e), detail=_detail(e)) from e
 
     async def _read(self, read: Callable[..., T], namespace: str, name: str) -> T | None:
         """The object, or None if it does not exist."""
@@ -110,6 +126,70 @@ class Kube:
         except KubeError as e:
             if e.status != 404:
                 raise
+
+    async def apply_custom(self, plural: str, manifest: Manifest) -> str:
+        """Create-or-patch a namespaced custom object (group and version from its ``apiVersion``); its uid."""
+        group, version = manifest["apiVersion"].split("/")
+        meta = manifest["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            stored = await self._call(
+                self.custom.create_namespaced_custom_object, group, version, namespace, plural, manifest
+            )
+        except KubeError as e:
+            if e.status != 409:
+                raise
+            stored = await self._call(
+                self.custom.patch_namespaced_custom_object, group, version, namespace, plural, name, manifest
+            )
+        if not isinstance(stored, dict):
+            raise KubeError(0, f"the API server answered {plural} {namespace}/{name} with no object")
+        return str(stored["metadata"]["uid"])
+
+    async def delete_custom(self, api_version: str, plural: str, namespace: str, name: str) -> None:
+        """Remove a namespaced custom object, if there is one (or its resource is not installed at all)."""
+        group, version = api_version.split("/")
+        try:
+            await self._call(self.custom.delete_namespaced_custom_object, group, version, namespace, plural, name)
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
+    async def apply_secret(self, manifest: Manifest, *, claim: Collection[str]) -> None:
+        """Create the Secret, or bring one whose ``claim`` labels are the manifest's to its data and owners.
+
+        Never another's: a Secret of that name without those labels (a user's) is left as it is and
+        :class:`NotOurs` raised. The labels are tested in the same patch that writes (JSON patch
+        ``test``), so nothing can change in between.
+        """
+        meta = manifest["metadata"]
+        try:
+            await self._call(self.core.create_namespaced_secret, meta["namespace"], manifest)
+        except KubeError as e:
+            if e.status != 409:
+                raise
+        else:
+            return
+        data = {key: base64.b64encode(value.encode()).decode() for key, value in manifest["stringData"].items()}
+        label = "/metadata/labels/"
+        patch = [
+            *(
+                {"op": "test", "path": label + key.replace("~", "~0").replace("/", "~1"), "value": value}
+                for key, value in meta["labels"].items()
+                if key in claim
+            ),
+            {"op": "add", "path": "/data", "value": data},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]},
+        ]
+        patch_secret = self.core.patch_namespaced_secret
+        try:
+            await self._call(
+                patch_secret, meta["name"], meta["namespace"], patch, _content_type="application/json-patch+json"
+            )
+        except KubeError as e:
+            if e.status != 422:  # a failed test (a label missing or different); a Secret is never invalid here
+                raise
+            raise NotOurs(409, f"Secret {meta['namespace']}/{meta['name']} exists and is not the operator's") from e
 
     async def _apply(
         self, create: Callable[..., Any], patch: Callable[..., Any], manifest: Manifest, changes: Manifest

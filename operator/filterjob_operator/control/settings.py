@@ -13,6 +13,7 @@
 | ``FILTERJOB_LIST_INPUTS`` | who lists ``file://`` sources: ``auto``, ``operator`` or ``job`` | auto |
 | ``FILTERJOB_FINALIZER_TIMEOUT`` | seconds a deleted job retries removing its queues before it goes without | 300 |
 | ``FILTERJOB_LISTER_DEADLINE`` | seconds a lister Job may run (``activeDeadlineSeconds``) before it fails | 600 |
+| ``FILTERJOB_KEDA`` | ``true``: jobs may use ``autoscaling.mode: keda`` (the chart's ``keda.enabled``) | false |
 
 ``FILTERJOB_LIST_INPUTS``: ``operator`` lists every source in the operator's own filesystem,
 ``job`` always runs a lister Job in the job's namespace (with the job's volumes), ``auto``
@@ -90,6 +91,16 @@ def _batch(name: str, text: str | None, default: int) -> int:
     return value
 
 
+def _flag(name: str, text: str | None) -> bool:
+    """``true`` or ``false`` (empty: false); anything else is a typo, never read as either."""
+    value = (text or "").strip().lower()
+    if value in ("", "false"):
+        return False
+    if value == "true":
+        return True
+    raise ValueError(f"{name} must be true or false, got {text!r}")
+
+
 def _deadline(name: str, text: str | None, default: int) -> int:
     """A whole number of seconds >= 1 (Kubernetes' ``activeDeadlineSeconds`` takes nothing else)."""
     if text is None or not text.strip():
@@ -122,6 +133,10 @@ class Settings:
     #: image that cannot be pulled, a missing Secret, no node that fits) fails it then, and the
     #: job with it, instead of leaving it ``Pending`` for ever.
     lister_deadline: int = 600
+    #: The operator may use KEDA's API (the chart grants it with ``keda.enabled``): it creates the
+    #: ScaledObjects of ``mode: keda`` jobs and removes those of jobs that left that mode. Off, it
+    #: never calls KEDA's API, so a cluster without KEDA (or the grant) sees no request for it.
+    keda: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,4 +155,5 @@ class Settings:
             ),
             finalizer_timeout=_seconds("FILTERJOB_FINALIZER_TIMEOUT", env.get("FILTERJOB_FINALIZER_TIMEOUT"), 300.0),
             lister_deadline=_deadline("FILTERJOB_LISTER_DEADLINE", env.get("FILTERJOB_LISTER_DEADLINE"), 600),
+            keda=_flag("FILTERJOB_KEDA", env.get("FILTERJOB_KEDA")),
         )

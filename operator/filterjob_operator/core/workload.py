@@ -60,10 +60,11 @@ class Workers(ApiModel):
 class Autoscaling(ApiModel):
     """How the number of worker pods follows the queue."""
 
-    mode: Literal["queue", "hpa", "none"] = Field(
+    mode: Literal["queue", "hpa", "keda", "none"] = Field(
         default="queue",
         description="queue: the operator scales by queue depth; hpa: a HorizontalPodAutoscaler "
-        "on the exported queue-depth metric; none: minReplicas pods.",
+        "on the exported queue-depth metric; keda: a KEDA ScaledObject on the queues (KEDA must be "
+        "installed, and the chart's keda.enabled set); none: minReplicas pods.",
     )
     min_replicas: int = Field(default=0, ge=0, description="Fewest worker pods while work remains.")
     max_replicas: int = Field(default=10, ge=1, description="Most worker pods.")

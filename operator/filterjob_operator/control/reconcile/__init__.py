@@ -9,7 +9,7 @@ read back from the broker, never from memory.
   and the :class:`~.context.Attempt` opened once per attempt (typed job, topology, broker);
 - :mod:`.services`: the Kubernetes API, the broker and the events, as the steps use them;
 - :mod:`.inputs`: list the inputs (a stored listing, here, or by a lister Job);
-- :mod:`.children`: the worker Deployment and its HPA;
+- :mod:`.children`: the worker Deployment and its autoscaler (an HPA, or KEDA's ScaledObject);
 - :mod:`.enqueue`: publish the tasks from the saved cursor on;
 - :mod:`.follow`: observe, :mod:`.decision` (pure), act: status and scaling until done;
 - :mod:`.finish`: verify the outputs and end the job with its final counts;

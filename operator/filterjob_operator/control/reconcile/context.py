@@ -172,6 +172,9 @@ class Attempt:
     #: The name of the broker Secret, which the job's pods read too.
     secret: str
     broker: JobBroker
+    #: The broker's AMQP and management API URLs, as read from that Secret (with credentials).
+    url: str = ""
+    management_url: str = ""
 
 
 @contextlib.asynccontextmanager
@@ -196,6 +199,6 @@ async def attempt(ctx: JobContext, job: FilterJob, *, management: bool = True) -
     except brokerref.BrokerUnavailable as e:
         raise await ctx.unavailable(e) from None
     try:
-        yield Attempt(job=job, topology=topology, secret=secret, broker=broker)
+        yield Attempt(job=job, topology=topology, secret=secret, broker=broker, url=url, management_url=management_url)
     finally:
         await broker.close()

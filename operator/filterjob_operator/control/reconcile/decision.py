@@ -47,7 +47,7 @@ class Condition:
 @dataclass(frozen=True, kw_only=True)
 class Decision:
     counts: status.Counts
-    #: The worker replicas the job wants (for ``mode: hpa``, what the HPA set).
+    #: The worker replicas the job wants (for ``mode: hpa`` and ``keda``, what the HPA or KEDA set).
     replicas: int
     #: The Deployment must be scaled to :attr:`replicas`.
     scale: bool
@@ -90,7 +90,7 @@ def _replicas(
     seen: Observation, memory: Memory, *, scaling: Autoscaling, current: int, done: bool
 ) -> tuple[int, float | None]:
     """The replicas to set and the scale-down delay's start to remember."""
-    if scaling.mode == "hpa":  # the HPA owns the replicas
+    if scaling.mode in ("hpa", "keda"):  # the HPA (or KEDA's) owns the replicas
         return current, memory.below_since
     if seen.suspended:
         return 0, memory.below_since

@@ -68,7 +68,8 @@ async def steps(ctx: JobContext, this: Attempt) -> Outcome:
     if isinstance(listed, Outcome):
         return listed
     plan = await start(ctx, this, listed)
-    await children.ensure_workers(ctx, this, replicas=0)
+    if await children.ensure_workers(ctx, this, replicas=0) is Outcome.FINISHED:
+        return Outcome.FINISHED
     if await enqueue.enqueue(ctx, this, plan.remaining, already=plan.already) is Outcome.STOPPED:
         return Outcome.STOPPED
     return await follow.follow(ctx, this, total=plan.total, keys=plan.keys, sure=plan.sure)
