@@ -81,6 +81,11 @@ def test_the_user_groups_and_extra_come_from_the_headers_of_the_proxy() -> None:
     )
 
 
+def test_every_user_is_in_the_authenticated_group_once() -> None:
+    alone = delegation.authenticate(PROXY, "front-proxy-client", [("X-Remote-User", "system:kube-aggregator")])
+    assert alone.groups == ("system:authenticated",)  # what RBAC's discovery rules are bound to
+
+
 def test_any_common_name_passes_when_no_names_are_listed() -> None:
     proxy = delegation.front_proxy({**CONFIGMAP, "requestheader-allowed-names": "[]"})
     assert delegation.authenticate(proxy, "aggregator", HEADERS).name == HPA

@@ -105,7 +105,7 @@ async def test_discovery_is_answered_to_an_authorized_user_and_the_answer_is_rem
         assert json.loads(response.text)["groupVersion"] == "external.metrics.k8s.io/v1beta1"
     (review,) = cluster.reviews  # asked once, then remembered
     assert review["spec"]["nonResourceAttributes"] == {"path": PREFIX, "verb": "get"}
-    assert review["spec"]["groups"] == ["g"]
+    assert review["spec"]["groups"] == ["g", "system:authenticated"]
 
 
 async def test_a_user_the_authorizer_refuses_is_forbidden() -> None:

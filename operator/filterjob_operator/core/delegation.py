@@ -22,6 +22,8 @@ from filterjob_operator.core.extmetrics import GROUP, RESOURCE, VERSION, Problem
 #: Where the front-proxy settings are (the kube-apiserver keeps the ConfigMap up to date).
 CONFIGMAP_NAMESPACE, CONFIGMAP_NAME = "kube-system", "extension-apiserver-authentication"
 CA_KEY = "requestheader-client-ca-file"
+#: The group every authenticated user is in (k8s.io/apiserver adds it, and RBAC's discovery rules bind to it).
+AUTHENTICATED = "system:authenticated"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ def authenticate(proxy: FrontProxy, cn: str | None, headers: Iterable[tuple[str,
     if not name:
         raise Problem(401, "Unauthorized: the request names no user")
     groups = tuple(v for h in proxy.group_headers for k, v in items if k == h.lower())
+    if AUTHENTICATED not in groups:
+        groups = (*groups, AUTHENTICATED)
     extra: dict[str, list[str]] = {}
     for prefix in (p.lower() for p in proxy.extra_prefixes):
         for key, value in items:
