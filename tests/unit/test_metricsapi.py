@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import kopf
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from filterjob_operator.adapters.kube import KubeError
-from filterjob_operator.control.metricsapi import MetricsApi
+from filterjob_operator.cli import pod
+from filterjob_operator.control.metricsapi import MetricsApi, Unservable, start
+from filterjob_operator.control.settings import ExternalMetrics
 from filterjob_operator.core import delegation
 from filterjob_operator.core.extmetrics import METRIC
 
@@ -143,3 +147,42 @@ async def test_an_invalid_job_is_unavailable_with_its_problems() -> None:
 async def test_a_bad_selector_is_a_bad_request() -> None:
     code, body = await ask(FakeCluster(), f"{PREFIX}/namespaces/photos/{METRIC}?labelSelector=job%21%3Dthumbs")
     assert (code, body["reason"]) == (400, "BadRequest")
+
+
+class ConfigMaps(FakeCluster):
+    def __init__(self, data: dict[str, str] | None) -> None:
+        super().__init__()
+        self.data = data
+
+    async def config_map(self, namespace: str, name: str) -> dict[str, str]:
+        assert (namespace, name) == ("kube-system", "extension-apiserver-authentication")
+        if self.data is None:
+            raise KubeError(403, "Forbidden")
+        return self.data
+
+
+SERVE = ExternalMetrics(port=6443, address="127.0.0.1", cert="/nonexistent/tls.crt", key="/nonexistent/tls.key")
+
+
+@pytest.mark.parametrize(
+    ("data", "cluster", "words"),
+    [
+        (None, True, "cannot read ConfigMap kube-system/extension-apiserver-authentication"),
+        ({"client-ca-file": "x"}, False, "has no requestheader-client-ca-file"),
+        ({"requestheader-client-ca-file": "not a certificate"}, False, "cannot use the serving certificate"),
+    ],
+)
+async def test_a_server_that_cannot_start_says_why(data: dict[str, str] | None, cluster: bool, words: str) -> None:
+    with pytest.raises(Unservable, match=words) as raised:
+        await start(ConfigMaps(data), SERVE, default_secret="filterjob-broker")
+    assert raised.value.cluster is cluster
+
+
+def test_the_command_line_finds_the_servers_error_behind_kopfs() -> None:
+    cause = Unservable("no CA")
+    permanent = kopf.PermanentError("cannot serve")
+    permanent.__cause__ = cause
+    kopfs = RuntimeError("One or more handlers failed.")  # kopf's ActivityError, from the handler's error
+    kopfs.__cause__ = permanent
+    assert pod._unservable(kopfs) is cause
+    assert pod._unservable(RuntimeError("something else")) is None

@@ -52,9 +52,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             memo.metrics_api = await metricsapi.start(
                 cluster, config.external_metrics, default_secret=config.broker_secret
             )
-        except (ValueError, OSError) as e:
+        except metricsapi.Unservable as e:
             # Not retried: a missing certificate or aggregation layer does not come back by itself.
-            raise kopf.PermanentError(f"cannot serve the External metrics API: {e}") from None
+            # ``filterjob operator`` finds the error in kopf's and exits with its message.
+            raise kopf.PermanentError(f"cannot serve the External metrics API: {e}") from e
 
 
 @kopf.on.cleanup()

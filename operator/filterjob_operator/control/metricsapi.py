@@ -34,6 +34,14 @@ log = logging.getLogger("filterjob.operator")
 AUTHORIZATION_TTL = 10.0
 
 
+class Unservable(Exception):
+    """The server cannot start; ``cluster``: because the Kubernetes API refused or is away."""
+
+    def __init__(self, message: str, *, cluster: bool = False) -> None:
+        super().__init__(message)
+        self.cluster = cluster
+
+
 class Cluster(brokerref.Secrets, Protocol):
     """The calls of :class:`kube.Kube` the server makes."""
 
@@ -128,19 +136,26 @@ def tls(config: ExternalMetrics, proxy: delegation.FrontProxy) -> ssl.SSLContext
 async def start(kube: Cluster, config: ExternalMetrics, *, default_secret: str) -> web.AppRunner:
     """Serve on ``config``'s address and port until the returned runner is cleaned up.
 
-    Raises ValueError (with what to do) if the API server has no aggregation layer or the
-    certificate cannot be used, OSError if the port cannot be had.
+    Raises :class:`Unservable`, saying what to do, if the aggregator's client CA cannot be read,
+    the API server has no aggregation layer, or the certificate or the port cannot be used.
     """
+    where = f"{delegation.CONFIGMAP_NAMESPACE}/{delegation.CONFIGMAP_NAME}"
     try:
         data = await kube.config_map(delegation.CONFIGMAP_NAMESPACE, delegation.CONFIGMAP_NAME)
     except KubeError as e:
-        where = f"{delegation.CONFIGMAP_NAMESPACE}/{delegation.CONFIGMAP_NAME}"
-        raise ValueError(f"cannot read ConfigMap {where} (the aggregation layer's client CA): {e}") from None
-    proxy = delegation.front_proxy(data)
+        raise Unservable(
+            f"cannot read ConfigMap {where} (the aggregation layer's client CA): {e}; the chart's "
+            "RoleBinding to extension-apiserver-authentication-reader in kube-system grants it",
+            cluster=True,
+        ) from None
+    try:
+        proxy = delegation.front_proxy(data)
+    except ValueError as e:
+        raise Unservable(str(e)) from None
     try:
         context = tls(config, proxy)
     except (OSError, ssl.SSLError) as e:
-        raise ValueError(f"cannot use the serving certificate {config.cert} and key {config.key}: {e}") from None
+        raise Unservable(f"cannot use the serving certificate {config.cert} and key {config.key}: {e}") from None
     api = MetricsApi(kube, proxy, default_secret=default_secret)
     app = web.Application()
     app.router.add_get("/{path:.*}", api.handle)
@@ -148,8 +163,8 @@ async def start(kube: Cluster, config: ExternalMetrics, *, default_secret: str) 
     await runner.setup()
     try:
         await web.TCPSite(runner, config.address, config.port, ssl_context=context).start()
-    except OSError:
+    except OSError as e:
         await runner.cleanup()
-        raise
+        raise Unservable(f"cannot listen on {config.address}:{config.port}: {e}") from None
     log.info("serving %s on %s:%d", extmetrics.GROUP_VERSION, config.address, config.port)
     return runner
