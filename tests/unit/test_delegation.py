@@ -171,3 +171,7 @@ def test_answers_are_remembered_for_their_time_only() -> None:
     other = delegation.Answers.key(delegation.access_review(USER, Route(namespace="other", metric=METRIC), ""))
     answers.put(key, True, "", now=20.0)
     assert answers.get(other, now=20.0) is None  # another namespace is another question
+    answers.put(other, True, "", now=25.0)
+    assert len(answers) == 2
+    answers.put(other, True, "", now=31.0)
+    assert len(answers) == 1  # the first one expired, and went

@@ -156,4 +156,9 @@ class Answers:
         return found[1], found[2]
 
     def put(self, key: str, allowed: bool, reason: str, *, now: float) -> None:
+        # Expired answers go when a new one comes, so many users and namespaces never pile up.
+        self._answers = {k: a for k, a in self._answers.items() if now - a[0] < self._ttl}
         self._answers[key] = (now, allowed, reason)
+
+    def __len__(self) -> int:
+        return len(self._answers)
