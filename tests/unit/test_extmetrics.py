@@ -14,11 +14,11 @@ PREFIX = "/apis/external.metrics.k8s.io/v1beta1"
 
 @pytest.mark.parametrize("path", [PREFIX, PREFIX + "/"])
 def test_the_group_version_path_is_discovery(path: str) -> None:
-    assert extmetrics.route(path) == Route()
+    assert extmetrics.route("GET", path) == Route()
 
 
 def test_a_metric_path_names_its_namespace_and_metric() -> None:
-    assert extmetrics.route(f"{PREFIX}/namespaces/photos/{METRIC}") == Route(namespace="photos", metric=METRIC)
+    assert extmetrics.route("GET", f"{PREFIX}/namespaces/photos/{METRIC}") == Route(namespace="photos", metric=METRIC)
 
 
 @pytest.mark.parametrize(
@@ -35,9 +35,17 @@ def test_a_metric_path_names_its_namespace_and_metric() -> None:
 )
 def test_any_other_path_is_not_found(path: str) -> None:
     with pytest.raises(Problem) as raised:
-        extmetrics.route(path)
+        extmetrics.route("GET", path)
     assert raised.value.code == 404
     assert METRIC in raised.value.message
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_method_but_get_is_not_allowed(method: str) -> None:
+    with pytest.raises(Problem) as raised:
+        extmetrics.route(method, PREFIX)
+    assert raised.value.code == 405
+    assert "read-only (GET)" in raised.value.message
 
 
 def test_discovery_lists_the_one_resource_the_aggregator_checks() -> None:

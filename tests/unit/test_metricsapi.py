@@ -71,11 +71,11 @@ class FakeCluster:
 
 
 async def ask(
-    cluster: FakeCluster, path: str, *, peer: Any = PEER, headers: dict[str, str] | None = None
+    cluster: FakeCluster, path: str, *, peer: Any = PEER, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> tuple[int, dict[str, Any]]:
     transport = mock.Mock()
     transport.get_extra_info.side_effect = lambda name, default=None: peer if name == "peercert" else default
-    request = make_mocked_request("GET", path, headers=AS_HPA if headers is None else headers, transport=transport)
+    request = make_mocked_request(method, path, headers=AS_HPA if headers is None else headers, transport=transport)
     response = await MetricsApi(cluster, PROXY, default_secret="filterjob-broker").handle(request)
     assert isinstance(response, web.Response)
     assert response.content_type == "application/json"
@@ -142,6 +142,13 @@ async def test_an_invalid_job_is_unavailable_with_its_problems() -> None:
     code, body = await ask(cluster, f"{PREFIX}/namespaces/photos/{METRIC}?labelSelector=job%3Dthumbs")
     assert code == 503
     assert "FilterJob photos/thumbs has an invalid spec" in body["message"]
+
+
+async def test_a_write_is_refused_with_a_status_before_any_authorization() -> None:
+    cluster = FakeCluster()
+    code, body = await ask(cluster, f"{PREFIX}/namespaces/photos/{METRIC}", method="DELETE")
+    assert (code, body["kind"], body["reason"]) == (405, "Status", "MethodNotAllowed")
+    assert cluster.reviews == []
 
 
 async def test_a_bad_selector_is_a_bad_request() -> None:

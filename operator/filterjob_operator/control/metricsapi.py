@@ -73,7 +73,7 @@ class MetricsApi:
         # Who asks comes first: without the front proxy's certificate no path is answered.
         peer = request.transport.get_extra_info("peercert") if request.transport is not None else None
         user = delegation.authenticate(self._proxy, delegation.common_name(peer), request.headers.items())
-        wanted = extmetrics.route(request.path)
+        wanted = extmetrics.route(request.method, request.path)
         await self.authorize(user, wanted, request.path)
         if wanted.metric is None or wanted.namespace is None:
             return extmetrics.discovery()
@@ -158,7 +158,7 @@ async def start(kube: Cluster, config: ExternalMetrics, *, default_secret: str) 
         raise Unservable(f"cannot use the serving certificate {config.cert} and key {config.key}: {e}") from None
     api = MetricsApi(kube, proxy, default_secret=default_secret)
     app = web.Application()
-    app.router.add_get("/{path:.*}", api.handle)
+    app.router.add_route("*", "/{path:.*}", api.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

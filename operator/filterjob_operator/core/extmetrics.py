@@ -25,7 +25,14 @@ JOB_LABEL = "job"
 NAMESPACE_LABEL = "namespace"
 _PREFIX = f"/apis/{GROUP_VERSION}"
 #: Kubernetes' Status reasons for the codes this server answers with.
-_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 503: "ServiceUnavailable"}
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    503: "ServiceUnavailable",
+}
 
 
 class Problem(Exception):
@@ -45,8 +52,10 @@ class Route:
     metric: str | None = None
 
 
-def route(path: str) -> Route:
-    """The request a path makes; anything else is a :class:`Problem` (404)."""
+def route(method: str, path: str) -> Route:
+    """The request a path makes; anything else is a :class:`Problem` (404, or 405 for a method but GET)."""
+    if method != "GET":
+        raise Problem(405, f"method {method} is not allowed: this API is read-only (GET)")
     if path.rstrip("/") == _PREFIX:
         return Route()
     parts = path.removeprefix(_PREFIX + "/").split("/") if path.startswith(_PREFIX + "/") else []
