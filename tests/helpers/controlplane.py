@@ -93,6 +93,8 @@ AUDIT_POLICY = {
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FRONT_PROXY_CLIENT = "front-proxy-client"
+#: The HPA controller's sync period (``--horizontal-pod-autoscaler-sync-period``).
+HPA_SYNC_SECONDS = 1
 ADMIN_USER = "kubernetes-admin"
 START_DEADLINE = 120.0  # seconds per component: generous, the two cores are shared
 STOP_GRACE = 15.0
@@ -496,6 +498,9 @@ class ControlPlane:
                 f"--cluster-signing-cert-file={self.ca_file}",
                 f"--cluster-signing-key-file={self.pki / 'ca.key'}",
                 "--service-cluster-ip-range=10.96.0.0/24",
+                # The HPA acts within a second of a metric's change (15 s by default), so a test of
+                # autoscaling waits for it, not for its timer.
+                f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_SECONDS}s",
             ]
 
         return Spec("kube-controller-manager", argv, self._healthz)

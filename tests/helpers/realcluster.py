@@ -285,9 +285,14 @@ class Release:
 def install_release(
     control_plane: ControlPlane, name: str, namespace: str, values: dict[str, Any], directory: Path
 ) -> Release:
-    """``helm install`` the chart with ``values`` (the operator Deployment kept Pending), waiting for nothing."""
+    """``helm install`` the chart with ``values`` (the operator Deployment kept Pending), waiting for nothing.
+
+    Without the External metrics API unless ``values`` turn it on (tests/helpers/aggregation.py): its
+    APIService is cluster-wide, and one that no operator serves makes discovery fail for every client.
+    """
     values_file = directory / f"{name}-values.yaml"
     operator = {"nodeSelector": NEVER_SCHEDULED, **values.pop("operator", {})}
+    values = {"externalMetrics": {"enabled": False}, **values}
     values_file.write_text(yaml.safe_dump({**values, "operator": operator}))
     installed = tool(
         control_plane, "helm", "install", name, CHART, "--namespace", namespace, "--create-namespace", "-f", values_file

@@ -23,11 +23,13 @@ import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from filterjob_operator import cli
 from filterjob_operator.adapters.metrics import OperatorMetrics
 from filterjob_operator.control.builders import deployment, hpa
-from filterjob_operator.control.settings import DEFAULT_IMAGE, Settings
+from filterjob_operator.control.settings import DEFAULT_IMAGE, ExternalMetrics, Settings
 from filterjob_operator.core.crd import build_crd
 from filterjob_operator.core.spec import parse_job
 from filterjob_worker import __version__
@@ -123,6 +125,22 @@ def one(objects: Iterable[Object], kind: str, name: str | None = None) -> Object
     return found[0]
 
 
+#: Where the chart has the operator serve its External metrics API.
+TLS_DIR = "/etc/filterjob/external-metrics"
+CHART_EXTERNAL_METRICS = ExternalMetrics(port=6443, cert=f"{TLS_DIR}/tls.crt", key=f"{TLS_DIR}/tls.key")
+#: The component label of the External metrics API's objects (charts/filterjob/templates/external-metrics.yaml).
+EXTERNAL_METRICS = "external-metrics"
+
+
+def component(obj: Object) -> str:
+    return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
+def without_external_metrics(objects: Iterable[Object]) -> list[Object]:
+    """The operator's objects, without those of the External metrics API (tested on their own below)."""
+    return [o for o in objects if component(o) != EXTERNAL_METRICS]
+
+
 def operator_container(objects: list[Object]) -> Object:
     containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["operator"]
@@ -174,7 +192,7 @@ def test_every_rendered_object_is_a_valid_kubernetes_object(chart: Chart, value_
     for obj, version in itertools.product(objects, KUBE_VERSIONS):
         if (obj["apiVersion"], obj["kind"]) not in NO_SCHEMA:
             kubernetes_validate.validate(obj, version, strict=True)
-        if obj["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "APIService"):
             assert obj["metadata"].get("namespace"), f"{obj['kind']} {obj['metadata']['name']} has no namespace"
 
 
@@ -194,7 +212,7 @@ def test_only_prometheus_operator_kinds_go_unvalidated(chart: Chart) -> None:
 
 
 def test_default_install_runs_one_locked_down_operator_for_every_namespace(chart: Chart) -> None:
-    objects = chart.values("default")
+    objects = without_external_metrics(chart.values("default"))
     assert sorted(o["kind"] for o in objects) == sorted(
         ["ServiceAccount", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
     )
@@ -224,8 +242,9 @@ def test_default_install_runs_one_locked_down_operator_for_every_namespace(chart
     # the listener with the probe; a fixed port there failed the liveness probe every minute.
     mapped = {**container, "env": [*container["env"], {"name": "FILTERJOB_HEALTH_PORT", "value": "31234"}]}
     assert cli_params(mapped)["liveness"] == "http://0.0.0.0:31234/healthz"
-    # The chart's environment is what the operator reads, and its defaults are the operator's.
-    assert Settings.from_env(env_of(container)) == Settings()
+    # The chart's environment is what the operator reads, and its defaults are the operator's
+    # (but the External metrics API, which the chart turns on: tested below).
+    assert Settings.from_env(env_of(container)) == Settings(external_metrics=CHART_EXTERNAL_METRICS)
     service = one(objects, "Service")
     assert service["spec"]["selector"].items() <= operator["spec"]["template"]["metadata"]["labels"].items()
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
@@ -246,9 +265,11 @@ def test_every_setting_reaches_the_operator(chart: Chart) -> None:
         enqueue_batch=1_000_000,
         worker_resources={"requests": {"cpu": "250m", "memory": "256Mi"}},
         image_pull_secrets=("regcred", "mirror"),
+        external_metrics=ExternalMetrics(port=8443, cert=f"{TLS_DIR}/tls.crt", key=f"{TLS_DIR}/tls.key"),
     )
     assert cli_params(container)["liveness"] == "http://0.0.0.0:8081/healthz"
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8081, "metrics": 9100}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": 8081, "metrics": 9100, "ext-metrics": 8443}
     assert {"name": "TZ", "value": "UTC"} in container["env"]
     assert {"name": "data", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
     pod = one(objects, "Deployment")["spec"]["template"]
@@ -262,12 +283,12 @@ def test_every_setting_reaches_the_operator(chart: Chart) -> None:
     assert spec["tolerations"][0]["key"] == "dedicated"
     assert "nodeAffinity" in spec["affinity"]
     assert spec["priorityClassName"] == "system-cluster-critical"
-    kinds = {o["kind"] for o in objects}
+    kinds = {o["kind"] for o in without_external_metrics(objects)}
     assert not kinds & {"ServiceAccount", "CustomResourceDefinition", "Service", "Secret"}
 
 
 def test_a_namespace_list_gets_roles_and_broker_secrets_there_only(chart: Chart) -> None:
-    objects = chart.values("namespaced")
+    objects = without_external_metrics(chart.values("namespaced"))
     watched = ["photos", "studio"]
     container = operator_container(objects)
     params = cli_params(container)
@@ -303,8 +324,9 @@ def test_a_namespace_list_gets_roles_and_broker_secrets_there_only(chart: Chart)
 
 def test_the_broker_secret_goes_where_asked(chart: Chart) -> None:
     objects = chart.render("--set", "broker.url=amqp://u:p@rabbit/", "--set-json", 'broker.namespaces=["a","b"]')
+    objects = without_external_metrics(objects)
     assert sorted(s["metadata"]["namespace"] for s in of_kind(objects, "Secret")) == ["a", "b"]
-    objects = chart.render("--set", "broker.url=amqp://u:p@rabbit/")
+    objects = without_external_metrics(chart.render("--set", "broker.url=amqp://u:p@rabbit/"))
     (secret,) = of_kind(objects, "Secret")
     assert secret["metadata"]["namespace"] == NAMESPACE
     assert set(secret["data"]) == {"url"}
@@ -328,7 +350,7 @@ def triples(role: Object) -> set[Triple]:
 
 
 def test_watching_every_namespace_grants_everything_in_one_cluster_role(chart: Chart) -> None:
-    objects = chart.values("default")
+    objects = without_external_metrics(chart.values("default"))
     assert not of_kind(objects, "Role")
     granted = triples(one(objects, "ClusterRole"))
     assert ("", "namespaces", "list") not in granted  # only a namespace list needs to follow namespaces
@@ -364,6 +386,94 @@ def test_keda_is_granted_and_switched_on_only_when_enabled(chart: Chart) -> None
     # Reading Secrets stays limited to rbac.secretNames: only the operator's own are written.
     (read,) = [r for r in role["rules"] if r["resources"] == ["secrets"] and "get" in r["verbs"]]
     assert (read["verbs"], read["resourceNames"]) == (["get"], ["rabbitmq"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The External metrics API (external.metrics.k8s.io): on by default, for autoscaling.mode: hpa.
+
+
+def test_the_apiservice_reaches_the_operator_through_its_service_with_a_certificate_for_that_name(
+    chart: Chart,
+) -> None:
+    objects = chart.values("default")
+    api = one(objects, "APIService")
+    assert api["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"
+    spec = api["spec"]
+    assert (spec["group"], spec["version"], spec["insecureSkipTLSVerify"]) == (
+        "external.metrics.k8s.io",
+        "v1beta1",
+        False,
+    )
+    service = one(objects, "Service", spec["service"]["name"])
+    assert service["metadata"]["namespace"] == spec["service"]["namespace"] == NAMESPACE
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == spec["service"]["port"] == 443
+    operator = one(objects, "Deployment")
+    assert service["spec"]["selector"].items() <= operator["spec"]["template"]["metadata"]["labels"].items()
+    container = operator_container(objects)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[port["targetPort"]] == Settings.from_env(env_of(container)).external_metrics.port == 6443
+    # The aggregator checks the serving certificate against <service>.<namespace>.svc with caBundle.
+    secret = one(objects, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["data"]["ca.crt"] == spec["caBundle"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(spec["caBundle"]))
+    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    served.verify_directly_issued_by(ca)
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    name = service["metadata"]["name"]
+    assert set(names) >= {name, f"{name}.{NAMESPACE}", f"{name}.{NAMESPACE}.svc"}
+    key = serialization.load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), password=None)
+    assert key.public_key().public_numbers() == served.public_key().public_numbers()  # type: ignore[union-attr]
+    # ... mounted where the operator reads it.
+    pod = operator["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret["metadata"]["name"]]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert (mount["mountPath"], mount["readOnly"]) == (TLS_DIR, True)
+    assert Settings.from_env(env_of(container)).external_metrics == CHART_EXTERNAL_METRICS
+
+
+def test_the_operator_may_authenticate_and_authorize_for_the_aggregator_and_read_the_jobs(chart: Chart) -> None:
+    for value_set in ("default", "namespaced"):
+        objects = chart.values(value_set)
+        account = {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+        delegator = one(objects, "ClusterRoleBinding", f"{RELEASE}-auth-delegator")
+        assert delegator["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:auth-delegator",
+        }
+        assert delegator["subjects"] == [account]
+        reader = one(objects, "RoleBinding", f"{RELEASE}-auth-reader")
+        assert reader["metadata"]["namespace"] == "kube-system"
+        assert reader["roleRef"]["name"] == "extension-apiserver-authentication-reader"
+        assert reader["subjects"] == [account]
+        roles = [r for r in [*of_kind(objects, "ClusterRole"), *of_kind(objects, "Role")] if "rules" in r]
+        assert any(("filterjob.dev", "filterjobs", "get") in triples(r) for r in roles), value_set
+
+
+def test_with_external_metrics_off_nothing_of_it_is_installed_or_granted(chart: Chart) -> None:
+    objects = chart.render("--set", "externalMetrics.enabled=false")
+    assert [o for o in objects if component(o) == EXTERNAL_METRICS] == []
+    container = operator_container(objects)
+    assert Settings.from_env(env_of(container)).external_metrics == ExternalMetrics()
+    assert "ext-metrics" not in {p["name"] for p in container["ports"]}
+    assert ("filterjob.dev", "filterjobs", "get") not in triples(one(objects, "ClusterRole"))
+
+
+def test_an_external_name_service_reaches_an_operator_outside_the_cluster(chart: Chart) -> None:
+    objects = chart.render(
+        "--set", "externalMetrics.service.externalName=localhost", "--set", "externalMetrics.service.port=18443"
+    )
+    service = one(objects, "Service", f"{RELEASE}-external-metrics")
+    assert service["spec"]["type"] == "ExternalName"
+    assert service["spec"]["externalName"] == "localhost"
+    assert "selector" not in service["spec"]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 18443, "targetPort": 18443, "protocol": "TCP"}]
+    assert one(objects, "APIService")["spec"]["service"]["port"] == 18443
+    kubernetes_validate.validate(service, KUBE_VERSIONS[-1], strict=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,7 +548,7 @@ def test_contradictory_values_fail_with_a_message(chart: Chart, args: list[str],
 
 
 def test_the_service_monitor_scrapes_the_operator_keeping_the_jobs_labels(chart: Chart) -> None:
-    objects = chart.values("hpa")
+    objects = without_external_metrics(chart.values("hpa"))
     monitor = one(objects, "ServiceMonitor")
     service = one(objects, "Service")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
@@ -546,8 +656,11 @@ def test_kubectl_apply_of_the_manifests_installs_the_crd_namespace_and_operator(
         },
     }
     kubernetes_validate.validate(docs[0], KUBE_VERSIONS[-1], strict=True)
-    # Together: the default render (validated above), CRD first, then the namespace of everything else.
-    assert crd_docs + docs[1:] == sorted(chart.values("default"), key=lambda o: o["kind"] != "CustomResourceDefinition")
+    # Together: the default render (validated above) without the External metrics API (its serving
+    # key would be everyone's), CRD first, then the namespace of everything else.
+    default = chart.render("--set", "externalMetrics.enabled=false")
+    assert crd_docs + docs[1:] == sorted(default, key=lambda o: o["kind"] != "CustomResourceDefinition")
+    assert not [d for d in docs if d["kind"] == "APIService"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -567,7 +680,7 @@ def quickstart_install(chart: Chart) -> list[Object]:
     assert {f for f in flags if f.startswith("-")} <= TEMPLATE_FLAGS | INSTALL_ONLY_FLAGS, command
     result = chart.run("template", release, chart_path, *(f for f in flags if f not in INSTALL_ONLY_FLAGS))
     assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return without_external_metrics(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
 def test_the_quickstart_values_lint_clean(chart: Chart) -> None:

@@ -301,7 +301,12 @@ def test_validate_local_refuses_a_destination_linked_into_the_source(tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("FILTERJOB_LISTER_DEADLINE", "0"), ("FILTERJOB_FINALIZER_TIMEOUT", "soon")]
+    ("variable", "value"),
+    [
+        ("FILTERJOB_LISTER_DEADLINE", "0"),
+        ("FILTERJOB_FINALIZER_TIMEOUT", "soon"),
+        ("FILTERJOB_EXTERNAL_METRICS_PORT", "https"),
+    ],
 )
 def test_a_bad_operator_setting_exits_two_naming_it(tmp_path: Path, variable: str, value: str) -> None:
     """Before, kopf retried its startup handler every minute for ever, with a traceback each time."""

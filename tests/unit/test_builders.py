@@ -11,7 +11,7 @@ import pytest
 
 from filterjob_operator.control.builders import common, deployment, hpa, lister
 from filterjob_operator.control.settings import DEFAULT_WORKER_RESOURCES, Settings
-from filterjob_operator.core import podpolicy
+from filterjob_operator.core import extmetrics, podpolicy
 from filterjob_operator.core.jobworkers import topology_of
 from filterjob_operator.core.spec import FilterJob, JobSpecError, parse_job
 from filterjob_worker.core.environment import WorkerConfig
@@ -129,6 +129,16 @@ def test_hpa_targets_the_workers_on_the_queue_metric(job: FilterJob) -> None:
     assert external["metric"]["name"] == "filterjob_queue_messages"
     assert external["metric"]["selector"]["matchLabels"] == {"namespace": "photos", "job": "thumbs"}
     assert external["target"] == {"type": "AverageValue", "averageValue": "15"}
+
+
+def test_the_hpa_asks_for_exactly_the_metric_the_operator_serves(job: FilterJob) -> None:
+    metric = hpa.build(job)["spec"]["metrics"][0]["external"]["metric"]
+    # As the HPA controller sends it: the metric's name in the path, matchLabels as a selector.
+    selector = ",".join(f"{k}={v}" for k, v in metric["selector"]["matchLabels"].items())
+    wanted = extmetrics.Route(namespace=job.metadata.namespace, metric=metric["name"])
+    assert extmetrics.job_of(wanted, extmetrics.parse_selector(selector)) == job.metadata.name
+    # The same name and labels as the /metrics series prometheus-adapter serves instead.
+    assert metric["name"] == extmetrics.METRIC == "filterjob_queue_messages"
 
 
 def test_children_need_an_owner_uid(job_doc: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from filterjob_operator.adapters import verification
 from filterjob_operator.adapters.broker.parked import Parked
 from filterjob_operator.adapters.kube import Workers
 from filterjob_operator.adapters.sources import Inputs
-from filterjob_operator.control.reconcile import enqueue, finish, finished, follow, inputs, job
+from filterjob_operator.control.reconcile import children, enqueue, finish, finished, follow, inputs, job
 from filterjob_operator.control.reconcile.context import BROKER_RETRY_INTERVALS, Outcome, attempt
 from filterjob_operator.control.reconcile.enqueue import Checkpoint
 from filterjob_operator.control.reconcile.finished import AfterFinish
@@ -124,6 +124,47 @@ async def test_follow_acts_on_a_redrive_request_once_then_reports(job_doc: dict[
     assert report["phase"] == status.RUNNING
     message = f"2 parked tasks moved back to the task queue ({ANNOTATION}=1)"
     assert h.events.posted == [("Normal", "Redriven", message)]
+
+
+# The workers: the Deployment, and in hpa mode the HPA that owns its replicas.
+
+
+async def test_queue_mode_creates_the_workers_at_the_replicas_given_and_no_hpa(job_doc: dict[str, Any]) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    h = harness(job_doc)
+    await children.ensure_workers(h.ctx, h.attempt(parse_job(job_doc)), replicas=0)
+    (manifest,) = h.kube.called("apply_deployment")
+    assert manifest["spec"]["replicas"] == 0
+    assert h.kube.called("apply_hpa") == []
+    assert h.kube.called("scale") == []
+
+
+@pytest.mark.parametrize(("minimum", "start"), [(0, 1), (1, 1), (3, 3)])
+async def test_hpa_mode_creates_the_workers_at_the_hpas_minimum(
+    job_doc: dict[str, Any], minimum: int, start: int
+) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    job_doc["spec"]["autoscaling"] = {"mode": "hpa", "minReplicas": minimum, "maxReplicas": 5}
+    h = harness(job_doc)  # no Deployment yet
+    await children.ensure_workers(h.ctx, h.attempt(parse_job(job_doc)), replicas=0)
+    (manifest,) = h.kube.called("apply_deployment")
+    assert manifest["spec"]["replicas"] == start  # an HPA leaves a Deployment at zero alone
+    (autoscaler,) = h.kube.called("apply_hpa")
+    assert autoscaler["spec"]["minReplicas"] == start
+    assert h.kube.called("scale") == []  # created so: never scaled by the operator
+
+
+async def test_hpa_mode_raises_workers_at_zero_once_and_leaves_running_ones_to_the_hpa(job_doc: dict[str, Any]) -> None:
+    job_doc["metadata"]["uid"] = "u-1"
+    job_doc["spec"]["autoscaling"] = {"mode": "hpa", "minReplicas": 2, "maxReplicas": 5}
+    h = harness(job_doc)
+    h.kube.deployment = Workers(desired=0, ready=0)  # a job re-driven after its end gave them back
+    await children.ensure_workers(h.ctx, h.attempt(parse_job(job_doc)), replicas=0)
+    assert h.kube.called("scale") == [("thumbs-workers", 2)]
+    h = harness(job_doc)
+    h.kube.deployment = Workers(desired=4, ready=4)  # the HPA's choice: kept
+    await children.ensure_workers(h.ctx, h.attempt(parse_job(job_doc)), replicas=0)
+    assert h.kube.called("scale") == []
 
 
 # Finish: verified at the destination.

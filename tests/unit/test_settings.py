@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filterjob_operator.control.settings import DEFAULT_IMAGE, DEFAULT_WORKER_RESOURCES, Settings
+from filterjob_operator.control.settings import DEFAULT_IMAGE, DEFAULT_WORKER_RESOURCES, ExternalMetrics, Settings
 from filterjob_worker import __version__
 
 
@@ -123,3 +123,42 @@ def test_worker_resources_empty_object_means_none_and_blank_means_default(text: 
 def test_bad_worker_resources_are_refused_naming_the_variable(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env({"FILTERJOB_WORKER_RESOURCES": text})
+
+
+def test_external_metrics_are_off_unless_a_port_is_set() -> None:
+    assert Settings.from_env({}).external_metrics == ExternalMetrics(port=0)
+    assert Settings.from_env({"FILTERJOB_EXTERNAL_METRICS_PORT": "0"}).external_metrics.port == 0
+
+
+def test_external_metrics_with_a_port_listen_where_told_with_their_certificate() -> None:
+    env = {
+        "FILTERJOB_EXTERNAL_METRICS_PORT": "6443",
+        "FILTERJOB_EXTERNAL_METRICS_CERT": "/tls/tls.crt",
+        "FILTERJOB_EXTERNAL_METRICS_KEY": "/tls/tls.key",
+    }
+    assert Settings.from_env(env).external_metrics == ExternalMetrics(
+        port=6443,
+        address="0.0.0.0",  # noqa: S104 -- in a pod, it listens on the pod's IP
+        cert="/tls/tls.crt",
+        key="/tls/tls.key",
+    )
+    local = Settings.from_env({**env, "FILTERJOB_EXTERNAL_METRICS_ADDRESS": "127.0.0.1"})
+    assert local.external_metrics.address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("missing", ["FILTERJOB_EXTERNAL_METRICS_CERT", "FILTERJOB_EXTERNAL_METRICS_KEY"])
+def test_external_metrics_without_a_certificate_or_key_say_which_variables_to_set(missing: str) -> None:
+    env = {
+        "FILTERJOB_EXTERNAL_METRICS_PORT": "6443",
+        "FILTERJOB_EXTERNAL_METRICS_CERT": "/tls/tls.crt",
+        "FILTERJOB_EXTERNAL_METRICS_KEY": "/tls/tls.key",
+        missing: " ",
+    }
+    with pytest.raises(ValueError, match="FILTERJOB_EXTERNAL_METRICS_CERT and FILTERJOB_EXTERNAL_METRICS_KEY must"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("bad", ["https", "-1", "65536", "6443.5"])
+def test_an_external_metrics_port_must_be_a_port(bad: str) -> None:
+    with pytest.raises(ValueError, match="FILTERJOB_EXTERNAL_METRICS_PORT must be a port number"):
+        Settings.from_env({"FILTERJOB_EXTERNAL_METRICS_PORT": bad})

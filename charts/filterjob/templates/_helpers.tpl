@@ -38,6 +38,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: filterjob
 {{- end }}
 
+{{/* Labels of the External metrics API's objects (its APIService, Service, Secret and bindings). */}}
+{{- define "filterjob.externalMetricsLabels" -}}
+helm.sh/chart: {{ include "filterjob.chart" . }}
+app.kubernetes.io/name: {{ include "filterjob.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: external-metrics
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: filterjob
+{{- end }}
+
 {{- define "filterjob.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "filterjob.fullname" .) .Values.serviceAccount.name }}
@@ -78,6 +89,12 @@ real API server and check, from its audit log, that it used every rule and nothi
 - apiGroups: ["filterjob.dev"]
   resources: ["filterjobs"]
   verbs: ["list", "watch", "patch", "delete"]
+{{- if .Values.externalMetrics.enabled }}
+# The External metrics API reads the job an HPA asks about (its queues and broker Secret).
+- apiGroups: ["filterjob.dev"]
+  resources: ["filterjobs"]
+  verbs: ["get"]
+{{- end }}
 - apiGroups: ["filterjob.dev"]
   resources: ["filterjobs/status"]
   verbs: ["patch"]
@@ -144,4 +161,31 @@ real API server and check, from its audit log, that it used every rule and nothi
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- end }}
+
+{{/* The External metrics API's Service (the APIService points at it) and its serving certificate's Secret. */}}
+{{- define "filterjob.externalMetricsService" -}}
+{{- printf "%s-external-metrics" (include "filterjob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "filterjob.externalMetricsSecret" -}}
+{{- printf "%s-external-metrics-tls" (include "filterjob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The serving certificate of the External metrics API, base64 as a Secret holds it: {ca, crt, key}.
+Kept from the Secret of an earlier install (a new CA at every upgrade would only restart the
+operator), or made now, for the names the aggregator checks it against: <service>.<namespace>.svc.
+*/}}
+{{- define "filterjob.externalMetricsTls" -}}
+{{- $service := include "filterjob.externalMetricsService" . }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "filterjob.externalMetricsSecret" .) }}
+{{- if and $existing $existing.data (index $existing.data "ca.crt") (index $existing.data "tls.crt") (index $existing.data "tls.key") }}
+{{- toJson (dict "ca" (index $existing.data "ca.crt") "crt" (index $existing.data "tls.crt") "key" (index $existing.data "tls.key")) }}
+{{- else }}
+{{- $ca := genCA (printf "%s-ca" $service) 3650 }}
+{{- $names := list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $service .Release.Namespace) nil $names 3650 $ca }}
+{{- toJson (dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc)) }}
+{{- end }}
 {{- end }}

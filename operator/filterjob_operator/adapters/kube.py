@@ -67,6 +67,7 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.autoscaling = kubernetes.client.AutoscalingV2Api(api)
         self.batch = kubernetes.client.BatchV1Api(api)
+        self.authorization = kubernetes.client.AuthorizationV1Api(api)
 
     @staticmethod
     async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -98,6 +99,16 @@ class Kube:
     async def secret(self, namespace: str, name: str) -> dict[str, str]:
         secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    async def config_map(self, namespace: str, name: str) -> dict[str, str]:
+        found = await self._call(self.core.read_namespaced_config_map, name, namespace)
+        return dict(found.data or {})
+
+    async def access_review(self, review: Manifest) -> tuple[bool, str]:
+        """Whether a SubjectAccessReview is allowed, and the authorizer's reason."""
+        answer = await self._call(self.authorization.create_subject_access_review, review)
+        decided = answer.status
+        return bool(decided is not None and decided.allowed), (decided.reason or "") if decided is not None else ""
 
     async def apply_deployment(self, manifest: Manifest, *, keep_replicas: bool) -> None:
         """Create the Deployment, or bring an existing one to the manifest.

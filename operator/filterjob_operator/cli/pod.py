@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.markup import escape
 from filterjob_operator.cli.common import broker_option, invalid, on_broker_errors
 from filterjob_operator.core import exits
 from filterjob_operator.core.spec import FilterJob, JobSpecError
+
+if TYPE_CHECKING:
+    from filterjob_operator.control.metricsapi import Unservable
 
 T = TypeVar("T")
 
@@ -96,9 +99,30 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str) -
             f"[red]invalid operator setting:[/] {escape(str(e))}", highlight=False, soft_wrap=True
         )
         sys.exit(exits.INVALID)
-    kopf.run(
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=liveness,
-    )
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness,
+        )
+    except Exception as e:  # kopf's ActivityError (not exported): a startup handler failed for good
+        unservable = _unservable(e)
+        if unservable is None:
+            raise
+        Console(stderr=True).print(
+            f"[red]cannot serve the External metrics API:[/] {escape(str(unservable))}", highlight=False, soft_wrap=True
+        )
+        sys.exit(exits.CLUSTER if unservable.cluster else exits.INVALID)
+
+
+def _unservable(error: BaseException) -> Unservable | None:
+    """The External metrics server's startup error behind kopf's, if that is why kopf stopped."""
+    from filterjob_operator.control.metricsapi import Unservable  # noqa: PLC0415 (see _LAZY in cli.common)
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, Unservable):
+            return seen
+        seen = seen.__cause__
+    return None

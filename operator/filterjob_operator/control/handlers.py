@@ -17,6 +17,7 @@ import kopf
 from filterjob_operator.adapters import brokerref, kube
 from filterjob_operator.adapters.broker.topology import delete
 from filterjob_operator.adapters.metrics import OperatorMetrics
+from filterjob_operator.control import metricsapi
 from filterjob_operator.control.reconcile import job as reconcile
 from filterjob_operator.control.reconcile.services import Services
 from filterjob_operator.control.settings import Settings
@@ -43,7 +44,24 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics = OperatorMetrics()
     if config.metrics_port:
         metrics.serve(config.metrics_port)
-    memo.services = Services(settings=config, kube=kube.Kube(kube.load_config()), metrics=metrics)
+    cluster = kube.Kube(kube.load_config())
+    memo.services = Services(settings=config, kube=cluster, metrics=metrics)
+    memo.metrics_api = None
+    if config.external_metrics.port:
+        try:
+            memo.metrics_api = await metricsapi.start(
+                cluster, config.external_metrics, default_secret=config.broker_secret
+            )
+        except metricsapi.Unservable as e:
+            # Not retried: a missing certificate or aggregation layer does not come back by itself.
+            # ``filterjob operator`` finds the error in kopf's and exits with its message.
+            raise kopf.PermanentError(f"cannot serve the External metrics API: {e}") from e
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("metrics_api") is not None:
+        await memo.metrics_api.cleanup()
 
 
 # On deletion or operator exit the daemon sees `stopped` and returns by itself within

@@ -14,6 +14,10 @@
 | ``FILTERJOB_FINALIZER_TIMEOUT`` | seconds a deleted job retries removing its queues before it goes without | 300 |
 | ``FILTERJOB_LISTER_DEADLINE`` | seconds a lister Job may run (``activeDeadlineSeconds``) before it fails | 600 |
 | ``FILTERJOB_KEDA`` | ``true``: jobs may use ``autoscaling.mode: keda`` (the chart's ``keda.enabled``) | false |
+| ``FILTERJOB_EXTERNAL_METRICS_PORT`` | HTTPS port of the ``external.metrics.k8s.io`` API; 0: not served | 0 |
+| ``FILTERJOB_EXTERNAL_METRICS_ADDRESS`` | address that API listens on | 0.0.0.0 |
+| ``FILTERJOB_EXTERNAL_METRICS_CERT`` | its serving certificate (PEM file), needed with a port | none |
+| ``FILTERJOB_EXTERNAL_METRICS_KEY`` | the certificate's private key (PEM file), needed with a port | none |
 
 ``FILTERJOB_LIST_INPUTS``: ``operator`` lists every source in the operator's own filesystem,
 ``job`` always runs a lister Job in the job's namespace (with the job's volumes), ``auto``
@@ -114,6 +118,45 @@ def _deadline(name: str, text: str | None, default: int) -> int:
     return value
 
 
+def _port(name: str, text: str | None) -> int:
+    """A TCP port, or 0 for none."""
+    if text is None or not text.strip():
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a port number (0: off), got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a port number from 0 (off) to 65535, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalMetrics:
+    """The External metrics API server: off (port 0), or where it listens and its serving certificate."""
+
+    port: int = 0
+    address: str = "0.0.0.0"  # noqa: S104 -- in a pod, the APIService's Service reaches it on the pod's IP
+    cert: str = ""
+    key: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ExternalMetrics:
+        found = cls(
+            port=_port("FILTERJOB_EXTERNAL_METRICS_PORT", env.get("FILTERJOB_EXTERNAL_METRICS_PORT")),
+            address=env.get("FILTERJOB_EXTERNAL_METRICS_ADDRESS", "").strip() or cls.address,
+            cert=env.get("FILTERJOB_EXTERNAL_METRICS_CERT", "").strip(),
+            key=env.get("FILTERJOB_EXTERNAL_METRICS_KEY", "").strip(),
+        )
+        if found.port and not (found.cert and found.key):
+            raise ValueError(
+                "FILTERJOB_EXTERNAL_METRICS_PORT is set: FILTERJOB_EXTERNAL_METRICS_CERT and "
+                "FILTERJOB_EXTERNAL_METRICS_KEY must name the serving certificate and key files "
+                "(or set the port to 0 to serve no External metrics)"
+            )
+        return found
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     worker_image: str = DEFAULT_IMAGE
@@ -137,6 +180,8 @@ class Settings:
     #: ScaledObjects of ``mode: keda`` jobs and removes those of jobs that left that mode. Off, it
     #: never calls KEDA's API, so a cluster without KEDA (or the grant) sees no request for it.
     keda: bool = False
+    #: The operator's ``external.metrics.k8s.io`` server (for ``autoscaling.mode: hpa``).
+    external_metrics: ExternalMetrics = field(default_factory=ExternalMetrics)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,4 +201,5 @@ class Settings:
             finalizer_timeout=_seconds("FILTERJOB_FINALIZER_TIMEOUT", env.get("FILTERJOB_FINALIZER_TIMEOUT"), 300.0),
             lister_deadline=_deadline("FILTERJOB_LISTER_DEADLINE", env.get("FILTERJOB_LISTER_DEADLINE"), 600),
             keda=_flag("FILTERJOB_KEDA", env.get("FILTERJOB_KEDA")),
+            external_metrics=ExternalMetrics.from_env(env),
         )

@@ -66,3 +66,24 @@ async def depths(
         sampled=(sample.ready, sample.unacked) if sample is not None and sample.sampled else None,
     )
     return Depths(ready=ready[topology.tasks], unacked=unacked, retrying=retrying, parked=ready[topology.parked])
+
+
+class DepthUnknown(Exception):
+    """The management API answered, but not with every queue's counts."""
+
+
+async def outstanding(management: Management, topology: Topology) -> int:
+    """Ready + unacked + retrying of a job's task and retry queues, from one management API call:
+    the depth the operator's own scaler goes by (:attr:`Depths.outstanding`), for the HPA.
+
+    Raises :class:`DepthUnknown` rather than guess: a queue missing, or not sampled yet (its counts
+    would read 0, and an HPA would scale the workers in on that).
+    """
+    names = [topology.tasks, *topology.retry_queues]
+    found = await management.messages(names)
+    for name in names:
+        if name not in found:
+            raise DepthUnknown(f"queue {name} does not exist on the broker (not declared yet, or deleted)")
+        if not found[name].sampled:
+            raise DepthUnknown(f"the broker has not sampled the statistics of queue {name} yet")
+    return sum(found[name].messages for name in names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -79,9 +80,27 @@ class Management:
             sampled="messages_unacknowledged" in data,
         )
 
-    async def _get(self, path: str) -> Any:
-        """The JSON object at ``path``; an answer that is none raises ``aiohttp.ClientResponseError``,
-        so callers treat a URL serving something else (a proxy's page, garbage) as an API that is down."""
+    async def messages(self, names: Sequence[str]) -> dict[str, QueueStats]:
+        """The counts of the queues ``names`` of the vhost, in one call; a queue missing from the
+        answer is missing from the result."""
+        listed = await self._get(
+            f"/queues/{self._vhost}?columns=name,messages_ready,messages_unacknowledged", shape=list
+        )
+        wanted = set(names)
+        return {
+            str(q["name"]): QueueStats(
+                ready=int(q.get("messages_ready", 0)),
+                unacked=int(q.get("messages_unacknowledged", 0)),
+                sampled="messages_unacknowledged" in q,
+            )
+            for q in listed
+            if isinstance(q, dict) and q.get("name") in wanted
+        }
+
+    async def _get(self, path: str, *, shape: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
+        """The JSON object (or with ``shape=list``, array) at ``path``; an answer that is none raises
+        ``aiohttp.ClientResponseError``, so callers treat a URL serving something else (a proxy's
+        page, garbage) as an API that is down."""
         assert self._session is not None, "use Management as an async context manager"
         async with self._session.get(self._base + path) as response:
             response.raise_for_status()
@@ -90,9 +109,10 @@ class Management:
             except ValueError as e:  # not UTF-8, not JSON
                 problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON ({e})"
             else:
-                if isinstance(data, dict):
+                if isinstance(data, shape):
                     return data
-                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON object"
+                kind = "object" if shape is dict else "array"
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON {kind}"
             raise aiohttp.ClientResponseError(
                 response.request_info, response.history, status=response.status, message=problem
             )

@@ -30,6 +30,9 @@ KEDA_NOT_INSTALLED = (
 async def ensure_workers(ctx: JobContext, attempt: Attempt, *, replicas: int) -> Outcome:
     """Create the workers, or bring them to the spec; their replicas stay the scaler's (or the autoscaler's).
 
+    In ``mode: hpa`` the workers start at the HPA's minimum (an HPA leaves a Deployment at zero
+    alone): created so, or raised to it once if they stand at zero (a job re-driven after its end);
+    from then on only the HPA sets their replicas, until the job ends (:func:`release_workers`).
     :attr:`Outcome.FINISHED` if the job failed: ``mode: keda`` without KEDA.
     """
     job, settings, kube = attempt.job, ctx.services.settings, ctx.services.kube
@@ -37,6 +40,11 @@ async def ensure_workers(ctx: JobContext, attempt: Attempt, *, replicas: int) ->
     if mode == "keda" and not settings.keda:
         await ctx.fail("KedaDisabled", KEDA_DISABLED)
         return Outcome.FINISHED
+    if mode == "hpa":
+        replicas = hpa.start_replicas(job)
+        existing = await kube.workers(ctx.namespace, workers_name(job))
+        if existing is not None and existing.desired == 0:
+            await kube.scale(ctx.namespace, workers_name(job), replicas)
     manifest = deployment.build(job, settings=settings, replicas=replicas, broker_secret=attempt.secret)
     await kube.apply_deployment(manifest, keep_replicas=True)
     if mode != "hpa":
