@@ -924,7 +924,8 @@ def test_the_chart_grants_exactly_what_a_job_lifecycle_uses(
     monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     cluster_kubelet.refuse_image = lambda image: "failed to resolve reference: not found"
     missing = tmp_path / "missing"
-    life = job_body("life", kube.namespace, missing, tmp_path / "out", ttlSecondsAfterFinished=1)
+    # Its TTL comes with the re-drive: set now, the failed job could be deleted before the test re-drives it.
+    life = job_body("life", kube.namespace, missing, tmp_path / "out")
     life["spec"]["autoscaling"] = {"maxReplicas": 1, "messagesPerReplica": 1, "scaleDownDelaySeconds": 0}
     make_samples(tmp_path / "hpa-in", count=2, size=(16, 12))
     scaled = job_body("scaled", kube.namespace, tmp_path / "hpa-in", tmp_path / "hpa-out")
@@ -942,7 +943,13 @@ def test_the_chart_grants_exactly_what_a_job_lifecycle_uses(
         "scaled-workers", kube.namespace, {"spec": {"maxReplicas": 9}}
     )
     made = make_samples(missing, count=3, size=(16, 12))
-    kube.patch_job("life", {"metadata": {"annotations": {"filterjob.dev/redrive": "source-fixed"}}})
+    kube.patch_job(
+        "life",
+        {
+            "metadata": {"annotations": {"filterjob.dev/redrive": "source-fixed"}},
+            "spec": {"ttlSecondsAfterFinished": 1},
+        },
+    )
     with filterjob_operator.run(timeout=60):
         kube.wait("horizontalpodautoscalers", "scaled-workers", lambda h: h["spec"]["maxReplicas"] == 2, timeout=30)
         # What the HPA controller does once it has metrics (there are none here): one worker.
