@@ -43,6 +43,17 @@ class Workers:
     ready: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerPod:
+    """A worker pod as the deletion costs need it."""
+
+    name: str
+    #: Its annotations (none: an empty mapping).
+    annotations: dict[str, str]
+    #: Being deleted already (its cost no longer matters).
+    terminating: bool
+
+
 class Kube:
     def __init__(self, api: kubernetes.client.ApiClient) -> None:
         self.api = api
@@ -151,6 +162,29 @@ class Kube:
         )
         pods = self.api.sanitize_for_serialization(found.items)  # type: ignore[no-untyped-call]
         return [pod for pod in pods if isinstance(pod, dict)]
+
+    async def worker_pods(self, namespace: str, selector: dict[str, str]) -> list[WorkerPod]:
+        """The pods a label selector (the worker Deployment's) selects."""
+        labels = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        found = await self._call(self.core.list_namespaced_pod, namespace, label_selector=labels)
+        return [
+            WorkerPod(
+                name=meta.name,
+                annotations=dict(meta.annotations or {}),
+                terminating=meta.deletion_timestamp is not None,
+            )
+            for meta in (pod.metadata for pod in found.items)
+            if meta is not None and meta.name
+        ]
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge ``annotations`` into a pod's; a pod gone meanwhile is left gone."""
+        try:
+            patch = {"metadata": {"annotations": annotations}}
+            await self._call(self.core.patch_namespaced_pod, name, namespace, patch)
+        except KubeError as e:
+            if e.status != 404:
+                raise
 
     async def workers(self, namespace: str, name: str) -> Workers | None:
         deployment = await self._read(self.apps.read_namespaced_deployment, namespace, name)
