@@ -1,0 +1,73 @@
+"""Which workers hold which deliveries, read from the real management API
+(``adapters.broker.consumers``): real worker processes, a task held at a gate, a consumer that is no
+worker's, and the join of consumers, channels and connections that names each worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from filterjob_operator.adapters.broker.consumers import unacked_by_worker
+from filterjob_operator.adapters.broker.management import Management
+from filterjob_operator.core.samples import make_image
+from filterjob_worker.core.topology import Topology
+from tests.helpers.brokers import BROKER_URL, MANAGEMENT_URL, make_tasks, publish
+from tests.helpers.gates import Gates, holders
+from tests.helpers.workers import WorkerFactory
+
+#: Management statistics are emitted every 5 s: what a worker holds shows within a few of those.
+WITHIN = 30.0
+
+
+async def until_reported(management: Management, queue: str, expected: dict[str, int]) -> dict[str, int]:
+    """What the API reports for ``queue``, once it reports ``expected`` (or the deadline passed)."""
+    deadline = time.monotonic() + WITHIN
+    while True:
+        seen = await unacked_by_worker(management, queue)
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        await asyncio.sleep(0.25)  # polling interval of the management API
+
+
+@pytest.mark.slow
+async def test_each_worker_is_named_with_the_deliveries_it_holds_and_other_consumers_are_not(
+    channel: AbstractChannel, declared: Topology, spawn_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    make_image((40, 30), 1).save(src / "held.png")
+    tasks = make_tasks(declared, src, dst)
+    gates = Gates(src, ["held.png"])
+    gates.close()
+    workers = [spawn_worker(FILTERJOB_CONCURRENCY="1", FILTERJOB_PREFETCH="1") for _ in range(3)]
+    for worker in workers:
+        await worker.consuming()
+    await publish(channel, declared, tasks)
+    fd = await asyncio.to_thread(gates.reached, "held.png")
+    (pid,) = await asyncio.to_thread(holders, gates.fifos["held.png"])
+    (busy,) = (f"w{i}" for i, worker in enumerate(workers) if worker.pid == pid)
+    expected = {f"w{i}": int(f"w{i}" == busy) for i in range(len(workers))}
+    # Someone else's consumer on the task queue (once the task is taken), on a connection with a
+    # name of its own: no worker.
+    other = await aio_pika.connect(BROKER_URL, client_properties={"connection_name": "a person's consumer"})
+    try:
+
+        async def hold(message: AbstractIncomingMessage) -> None:
+            pass  # never acked: it returns to the queue when the connection closes
+
+        queue = await (await other.channel()).get_queue(declared.tasks)
+        await queue.consume(hold, no_ack=False)
+
+        async with Management(MANAGEMENT_URL) as management:
+            assert await until_reported(management, declared.tasks, expected) == expected
+            gates.release("held.png", fd)
+            idle = dict.fromkeys(expected, 0)
+            assert await until_reported(management, declared.tasks, idle) == idle  # done: held no more
+            assert await unacked_by_worker(management, declared.parked) == {}  # a queue no worker consumes
+    finally:
+        await other.close()
