@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
@@ -65,6 +66,10 @@ async def test_each_worker_is_named_with_the_deliveries_it_holds_and_other_consu
 
         async with Management(MANAGEMENT_URL) as management:
             assert await until_reported(management, declared.tasks, expected) == expected
+            # Busy is ready: a pod's deletion cost orders only pods of equal readiness.
+            busy_worker = workers[int(busy[1:])]
+            async with aiohttp.ClientSession() as session, session.get(busy_worker.health_url + "/readyz") as answer:
+                assert (answer.status, (await answer.json())["ready"]) == (200, True)
             gates.release("held.png", fd)
             idle = dict.fromkeys(expected, 0)
             assert await until_reported(management, declared.tasks, idle) == idle  # done: held no more
