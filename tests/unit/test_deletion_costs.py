@@ -4,11 +4,13 @@ worker's connection name that joins a pod to its deliveries."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from filterjob_operator.adapters.kube import WorkerPod, Workers
+from filterjob_operator.adapters.broker.consumers import unacked_by_worker
+from filterjob_operator.adapters.kube import KubeError, WorkerPod, Workers
 from filterjob_operator.control.reconcile import costs, follow
 from filterjob_operator.control.reconcile.costs import ANNOTATION
 from filterjob_operator.control.reconcile.decision import Memory, Observation, decide
@@ -90,6 +92,87 @@ async def test_without_the_management_api_the_costs_stay_as_they_are(job_doc: di
     assert await costs.keep(h.ctx, h.attempt(parse_job(job_doc))) == 0
 
     assert h.kube.calls == []  # not even listed: nothing to set them from
+
+
+async def test_pods_the_api_server_will_not_patch_leave_scaling_as_it_was_with_one_warning(
+    job_doc: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness(job_doc, broker=FakeBroker(unacked={"thumbs-workers-a": 1}))
+    h.kube.pods = [pod("thumbs-workers-a")]
+
+    async def refused(namespace: str, name: str, annotations: dict[str, str]) -> None:
+        raise KubeError(403, "Forbidden")
+
+    h.kube.annotate_pod = refused  # type: ignore[method-assign]
+    job = parse_job(job_doc)
+    assert [await costs.keep(h.ctx, h.attempt(job)) for _ in range(3)] == [0, 0, 0]
+    warnings = [r.getMessage() for r in caplog.records if "deletion costs cannot be set" in r.getMessage()]
+    assert warnings == [
+        "job photos/thumbs: the worker pods' deletion costs cannot be set, scale-in may remove busy workers "
+        "(the operator needs list and patch on pods): 403: Forbidden"
+    ]
+
+
+# The join of the management API's listings.
+
+
+@dataclass
+class FakeManagement:
+    consumed: list[dict[str, Any]]
+    channel_list: list[dict[str, Any]]
+    connection_list: list[dict[str, Any]]
+
+    async def consumers(self, queue: str) -> list[dict[str, Any]]:
+        return self.consumed
+
+    async def channels(self) -> list[dict[str, Any]]:
+        return self.channel_list
+
+    async def connections(self) -> list[dict[str, Any]]:
+        return self.connection_list
+
+
+def consumer(channel: Any, connection: Any) -> dict[str, Any]:
+    return {"channel_details": {"name": channel, "connection_name": connection}}
+
+
+async def test_each_workers_unacked_deliveries_are_its_consuming_channels() -> None:
+    management = FakeManagement(
+        consumed=[
+            consumer("c1 (1)", "c1"),
+            consumer("c1 (1)", "c1"),  # a second consumer on the same channel: counted once
+            consumer("c2 (1)", "c2"),
+            consumer("c3 (1)", "c3"),  # its channel not sampled yet: none held
+            consumer("c4 (1)", "c4"),  # a person's consumer
+            consumer("c5 (1)", "gone"),  # a connection closed meanwhile
+            {"channel_details": []},  # a channel being opened
+            consumer(["odd"], {"odd": 1}),
+        ],
+        channel_list=[
+            {"name": "c1 (1)", "messages_unacknowledged": 2},
+            {"name": "c2 (1)", "messages_unacknowledged": 0},
+            {"name": "c3 (1)"},
+            {"name": "c4 (1)", "messages_unacknowledged": 9},
+            {"name": ["odd"], "messages_unacknowledged": 1},
+        ],
+        connection_list=[
+            {"name": "c1", "user_provided_name": connection_name("pod-a")},
+            {"name": "c2", "user_provided_name": connection_name("pod-b")},
+            {"name": "c3", "user_provided_name": connection_name("pod-c")},
+            {"name": "c4", "user_provided_name": "someone"},
+            {"name": {"odd": 1}, "user_provided_name": connection_name("pod-d")},
+        ],
+    )
+    assert await unacked_by_worker(management, "q") == {"pod-a": 2, "pod-b": 0, "pod-c": 0}  # type: ignore[arg-type]
+
+
+async def test_a_count_that_is_no_count_holds_nothing() -> None:
+    management = FakeManagement(
+        consumed=[consumer("c1 (1)", "c1")],
+        channel_list=[{"name": "c1 (1)", "messages_unacknowledged": "many"}],
+        connection_list=[{"name": "c1", "user_provided_name": connection_name("pod-a")}],
+    )
+    assert await unacked_by_worker(management, "q") == {"pod-a": 0}  # type: ignore[arg-type]
 
 
 # When the follow step keeps them.
