@@ -12,6 +12,7 @@ import aio_pika
 import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiohttp import web
 
 from filterjob_operator.adapters.broker.consumers import unacked_by_worker
 from filterjob_operator.adapters.broker.management import Management
@@ -76,3 +77,20 @@ async def test_each_worker_is_named_with_the_deliveries_it_holds_and_other_consu
             assert await unacked_by_worker(management, declared.parked) == {}  # a queue no worker consumes
     finally:
         await other.close()
+
+
+async def test_a_listing_that_is_no_json_array_is_an_api_that_is_down() -> None:
+    async def an_object(request: web.Request) -> web.Response:
+        return web.json_response({"items": []})
+
+    app = web.Application()
+    app.router.add_get("/api/vhosts/{vhost}/channels", an_object)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with Management(f"http://guest:guest@127.0.0.1:{runner.addresses[0][1]}/") as management:
+            with pytest.raises(aiohttp.ClientResponseError, match="its answer is no JSON array"):
+                await management.channels()
+    finally:
+        await runner.cleanup()

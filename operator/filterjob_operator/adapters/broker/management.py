@@ -97,13 +97,13 @@ class Management:
     async def _get(self, path: str) -> dict[str, Any]:
         """The JSON object at ``path``; an answer that is none raises ``aiohttp.ClientResponseError``,
         so callers treat a URL serving something else (a proxy's page, garbage) as an API that is down."""
-        found = await self._json(path, dict, "a JSON object")
+        found = await self._json(path, dict, "JSON object")
         assert isinstance(found, dict)
         return found
 
     async def _list(self, path: str) -> list[dict[str, Any]]:
         """The JSON array at ``path`` (its objects), as :meth:`_get` reads an object."""
-        found = await self._json(path, list, "a JSON array")
+        found = await self._json(path, list, "JSON array")
         return [item for item in found if isinstance(item, dict)]
 
     async def _json(self, path: str, kind: type, what: str) -> Any:
@@ -117,7 +117,7 @@ class Management:
             else:
                 if isinstance(data, kind):
                     return data
-                problem = f"not the RabbitMQ management API at {self._base}: its answer is not {what}"
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no {what}"
             raise aiohttp.ClientResponseError(
                 response.request_info, response.history, status=response.status, message=problem
             )
