@@ -1,14 +1,14 @@
-"""Scale-in that spares busy workers, on the real ReplicaSet controller: three worker pods (run as
-processes by the kubelet harness), one of them busy with a task held at a gate (a FIFO the test
-opens when it wants the image read), the two others idle and ready; the replicas go down to one,
-lowered by the operator's own scaler (``mode: queue``) or by someone else, as an HPA does
-(``mode: hpa``). The operator keeps ``controller.kubernetes.io/pod-deletion-cost`` on the pods
-from their unacked deliveries, so the ReplicaSet controller deletes the idle pods: the busy one
-survives, and its task succeeds once, at its first attempt, never redelivered.
+"""Scale-in that spares busy workers, on the real ReplicaSet controller: three worker pods on two
+nodes (each node a kubelet harness running pods as processes), one of them busy with a task held at
+a gate (a FIFO the test opens when it wants the image read), the two others idle and ready; the
+replicas go down to one, lowered by the operator's own scaler (``mode: queue``) or by someone else,
+as an HPA does (``mode: hpa``). The operator keeps ``controller.kubernetes.io/pod-deletion-cost`` on
+the pods from their unacked deliveries, so the ReplicaSet controller deletes the idle pods: the busy
+one survives, and its tasks succeed once, at their first attempt, never redelivered.
 
-Without the costs the controller picks among three equally ready pods by its other tie-breakers
-(how long each is ready, its creation time, then no order at all), which spare the busy one only
-by chance.
+The busy pod is one of the two that share a node. Without the costs the controller deletes first
+the pods with more of their ReplicaSet's pods on their node: those two, the busy one with them, so
+each test fails without the costs (checked by running them with the operator's cost-keeping off).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from filterjob_operator.core.samples import make_image
 from filterjob_operator.core.spec import parse_job
 from filterjob_worker.core.topology import Topology
 from tests.helpers.brokerthread import BrokerThread
+from tests.helpers.controlplane import ControlPlane
 from tests.helpers.filterjobs import job_body, phase_is, png_outputs
 from tests.helpers.gates import Gates, holders
 from tests.helpers.kubelet import Kubelet
@@ -35,7 +37,9 @@ from tests.helpers.realcluster import FilterJobOperator, Kube
 
 COST = "controller.kubernetes.io/pod-deletion-cost"
 WORKERS = "app.kubernetes.io/component=worker"
-NAMES = ["a.png", "b.png", "c.png"]
+#: Six tasks: each of the three workers holds two (one at its gate, one prefetched) until let through.
+NAMES = [f"{n}.png" for n in "abcdef"]
+SECOND_NODE = "filterjob-node-2"
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +50,23 @@ def operator_rbac(request: pytest.FixtureRequest, kube: Kube) -> Iterator[None]:
     assert not operator.api_usage(decision="forbid")
     used, granted = operator.api_usage(), operator.release.granted(kube.api)
     assert used <= granted, f"the operator used what the chart does not grant: {sorted(used - granted)}"
+
+
+@pytest.fixture
+def second_kubelet(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Kubelet]:
+    """A second node, so that two workers share a node and one is alone on its own."""
+    client = control_plane.api_client()
+    try:
+        with Kubelet(client, SECOND_NODE, log_dir=tmp_path / "pods", restart_backoff=(0.2, 4.0)) as running:
+            yield running
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    assert not running.errors, f"the kubelet harness failed: {running.errors!r}"
+
+
+@pytest.fixture
+def kubelets(cluster_kubelet: Kubelet, second_kubelet: Kubelet) -> list[Kubelet]:
+    return [cluster_kubelet, second_kubelet]
 
 
 @pytest.fixture
@@ -79,30 +100,58 @@ class Results:
             return list(self.seen)
 
 
-def held_by(kubelet: Kubelet, namespace: str, gates: Gates, name: str) -> str:
+def held_by(kubelets: list[Kubelet], namespace: str, gates: Gates, name: str) -> str:
     """The pod whose worker holds the gate ``name`` open (its process, or one of its process group)."""
     (pid,) = holders(gates.fifos[name])
-    groups = {pod.pid: pod.name for pod in kubelet.pods(namespace) if pod.pid is not None}
+    groups = {pod.pid: pod.name for k in kubelets for pod in k.pods(namespace) if pod.pid is not None}
     return groups.get(pid) or groups[os.getpgid(pid)]
 
 
-def hold_one(kubelet: Kubelet, namespace: str, gates: Gates) -> tuple[str, str, int]:
-    """Let every task but the last through its gate, as the workers reach them; the last one held: its
-    name, the pod that holds it and the gate's write end. A task prefetched behind a gate reaches its own
-    once the one before is through, so the one left is in a worker's hands whichever it is."""
-    waiting = list(NAMES)
-    while len(waiting) > 1:
+def doubled_up(kube: Kube) -> set[str]:
+    """The two worker pods that share a node (the third is alone on the other one)."""
+    nodes: dict[str, set[str]] = {}
+    for pod in kube.list("pods", label_selector=WORKERS):
+        nodes.setdefault(pod["spec"]["nodeName"], set()).add(pod["metadata"]["name"])
+    assert sorted(len(names) for names in nodes.values()) == [1, 2], nodes
+    (shared,) = (names for names in nodes.values() if len(names) == 2)
+    return shared
+
+
+def hold_one(kubelets: list[Kubelet], kube: Kube, gates: Gates) -> Held:
+    """Let tasks through their gates as the workers reach them, but the first one a worker on the shared
+    node reaches: that worker is the busy one (it holds that task and the one prefetched behind it), the
+    others end idle."""
+    candidates = doubled_up(kube)
+    waiting, kept = list(NAMES), None
+    while kept is None or len(waiting) > 1:  # the busy worker's prefetched task never reaches its gate
         name, fd = gates.first_reached(waiting, timeout=90)
         waiting.remove(name)
-        gates.release(name, fd)
-    (last,) = waiting
-    fd = gates.reached(last, timeout=90)
-    return last, held_by(kubelet, namespace, gates, last), fd
+        pod = held_by(kubelets, kube.namespace, gates, name)
+        if kept is None and pod in candidates:
+            kept = (name, pod, fd)
+        else:
+            gates.release(name, fd)
+    (behind,) = waiting
+    return Held(*kept, behind=behind)
 
 
-def start_three(
+@dataclass(frozen=True)
+class Held:
+    """The task a busy worker holds at its gate, and the one prefetched behind it."""
+
+    name: str
+    pod: str
+    fd: int
+    behind: str
+
+    def let_go(self, gates: Gates) -> None:
+        gates.release(self.name, self.fd)
+        gates.release(self.behind, gates.reached(self.behind, timeout=90))
+
+
+def start(
     kube: Kube,
-    kubelet: Kubelet,
+    kubelets: list[Kubelet],
     tmp_path: Path,
     broker: BrokerThread,
     created: list[dict[str, Any]],
@@ -110,15 +159,19 @@ def start_three(
     name: str,
     autoscaling: dict[str, Any],
 ) -> tuple[Gates, Results]:
-    """A job of three images, each a gate, its events followed; its workers may start once both are in place."""
+    """A job of six images, each a gate, its events followed; its workers may start once both are in place."""
     source = tmp_path / "in"
     source.mkdir()
     for seed, image in enumerate(NAMES):
         make_image((32, 24), seed).save(source / image, format="PNG")
-    kubelet.refuse_image = lambda image: "held back by the test"  # until the gates are in place
+    for kubelet in kubelets:
+        kubelet.refuse_image = lambda image: "held back by the test"  # until the gates are in place
     body = job_body(name, kube.namespace, source, tmp_path / "out")
-    # One image at a time a worker (and one more prefetched): a busy worker holds one or two deliveries.
-    body["spec"]["workers"] = {"concurrency": 1}
+    # One image at a time a worker, and one more prefetched; spread over the nodes (two and one).
+    apart = {"labelSelector": {"matchLabels": {"filterjob.dev/job": name}}, "topologyKey": "kubernetes.io/hostname"}
+    preferred = [{"weight": 100, "podAffinityTerm": apart}]
+    affinity = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}
+    body["spec"]["workers"] = {"concurrency": 1, "affinity": affinity}
     body["spec"]["autoscaling"] = autoscaling
     stored = kube.create_job(body)
     created.append(stored)
@@ -127,8 +180,18 @@ def start_three(
     gates = Gates(source, NAMES)
     gates.close()
     results = Results(broker, topology)
-    kubelet.refuse_image = None
+    for kubelet in kubelets:
+        kubelet.refuse_image = None
     return gates, results
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+
+def all_ready(pods: list[dict[str, Any]]) -> bool:
+    """Three worker pods, each ready."""
+    return len(pods) == 3 and all(is_ready(p) for p in pods)
 
 
 def survivors(kube: Kube, count: int) -> list[dict[str, Any]]:
@@ -136,12 +199,12 @@ def survivors(kube: Kube, count: int) -> list[dict[str, Any]]:
     return kube.wait_all("pods", lambda pods: len(pods) == count, timeout=90, label_selector=WORKERS)
 
 
-def assert_succeeded_once_each(results: Results, busy_pod: str, held: str) -> None:
+def assert_succeeded_once_each(results: Results, held: Held) -> None:
     seen = results.wait(lambda events: len(events) >= len(NAMES))
     assert sorted(e["input"].rsplit("/", 1)[-1] for e in seen) == NAMES, seen  # each task once
-    assert {e["event"] for e in seen} == {"succeeded"}
-    (last,) = (e for e in seen if e["input"].endswith("/" + held))
-    assert (last["worker"], last["attempt"], last["redelivered"]) == (busy_pod, 1, False)
+    assert {(e["event"], e["attempt"], e["redelivered"]) for e in seen} == {("succeeded", 1, False)}, seen
+    by_input = {e["input"].rsplit("/", 1)[-1]: e["worker"] for e in seen}
+    assert (by_input[held.name], by_input[held.behind]) == (held.pod, held.pod), seen
 
 
 @pytest.mark.slow
@@ -149,32 +212,29 @@ def assert_succeeded_once_each(results: Results, busy_pod: str, held: str) -> No
 def test_the_queue_scaler_lowers_replicas_and_the_busy_worker_survives(
     kube: Kube,
     filterjob_operator: FilterJobOperator,
-    cluster_kubelet: Kubelet,
+    kubelets: list[Kubelet],
     broker_thread: BrokerThread,
     tmp_path: Path,
     created: list[dict[str, Any]],
 ) -> None:
-    # Three tasks, one a replica: three workers, then one once two are done. The delay is longer than
+    # Six tasks, two a replica: three workers, then one once four are done. The delay is longer than
     # the broker's statistics interval (5 s), so the costs show who is busy now when the replicas go down.
-    autoscaling = {"maxReplicas": 3, "messagesPerReplica": 1, "scaleDownDelaySeconds": 10}
+    autoscaling = {"maxReplicas": 3, "messagesPerReplica": 2, "scaleDownDelaySeconds": 10}
     with filterjob_operator.run(timeout=60):
-        gates, results = start_three(
-            kube, cluster_kubelet, tmp_path, broker_thread, created, name="spare", autoscaling=autoscaling
-        )
-        cluster_kubelet.wait_for_pods(kube.namespace, 3, prefix="spare-workers-", timeout=90)
-        held, busy, fd = hold_one(cluster_kubelet, kube.namespace, gates)
+        gates, results = start(kube, kubelets, tmp_path, broker_thread, created, name="spare", autoscaling=autoscaling)
+        kube.wait_all("pods", all_ready, timeout=90, label_selector=WORKERS)
+        held = hold_one(kubelets, kube, gates)
+        busy = held.pod
         kube.wait("deployments", "spare-workers", lambda d: d["spec"]["replicas"] == 1, timeout=60)
         (left,) = survivors(kube, 1)
         assert (left["metadata"]["name"], left["metadata"].get("deletionTimestamp")) == (busy, None)
-        assert left["metadata"]["annotations"][COST] == "1"  # the one delivery it holds
-        running = cluster_kubelet.pod(kube.namespace, busy)
-        assert running is not None
-        assert running.ready  # busy is ready: the costs order only pods of equal readiness
-        gates.release(held, fd)
+        assert left["metadata"]["annotations"][COST] == "2"  # the two deliveries it holds
+        assert is_ready(left)  # busy is ready: the costs order only pods of equal readiness
+        held.let_go(gates)
         job = kube.wait("filterjobs", "spare", phase_is("Succeeded", "Failed"), timeout=90)
-    assert (job["status"]["phase"], job["status"]["succeeded"], job["status"]["failed"]) == ("Succeeded", 3, 0)
+    assert (job["status"]["phase"], job["status"]["succeeded"], job["status"]["failed"]) == ("Succeeded", 6, 0)
     assert png_outputs(tmp_path / "out") == set(NAMES)
-    assert_succeeded_once_each(results, busy, held)
+    assert_succeeded_once_each(results, held)
 
 
 @pytest.mark.slow
@@ -182,7 +242,7 @@ def test_the_queue_scaler_lowers_replicas_and_the_busy_worker_survives(
 def test_replicas_lowered_behind_the_operators_back_in_hpa_mode_spare_the_busy_worker(
     kube: Kube,
     filterjob_operator: FilterJobOperator,
-    cluster_kubelet: Kubelet,
+    kubelets: list[Kubelet],
     broker_thread: BrokerThread,
     tmp_path: Path,
     created: list[dict[str, Any]],
@@ -191,26 +251,27 @@ def test_replicas_lowered_behind_the_operators_back_in_hpa_mode_spare_the_busy_w
     operator, which scales in this mode only at the job's end, keeps the costs up to date all along.
     The HPA's own scale-down waits for its stabilization window (the delay), so the test's comes first
     where the HPA has metrics."""
-    autoscaling = {"mode": "hpa", "maxReplicas": 3, "messagesPerReplica": 1, "scaleDownDelaySeconds": 60}
+    autoscaling = {"mode": "hpa", "maxReplicas": 3, "messagesPerReplica": 2, "scaleDownDelaySeconds": 60}
     with filterjob_operator.run(timeout=60):
-        gates, results = start_three(
-            kube, cluster_kubelet, tmp_path, broker_thread, created, name="hpa-spare", autoscaling=autoscaling
+        gates, results = start(
+            kube, kubelets, tmp_path, broker_thread, created, name="hpa-spare", autoscaling=autoscaling
         )
         kube.wait("horizontalpodautoscalers", "hpa-spare-workers", timeout=30)
         scale = kube.api.apps.patch_namespaced_deployment_scale
         scale("hpa-spare-workers", kube.namespace, {"spec": {"replicas": 3}})
-        cluster_kubelet.wait_for_pods(kube.namespace, 3, prefix="hpa-spare-workers-", timeout=90)
-        held, busy, fd = hold_one(cluster_kubelet, kube.namespace, gates)
+        kube.wait_all("pods", all_ready, timeout=90, label_selector=WORKERS)
+        held = hold_one(kubelets, kube, gates)
+        busy = held.pod
 
         def costs_show_who_is_busy(pods: list[dict[str, Any]]) -> bool:
             costs = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(COST) for p in pods}
-            return len(costs) == 3 and all(cost == ("1" if name == busy else "0") for name, cost in costs.items())
+            return len(costs) == 3 and all(cost == ("2" if name == busy else "0") for name, cost in costs.items())
 
         kube.wait_all("pods", costs_show_who_is_busy, timeout=60, label_selector=WORKERS)
         scale("hpa-spare-workers", kube.namespace, {"spec": {"replicas": 1}})
         (left,) = survivors(kube, 1)
         assert (left["metadata"]["name"], left["metadata"].get("deletionTimestamp")) == (busy, None)
-        gates.release(held, fd)
+        held.let_go(gates)
         job = kube.wait("filterjobs", "hpa-spare", phase_is("Succeeded", "Failed"), timeout=90)
-    assert (job["status"]["phase"], job["status"]["succeeded"], job["status"]["failed"]) == ("Succeeded", 3, 0)
-    assert_succeeded_once_each(results, busy, held)
+    assert (job["status"]["phase"], job["status"]["succeeded"], job["status"]["failed"]) == ("Succeeded", 6, 0)
+    assert_succeeded_once_each(results, held)
