@@ -4,6 +4,7 @@ a job's broker and the Events, each recording what it was asked, so a step runs 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,8 @@ from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from filterjob_operator.adapters.broker.enqueue import Cursor
 from filterjob_operator.adapters.broker.parked import Parked
-from filterjob_operator.adapters.kube import KubeError, Manifest, NotOurs, Workers
+from filterjob_operator.adapters.kube import Manifest, WorkerPod, Workers
+from filterjob_operator.adapters.kubeerrors import KubeError, NotOurs
 from filterjob_operator.adapters.metrics import OperatorMetrics
 from filterjob_operator.control.reconcile.context import Attempt, JobContext
 from filterjob_operator.control.reconcile.services import JobBroker, Services
@@ -42,6 +44,8 @@ class FakeKube:
     invalid: dict[str, str] = field(default_factory=dict)
     #: Secrets (names) that exist and are not the operator's.
     taken: set[str] = field(default_factory=set)
+    #: The worker pods ``worker_pods`` lists (``annotate_pod`` merges into their annotations).
+    pods: list[WorkerPod] = field(default_factory=list)
     #: Called after each status patch (a test stops the daemon from here).
     on_patch: Callable[[dict[str, Any]], None] = lambda fields: None
 
@@ -101,6 +105,17 @@ class FakeKube:
     async def job_pods(self, namespace: str, name: str) -> list[Manifest]:
         return []
 
+    async def worker_pods(self, namespace: str, selector: dict[str, str]) -> list[WorkerPod]:
+        self.calls.append(("worker_pods", selector))
+        return list(self.pods)
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.calls.append(("annotate_pod", (name, annotations)))
+        self.pods = [
+            dataclasses.replace(p, annotations={**p.annotations, **annotations}) if p.name == name else p
+            for p in self.pods
+        ]
+
     async def delete_batch_job(self, namespace: str, name: str) -> None:
         self.calls.append(("delete_batch_job", name))
 
@@ -125,6 +140,8 @@ class FakeBroker:
     #: The listing stored in the inputs queue, and the one a watch of a listing queue sees arrive.
     listing: listing.Listing | None = None
     watched: listing.Listing | None = None
+    #: What ``unacked_by_worker`` says (None: no management API).
+    unacked: dict[str, int] | None = None
     published: list[Task] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     closed: bool = False
@@ -140,6 +157,10 @@ class FakeBroker:
 
     async def depths(self, *, enqueued: int) -> Depths:
         return self.depths_seen.pop(0) if len(self.depths_seen) > 1 else self.depths_seen[0]
+
+    async def unacked_by_worker(self) -> dict[str, int] | None:
+        self.calls.append("unacked_by_worker")
+        return None if self.unacked is None else dict(self.unacked)
 
     async def parked(self) -> list[Parked]:
         return list(self.parked_tasks)

@@ -8,7 +8,8 @@ from typing import NoReturn
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from filterjob_operator.adapters.kube import Kube, KubeError
+from filterjob_operator.adapters.kube import Kube
+from filterjob_operator.adapters.kubeerrors import KubeError
 
 
 def refusing(body: str | None) -> NoReturn:

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from filterjob_operator.adapters.kube import KubeError
+from filterjob_operator.adapters.kubeerrors import KubeError
 from filterjob_operator.cli import pod
 from filterjob_operator.control.metricsapi import MetricsApi, Unservable, start
 from filterjob_operator.control.settings import ExternalMetrics

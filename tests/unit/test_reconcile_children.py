@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from filterjob_operator.adapters.kube import KubeError
+from filterjob_operator.adapters.kubeerrors import KubeError
 from filterjob_operator.control.reconcile import children, job
 from filterjob_operator.control.reconcile.context import Outcome
 from filterjob_operator.core import status

@@ -40,7 +40,7 @@ from filterjob_worker import processing
 from filterjob_worker.adapters.amqp import describe_refusal, publish_confirmed
 from filterjob_worker.core import envelope
 from filterjob_worker.core.contract import Event, Task
-from filterjob_worker.core.environment import WorkerConfig
+from filterjob_worker.core.environment import WorkerConfig, connection_name
 from filterjob_worker.core.errors import MalformedMessage, WorkerDied, reason_of
 from filterjob_worker.core.outcome import Outcome
 from filterjob_worker.health import Health
@@ -86,7 +86,7 @@ class Consumer:
         """Connect, check the job's topology exists and start consuming."""
         connection = await aio_pika.connect_robust(
             self.config.broker_url,
-            client_properties={"connection_name": f"filterjob-worker {self.config.worker_id}"},
+            client_properties={"connection_name": connection_name(self.config.worker_id)},
         )
         connection.close_callbacks.add(self._on_close)
         connection.reconnect_callbacks.add(self._on_reconnect)

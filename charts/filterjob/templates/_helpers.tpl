@@ -120,10 +120,11 @@ real API server and check, from its audit log, that it used every rule and nothi
   resources: ["jobs"]
   verbs: ["get", "create", "delete"]
 # The lister Job's pods: why one has not started (an image that cannot be pulled, a missing
-# Secret, unschedulable), shown in the job's Ready condition until the Job's deadline.
+# Secret, unschedulable), shown in the job's Ready condition until the Job's deadline. The worker
+# pods: their controller.kubernetes.io/pod-deletion-cost, so that scale-in removes idle ones first.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "patch"]
 # The broker Secret (url, managementUrl) named by the job or FILTERJOB_BROKER_SECRET.
 - apiGroups: [""]
   resources: ["secrets"]

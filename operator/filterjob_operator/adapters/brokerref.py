@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from filterjob_operator.adapters import broker_errors
 from filterjob_operator.adapters.broker.management import management_url_for
-from filterjob_operator.adapters.kube import KubeError
+from filterjob_operator.adapters.kubeerrors import KubeError
 from filterjob_worker.core.urls import broker_url_problem
 
 #: The reasons of :class:`BrokerUnavailable`, as conditions show them.

@@ -1,14 +1,13 @@
 """The one module that talks to the Kubernetes API (besides kopf itself).
 
 The official client is synchronous; every call runs in a thread so the
-operator's event loop never blocks. API errors become :class:`KubeError`.
+operator's event loop never blocks. API errors become :class:`~filterjob_operator.adapters.kubeerrors.KubeError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,32 +15,12 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from filterjob_operator.adapters.kubeerrors import KubeError, NotOurs, detail_of
 from filterjob_operator.core.spec import GROUP, VERSION
 
 PLURAL = "filterjobs"
 T = TypeVar("T")
 Manifest = dict[str, Any]
-
-
-class KubeError(Exception):
-    def __init__(self, status: int, message: str, *, detail: str = "") -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        #: The API server's own message (its Status object's), e.g. which field it refused; or "".
-        self.detail = detail
-
-
-def _detail(error: ApiException) -> str:
-    """The ``message`` of the Status the API server answered with, if its body is one."""
-    try:
-        status = json.loads(error.body or "")
-    except (TypeError, ValueError):
-        return ""
-    return str(status.get("message") or "") if isinstance(status, dict) else ""
-
-
-class NotOurs(KubeError):
-    """An object of the name the operator writes exists, without the labels that make it the operator's."""
 
 
 def load_config() -> kubernetes.client.ApiClient:
@@ -59,6 +38,17 @@ class Workers:
     ready: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerPod:
+    """A worker pod as the deletion costs need it."""
+
+    name: str
+    #: Its annotations (none: an empty mapping).
+    annotations: dict[str, str]
+    #: Being deleted already (its cost no longer matters).
+    terminating: bool
+
+
 class Kube:
     def __init__(self, api: kubernetes.client.ApiClient) -> None:
         self.api = api
@@ -74,7 +64,7 @@ class Kube:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as e:
-            raise KubeError(e.status or 0, e.reason or str(e), detail=_detail(e)) from e
+            raise KubeError(e.status or 0, e.reason or str(e), detail=detail_of(e)) from e
 
     async def _read(self, read: Callable[..., T], namespace: str, name: str) -> T | None:
         """The object, or None if it does not exist."""
@@ -242,6 +232,29 @@ class Kube:
         )
         pods = self.api.sanitize_for_serialization(found.items)  # type: ignore[no-untyped-call]
         return [pod for pod in pods if isinstance(pod, dict)]
+
+    async def worker_pods(self, namespace: str, selector: dict[str, str]) -> list[WorkerPod]:
+        """The pods a label selector (the worker Deployment's) selects."""
+        labels = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        found = await self._call(self.core.list_namespaced_pod, namespace, label_selector=labels)
+        return [
+            WorkerPod(
+                name=meta.name,
+                annotations=dict(meta.annotations or {}),
+                terminating=meta.deletion_timestamp is not None,
+            )
+            for meta in (pod.metadata for pod in found.items)
+            if meta is not None and meta.name
+        ]
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge ``annotations`` into a pod's; a pod gone meanwhile is left gone."""
+        try:
+            patch = {"metadata": {"annotations": annotations}}
+            await self._call(self.core.patch_namespaced_pod, name, namespace, patch)
+        except KubeError as e:
+            if e.status != 404:
+                raise
 
     async def workers(self, namespace: str, name: str) -> Workers | None:
         deployment = await self._read(self.apps.read_namespaced_deployment, namespace, name)

@@ -129,11 +129,11 @@ class _ClusterFailed(Exception):
 async def _cluster_errors(console: Console, job: str, action: Awaitable[T]) -> T:
     import urllib3  # noqa: PLC0415 (see _LAZY in cli.common)
 
-    from filterjob_operator.adapters import kube  # noqa: PLC0415
+    from filterjob_operator.adapters.kubeerrors import KubeError  # noqa: PLC0415
 
     try:
         return await action
-    except kube.KubeError as e:
+    except KubeError as e:
         hint = " (RBAC: you need get on filterjobs.filterjob.dev)" if e.status == 403 else ""
         raise _ClusterFailed(f"cannot read FilterJob {job}: the API answered {e}{hint}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:

@@ -22,7 +22,8 @@ from aiohttp import web
 from filterjob_operator.adapters import brokerref
 from filterjob_operator.adapters.broker.depths import DepthUnknown, outstanding
 from filterjob_operator.adapters.broker.management import Management, vhost_of
-from filterjob_operator.adapters.kube import KubeError, Manifest
+from filterjob_operator.adapters.kube import Manifest
+from filterjob_operator.adapters.kubeerrors import KubeError
 from filterjob_operator.control.settings import ExternalMetrics
 from filterjob_operator.core import delegation, extmetrics
 from filterjob_operator.core.extmetrics import Problem

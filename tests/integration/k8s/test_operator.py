@@ -906,6 +906,13 @@ def test_the_operator_runs_as_a_process_with_its_service_accounts_kubeconfig(
     assert "Forbidden" not in log
 
 
+def costs_set(pods: list[dict[str, Any]]) -> bool:
+    """Some worker pods, each with its deletion cost."""
+    return bool(pods) and all(
+        "controller.kubernetes.io/pod-deletion-cost" in (p["metadata"].get("annotations") or {}) for p in pods
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("operator_env")
 def test_the_chart_grants_exactly_what_a_job_lifecycle_uses(
@@ -919,8 +926,9 @@ def test_the_chart_grants_exactly_what_a_job_lifecycle_uses(
     """Every rule of the chart's RBAC is needed, but for what admission asks (ADMISSION): the audit log
     of one run through what the operator does for jobs uses each. A lister Job whose pod cannot start
     (its pods read), then lists a missing source and fails the job, a re-drive deletes it and lists
-    again; workers created, read, scaled up and down; an HPA created, patched back by a restarted
-    operator and removed once its job is done; a finished job deleted by its TTL; events, the Secret."""
+    again; workers created, read, scaled up and down, their pods' deletion costs set; an HPA created,
+    patched back by a restarted operator and removed once its job is done; a finished job deleted by
+    its TTL; events, the Secret."""
     monkeypatch.setenv("FILTERJOB_LIST_INPUTS", "job")
     cluster_kubelet.refuse_image = lambda image: "failed to resolve reference: not found"
     missing = tmp_path / "missing"
@@ -952,8 +960,10 @@ def test_the_chart_grants_exactly_what_a_job_lifecycle_uses(
     )
     with filterjob_operator.run(timeout=60):
         kube.wait("horizontalpodautoscalers", "scaled-workers", lambda h: h["spec"]["maxReplicas"] == 2, timeout=30)
-        # What the HPA controller does once it has metrics (there are none here): one worker.
-        kube.api.apps.patch_namespaced_deployment_scale("scaled-workers", kube.namespace, {"spec": {"replicas": 1}})
+        # What the HPA controller does once it has metrics (there are none here): two workers, whose
+        # deletion costs the operator then keeps (their pods patched).
+        kube.api.apps.patch_namespaced_deployment_scale("scaled-workers", kube.namespace, {"spec": {"replicas": 2}})
+        kube.wait_all("pods", costs_set, timeout=60, label_selector="app.kubernetes.io/component=worker")
         kube.wait("filterjobs", "scaled", phase_is("Succeeded"), timeout=90)
         kube.gone("horizontalpodautoscalers", "scaled-workers", timeout=30)
         kube.gone("filterjobs", "life", timeout=90)  # re-driven, run to Succeeded, then deleted by its TTL

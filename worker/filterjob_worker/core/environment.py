@@ -13,7 +13,7 @@
 | ``FILTERJOB_MAX_BACKOFF_SECONDS`` | cap of the retry delay | 300 |
 | ``FILTERJOB_GRACE_SECONDS`` | time to finish in-flight images on SIGTERM | 25 |
 | ``FILTERJOB_EXECUTOR`` | ``thread`` or ``process`` pool for the CPU work | thread |
-| ``FILTERJOB_WORKER_ID`` | name in logs and events | hostname-pid |
+| ``FILTERJOB_WORKER_ID`` | name in logs, events and the AMQP connection's name | hostname-pid |
 | ``FILTERJOB_PARENT_PID`` | local mode: drain and exit when this process (the supervisor) dies | unset |
 """
 
@@ -46,6 +46,22 @@ class Var:
     EXECUTOR: Final = "FILTERJOB_EXECUTOR"
     WORKER_ID: Final = "FILTERJOB_WORKER_ID"
     PARENT_PID: Final = "FILTERJOB_PARENT_PID"
+
+
+#: What a worker's AMQP connection name starts with; the rest is its worker id (a Deployment's pod
+#: name), so the operator finds each pod's unacked deliveries in the management API by it.
+CONNECTION_PREFIX: Final = "filterjob-worker "
+
+
+def connection_name(worker_id: str) -> str:
+    """The name a worker gives its AMQP connection (``client_properties.connection_name``)."""
+    return CONNECTION_PREFIX + worker_id
+
+
+def worker_of(name: str) -> str | None:
+    """The worker id a connection name holds, or None for a connection that is no worker's."""
+    worker = name.removeprefix(CONNECTION_PREFIX)
+    return worker if worker != name and worker else None
 
 
 #: The worker's exit code when it rejects its configuration (as ``filterjob``'s ``exits.INVALID``):

@@ -4,6 +4,7 @@
 - :mod:`.backlog`: a job's keys to enqueue, a batch at a time from the confirmed position on;
 - :mod:`.depths`: how many messages wait in a job's queues;
 - :mod:`.management`: the management HTTP API (unacked counts);
+- :mod:`.consumers`: which workers consume a job's tasks and what each holds unacked;
 - :mod:`.parked`: parked tasks, listed in place and re-driven;
 - :mod:`.listings`: a job's inputs (and outputs) listing stored in a queue;
 - :mod:`.inventory`: what of a job exists on the broker, and removing it.

@@ -1,4 +1,5 @@
-"""RabbitMQ's HTTP management API: a queue's ready and unacked counts, and where the API is."""
+"""RabbitMQ's HTTP management API: a queue's ready and unacked counts and consumers, the channels' unacked
+deliveries, the connections' names, and where the API is."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def vhost_of(broker_url: str) -> str:
 
 
 class Management:
-    """RabbitMQ's HTTP management API: ready and unacked counts per queue.
+    """RabbitMQ's HTTP management API: ready and unacked counts per queue, who consumes it and holds what.
 
     ``vhost`` must be the one the AMQP connection uses (:func:`vhost_of`): queue names
     are per vhost, and the API answers 404 for the same name in another one.
@@ -83,9 +84,7 @@ class Management:
     async def messages(self, names: Sequence[str]) -> dict[str, QueueStats]:
         """The counts of the queues ``names`` of the vhost, in one call; a queue missing from the
         answer is missing from the result."""
-        listed = await self._get(
-            f"/queues/{self._vhost}?columns=name,messages_ready,messages_unacknowledged", shape=list
-        )
+        listed = await self._list(f"/queues/{self._vhost}?columns=name,messages_ready,messages_unacknowledged")
         wanted = set(names)
         return {
             str(q["name"]): QueueStats(
@@ -97,10 +96,33 @@ class Management:
             if isinstance(q, dict) and q.get("name") in wanted
         }
 
-    async def _get(self, path: str, *, shape: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
-        """The JSON object (or with ``shape=list``, array) at ``path``; an answer that is none raises
-        ``aiohttp.ClientResponseError``, so callers treat a URL serving something else (a proxy's
-        page, garbage) as an API that is down."""
+    async def consumers(self, queue: str) -> list[dict[str, Any]]:
+        """The consumers of ``queue``: each one's channel and the channel's connection (internal names)."""
+        path = f"/queues/{self._vhost}/{quote(queue, safe='')}?columns=consumer_details.channel_details"
+        found = (await self._get(path)).get("consumer_details")
+        return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+
+    async def channels(self) -> list[dict[str, Any]]:
+        """The vhost's channels: name and unacked deliveries."""
+        return await self._list(f"/vhosts/{self._vhost}/channels?columns=name,messages_unacknowledged")
+
+    async def connections(self) -> list[dict[str, Any]]:
+        """The vhost's connections: internal name and the name the client chose."""
+        return await self._list(f"/vhosts/{self._vhost}/connections?columns=name,user_provided_name")
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        """The JSON object at ``path``; an answer that is none raises ``aiohttp.ClientResponseError``,
+        so callers treat a URL serving something else (a proxy's page, garbage) as an API that is down."""
+        found = await self._json(path, dict, "JSON object")
+        assert isinstance(found, dict)
+        return found
+
+    async def _list(self, path: str) -> list[dict[str, Any]]:
+        """The JSON array at ``path`` (its objects), as :meth:`_get` reads an object."""
+        found = await self._json(path, list, "JSON array")
+        return [item for item in found if isinstance(item, dict)]
+
+    async def _json(self, path: str, kind: type, what: str) -> Any:
         assert self._session is not None, "use Management as an async context manager"
         async with self._session.get(self._base + path) as response:
             response.raise_for_status()
@@ -109,10 +131,9 @@ class Management:
             except ValueError as e:  # not UTF-8, not JSON
                 problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON ({e})"
             else:
-                if isinstance(data, shape):
+                if isinstance(data, kind):
                     return data
-                kind = "object" if shape is dict else "array"
-                problem = f"not the RabbitMQ management API at {self._base}: its answer is no JSON {kind}"
+                problem = f"not the RabbitMQ management API at {self._base}: its answer is no {what}"
             raise aiohttp.ClientResponseError(
                 response.request_info, response.history, status=response.status, message=problem
             )

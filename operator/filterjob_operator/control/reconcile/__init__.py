@@ -12,6 +12,7 @@ read back from the broker, never from memory.
 - :mod:`.children`: the worker Deployment and its autoscaler (an HPA, or KEDA's ScaledObject);
 - :mod:`.enqueue`: publish the tasks from the saved cursor on;
 - :mod:`.follow`: observe, :mod:`.decision` (pure), act: status and scaling until done;
+- :mod:`.costs`: the worker pods' deletion costs, so that scale-in spares busy workers;
 - :mod:`.finish`: verify the outputs and end the job with its final counts;
 - :mod:`.redrive`: move parked tasks back on request;
 - :mod:`.finished`: a finished job waits for its TTL or a re-drive request.

@@ -4,11 +4,14 @@ management API; each call one of :mod:`filterjob_operator.adapters.broker`'s."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
 
+import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from filterjob_operator.adapters import brokerref
+from filterjob_operator.adapters.broker.consumers import unacked_by_worker
 from filterjob_operator.adapters.broker.depths import depths
 from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
 from filterjob_operator.adapters.broker.listings import ListingWatch, forget_listing, stored_listing
@@ -19,6 +22,8 @@ from filterjob_operator.core import listing
 from filterjob_operator.core.status import Depths
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.topology import Topology
+
+log = logging.getLogger("filterjob.operator")
 
 
 class AmqpBroker:
@@ -50,6 +55,15 @@ class AmqpBroker:
 
     async def depths(self, *, enqueued: int) -> Depths:
         return await depths(self.channel, self._topology, self._management, enqueued=enqueued)
+
+    async def unacked_by_worker(self) -> dict[str, int] | None:
+        if self._management is None:
+            return None
+        try:
+            return await unacked_by_worker(self._management, self._topology.tasks)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("management API unavailable, the workers' deletion costs stay as they are: %s", e)
+            return None
 
     async def parked(self) -> list[Parked]:
         return await parked_failures(self._connection, self._topology)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from filterjob_operator.adapters.broker.management import vhost_of
-from filterjob_operator.adapters.kube import KubeError, NotOurs
+from filterjob_operator.adapters.kubeerrors import KubeError, NotOurs
 from filterjob_operator.control.builders import deployment, hpa, keda
 from filterjob_operator.control.builders.common import workers_name
 from filterjob_operator.control.reconcile.context import Attempt, JobContext, Outcome

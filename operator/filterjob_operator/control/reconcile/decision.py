@@ -51,6 +51,9 @@ class Decision:
     replicas: int
     #: The Deployment must be scaled to :attr:`replicas`.
     scale: bool
+    #: Workers may be removed while others stay (the scaler wants fewer, or an HPA may lower them):
+    #: the pods' deletion costs must be kept up to date first (:mod:`.costs`).
+    spare_busy: bool
     ready: int
     #: The queues have read empty for long enough: the job ends now.
     done: bool
@@ -61,6 +64,10 @@ class Decision:
     def workers(self) -> dict[str, object]:
         """``status.workers``."""
         return {"desired": self.replicas, "ready": self.ready, "summary": f"{self.ready}/{self.replicas}"}
+
+
+#: The modes whose replicas an autoscaler sets (KEDA's through an HPA of its own), not the operator.
+AUTOSCALERS = frozenset({"hpa", "keda"})
 
 
 def decide(seen: Observation, memory: Memory, *, scaling: Autoscaling) -> Decision:
@@ -74,6 +81,7 @@ def decide(seen: Observation, memory: Memory, *, scaling: Autoscaling) -> Decisi
         counts=counts,
         replicas=replicas,
         scale=replicas != current,
+        spare_busy=_spare_busy(seen, scaling=scaling, current=current, done=done),
         ready=seen.ready,
         done=done,
         phase=status.SUSPENDED if seen.suspended else status.RUNNING,
@@ -86,23 +94,39 @@ def decide(seen: Observation, memory: Memory, *, scaling: Autoscaling) -> Decisi
     )
 
 
-def _replicas(
-    seen: Observation, memory: Memory, *, scaling: Autoscaling, current: int, done: bool
-) -> tuple[int, float | None]:
-    """The replicas to set and the scale-down delay's start to remember."""
-    if scaling.mode in ("hpa", "keda"):  # the HPA (or KEDA's) owns the replicas
-        return current, memory.below_since
-    if seen.suspended:
-        return 0, memory.below_since
+def _spare_busy(seen: Observation, *, scaling: Autoscaling, current: int, done: bool) -> bool:
+    """Some workers may go while others stay: from more than one, to fewer but not to none."""
+    if current <= 1 or seen.suspended or done:
+        return False  # nothing to choose between, or every worker goes
+    if scaling.mode in AUTOSCALERS:
+        return True  # the HPA (or KEDA's) may lower the replicas at any time
     if scaling.mode == "none":
-        return (0 if done else max(1, scaling.min_replicas)), memory.below_since
-    desired = status.desired_replicas(
+        return False
+    return 0 < _desired(seen, scaling=scaling, done=done) < current
+
+
+def _desired(seen: Observation, *, scaling: Autoscaling, done: bool) -> int:
+    """The queue scaler's replicas for the backlog, before the scale-down delay."""
+    return status.desired_replicas(
         depths=seen.depths,
         per_replica=scaling.messages_per_replica,
         minimum=scaling.min_replicas,
         maximum=scaling.max_replicas,
         finished=done,
     )
+
+
+def _replicas(
+    seen: Observation, memory: Memory, *, scaling: Autoscaling, current: int, done: bool
+) -> tuple[int, float | None]:
+    """The replicas to set and the scale-down delay's start to remember."""
+    if scaling.mode in AUTOSCALERS:  # the HPA (or KEDA's) owns the replicas
+        return current, memory.below_since
+    if seen.suspended:
+        return 0, memory.below_since
+    if scaling.mode == "none":
+        return (0 if done else max(1, scaling.min_replicas)), memory.below_since
+    desired = _desired(seen, scaling=scaling, done=done)
     return status.next_replicas(
         current=current,
         desired=desired,

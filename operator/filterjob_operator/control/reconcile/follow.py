@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from filterjob_operator.control.builders.common import workers_name
-from filterjob_operator.control.reconcile import finish, redrive
+from filterjob_operator.control.reconcile import costs, finish, redrive
 from filterjob_operator.control.reconcile.context import Attempt, JobContext, Outcome
 from filterjob_operator.control.reconcile.decision import Decision, Memory, Observation, decide
 from filterjob_operator.core import status
@@ -31,6 +31,8 @@ async def observe(ctx: JobContext, attempt: Attempt, *, total: int) -> Observati
 
 
 async def scale(ctx: JobContext, attempt: Attempt, decision: Decision) -> None:
+    if decision.spare_busy:  # before the replicas go down, so the ReplicaSet removes idle pods first
+        await costs.keep(ctx, attempt)
     if decision.scale:
         await ctx.services.kube.scale(ctx.namespace, workers_name(attempt.job), decision.replicas)
     ctx.services.metrics.desired_replicas.labels(ctx.namespace, ctx.name).set(decision.replicas)

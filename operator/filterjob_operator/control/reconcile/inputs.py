@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from filterjob_operator.adapters import sources
-from filterjob_operator.adapters.kube import KubeError
+from filterjob_operator.adapters.kubeerrors import KubeError
 from filterjob_operator.control.builders import lister
 from filterjob_operator.control.builders.common import lister_name
 from filterjob_operator.control.reconcile.context import Attempt, JobContext, Outcome
