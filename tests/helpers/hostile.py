@@ -11,11 +11,14 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import hypothesis
 import pytest
 from hypothesis import strategies as st
+from pamqp import encode
 
 T = TypeVar("T")
 #: For the modules that fuzz: hypothesis warns when it prints a large input, and hostile inputs are large.
@@ -201,3 +204,36 @@ def total(call: Callable[[], T], errors: tuple[type[Exception], ...]) -> T | Exc
         problem = reason_problem(reason)
         assert problem is None, problem
     return error
+
+
+def drawn(strategy: st.SearchStrategy[T], *, count: int, seed: int) -> list[T]:
+    """``count`` values of ``strategy``, the same ones every run (a fixed seed): hostile inputs for a
+    test that cannot run once per example (one real worker takes them all)."""
+    values: list[T] = []
+
+    @hypothesis.seed(seed)
+    @hypothesis.settings(
+        max_examples=count,
+        database=None,
+        derandomize=False,
+        phases=[hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(strategy)
+    def draw(value: T) -> None:
+        values.append(value)
+
+    draw()
+    return values[:count]
+
+
+def wire_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``headers`` that a publisher can put on the wire (pamqp writes them)."""
+    wire = {}
+    for key, value in headers.items():
+        try:
+            encode.field_table({key: value})
+        except (TypeError, ValueError, OverflowError, struct.error):
+            continue
+        wire[key] = value
+    return wire
