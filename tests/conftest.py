@@ -23,7 +23,7 @@ _SLOW_INPUTS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.la
 settings.register_profile(
     "ci", max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=_SLOW_INPUTS
 )
-settings.register_profile("long", max_examples=20_000, deadline=None, suppress_health_check=_SLOW_INPUTS)
+settings.register_profile("long", max_examples=2_000, deadline=None, suppress_health_check=_SLOW_INPUTS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
