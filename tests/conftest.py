@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from tests.helpers import logstate
 from tests.helpers.controlplane import Binaries, ControlPlane, ControlPlaneError
 from tests.helpers.image import ImageError, built_image
 from tests.helpers.jobfiles import JOB
+
+#: Property tests (the decoders' fuzzing): bounded and reproducible in CI (the same examples every run,
+#: no database), longer and random with HYPOTHESIS_PROFILE=long.
+_SLOW_INPUTS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=_SLOW_INPUTS
+)
+settings.register_profile("long", max_examples=2_000, deadline=None, suppress_health_check=_SLOW_INPUTS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

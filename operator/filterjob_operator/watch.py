@@ -78,11 +78,12 @@ def dead_letter_event(message: AbstractIncomingMessage, topology: Topology) -> E
 def cluster_finished(job: Mapping[str, Any]) -> JobFinished | None:
     """The ``job.finished`` a cluster FilterJob's status amounts to once its phase is final, or
     None while it runs (pure)."""
-    status = job.get("status") or {}
-    phase = status.get("phase")
-    if phase not in FINAL_PHASES:
+    status = job.get("status")
+    phase = status.get("phase") if isinstance(status, Mapping) else None
+    if not isinstance(status, Mapping) or phase not in FINAL_PHASES:
         return None
-    meta = job.get("metadata") or {}
+    meta = job.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
 
     def count(key: str) -> int:
         value = status.get(key)

@@ -57,4 +57,7 @@ def process(task: Task, *, limits: codec.Limits = codec.DEFAULT_LIMITS) -> Outco
         written = execute(task, limits=limits)
     except TaskError as e:
         return Outcome.of(task, error=e, seconds=time.perf_counter() - start, pid=os.getpid())
+    except SpecError as e:  # an input or output URI no storage serves: retrying cannot help
+        error = PermanentTaskError(str(e))
+        return Outcome.of(task, error=error, seconds=time.perf_counter() - start, pid=os.getpid())
     return Outcome.of(task, seconds=time.perf_counter() - start, bytes_written=written, pid=os.getpid())

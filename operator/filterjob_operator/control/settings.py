@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from filterjob_worker import __version__
+from filterjob_worker.core.errors import shown
 
 DEFAULT_IMAGE = f"ghcr.io/filterjob/filterjob:{__version__}"
 #: The worker container's resources unless the job or ``FILTERJOB_WORKER_RESOURCES`` (``{}``: none) say otherwise.
@@ -51,7 +52,7 @@ def _list_inputs(text: str | None) -> ListInputs:
     for mode in LIST_INPUTS_MODES:
         if value == mode:
             return mode
-    raise ValueError(f"FILTERJOB_LIST_INPUTS must be one of {', '.join(LIST_INPUTS_MODES)}, got {text!r}")
+    raise ValueError(f"FILTERJOB_LIST_INPUTS must be one of {', '.join(LIST_INPUTS_MODES)}, got {shown(text)}")
 
 
 def _resources(text: str | None) -> Mapping[str, Any]:
@@ -60,11 +61,11 @@ def _resources(text: str | None) -> Mapping[str, Any]:
         return DEFAULT_WORKER_RESOURCES
     try:
         value = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f"FILTERJOB_WORKER_RESOURCES is not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"FILTERJOB_WORKER_RESOURCES is not JSON: {str(e).split(';')[0]}") from None
     if not isinstance(value, dict) or not set(value) <= _RESOURCE_KEYS:
         raise ValueError(
-            f"FILTERJOB_WORKER_RESOURCES must be an object with keys {sorted(_RESOURCE_KEYS)}, got {text!r}"
+            f"FILTERJOB_WORKER_RESOURCES must be an object with keys {sorted(_RESOURCE_KEYS)}, got {shown(text)}"
         )
     return value
 
@@ -76,9 +77,9 @@ def _seconds(name: str, text: str | None, default: float) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
+        raise ValueError(f"{name} must be a number of seconds, got {shown(text)}") from None
     if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {text!r}")
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {shown(text)}")
     return value
 
 
@@ -89,9 +90,9 @@ def _batch(name: str, text: str | None, default: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of tasks, got {text!r}") from None
+        raise ValueError(f"{name} must be a whole number of tasks, got {shown(text)}") from None
     if value < 1:
-        raise ValueError(f"{name} must be at least 1 task, got {text!r}")
+        raise ValueError(f"{name} must be at least 1 task, got {shown(text)}")
     return value
 
 
@@ -112,9 +113,22 @@ def _deadline(name: str, text: str | None, default: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of seconds, got {text!r}") from None
+        raise ValueError(f"{name} must be a whole number of seconds, got {shown(text)}") from None
     if value < 1:
-        raise ValueError(f"{name} must be at least 1 second, got {text!r}")
+        raise ValueError(f"{name} must be at least 1 second, got {shown(text)}")
+    return value
+
+
+def _whole(name: str, text: str | None, default: int, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high``."""
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {shown(text)}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, got {shown(text)}")
     return value
 
 
@@ -189,9 +203,11 @@ class Settings:
         return cls(
             worker_image=env.get("FILTERJOB_WORKER_IMAGE", DEFAULT_IMAGE),
             broker_secret=env.get("FILTERJOB_BROKER_SECRET", "filterjob-broker"),
-            status_interval=float(env.get("FILTERJOB_STATUS_INTERVAL", "5")),
-            metrics_port=int(env.get("FILTERJOB_METRICS_PORT", "9090")),
-            worker_grace_seconds=int(env.get("FILTERJOB_WORKER_GRACE_SECONDS", "50")),
+            status_interval=_seconds("FILTERJOB_STATUS_INTERVAL", env.get("FILTERJOB_STATUS_INTERVAL"), 5.0),
+            metrics_port=_whole("FILTERJOB_METRICS_PORT", env.get("FILTERJOB_METRICS_PORT"), 9090, 0, 65535),
+            worker_grace_seconds=_whole(
+                "FILTERJOB_WORKER_GRACE_SECONDS", env.get("FILTERJOB_WORKER_GRACE_SECONDS"), 50, 0, 86_400
+            ),
             enqueue_batch=_batch("FILTERJOB_ENQUEUE_BATCH", env.get("FILTERJOB_ENQUEUE_BATCH"), 500),
             worker_resources=_resources(env.get("FILTERJOB_WORKER_RESOURCES")),
             list_inputs=_list_inputs(env.get("FILTERJOB_LIST_INPUTS")),

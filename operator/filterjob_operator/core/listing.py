@@ -24,6 +24,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
+
+from filterjob_worker.core.errors import shown
 
 VERSION = 1
 #: Keys per message: ~100 bytes a key keeps a message well below a megabyte.
@@ -89,11 +92,21 @@ class _Run:
 def _load(body: bytes) -> dict[str, object]:
     try:
         value = json.loads(body)
-    except ValueError as e:
-        raise ListingError(f"not JSON: {e}") from None
-    if not isinstance(value, dict) or value.get("v") != VERSION or not isinstance(value.get("run"), str):
-        raise ListingError(f"not a version {VERSION} listing message: {body[:100]!r}")
+    except RecursionError:
+        raise ListingError("not JSON a reader takes: nested too deep") from None
+    except ValueError as e:  # not JSON, not text, a number past Python's 4300 digits
+        raise ListingError(f"not JSON: {str(e).split(';')[0]}") from None
+    if not isinstance(value, dict) or not isinstance(value.get("run"), str) or not _is_version(value.get("v")):
+        raise ListingError(f"not a version {VERSION} listing message: {shown(body[:100])}")
     return value
+
+
+def _is_version(value: object) -> bool:
+    return not isinstance(value, bool) and value == VERSION
+
+
+def _texts(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 class Reader:
@@ -106,18 +119,27 @@ class Reader:
         value = _load(body)
         run = self._runs.setdefault(str(value["run"]), _Run())
         if "error" in value:
-            run.error = str(value["error"])
+            error = value["error"]
+            if not isinstance(error, str) or not error.strip():
+                raise ListingError(f"an error message needs its text: {shown(body[:100])}")
+            run.error = error
             return
         seq, keys, last = value.get("seq"), value.get("keys"), value.get("last")
-        if not isinstance(seq, int) or seq < 0 or not isinstance(keys, list) or not isinstance(last, bool):
-            raise ListingError(f"a chunk needs seq, keys and last: {body[:100]!r}")
+        if (
+            isinstance(seq, bool)
+            or not isinstance(seq, int)
+            or seq < 0
+            or not _texts(keys)
+            or not isinstance(last, bool)
+        ):
+            raise ListingError(f"a chunk needs seq, keys (strings) and last: {shown(body[:100])}")
         skipped = value.get("skipped", [])
-        if not isinstance(skipped, list) or not all(isinstance(s, list) and len(s) == 2 for s in skipped):
-            raise ListingError(f"skipped must be a list of [path, reason]: {body[:100]!r}")
-        run.chunks[seq] = [str(k) for k in keys]
+        if not isinstance(skipped, list) or not all(_texts(s) and len(s) == 2 for s in skipped):
+            raise ListingError(f"skipped must be a list of [path, reason]: {shown(body[:100])}")
+        run.chunks[seq] = list(keys)
         if last:
             run.last = seq
-            run.skipped = [(str(path), str(reason)) for path, reason in skipped]
+            run.skipped = [(path, reason) for path, reason in skipped]
 
     @property
     def listing(self) -> Listing | None:

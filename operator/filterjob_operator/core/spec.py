@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from filterjob_operator.core.apimodel import ApiModel
 from filterjob_operator.core.locations import Destination, Source, overlap, uri_path
 from filterjob_operator.core.workload import Autoscaling, BrokerRef, Retry, Workers
-from filterjob_worker.core.errors import SpecError, did_you_mean
+from filterjob_worker.core.errors import SpecError, did_you_mean, shown
 from filterjob_worker.core.limits import MAX_FILTERS
 from filterjob_worker.core.pipeline import Pipeline
 
@@ -99,7 +99,7 @@ class Metadata(BaseModel):
     @classmethod
     def _dns_name(cls, value: str) -> str:
         if not _DNS_SUBDOMAIN.match(value):
-            raise ValueError(f"must be a lowercase DNS name (a-z, 0-9, '-', '.'), got {value!r}")
+            raise ValueError(f"must be a lowercase DNS name (a-z, 0-9, '-', '.'), got {shown(value)}")
         if len(value) > MAX_NAME_LENGTH:
             raise ValueError(NAME_TOO_LONG.format(length=len(value)))
         return value
@@ -119,10 +119,16 @@ class FilterJob(ApiModel):
         return f"{self.metadata.namespace}/{self.metadata.name}"
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) or not _NAME.fullmatch(part):  # an index, or a key that is no field's name
+            out += f"[{part if isinstance(part, int) else shown(part)}]"
+        else:
+            out += f".{part}" if out else part
     return out or "document"
 
 
@@ -159,7 +165,7 @@ def _problem(error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return f"{where}: {message}"
-    return f"{where}: {message}, got {error['input']!r}"
+    return f"{where}: {message}, got {shown(error['input'])}"
 
 
 def _is_filter_item(loc: tuple[int | str, ...]) -> bool:
@@ -244,10 +250,18 @@ def _plain_paths(document: Any) -> list[str]:
 
 def load_job(path: Path, *, local: bool = False) -> FilterJob:
     """Read and validate a FilterJob YAML file; problems are prefixed by the file name."""
+    text = _read_text(path)
     try:
-        documents = [d for d in yaml.safe_load_all(_read_text(path)) if d is not None]
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
         raise JobSpecError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
+    except RecursionError:
+        raise JobSpecError(f"{path}: not valid YAML: nested too deep; a FilterJob is a few levels deep") from None
+    except (ValueError, TypeError, OverflowError) as e:
+        # PyYAML's constructors raise these for values it parsed but cannot build (a date with month
+        # 13, an integer past Python's 4300 digits, `!!int abc`), without a line to point at.
+        reason = str(e).split(";")[0]
+        raise JobSpecError(f"{path}: not valid YAML: a value cannot be read ({reason})") from None
     if not documents:
         raise JobSpecError(f"{path}: is empty; a FilterJob file holds one YAML document (see examples/)")
     if len(documents) != 1:

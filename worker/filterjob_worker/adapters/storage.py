@@ -16,7 +16,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from filterjob_worker.core.errors import InputNotFound, PermanentTaskError, SpecError, TransientTaskError
+from filterjob_worker.core.errors import InputNotFound, PermanentTaskError, SpecError, TransientTaskError, shown
 
 TEMP_SUFFIX = ".filterjob-tmp"
 SCHEMES = ("file",)
@@ -37,12 +37,18 @@ def to_path(uri: str) -> Path:
     """The local path of a ``file://`` URI; raises :class:`SpecError` for anything else."""
     parts = urlsplit(uri)
     if parts.scheme not in SCHEMES:
-        raise SpecError(f"unsupported URI {uri!r}: only file:// URIs are supported")
+        raise SpecError(f"unsupported URI {shown(uri)}: only file:// URIs are supported")
     if parts.netloc not in ("", "localhost"):
-        raise SpecError(f"unsupported URI {uri!r}: file URIs must not name a host")
+        raise SpecError(f"unsupported URI {shown(uri)}: file URIs must not name a host")
     path = unquote(parts.path)
     if not path.startswith("/"):
-        raise SpecError(f"unsupported URI {uri!r}: file URIs need an absolute path (file:///...)")
+        raise SpecError(f"unsupported URI {shown(uri)}: file URIs need an absolute path (file:///...)")
+    if "\x00" in path:
+        raise SpecError(f"unsupported URI {shown(uri)}: a path cannot hold a NUL byte")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise SpecError(f"unsupported URI {shown(uri)}: not a path the file system can hold") from None
     return Path(path)
 
 

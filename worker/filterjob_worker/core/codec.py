@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from filterjob_worker.core.errors import ImageTooLarge, InvalidImage, SpecError, did_you_mean
+from filterjob_worker.core.errors import ImageTooLarge, InvalidImage, SpecError, did_you_mean, shown
 from filterjob_worker.core.limits import QUALITY
 
 FormatName = Literal["jpeg", "png", "webp", "same"]
@@ -41,7 +41,7 @@ def format_name(value: object) -> FormatName:
         raise SpecError(
             f"{value!r} is not an output format: use one of {choices} (same keeps each input's format, {value} too)"
         )
-    raise SpecError(f"must be one of {choices}, got {value!r}{did_you_mean(value, [*FORMATS, *FORMAT_ALIASES])}")
+    raise SpecError(f"must be one of {choices}, got {shown(value)}{did_you_mean(value, [*FORMATS, *FORMAT_ALIASES])}")
 
 
 # Pillow format name -> (file extension, modes it can store).
@@ -75,10 +75,10 @@ class OutputFormat:
     def __post_init__(self) -> None:
         problems = []
         if self.format not in FORMATS:
-            problems.append(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+            problems.append(f"format must be one of {', '.join(FORMATS)}, got {shown(self.format)}")
         low, high = QUALITY.minimum, QUALITY.maximum
         if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not low <= self.quality <= high:
-            problems.append(f"quality must be an integer between {low} and {high}, got {self.quality!r}")
+            problems.append(f"quality must be an integer between {low} and {high}, got {shown(self.quality)}")
         if problems:
             raise SpecError(problems)
 

@@ -9,6 +9,7 @@ The worker and the operator both use it (the worker never imports the operator).
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 from aio_pika.exceptions import PublishError
+from pamqp import encode
 
 from filterjob_worker.core.contract import CONTENT_TYPE, Event, JobFinished, Task
-from filterjob_worker.core.errors import MalformedMessage
+from filterjob_worker.core.errors import MalformedMessage, shown
 from filterjob_worker.core.outcome import Outcome
 from filterjob_worker.core.topology import Topology
 
@@ -34,6 +36,8 @@ FAILED_AT_HEADER = "x-failed-at"
 DEATH_HEADER = "x-death"
 #: How long a parked reason may be (a header, not a log).
 REASON_LIMIT = 1000
+#: The highest attempt a header may name (a signed 32-bit integer): beyond it, none is named.
+MAX_ATTEMPT = 2**31 - 1
 #: Headers a parked message carries about its failure; a re-driven task starts without them.
 FAILURE_HEADERS = (
     REASON_HEADER,
@@ -56,9 +60,7 @@ def task_message(task: Task) -> aio_pika.Message:
 
 def retry_message(message: AbstractIncomingMessage, *, attempt: int, message_id: str | None) -> aio_pika.Message:
     """A delivery sent on to try ``attempt`` (its headers kept, the attempt replaced)."""
-    return _persistent(
-        message.body, headers={**(message.headers or {}), ATTEMPT_HEADER: attempt}, message_id=message_id
-    )
+    return _persistent(message.body, headers={**_carried(message), ATTEMPT_HEADER: attempt}, message_id=message_id)
 
 
 def parked_message(
@@ -66,7 +68,7 @@ def parked_message(
 ) -> aio_pika.Message:
     """A delivery parked for good: its headers say why, after which attempt, by which worker, when."""
     headers = {
-        **(message.headers or {}),
+        **_carried(message),
         ATTEMPT_HEADER: attempt,
         REASON_HEADER: reason[:REASON_LIMIT],
         WORKER_HEADER: worker,
@@ -77,7 +79,7 @@ def parked_message(
 
 def redriven_message(message: AbstractIncomingMessage) -> aio_pika.Message:
     """A parked task back to its first attempt: the same body and id, its failure headers dropped."""
-    headers = {k: v for k, v in (message.headers or {}).items() if k not in FAILURE_HEADERS}
+    headers = {k: v for k, v in _carried(message).items() if k not in FAILURE_HEADERS}
     return _persistent(
         message.body,
         headers={**headers, ATTEMPT_HEADER: 1},
@@ -92,6 +94,35 @@ def event_message(event: Event | JobFinished) -> aio_pika.Message:
     Persistent: an observer's durable queue must not lose it to a broker restart.
     """
     return _persistent(event.to_json())
+
+
+def _carried(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """A delivery's headers as a copy of it can carry them on.
+
+    pamqp reads from the wire values it cannot write back (a string that is not UTF-8 comes as
+    bytes; a double is written as a single float), and a publish that cannot encode its headers
+    would leave the delivery unsettled for ever: such a value travels on as the text it shows.
+    """
+    headers = dict(message.headers or {})
+    try:
+        encode.field_table(headers)
+    except (TypeError, ValueError, OverflowError, struct.error, RecursionError):
+        return {str(key): _writable(value) for key, value in headers.items()}
+    return headers
+
+
+def _writable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return bytearray(value)  # AMQP's byte array: the same bytes
+    if isinstance(value, dict):
+        return {str(key): _writable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_writable(item) for item in value]
+    try:
+        encode.encode_table_value(value)
+    except (TypeError, ValueError, OverflowError, struct.error, RecursionError):
+        return shown(value)
+    return value
 
 
 def _persistent(
@@ -114,19 +145,29 @@ def returned_why(error: PublishError) -> str:
 def attempt_of(headers: Headers | None) -> int | None:
     """The attempt a message's headers name, or None if they name none that is a number from 1."""
     raw = (headers or {}).get(ATTEMPT_HEADER)
-    if not isinstance(raw, int | str):
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
         return None
     try:
         attempt = int(raw)
     except ValueError:
         return None
-    return attempt if attempt >= 1 else None
+    return attempt if 1 <= attempt <= MAX_ATTEMPT else None
 
 
 def reason_of(headers: Headers | None) -> str | None:
     """Why a parked message failed, if the worker that parked it said."""
-    reason = (headers or {}).get(REASON_HEADER)
-    return None if reason is None else str(reason)
+    return _said((headers or {}).get(REASON_HEADER))
+
+
+def _said(value: Any) -> str | None:
+    """A header's text (a string that is not UTF-8 arrives as bytes), or None if it holds none."""
+    if isinstance(value, bytes | bytearray):
+        value = value.decode("utf-8", "replace")
+    text = value if isinstance(value, str) else None if value is None else shown(value)
+    if text is None or not text.strip():
+        return None
+    # Lone surrogates cannot go back into a header, nor be printed.
+    return text.encode("utf-8", "replace").decode("utf-8")[:REASON_LIMIT]
 
 
 def death_reason(headers: Headers | None) -> str | None:
@@ -134,8 +175,7 @@ def death_reason(headers: Headers | None) -> str | None:
     deaths = (headers or {}).get(DEATH_HEADER) or []
     if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
         return None
-    given = deaths[0].get("reason", "dead-lettered")
-    return given.decode() if isinstance(given, bytes) else str(given)
+    return _said(deaths[0].get("reason")) or "dead-lettered"
 
 
 def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Outcome | None:
@@ -154,6 +194,8 @@ def finished_outcome(message: AbstractIncomingMessage, topology: Topology) -> Ou
     try:
         event = Event.from_json(message.body)
     except MalformedMessage:
+        return None
+    if event.kind == "retrying":  # the task goes on: nothing finished
         return None
     return Outcome(
         task=event.task,

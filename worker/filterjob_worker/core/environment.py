@@ -23,9 +23,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.errors import SpecError, shown
 from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, CONCURRENCY, MAX_BACKOFF_SECONDS, Range
-from filterjob_worker.core.topology import RetryPolicy, Topology
+from filterjob_worker.core.topology import TASKS_SUFFIX, RetryPolicy, Topology
 from filterjob_worker.core.urls import broker_url_problem
 
 
@@ -108,8 +108,8 @@ class WorkerConfig:
         if url and (problem := broker_url_problem(url)) is not None:
             read.problems.append(f"{Var.BROKER_URL} {problem}")
         queue = read.text(Var.QUEUE)
-        if queue and not queue.endswith(".tasks"):
-            read.problems.append(f"{Var.QUEUE} must name a job's task queue (ending in .tasks), got {queue!r}")
+        if queue and (not queue.endswith(TASKS_SUFFIX) or queue == TASKS_SUFFIX):
+            read.problems.append(f"{Var.QUEUE} must name a job's task queue (ending in .tasks), got {shown(queue)}")
         # The worker's own bound, wider than what a FilterJob may ask for (spec.workers.concurrency).
         concurrency = int(read.number(Var.CONCURRENCY, CONCURRENCY.default, CONCURRENCY.minimum, 256))
         prefetch = int(read.number(Var.PREFETCH, concurrency + 1, 1, 10_000))
@@ -119,12 +119,12 @@ class WorkerConfig:
         port = int(read.number(Var.HEALTH_PORT, cls.health_port, 0, 65535))
         level = read.text(Var.LOG_LEVEL, cls.log_level).upper()
         if level not in LOG_LEVELS:
-            read.problems.append(f"{Var.LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+            read.problems.append(f"{Var.LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {shown(level)}")
         retry = _retry(read)
         grace = read.number(Var.GRACE_SECONDS, cls.grace_seconds, 0, 3600, integer=False)
         executor = read.text(Var.EXECUTOR, cls.executor)
         if executor not in ("process", "thread"):
-            read.problems.append(f"{Var.EXECUTOR} must be process or thread, got {executor!r}")
+            read.problems.append(f"{Var.EXECUTOR} must be process or thread, got {shown(executor)}")
         parent = int(read.number(Var.PARENT_PID, 0, 0, 2**22)) or None
         if read.problems or retry is None:
             raise SpecError(read.problems)
@@ -191,7 +191,7 @@ class _Reader:
             value = int(raw) if integer else float(raw)
         except ValueError:
             kind = "an integer" if integer else "a number"
-            self.problems.append(f"{name} must be {kind}, got {raw!r}")
+            self.problems.append(f"{name} must be {kind}, got {shown(raw)}")
             return default
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, got {value}")

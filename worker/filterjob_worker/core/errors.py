@@ -7,8 +7,9 @@ decided by the class of the error it raised, never by parsing messages.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class FilterJobError(Exception):
@@ -36,6 +37,32 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
         lowered = {c.lower(): c for c in choices}
         close = [lowered[word.lower()]] if word.lower() in lowered else []
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Shown(reprlib.Repr):
+    """``repr`` cut short: a message quotes what is wrong, never a whole body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 80
+        self.maxlevel = 3
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() refuses integers past 4300 digits (ValueError); their size is what matters here.
+        if x.bit_length() > 128:
+            return f"{'a negative' if x < 0 else 'an'} integer of about {x.bit_length() * 3 // 10} digits"
+        return repr(x)
+
+
+_SHOWN = _Shown()
+
+
+def shown(value: Any) -> str:
+    """``value`` as a message quotes it: its repr, cut short at any size, depth or number of digits."""
+    try:
+        return _SHOWN.repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__}"
 
 
 class TaskError(FilterJobError):

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from filterjob_worker.core.errors import shown
+
 JSONSchema = dict[str, Any]
 
 
@@ -20,7 +22,12 @@ class ParamError(ValueError):
 
 
 def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    # Numbers as a user wrote them (1.5, not repr's quirks), anything else cut short (shown).
+    return (
+        str(value)
+        if isinstance(value, float) or (isinstance(value, int) and value.bit_length() <= 128)
+        else shown(value)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,7 +180,7 @@ class BoxParam(Param):
 
     def coerce(self, value: Any) -> tuple[int, int, int, int]:
         what = "a list of 4 integers [left, top, right, bottom]"
-        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 4:
+        if not isinstance(value, Sequence) or isinstance(value, str | bytes | bytearray) or len(value) != 4:
             raise self.fail(what, value)
         # Like NumberParam(integer=True) and JSON Schema's "integer": 10.0 is an integer.
         if any(_not_integral(v) for v in value):

@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from filterjob_worker.core.catalog import CATALOG
-from filterjob_worker.core.errors import PermanentTaskError, SpecError, did_you_mean
+from filterjob_worker.core.errors import PermanentTaskError, SpecError, did_you_mean, shown
 from filterjob_worker.core.filterdef import FilterDef
 from filterjob_worker.core.params import ParamError
 
@@ -45,12 +45,12 @@ class Step:
 def _parse_step(index: int, raw: Any) -> tuple[Step | None, list[str]]:
     where = f"filters[{index}]"
     if not isinstance(raw, Mapping):
-        return None, [f"{where}: must be a mapping with a 'name', got {raw!r}"]
+        return None, [f"{where}: must be a mapping with a 'name', got {shown(raw)}"]
     name = raw.get("name")
     if not isinstance(name, str) or name not in CATALOG:
         known = ", ".join(CATALOG)
-        shown = "missing" if name is None else f"unknown filter {name!r}"
-        return None, [f"{where}: name is {shown}{did_you_mean(name, CATALOG)}; known filters: {known}"]
+        given = "missing" if name is None else f"unknown filter {shown(name)}"
+        return None, [f"{where}: name is {given}{did_you_mean(name, CATALOG)}; known filters: {known}"]
     fdef = CATALOG[name]
     where = f"{where} ({name})"
     problems: list[str] = []
@@ -59,7 +59,7 @@ def _parse_step(index: int, raw: Any) -> tuple[Step | None, list[str]]:
         if key != "name" and key not in fdef.param_names:
             allowed = ", ".join(sorted(fdef.param_names)) or "none"
             hint = did_you_mean(key, fdef.param_names)
-            problems.append(f"{where}: unknown parameter {key!r}{hint}; parameters: {allowed}")
+            problems.append(f"{where}: unknown parameter {shown(key)}{hint}; parameters: {allowed}")
     for param in fdef.params:
         if param.name in raw:
             try:
@@ -87,7 +87,7 @@ class Pipeline:
     def parse(cls, raw: Any) -> Pipeline:
         """Validate raw steps (from YAML/JSON); raise :class:`SpecError` listing every problem."""
         if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
-            raise SpecError(f"filters must be a list of steps, got {raw!r}")
+            raise SpecError(f"filters must be a list of steps, got {shown(raw)}")
         steps: list[Step] = []
         problems: list[str] = []
         for index, item in enumerate(raw):

@@ -37,10 +37,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from filterjob_worker.core.errors import SpecError
+from filterjob_worker.core.errors import SpecError, shown
 from filterjob_worker.core.limits import ATTEMPTS, BACKOFF_SECONDS, MAX_BACKOFF_SECONDS
 
 TASKS_SUFFIX = ".tasks"
+#: The longest name of a queue or an exchange (AMQP's short string).
+MAX_NAME_BYTES = 255
 # Deliveries beyond the retry budget that a task may spend on crashing workers
 # before it counts as poison (a worker killed by a scale-down must not park a task).
 EXTRA_DELIVERIES = 5
@@ -97,7 +99,7 @@ class Topology:
     def from_task_queue(cls, queue: str, retry: RetryPolicy = RetryPolicy()) -> Topology:
         """The topology a worker serves, from the task queue name it was given."""
         if not queue.endswith(TASKS_SUFFIX) or len(queue) == len(TASKS_SUFFIX):
-            raise SpecError(f"task queue names end in {TASKS_SUFFIX!r}, got {queue!r}")
+            raise SpecError(f"task queue names end in {TASKS_SUFFIX!r}, got {shown(queue)}")
         return cls(base=queue.removesuffix(TASKS_SUFFIX), retry=retry)
 
     @classmethod
@@ -199,9 +201,13 @@ class QueueName:
         ``fj.ns.a.b.parked`` is the parked queue of ``fj.ns.a.b``, not the base of a job
         ``a.b`` whose uid begins with "parked": a suffix is read as a kind first.
         """
-        found = _WITH_KIND.fullmatch(queue) or _BASE_ONLY.fullmatch(queue)
+        # A queue name is an AMQP short string: longer text is no queue's name (nor worth a regex).
+        fits = len(queue) <= MAX_NAME_BYTES and len(queue.encode("utf-8", "replace")) <= MAX_NAME_BYTES
+        found = (_WITH_KIND.fullmatch(queue) or _BASE_ONLY.fullmatch(queue)) if fits else None
         if found is None:
             kinds = ", ".join(KINDS)
-            raise SpecError(f"not a job's queue name (fj.NAMESPACE.NAME.UID[.KIND], KIND one of {kinds}): {queue!r}")
+            raise SpecError(
+                f"not a job's queue name (fj.NAMESPACE.NAME.UID[.KIND], KIND one of {kinds}): {shown(queue)}"
+            )
         groups = found.groupdict()
         return cls(base=groups["base"], namespace=groups["namespace"], name=groups["name"], kind=groups.get("kind"))

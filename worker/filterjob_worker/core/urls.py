@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from filterjob_worker.core.errors import shown
+
 ENCODE_HINT = " (a / # ? or @ in the user name or password must be percent-encoded, e.g. / as %2F)"
 # user:password@ in any URL-ish text; the password is replaced.
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I)
@@ -43,19 +45,19 @@ def broker_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
     except ValueError as e:
-        return f"is not a URL ({e}), got {redact(url)!r}"
+        return f"is not a URL ({e}), got {shown(redact(url))}"
     if parts.scheme not in ("amqp", "amqps"):
-        return f"must be an amqp:// or amqps:// URL, got {redact(url)!r}"
+        return f"must be an amqp:// or amqps:// URL, got {shown(redact(url))}"
     if parts.fragment or url.endswith("#"):
         # Never part of an AMQP URL: a password's "#" that ended the URL early.
-        return f"has a #, got {redact(url)!r}{ENCODE_HINT}"
+        return f"has a #, got {shown(redact(url))}{ENCODE_HINT}"
     if not parts.hostname:
-        return f"has no host, got {redact(url)!r} (e.g. amqp://USER:PASSWORD@HOST:5672/VHOST)"
+        return f"has no host, got {shown(redact(url))} (e.g. amqp://USER:PASSWORD@HOST:5672/VHOST)"
     try:
         parts.port  # noqa: B018 -- urlsplit checks the port only when asked
     except ValueError:
-        return f"has a port that is not a number from 0 to 65535, got {redact(url)!r}{ENCODE_HINT}"
+        return f"has a port that is not a number from 0 to 65535, got {shown(redact(url))}{ENCODE_HINT}"
     if "/" in parts.path.removeprefix("/"):
         # aiormq takes the whole path as the vhost name; a second "/" is a typo far more often than a name.
-        return f"names one virtual host after the host (write a / inside its name as %2F), got {redact(url)!r}"
+        return f"names one virtual host after the host (write a / inside its name as %2F), got {shown(redact(url))}"
     return None
