@@ -266,7 +266,11 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
         except Exception as e:
+            # Mostly the connection gone (the broker redelivers then); on a channel still open
+            # (a follow-up it could not encode), the nack returns the delivery instead of holding it.
             log.warning("could not settle a delivery, it will be redelivered: %s", e)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
 
     async def _publish(self, queue: str, message: aio_pika.Message) -> None:
         assert self._channel is not None
