@@ -4,7 +4,6 @@ once): what is pending starts at the first key the broker has not confirmed, so 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pytest
 
@@ -12,6 +11,7 @@ from filterjob_operator.adapters.broker.backlog import Backlog
 from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.topology import Topology
+from tests.helpers.publishing import Channel, Exchange
 
 TOPOLOGY = Topology.for_job(namespace="ns", name="j", uid="u")
 KEYS = [f"{n}.jpg" for n in "abcdef"]
@@ -57,25 +57,6 @@ def test_an_empty_batch_is_refused(batch: int) -> None:
         Backlog(KEYS, batch=batch)
 
 
-class Exchange:
-    """Takes every publish, except the ids it is told to fail (once each)."""
-
-    def __init__(self, fail: set[str] | None = None) -> None:
-        self.fail = fail or set()
-        self.published: list[str] = []
-
-    async def publish(self, message: Any, routing_key: str) -> None:
-        self.published.append(message.message_id)
-        if message.message_id in self.fail:
-            self.fail.discard(message.message_id)
-            raise ConnectionError("channel closed")
-
-
-class Channel:
-    def __init__(self, exchange: Exchange) -> None:
-        self.default_exchange = exchange
-
-
 def tasks(keys: Sequence[str]) -> Iterator[Task]:
     for key in keys:
         yield Task(job="ns/j", job_uid="u", task=key, input=f"in/{key}", output=f"out/{key}", filters=())
@@ -95,7 +76,7 @@ async def test_published_a_batch_at_a_time_every_key_goes_once_in_order() -> Non
 
 
 async def test_after_a_failed_publish_the_backlog_resumes_at_the_first_key_not_confirmed() -> None:
-    backlog, exchange = Backlog(KEYS), Exchange(fail={"d.jpg"})
+    backlog, exchange = Backlog(KEYS), Exchange(fail={"d.jpg"}, once=True)
     with pytest.raises(ConnectionError):
         await publish(backlog, exchange)
     assert backlog.through == "c.jpg"

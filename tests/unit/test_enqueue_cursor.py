@@ -4,13 +4,13 @@ publishing resumes from it (the tasks confirmed past a gap are published again).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from filterjob_operator.adapters.broker.enqueue import Cursor, publish_tasks
 from filterjob_worker.core.contract import Task
 from filterjob_worker.core.topology import Topology
+from tests.helpers.publishing import Channel, Exchange
 
 TOPOLOGY = Topology.for_job(namespace="ns", name="j", uid="u")
 
@@ -59,24 +59,6 @@ def test_resuming_forgets_the_confirms_held_past_the_gap() -> None:
 def test_ahead_counts_from_the_cursor() -> None:
     cursor = Cursor(3)
     assert (cursor.ahead(3), cursor.ahead(10)) == (0, 7)
-
-
-class Exchange:
-    """Takes every publish, except the ids it is told to fail."""
-
-    def __init__(self, fail: set[str] | None = None) -> None:
-        self.fail = fail or set()
-        self.published: list[str] = []
-
-    async def publish(self, message: Any, routing_key: str) -> None:
-        self.published.append(message.message_id)
-        if message.message_id in self.fail:
-            raise ConnectionError("channel closed")
-
-
-class Channel:
-    def __init__(self, exchange: Exchange) -> None:
-        self.default_exchange = exchange
 
 
 def tasks(ids: range) -> Iterator[Task]:
