@@ -1,0 +1,419 @@
+"""Reaction time of the worker autoscaling, ``mode: queue`` vs ``mode: hpa``, on the real control plane.
+
+Usage::
+
+    .venv/bin/python bench/scaling_bench.py            # 2 rounds per mode, 48 images (~10 minutes)
+    .venv/bin/python bench/scaling_bench.py --quick    # 1 round per mode, 24 images (smoke run)
+
+It starts what the Kubernetes tests start (tests/helpers): the control plane on loopback (etcd,
+kube-apiserver, kube-controller-manager with its real HPA controller, kube-scheduler), the kubelet
+harness that runs worker pods as local processes, the chart installed with ``helm install`` (CRD,
+RBAC, and a release serving the External metrics API through the aggregator), and the operator
+as a process with that release's ServiceAccount token. The broker is the test RabbitMQ on
+127.0.0.1:5672 (``FILTERJOB_BROKER_URL`` to change it; loopback only). Rounds alternate
+(queue, hpa, queue, hpa, ...); each round is a fresh namespace and FilterJob over the same inputs.
+
+Per round, with the worker Deployment followed by a watch and the task queue sampled over AMQP:
+
+- ``t_first``: from the backlog appearing (the task queue's ready count first > 0) to the first
+  scale-up of the Deployment's ``spec.replicas`` above the mode's floor (queue: 0; hpa: 1, the
+  replica the workers start with, since an HPA cannot go below one);
+- ``t_ready``: from the backlog to ``status.readyReplicas == spec.replicas`` at the peak target;
+- ``t_zero``: from the queue being empty (ready 0 and every output on disk: a worker acks right
+  after its atomic write) to the replicas at the floor for good (negative: the autoscaler got
+  there before the last image was done, the remaining depth asking for no more than the floor);
+- ``t_end0``: from the queue being empty to replicas 0 (the operator's scale at the job's end).
+
+KEDA's operator is not run (building it takes ~17 minutes and 3 GB here): keda mode is not measured.
+Nothing is written to the repository; everything started is stopped on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.helpers: the harness the Kubernetes tests use
+
+import aio_pika  # noqa: E402
+import kubernetes.client  # noqa: E402
+import kubernetes.watch  # noqa: E402
+from tests.helpers.aggregation import Served, install_served_release, wait_available  # noqa: E402
+from tests.helpers.brokerclean import delete_namespace_topology  # noqa: E402
+from tests.helpers.brokers import BROKER_URL  # noqa: E402
+from tests.helpers.controlplane import HPA_SYNC_SECONDS, Binaries, ControlPlane, ControlPlaneError  # noqa: E402
+from tests.helpers.filterjobs import phase_is  # noqa: E402
+from tests.helpers.kubelet import Kubelet  # noqa: E402
+from tests.helpers.realcluster import (  # noqa: E402
+    NODE,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    ClusterApi,
+    FilterJobOperator,
+    Kube,
+    install_release,
+)
+from tests.helpers.watching import named, wait_for_list  # noqa: E402
+
+from filterjob_operator.core.samples import make_image  # noqa: E402
+from filterjob_worker.core.topology import Topology  # noqa: E402
+
+MODES = ("queue", "hpa")
+#: The issue's goal for queue mode: the first scale-up within this many seconds of the backlog.
+GOAL_FIRST_SECONDS = 5.0
+#: The controller-manager's default ``--horizontal-pod-autoscaler-sync-period``.
+DEFAULT_HPA_SYNC_SECONDS = 15
+#: KEDA's default ``pollingInterval``.
+KEDA_POLLING_SECONDS = 30
+#: How often the task queue and the destination are sampled (there is no watch of a queue).
+SAMPLE_SECONDS = 0.05
+#: Per image about half a second of one core here: a 2400x1800 JPEG through these filters.
+IMAGE_SIZE = (2400, 1800)
+FILTERS = [{"name": "blur", "radius": 4}, {"name": "sharpen"}, {"name": "grayscale"}, {"name": "edges"}]
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    rounds: int
+    images: int
+    max_replicas: int
+    per_replica: int
+    status_interval: float
+    scale_down_delay: int
+
+
+@dataclasses.dataclass
+class Timeline:
+    """What one round saw, in ``time.monotonic()`` seconds."""
+
+    #: (time, spec.replicas, status.readyReplicas) at each watch event of the Deployment.
+    replicas: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)
+    backlog: float | None = None
+    empty: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    mode: str
+    first: float
+    ready: float
+    zero: float
+    end0: float
+    peak: int
+
+
+class Interrupted(Exception):
+    """SIGTERM, handled as Ctrl-C: everything started is stopped on the way out."""
+
+
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
+def follow_deployment(apps: kubernetes.client.AppsV1Api, namespace: str, name: str, seen: Timeline) -> None:
+    """Record every state of the Deployment as its watch reports it, until the namespace goes."""
+    version = ""
+    while True:
+        watch = kubernetes.watch.Watch()
+        try:
+            for event in watch.stream(
+                apps.list_namespaced_deployment,
+                namespace,
+                resource_version=version,
+                timeout_seconds=60,
+                **named(name),
+            ):
+                item = event["object"]
+                version = item.metadata.resource_version
+                if event["type"] != "DELETED":
+                    ready = (item.status.ready_replicas if item.status else None) or 0
+                    seen.replicas.append((time.monotonic(), item.spec.replicas or 0, ready))
+        except kubernetes.client.ApiException as error:
+            if error.status == 410:
+                version = ""
+                continue
+            if error.status == 404:
+                return
+            raise
+        except Exception:  # the client closed at the end of the run
+            return
+
+
+def written(outputs: Path) -> int:
+    """Outputs on disk (each written atomically: a temporary name, then renamed)."""
+    return sum(1 for _ in outputs.rglob("*.jpg"))
+
+
+async def sample_queue(queue: str, outputs: Path, images: int, seen: Timeline, stop: threading.Event) -> None:
+    """The backlog's start (ready > 0) and the queue's end (ready 0, every output written)."""
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel()
+        while not stop.is_set():
+            try:
+                declared = await channel.declare_queue(queue, passive=True)
+                ready = declared.declaration_result.message_count or 0
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                channel = await connection.channel()  # not declared yet: the failed check closed the channel
+                ready = 0
+            now = time.monotonic()
+            if seen.backlog is None and ready > 0:
+                seen.backlog = now
+            if seen.backlog is not None and ready == 0 and written(outputs) >= images:
+                seen.empty = now
+                return
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+
+def measure(mode: str, seen: Timeline) -> Result:
+    """The round's figures from its timeline (see the module docstring)."""
+    if seen.backlog is None or seen.empty is None or not seen.replicas:
+        raise RuntimeError(f"{mode}: the round saw no backlog, no end or no Deployment: {seen!r}")
+    floor = 1 if mode == "hpa" else 0
+    after = [r for r in seen.replicas if r[0] >= seen.backlog]
+    first = next(t for t, replicas, _ in after if replicas > floor)
+    peak = max(replicas for _, replicas, _ in seen.replicas)
+    ready = next(t for t, replicas, up in after if replicas == peak and up == peak)
+    # The last time the replicas came down to the floor (they may dip and come back).
+    at_floor = None
+    for t, replicas, _ in seen.replicas:
+        if replicas <= floor and at_floor is None:
+            at_floor = t
+        elif replicas > floor:
+            at_floor = None
+    end0 = next(t for t, replicas, _ in seen.replicas if t >= first and replicas == 0)
+    assert at_floor is not None
+    return Result(
+        mode,
+        first - seen.backlog,
+        ready - seen.backlog,
+        at_floor - seen.empty,
+        end0 - seen.empty,
+        peak,
+    )
+
+
+def job_body(name: str, namespace: str, mode: str, src: Path, dst: Path, options: Options) -> dict[str, Any]:
+    return {
+        "apiVersion": "filterjob.dev/v1alpha1",
+        "kind": "FilterJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "source": {"uri": src.as_uri() + "/"},
+            "destination": {"uri": dst.as_uri() + "/", "format": "jpeg"},
+            "filters": FILTERS,
+            "broker": {"secretRef": {"name": "rabbitmq"}},
+            "autoscaling": {
+                "mode": mode,
+                "minReplicas": 0,
+                "maxReplicas": options.max_replicas,
+                "messagesPerReplica": options.per_replica,
+                "scaleDownDelaySeconds": options.scale_down_delay,
+            },
+        },
+    }
+
+
+def one_round(api: ClusterApi, mode: str, src: Path, work: Path, options: Options) -> Result:
+    namespace = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
+    kube = Kube(api, namespace)
+    api.core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        api.core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "rabbitmq"}, "stringData": {"url": BROKER_URL}}
+        )
+        dst = work / namespace
+        seen = Timeline()
+        watcher = threading.Thread(
+            target=follow_deployment, args=(api.apps, namespace, "scale-workers", seen), daemon=True
+        )
+        watcher.start()
+        job = kube.create_job(job_body("scale", namespace, mode, src, dst, options))
+        queue = Topology.for_job(namespace=namespace, name="scale", uid=job["metadata"]["uid"]).tasks
+        stop = threading.Event()
+        sampler = threading.Thread(
+            target=asyncio.run, args=(sample_queue(queue, dst, options.images, seen, stop),), daemon=True
+        )
+        sampler.start()
+        try:
+            state = kube.wait("filterjobs", "scale", phase_is("Succeeded", "Failed"), timeout=600)["status"]
+            kube.wait("deployments", "scale-workers", lambda d: d["spec"]["replicas"] == 0, timeout=120)
+        finally:
+            stop.set()
+            sampler.join(timeout=10)
+        if (state["phase"], state["succeeded"]) != ("Succeeded", options.images):
+            raise RuntimeError(f"{mode}: the job ended {state['phase']} with {state['succeeded']} succeeded: {state}")
+        return measure(mode, seen)
+    finally:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            kube.delete_job("scale")  # the operator, still running, removes its queues and finalizer
+            kube.gone("filterjobs", "scale", timeout=60)
+        with contextlib.suppress(kubernetes.client.ApiException):
+            api.core.delete_namespace(namespace)
+        delete_namespace_topology(namespace)
+
+
+def make_inputs(directory: Path, count: int) -> Path:
+    directory.mkdir(parents=True)
+    for n in range(count):
+        make_image(IMAGE_SIZE, seed=n).save(directory / f"img-{n:03d}.jpg", quality=90)
+    return directory
+
+
+def median(results: list[Result], field: str) -> float:
+    return statistics.median(getattr(r, field) for r in results)
+
+
+def report(results: list[Result], options: Options) -> None:
+    print()
+    print(
+        f"{options.images} images of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} ({', '.join(f['name'] for f in FILTERS)}), "
+        f"maxReplicas {options.max_replicas}, messagesPerReplica {options.per_replica}, "
+        f"scaleDownDelaySeconds {options.scale_down_delay}, operator status interval {options.status_interval:g} s"
+    )
+    print(
+        f"HPA sync period used: {HPA_SYNC_SECONDS} s (the test control plane's); "
+        f"the controller-manager's default is {DEFAULT_HPA_SYNC_SECONDS} s, which adds up to "
+        f"{DEFAULT_HPA_SYNC_SECONDS - HPA_SYNC_SECONDS} s to each hpa reaction."
+    )
+    print(
+        f"keda: not measured (KEDA's operator cannot be built or run here); with KEDA's defaults a reaction "
+        f"waits up to pollingInterval {KEDA_POLLING_SECONDS} s + HPA sync {DEFAULT_HPA_SYNC_SECONDS} s "
+        f"(the operator sets pollingInterval from its status interval)."
+    )
+    print()
+    for result in results:
+        print(
+            f"  round {result.mode:5}  t_first {result.first:6.2f}  t_ready {result.ready:6.2f}  "
+            f"t_zero {result.zero:6.2f}  t_end0 {result.end0:6.2f}  peak {result.peak}"
+        )
+    print()
+    fields = ("first", "ready", "zero", "end0")
+    base = {f: median([r for r in results if r.mode == "queue"], f) for f in fields}
+    print(
+        "| mode | t_first (s) | t_ready (s) | t_zero (s) | t_end0 (s) | ratio to queue (first / ready / zero / end0) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for mode in MODES:
+        mine = [r for r in results if r.mode == mode]
+        values = {f: median(mine, f) for f in fields}
+        ratios = " / ".join(f"{values[f] / base[f]:.2f}" if base[f] > 0 else "-" for f in fields)
+        floor = "1" if mode == "hpa" else "0"
+        print(
+            f"| {mode} (floor {floor}) | {values['first']:.2f} | {values['ready']:.2f} | {values['zero']:.2f} "
+            f"| {values['end0']:.2f} | {ratios} |"
+        )
+    print("| keda | not measured | | | | |")
+    met = base["first"] <= GOAL_FIRST_SECONDS
+    print()
+    print(
+        f"queue mode's first scale-up within {GOAL_FIRST_SECONDS:g} s of the backlog: "
+        f"{'met' if met else 'NOT met'} (median {base['first']:.2f} s, worst "
+        f"{max(r.first for r in results if r.mode == 'queue'):.2f} s)"
+    )
+
+
+@contextlib.contextmanager
+def running_operator(plane: ControlPlane, served: Served, work: Path, options: Options) -> Iterator[None]:
+    token = plane.token_for(served.release.namespace, served.release.service_account)
+    kubeconfig = plane.write_kubeconfig(work / "operator.kubeconfig", token=token)
+    operator = FilterJobOperator(plane, served.release, kubeconfig)
+    env = {**served.env(), "FILTERJOB_STATUS_INTERVAL": str(options.status_interval), "FILTERJOB_METRICS_PORT": "0"}
+    process = operator.spawn("--all-namespaces", log=work / "operator.log", env=env)
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def run(options: Options, work: Path) -> list[Result]:
+    try:
+        binaries = Binaries.ensure(build=False)
+    except ControlPlaneError as error:
+        sys.exit(f"scaling_bench: {error} (run scripts/ensure-k8s-binaries.sh)")
+    print(f"inputs: {options.images} images of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} ...", flush=True)
+    src = make_inputs(work / "in", options.images)
+    print("starting the control plane ...", flush=True)
+    with contextlib.ExitStack() as stack:
+        plane = stack.enter_context(ControlPlane.start(work / "control-plane", binaries=binaries))
+        client = stack.enter_context(plane.api_client())
+        api = ClusterApi.bind(client)
+        install_release(plane, RELEASE, RELEASE_NAMESPACE, {}, work)  # the CRD and the operator's RBAC
+
+        def established(found: list[Any]) -> bool:
+            return any(c.type == "Established" and c.status == "True" for c in (found[0].status.conditions or []))
+
+        crd = "filterjobs.filterjob.dev"
+        wait_for_list(api.extensions.list_custom_resource_definition, established, what=crd, **named(crd))
+        served = install_served_release(plane, api, "xm-bench", work)
+        stack.enter_context(running_operator(plane, served, work, options))
+        wait_available(api, timeout=120)
+        stack.enter_context(Kubelet(plane.api_client(), NODE, log_dir=work / "pods", restart_backoff=(0.2, 4.0)))
+        results = []
+        for n in range(options.rounds):
+            for mode in MODES:
+                print(f"round {n + 1}/{options.rounds}: {mode} ...", flush=True)
+                results.append(one_round(api, mode, src, work, options))
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="1 round per mode, 24 images (smoke run)")
+    parser.add_argument("--rounds", type=int, help="rounds per mode (default 2; 1 with --quick)")
+    parser.add_argument("--images", type=int, help="images per job (default 48; 24 with --quick)")
+    parser.add_argument("--max-replicas", type=int, default=4)
+    parser.add_argument("--messages-per-replica", type=int, default=4)
+    parser.add_argument(
+        "--status-interval", type=float, default=5.0, help="the operator's status interval, s (the chart's default 5)"
+    )
+    parser.add_argument("--scale-down-delay", type=int, default=0, help="scaleDownDelaySeconds of the jobs (default 0)")
+    parser.add_argument("--tmp", type=Path, help="where the temporary directory goes")
+    args = parser.parse_args()
+    options = Options(
+        rounds=args.rounds or (1 if args.quick else 2),
+        images=args.images or (24 if args.quick else 48),
+        max_replicas=args.max_replicas,
+        per_replica=args.messages_per_replica,
+        status_interval=args.status_interval,
+        scale_down_delay=args.scale_down_delay,
+    )
+    if min(options.rounds, options.images, options.max_replicas, options.per_replica) < 1:
+        parser.error("--rounds, --images, --max-replicas and --messages-per-replica must be at least 1")
+    if math.ceil(options.images / options.per_replica) < options.max_replicas:
+        print("note: the backlog asks for fewer than maxReplicas workers", file=sys.stderr)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="scaling-bench-", dir=args.tmp) as work:
+            results = run(options, Path(work))
+    except (KeyboardInterrupt, Interrupted):
+        sys.exit("scaling_bench: interrupted; everything it started is stopped")
+    report(results, options)
+    print(f"\n(total {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
