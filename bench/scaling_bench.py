@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -44,10 +45,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.helpers: the harness the Kubernetes tests use
@@ -70,7 +72,7 @@ from tests.helpers.realcluster import (  # noqa: E402
     Kube,
     install_release,
 )
-from tests.helpers.watching import named, wait_for_list  # noqa: E402
+from tests.helpers.watching import GONE, named, wait_for_list  # noqa: E402
 
 from filterjob_operator.core.samples import make_image  # noqa: E402
 from filterjob_worker.core.topology import Topology  # noqa: E402
@@ -107,6 +109,8 @@ class Timeline:
     replicas: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)
     backlog: float | None = None
     empty: float | None = None
+    #: Why following the Deployment stopped early, if it did.
+    error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,32 +131,33 @@ def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Interrupted
 
 
-def follow_deployment(apps: kubernetes.client.AppsV1Api, namespace: str, name: str, seen: Timeline) -> None:
-    """Record every state of the Deployment as its watch reports it, until the namespace goes."""
+def follow_deployment(
+    apps: kubernetes.client.AppsV1Api, namespace: str, name: str, seen: Timeline, stop: threading.Event
+) -> None:
+    """Record every state of the Deployment as its watch reports it, until ``stop`` is set."""
     version = ""
-    while True:
+    while not stop.is_set():
         watch = kubernetes.watch.Watch()
         try:
             for event in watch.stream(
-                apps.list_namespaced_deployment,
-                namespace,
-                resource_version=version,
-                timeout_seconds=60,
-                **named(name),
+                apps.list_namespaced_deployment, namespace, resource_version=version, timeout_seconds=5, **named(name)
             ):
                 item = event["object"]
                 version = item.metadata.resource_version
                 if event["type"] != "DELETED":
                     ready = (item.status.ready_replicas if item.status else None) or 0
                     seen.replicas.append((time.monotonic(), item.spec.replicas or 0, ready))
+                if stop.is_set():
+                    watch.stop()
         except kubernetes.client.ApiException as error:
-            if error.status == 410:
-                version = ""
+            if error.status == GONE:
+                version = ""  # expired: the next watch starts from the current state
                 continue
-            if error.status == 404:
-                return
-            raise
-        except Exception:  # the client closed at the end of the run
+            seen.error = f"the watch of the Deployment failed: {error.status} {error.reason}"
+            return
+        except Exception as error:  # the connection, e.g. the API server stopped by Ctrl-C
+            if not stop.is_set():
+                seen.error = f"the watch of the Deployment failed: {error}"
             return
 
 
@@ -182,32 +187,35 @@ async def sample_queue(queue: str, outputs: Path, images: int, seen: Timeline, s
             await asyncio.sleep(SAMPLE_SECONDS)
 
 
+def when(mode: str, what: str, states: list[tuple[float, int, int]], holds: Callable[[int, int], bool]) -> float:
+    """The time of the first recorded state (replicas, ready) for which ``holds``."""
+    for t, replicas, ready in states:
+        if holds(replicas, ready):
+            return t
+    raise RuntimeError(f"{mode}: the Deployment never showed {what}; its states: {[s[1:] for s in states]}")
+
+
 def measure(mode: str, seen: Timeline) -> Result:
-    """The round's figures from its timeline (see the module docstring)."""
-    if seen.backlog is None or seen.empty is None or not seen.replicas:
-        raise RuntimeError(f"{mode}: the round saw no backlog, no end or no Deployment: {seen!r}")
+    """The round's figures from its timeline (see the module docstring).
+
+    Times are as precise as the queue's sampling (``SAMPLE_SECONDS``): a scale-up that came within
+    one sample of the first task shows as about 0, possibly a few milliseconds below.
+    """
+    if seen.error:
+        raise RuntimeError(f"{mode}: {seen.error}")
+    if seen.backlog is None or seen.empty is None:
+        raise RuntimeError(f"{mode}: the round saw no backlog in the task queue, or never saw it empty")
     floor = 1 if mode == "hpa" else 0
-    after = [r for r in seen.replicas if r[0] >= seen.backlog]
-    first = next(t for t, replicas, _ in after if replicas > floor)
-    peak = max(replicas for _, replicas, _ in seen.replicas)
-    ready = next(t for t, replicas, up in after if replicas == peak and up == peak)
-    # The last time the replicas came down to the floor (they may dip and come back).
-    at_floor = None
-    for t, replicas, _ in seen.replicas:
-        if replicas <= floor and at_floor is None:
-            at_floor = t
-        elif replicas > floor:
-            at_floor = None
-    end0 = next(t for t, replicas, _ in seen.replicas if t >= first and replicas == 0)
-    assert at_floor is not None
-    return Result(
-        mode,
-        first - seen.backlog,
-        ready - seen.backlog,
-        at_floor - seen.empty,
-        end0 - seen.empty,
-        peak,
-    )
+    states = seen.replicas
+    first = when(mode, f"replicas above {floor}", states, lambda replicas, _: replicas > floor)
+    peak = max(replicas for _, replicas, _ in states)
+    later = [s for s in states if s[0] >= first]
+    ready = when(mode, f"{peak} ready", later, lambda replicas, up: replicas == up == peak)
+    # Down to the floor for good: after the last state above it (the replicas may dip and rise again).
+    above = [t for t, replicas, _ in states if replicas > floor]
+    at_floor = when(mode, f"replicas at {floor}", [s for s in states if s[0] > above[-1]], lambda r, _: r <= floor)
+    end0 = when(mode, "replicas 0", later, lambda replicas, _: replicas == 0)
+    return Result(mode, first - seen.backlog, ready - seen.backlog, at_floor - seen.empty, end0 - seen.empty, peak)
 
 
 def job_body(name: str, namespace: str, mode: str, src: Path, dst: Path, options: Options) -> dict[str, Any]:
@@ -231,43 +239,48 @@ def job_body(name: str, namespace: str, mode: str, src: Path, dst: Path, options
     }
 
 
+def sample(queue: str, outputs: Path, images: int, seen: Timeline, stop: threading.Event) -> None:
+    """:func:`sample_queue` in a thread of its own, its failure kept for the round's report."""
+    try:
+        asyncio.run(sample_queue(queue, outputs, images, seen, stop))
+    except Exception as error:  # the broker unreachable or gone: the round cannot be timed
+        seen.error = f"sampling {queue} failed: {error!r}"
+
+
 def one_round(api: ClusterApi, mode: str, src: Path, work: Path, options: Options) -> Result:
+    """One FilterJob in a fresh namespace, from its creation to its workers at zero; then removed."""
     namespace = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
     kube = Kube(api, namespace)
     api.core.create_namespace({"metadata": {"name": namespace}})
+    seen, stop = Timeline(), threading.Event()
+    finished = False
     try:
-        api.core.create_namespaced_secret(
-            namespace, {"metadata": {"name": "rabbitmq"}, "stringData": {"url": BROKER_URL}}
-        )
+        secret = {"metadata": {"name": "rabbitmq"}, "stringData": {"url": BROKER_URL}}
+        api.core.create_namespaced_secret(namespace, secret)
         dst = work / namespace
-        seen = Timeline()
-        watcher = threading.Thread(
-            target=follow_deployment, args=(api.apps, namespace, "scale-workers", seen), daemon=True
-        )
-        watcher.start()
+        args = (api.apps, namespace, "scale-workers", seen, stop)
+        threading.Thread(target=follow_deployment, args=args, daemon=True).start()
         job = kube.create_job(job_body("scale", namespace, mode, src, dst, options))
         queue = Topology.for_job(namespace=namespace, name="scale", uid=job["metadata"]["uid"]).tasks
-        stop = threading.Event()
-        sampler = threading.Thread(
-            target=asyncio.run, args=(sample_queue(queue, dst, options.images, seen, stop),), daemon=True
-        )
+        sampler = threading.Thread(target=sample, args=(queue, dst, options.images, seen, stop), daemon=True)
         sampler.start()
-        try:
-            state = kube.wait("filterjobs", "scale", phase_is("Succeeded", "Failed"), timeout=600)["status"]
-            kube.wait("deployments", "scale-workers", lambda d: d["spec"]["replicas"] == 0, timeout=120)
-        finally:
-            stop.set()
-            sampler.join(timeout=10)
-        if (state["phase"], state["succeeded"]) != ("Succeeded", options.images):
-            raise RuntimeError(f"{mode}: the job ended {state['phase']} with {state['succeeded']} succeeded: {state}")
+        state = kube.wait("filterjobs", "scale", phase_is("Succeeded", "Failed"), timeout=600)["status"]
+        kube.wait("deployments", "scale-workers", lambda d: d["spec"]["replicas"] == 0, timeout=120)
+        stop.set()
+        sampler.join(timeout=10)
+        if (state["phase"], state.get("succeeded")) != ("Succeeded", options.images):
+            raise RuntimeError(f"{mode}: the job ended {state['phase']}, {state.get('succeeded')} images succeeded")
+        finished = True
         return measure(mode, seen)
     finally:
-        with contextlib.suppress(kubernetes.client.ApiException):
-            kube.delete_job("scale")  # the operator, still running, removes its queues and finalizer
-            kube.gone("filterjobs", "scale", timeout=60)
+        stop.set()
+        if finished:  # the operator, still running, removes the job's queues and its finalizer
+            with contextlib.suppress(kubernetes.client.ApiException):
+                kube.delete_job("scale")
+                kube.gone("filterjobs", "scale", timeout=60)
         with contextlib.suppress(kubernetes.client.ApiException):
             api.core.delete_namespace(namespace)
-        delete_namespace_topology(namespace)
+        delete_namespace_topology(namespace)  # whatever is left on the shared broker, interrupted or not
 
 
 def make_inputs(directory: Path, count: int) -> Path:
@@ -391,6 +404,7 @@ def main() -> None:
     )
     parser.add_argument("--scale-down-delay", type=int, default=0, help="scaleDownDelaySeconds of the jobs (default 0)")
     parser.add_argument("--tmp", type=Path, help="where the temporary directory goes")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) afterwards")
     args = parser.parse_args()
     options = Options(
         rounds=args.rounds or (1 if args.quick else 2),
@@ -405,14 +419,46 @@ def main() -> None:
     if math.ceil(options.images / options.per_replica) < options.max_replicas:
         print("note: the backlog asks for fewer than maxReplicas workers", file=sys.stderr)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # Ctrl-C stops it even where it was started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if problem := broker_problem():
+        sys.exit(
+            f"scaling_bench: the broker {redacted(BROKER_URL)} is not reachable ({problem}); "
+            "start it (scripts/ensure-rabbitmq.sh) or set FILTERJOB_BROKER_URL"
+        )
     started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="scaling-bench-", dir=args.tmp))
     try:
-        with tempfile.TemporaryDirectory(prefix="scaling-bench-", dir=args.tmp) as work:
-            results = run(options, Path(work))
+        results = run(options, work)
     except (KeyboardInterrupt, Interrupted):
         sys.exit("scaling_bench: interrupted; everything it started is stopped")
+    except (RuntimeError, AssertionError, ControlPlaneError, kubernetes.client.ApiException) as error:
+        args.keep = True
+        sys.exit(f"scaling_bench: {error}\n(logs of the control plane, operator and pods kept in {work})")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     report(results, options)
-    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    print(f"\n(total {time.monotonic() - started:.0f} s)" + (f"; logs kept in {work}" if args.keep else ""))
+
+
+def broker_problem() -> str | None:
+    """Why the broker cannot be reached, or None."""
+
+    async def connect() -> None:
+        connection = await aio_pika.connect(BROKER_URL, timeout=10)
+        await connection.close()
+
+    try:
+        asyncio.run(connect())
+    except Exception as error:
+        return str(error) or type(error).__name__
+    return None
+
+
+def redacted(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or "").geturl()
 
 
 if __name__ == "__main__":
