@@ -195,6 +195,14 @@ def when(mode: str, what: str, states: list[tuple[float, int, int]], holds: Call
     raise RuntimeError(f"{mode}: the Deployment never showed {what}; its states: {[s[1:] for s in states]}")
 
 
+def settled(mode: str, states: list[tuple[float, int, int]], level: int) -> float:
+    """When the replicas came down to ``level`` for good: after the last state above it (they may
+    dip and rise again)."""
+    above = [t for t, replicas, _ in states if replicas > level]
+    later = [s for s in states if not above or s[0] > above[-1]]
+    return when(mode, f"replicas {level} at the end", later, lambda replicas, _: replicas <= level)
+
+
 def measure(mode: str, seen: Timeline) -> Result:
     """The round's figures from its timeline (see the module docstring).
 
@@ -211,10 +219,8 @@ def measure(mode: str, seen: Timeline) -> Result:
     peak = max(replicas for _, replicas, _ in states)
     later = [s for s in states if s[0] >= first]
     ready = when(mode, f"{peak} ready", later, lambda replicas, up: replicas == up == peak)
-    # Down to the floor for good: after the last state above it (the replicas may dip and rise again).
-    above = [t for t, replicas, _ in states if replicas > floor]
-    at_floor = when(mode, f"replicas at {floor}", [s for s in states if s[0] > above[-1]], lambda r, _: r <= floor)
-    end0 = when(mode, "replicas 0", later, lambda replicas, _: replicas == 0)
+    at_floor = settled(mode, states, floor)
+    end0 = settled(mode, states, 0)
     return Result(mode, first - seen.backlog, ready - seen.backlog, at_floor - seen.empty, end0 - seen.empty, peak)
 
 
