@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/scaling_bench.py            # 2 rounds per mode, 48 images (~10 minutes)
+    .venv/bin/python bench/scaling_bench.py            # 2 rounds per mode, 48 images (~3.5 minutes)
     .venv/bin/python bench/scaling_bench.py --quick    # 1 round per mode, 24 images (smoke run)
 
 It starts what the Kubernetes tests start (tests/helpers): the control plane on loopback (etcd,
@@ -25,7 +25,8 @@ Per round, with the worker Deployment followed by a watch and the task queue sam
 - ``t_end0``: from the queue being empty to replicas 0 (the operator's scale at the job's end).
 
 KEDA's operator is not run (building it takes ~17 minutes and 3 GB here): keda mode is not measured.
-Nothing is written to the repository; everything started is stopped on exit, Ctrl-C included.
+Nothing is written to the repository; everything started is stopped on exit, Ctrl-C included (``--keep``
+keeps the temporary directory with the logs).
 """
 
 from __future__ import annotations
