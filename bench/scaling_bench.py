@@ -10,8 +10,9 @@ kube-apiserver, kube-controller-manager with its real HPA controller, kube-sched
 harness that runs worker pods as local processes, the chart installed with ``helm install`` (CRD,
 RBAC, and a release serving the External metrics API through the aggregator), and the operator
 as a process with that release's ServiceAccount token. The broker is the test RabbitMQ on
-127.0.0.1:5672 (``FILTERJOB_BROKER_URL`` to change it; loopback only). Rounds alternate
-(queue, hpa, queue, hpa, ...); each round is a fresh namespace and FilterJob over the same inputs.
+127.0.0.1:5672 (``FILTERJOB_TEST_BROKER_URL`` and ``FILTERJOB_TEST_MANAGEMENT_URL`` as for the
+tests; loopback only). Rounds alternate (queue, hpa, queue, hpa, ...); each round is a fresh
+namespace and FilterJob over the same inputs.
 
 Per round, with the worker Deployment followed by a watch and the task queue sampled over AMQP:
 
@@ -35,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import math
 import os
 import shutil
@@ -61,7 +63,7 @@ import kubernetes.watch  # noqa: E402
 from tests.helpers.aggregation import Served, install_served_release, wait_available  # noqa: E402
 from tests.helpers.brokerclean import delete_namespace_topology  # noqa: E402
 from tests.helpers.brokers import BROKER_URL  # noqa: E402
-from tests.helpers.controlplane import HPA_SYNC_SECONDS, Binaries, ControlPlane, ControlPlaneError  # noqa: E402
+from tests.helpers.controlplane import HPA_SYNC_SECONDS, Binaries, ControlPlane, ControlPlaneError, free_port  # noqa: E402
 from tests.helpers.filterjobs import phase_is  # noqa: E402
 from tests.helpers.kubelet import Kubelet  # noqa: E402
 from tests.helpers.realcluster import (  # noqa: E402
@@ -123,7 +125,8 @@ class Timeline:
 class Result:
     mode: str
     first: float
-    ready: float
+    #: None: the replicas came down before all of the peak's pods were ready.
+    ready: float | None
     zero: float
     end0: float
     peak: int
@@ -224,10 +227,10 @@ def measure(mode: str, seen: Timeline) -> Result:
     first = when(mode, f"replicas above {floor}", states, lambda replicas, _: replicas > floor)
     peak = max(replicas for _, replicas, _ in states)
     later = [s for s in states if s[0] >= first]
-    ready = when(mode, f"{peak} ready", later, lambda replicas, up: replicas == up == peak)
+    ready = next((t - seen.backlog for t, replicas, up in later if replicas == up == peak), None)
     at_floor = settled(mode, states, floor)
     end0 = settled(mode, states, 0)
-    return Result(mode, first - seen.backlog, ready - seen.backlog, at_floor - seen.empty, end0 - seen.empty, peak)
+    return Result(mode, first - seen.backlog, ready, at_floor - seen.empty, end0 - seen.empty, peak)
 
 
 def job_body(name: str, namespace: str, mode: str, src: Path, dst: Path, options: Options) -> dict[str, Any]:
@@ -302,8 +305,14 @@ def make_inputs(directory: Path, count: int) -> Path:
     return directory
 
 
-def median(results: list[Result], field: str) -> float:
-    return float(statistics.median(getattr(r, field) for r in results))
+def median(results: list[Result], field: str) -> float | None:
+    """The median of the rounds that have the figure (a peak may never have been all ready)."""
+    values = [v for r in results if (v := getattr(r, field)) is not None]
+    return float(statistics.median(values)) if values else None
+
+
+def seconds(value: float | None, width: int = 0) -> str:
+    return f"{value:{width}.2f}" if value is not None else "n/a".rjust(width)
 
 
 def report(results: list[Result], options: Options) -> None:
@@ -326,7 +335,7 @@ def report(results: list[Result], options: Options) -> None:
     print()
     for result in results:
         print(
-            f"  round {result.mode:5}  t_first {result.first:6.2f}  t_ready {result.ready:6.2f}  "
+            f"  round {result.mode:5}  t_first {result.first:6.2f}  t_ready {seconds(result.ready, 6)}  "
             f"t_zero {result.zero:6.2f}  t_end0 {result.end0:6.2f}  peak {result.peak}"
         )
     print()
@@ -339,31 +348,44 @@ def report(results: list[Result], options: Options) -> None:
     for mode in MODES:
         mine = [r for r in results if r.mode == mode]
         values = {f: median(mine, f) for f in fields}
-        ratios = " / ".join(f"{values[f] / base[f]:.2f}" if base[f] > 0 else "-" for f in fields)
+        ratios = " / ".join(ratio(values[f], base[f]) for f in fields)
         floor = "1" if mode == "hpa" else "0"
-        print(
-            f"| {mode} (floor {floor}) | {values['first']:.2f} | {values['ready']:.2f} | {values['zero']:.2f} "
-            f"| {values['end0']:.2f} | {ratios} |"
-        )
+        cells = " | ".join(seconds(values[f]) for f in fields)
+        print(f"| {mode} (floor {floor}) | {cells} | {ratios} |")
     print("| keda | not measured | | | | |")
-    met = base["first"] <= GOAL_FIRST_SECONDS
+    if any(r.ready is None for r in results):
+        print("(t_ready n/a: the replicas came down before every pod of the peak was ready)")
+    worst = max(r.first for r in results if r.mode == "queue")
     print()
     print(
         f"queue mode's first scale-up within {GOAL_FIRST_SECONDS:g} s of the backlog: "
-        f"{'met' if met else 'NOT met'} (median {base['first']:.2f} s, worst "
-        f"{max(r.first for r in results if r.mode == 'queue'):.2f} s)"
+        f"{'met' if worst <= GOAL_FIRST_SECONDS else 'NOT met'} (median {seconds(base['first'])} s, "
+        f"worst {worst:.2f} s)"
     )
 
 
+def ratio(value: float | None, base: float | None) -> str:
+    """``value / base``; "-" where either is missing or the base is not above 0 (within a sample of nothing)."""
+    if value is None or base is None or base <= 0:
+        return "-"
+    return f"{value / base:.2f}"
+
+
 @contextlib.contextmanager
-def running_operator(plane: ControlPlane, served: Served, work: Path, options: Options) -> Iterator[None]:
+def running_operator(
+    plane: ControlPlane, served: Served, work: Path, options: Options
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``filterjob operator`` as the served release's ServiceAccount, serving the External metrics API."""
     token = plane.token_for(served.release.namespace, served.release.service_account)
     kubeconfig = plane.write_kubeconfig(work / "operator.kubeconfig", token=token)
     operator = FilterJobOperator(plane, served.release, kubeconfig)
     env = {**served.env(), "FILTERJOB_STATUS_INTERVAL": str(options.status_interval), "FILTERJOB_METRICS_PORT": "0"}
-    process = operator.spawn("--all-namespaces", log=work / "operator.log", env=env)
+    # A port of its own for the liveness endpoint (the last --liveness counts): kopf reads port 0 as 80,
+    # which another run may hold.
+    liveness = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
+    process = operator.spawn("--all-namespaces", liveness, log=work / "operator.log", env=env)
     try:
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -393,15 +415,30 @@ def run(options: Options, work: Path) -> list[Result]:
         crd = "filterjobs.filterjob.dev"
         wait_for_list(api.extensions.list_custom_resource_definition, established, what=crd, **named(crd))
         served = install_served_release(plane, api, "xm-bench", work)
-        stack.enter_context(running_operator(plane, served, work, options))
-        wait_available(api, timeout=120)
-        stack.enter_context(Kubelet(plane.api_client(), NODE, log_dir=work / "pods", restart_backoff=(0.2, 4.0)))
+        operator = stack.enter_context(running_operator(plane, served, work, options))
+        try:
+            wait_available(api, timeout=120)
+        except AssertionError:
+            if operator.poll() is None:
+                raise
+            raise RuntimeError(exited(operator, work)) from None
+        node_client = stack.enter_context(plane.api_client())
+        stack.enter_context(Kubelet(node_client, NODE, log_dir=work / "pods", restart_backoff=(0.2, 4.0)))
         results = []
         for n in range(options.rounds):
             for mode in MODES:
                 print(f"round {n + 1}/{options.rounds}: {mode} ...", flush=True)
+                if operator.poll() is not None:
+                    raise RuntimeError(exited(operator, work)) from None
                 results.append(one_round(api, mode, src, work, options))
         return results
+
+
+def exited(operator: subprocess.Popen[bytes], work: Path, lines: int = 3) -> str:
+    """Why the round cannot go on: the operator's exit and the end of its log."""
+    log = work / "operator.log"
+    tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    return f"the operator exited ({operator.returncode}): {' | '.join(tail) or 'no output'}"
 
 
 def main() -> None:
@@ -428,6 +465,10 @@ def main() -> None:
     )
     if min(options.rounds, options.images, options.max_replicas, options.per_replica) < 1:
         parser.error("--rounds, --images, --max-replicas and --messages-per-replica must be at least 1")
+    if options.status_interval <= 0 or options.scale_down_delay < 0:
+        parser.error("--status-interval must be above 0 and --scale-down-delay at least 0")
+    if not loopback(BROKER_URL):
+        parser.error(f"the broker {redacted(BROKER_URL)} is not on loopback: this benchmark talks to loopback only")
     if math.ceil(options.images / options.per_replica) < options.max_replicas:
         print("note: the backlog asks for fewer than maxReplicas workers", file=sys.stderr)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
@@ -436,7 +477,7 @@ def main() -> None:
     if problem := broker_problem():
         sys.exit(
             f"scaling_bench: the broker {redacted(BROKER_URL)} is not reachable ({problem}); "
-            "start it (scripts/ensure-rabbitmq.sh) or set FILTERJOB_BROKER_URL"
+            "start it (scripts/ensure-rabbitmq.sh) or set FILTERJOB_TEST_BROKER_URL"
         )
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="scaling-bench-", dir=args.tmp))
@@ -466,6 +507,16 @@ def broker_problem() -> str | None:
     except Exception as error:
         return str(error) or type(error).__name__
     return None
+
+
+def loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another name: it could resolve anywhere
+        return False
 
 
 def redacted(url: str) -> str:

@@ -67,7 +67,6 @@ def test_down_to_the_floor_counts_from_the_last_dip_that_stayed(bench: ModuleTyp
     ("states", "expected"),
     [
         ([(0.0, 0, 0), (9.0, 0, 0)], "never showed replicas above 0"),
-        ([(0.0, 0, 0), (1.0, 2, 0), (9.0, 0, 0)], "never showed 2 ready"),
         ([(0.0, 0, 0), (1.0, 2, 2)], "never showed replicas 0 at the end"),
         ([], "never showed replicas above 0"),
     ],
@@ -98,3 +97,40 @@ def test_a_failed_watch_or_sampler_is_the_rounds_error(bench: ModuleType) -> Non
     seen = bench.Timeline(replicas=[(0.0, 0, 0)], backlog=1.0, empty=2.0, error="the watch of the Deployment failed")
     with pytest.raises(RuntimeError, match="hpa: the watch of the Deployment failed"):
         bench.measure("hpa", seen)
+
+
+def test_a_peak_never_all_ready_has_no_ready_time_and_the_median_skips_it(bench: ModuleType) -> None:
+    # An HPA lowered the replicas before the fourth pod was ready (a loaded machine, a short backlog).
+    states = [(0.0, 1, 0), (8.0, 4, 1), (12.0, 2, 2), (20.0, 1, 1), (30.0, 0, 0)]
+    result = bench.measure("hpa", timeline(bench, states, backlog=0.5, empty=18.0))
+    assert (result.first, result.ready, result.peak) == (pytest.approx(7.5), None, 4)
+    timed = bench.Result("hpa", 1.0, 3.0, 1.0, 1.0, 4)
+    assert bench.median([result, timed], "ready") == 3.0
+    assert bench.median([result], "ready") is None
+    assert bench.seconds(None, 6) == "   n/a"
+
+
+@pytest.mark.parametrize(
+    ("value", "base", "expected"),
+    [(9.0, 3.0, "3.00"), (None, 3.0, "-"), (9.0, None, "-"), (9.0, 0.0, "-"), (1.0, -0.01, "-")],
+)
+def test_ratios_to_queue_mode_only_over_a_base_above_zero(
+    bench: ModuleType, value: float | None, base: float | None, expected: str
+) -> None:
+    assert bench.ratio(value, base) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("amqp://guest:guest@127.0.0.1:5672/", True),
+        ("amqp://u:p@127.8.0.1/", True),
+        ("amqp://localhost/", True),
+        ("amqp://[::1]:5672/", True),
+        ("amqp://10.0.0.1:5672/", False),
+        ("amqp://rabbit.example.com/", False),
+        ("amqp:///", False),
+    ],
+)
+def test_only_a_broker_on_loopback_is_used(bench: ModuleType, url: str, expected: bool) -> None:
+    assert bench.loopback(url) is expected
