@@ -58,7 +58,7 @@ from kopf.testing import KopfRunner
 
 from tests.helpers.brokerclean import delete_namespace_topology
 from tests.helpers.brokers import BROKER_URL
-from tests.helpers.controlplane import ControlPlane
+from tests.helpers.controlplane import ControlPlane, free_port
 from tests.helpers.kubelet import Kubelet
 from tests.helpers.watching import named, wait_for_list
 
@@ -453,7 +453,8 @@ class FilterJobOperator:
                 [
                     str(Path(sys.executable).with_name("filterjob")),
                     "operator",
-                    "--liveness=http://127.0.0.1:0/healthz",
+                    # A free port of its own: kopf reads port 0 as 80, so two operators would clash.
+                    f"--liveness=http://127.0.0.1:{free_port()}/healthz",
                     *args,
                 ],
                 env=environment,
