@@ -197,8 +197,11 @@ class Kube:
         call, args = self._call(kind)
         wait_for_list(call, lambda items: not items, timeout=timeout, what=f"{kind} {name} gone", **args, **named(name))
 
-    def events(self, reason: str) -> list[dict[str, Any]]:
-        return [e for e in self.list("events") if e.get("reason") == reason]
+    def events(self, reason: str, *, of: str | None = None) -> list[dict[str, Any]]:
+        """The namespace's events of ``reason``; with ``of``, only those about objects of that kind (the
+        kubelet's pod events share reasons such as ``Failed`` with the operator's)."""
+        found = [e for e in self.list("events") if e.get("reason") == reason]
+        return [e for e in found if of is None or e.get("involvedObject", {}).get("kind") == of]
 
     def wait_for_event(self, reason: str, *, timeout: float = 60.0) -> list[dict[str, Any]]:
         return self.wait_all("events", lambda events: any(e.get("reason") == reason for e in events), timeout=timeout)
