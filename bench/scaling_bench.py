@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))  # tests.helpers: the harness the Kubernetes tests
 import aio_pika  # noqa: E402
 import kubernetes.client  # noqa: E402
 import kubernetes.watch  # noqa: E402
+from tests.helpers import filterjobs  # noqa: E402
 from tests.helpers.aggregation import Served, install_served_release, wait_available  # noqa: E402
 from tests.helpers.brokerclean import delete_namespace_topology  # noqa: E402
 from tests.helpers.brokers import BROKER_URL  # noqa: E402
@@ -234,24 +235,16 @@ def measure(mode: str, seen: Timeline) -> Result:
 
 
 def job_body(name: str, namespace: str, mode: str, src: Path, dst: Path, options: Options) -> dict[str, Any]:
-    return {
-        "apiVersion": "filterjob.dev/v1alpha1",
-        "kind": "FilterJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "source": {"uri": src.as_uri() + "/"},
-            "destination": {"uri": dst.as_uri() + "/", "format": "jpeg"},
-            "filters": FILTERS,
-            "broker": {"secretRef": {"name": "rabbitmq"}},
-            "autoscaling": {
-                "mode": mode,
-                "minReplicas": 0,
-                "maxReplicas": options.max_replicas,
-                "messagesPerReplica": options.per_replica,
-                "scaleDownDelaySeconds": options.scale_down_delay,
-            },
-        },
+    """The tests' FilterJob, with this benchmark's pipeline, JPEG outputs and scaling."""
+    scaling = {
+        "mode": mode,
+        "minReplicas": 0,
+        "maxReplicas": options.max_replicas,
+        "messagesPerReplica": options.per_replica,
+        "scaleDownDelaySeconds": options.scale_down_delay,
     }
+    destination = {"uri": dst.as_uri() + "/", "format": "jpeg"}
+    return filterjobs.job_body(name, namespace, src, dst, filters=FILTERS, destination=destination, autoscaling=scaling)
 
 
 def sample(queue: str, outputs: Path, images: int, seen: Timeline, stop: threading.Event) -> None:
